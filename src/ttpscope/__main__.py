@@ -1,0 +1,3 @@
+from ttpscope.cli.main import main
+
+main()

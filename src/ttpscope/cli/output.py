@@ -1,0 +1,46 @@
+"""Shared CLI plumbing: JSON or Rich-table output, one-line errors, the common KB options."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterable
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+DomainOpt = typer.Option("enterprise", "--domain", "-d", help="ATT&CK domain: enterprise, mobile or ics.")
+BundleOpt = typer.Option(None, "--bundle", help="ATT&CK bundle: 'embedded', a path, an http(s) URL or "
+                         "taxii+http(s)://server/api/collections/<id>/ (default: newest from 'kb update', "
+                         "else the embedded v15.1).")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str))
+    sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+
+
+def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], caption: str | None = None) -> None:
+    t = Table(title=title, caption=caption, show_lines=False, header_style="bold")
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    for row in rows:
+        t.add_row(*["" if v is None else str(v) for v in row])
+    console.print(t)
+
+
+def note(text: str) -> None:
+    """A remark for the human reader, on stderr so that --json output stays clean."""
+    err_console.print(f"[yellow]note:[/yellow] {text}")
+
+
+def load(domain: str, bundle: str | None):
+    from ttpscope.kb import load_kb
+
+    return load_kb(domain, bundle)

@@ -1,0 +1,1 @@
+"""Threat report text -> Observations: documents, sentences, technique classifier, entities, IOCs, CVEs."""
