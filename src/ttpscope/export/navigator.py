@@ -1,0 +1,175 @@
+"""ATT&CK Navigator layers (format 4.5): write, validate and read.
+
+Every layer-producing feature (case, coverage, profile, gaps, emulation plan) goes through
+:func:`make_layer`, and every layer-consuming one through :func:`read_layer`, so the format lives here only.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import orjson
+
+from ttpscope.errors import InputError
+
+LAYER_VERSION = "4.5"
+NAVIGATOR_VERSION = "4.9.1"
+_TECH = re.compile(r"^T\d{4}(\.\d{3})?$")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$")
+DOMAIN_NAMES = {"enterprise": "enterprise-attack", "mobile": "mobile-attack", "ics": "ics-attack"}
+
+
+def make_layer(name: str, kb, entries: Iterable[dict[str, Any]], description: str = "",
+               gradient: tuple[str, ...] = ("#ffffffff", "#ff6666ff"), min_value: float = 0,
+               max_value: float | None = None, legend: Iterable[tuple[str, str]] = (),
+               metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """A layer for ``kb``'s domain from entries ``{id, score?, comment?, color?, tactic?, metadata?}``.
+
+    A technique with several tactics gets one cell per tactic unless ``tactic`` pins it. Parents of listed
+    sub-techniques are marked to show their sub-techniques expanded.
+    """
+    techniques: list[dict[str, Any]] = []
+    expand: set[str] = set()
+    scores = []
+    for entry in entries:
+        tid = entry["id"]
+        tech = kb.techniques.get(tid)
+        tactics = [entry["tactic"]] if entry.get("tactic") else (tech.tactics if tech else [])
+        for tactic in tactics or [None]:
+            cell: dict[str, Any] = {"techniqueID": tid, "enabled": True, "showSubtechniques": False}
+            if tactic:
+                cell["tactic"] = tactic
+            if entry.get("score") is not None:
+                cell["score"] = round(float(entry["score"]), 4)
+                scores.append(cell["score"])
+            cell["color"] = entry.get("color", "")
+            cell["comment"] = entry.get("comment", "")
+            cell["metadata"] = [{"name": str(k), "value": str(v)} for k, v in (entry.get("metadata") or {}).items()]
+            cell["links"] = []
+            techniques.append(cell)
+        if tech and tech.parent:
+            expand.add(tech.parent)
+    present = {(c["techniqueID"], c.get("tactic")) for c in techniques}
+    for cell in techniques:
+        if cell["techniqueID"] in expand:
+            cell["showSubtechniques"] = True
+    for parent in sorted(expand):
+        ptech = kb.techniques.get(parent)
+        for tactic in ptech.tactics if ptech else []:
+            if (parent, tactic) not in present:
+                techniques.append({"techniqueID": parent, "tactic": tactic, "enabled": True, "color": "",
+                                   "comment": "", "metadata": [], "links": [], "showSubtechniques": True})
+    major = kb.version.split(".")[0] if kb.version and kb.version[0].isdigit() else "15"
+    return {
+        "name": name,
+        "versions": {"attack": major, "navigator": NAVIGATOR_VERSION, "layer": LAYER_VERSION},
+        "domain": DOMAIN_NAMES[kb.domain],
+        "description": description,
+        "filters": {"platforms": sorted({p for t in kb.techniques.values() for p in t.platforms})},
+        "sorting": 3,
+        "layout": {"layout": "side", "aggregateFunction": "average", "showID": True, "showName": True,
+                   "showAggregateScores": False, "countUnscored": False, "expandedSubtechniques": "annotated"},
+        "hideDisabled": False,
+        "techniques": techniques,
+        "gradient": {"colors": list(gradient), "minValue": min_value,
+                     "maxValue": max_value if max_value is not None else max(scores + [1])},
+        "legendItems": [{"label": label, "color": color} for label, color in legend],
+        "metadata": [{"name": str(k), "value": str(v)} for k, v in (metadata or {}).items()],
+        "links": [],
+        "showTacticRowBackground": False,
+        "tacticRowBackground": "#dddddd",
+        "selectTechniquesAcrossTactics": True,
+        "selectSubtechniquesWithParent": False,
+        "selectVisibleTechniques": False,
+    }
+
+
+def validate_layer(layer: Any, kb=None) -> list[str]:
+    """Problems that would stop Navigator 4.5 from opening the layer (empty list = valid).
+
+    With ``kb``, tactic shortnames are checked against the domain's tactics.
+    """
+    problems: list[str] = []
+    if not isinstance(layer, dict):
+        return ["a layer must be a JSON object"]
+    for key, kind in (("name", str), ("domain", str), ("versions", dict), ("techniques", list)):
+        if not isinstance(layer.get(key), kind):
+            problems.append(f"'{key}' missing or not a {kind.__name__}")
+    versions = layer.get("versions") or {}
+    if isinstance(versions, dict) and versions.get("layer") != LAYER_VERSION:
+        problems.append(f"versions.layer is {versions.get('layer')!r}, expected '{LAYER_VERSION}'")
+    if layer.get("domain") not in DOMAIN_NAMES.values():
+        problems.append(f"domain {layer.get('domain')!r} is not one of {sorted(DOMAIN_NAMES.values())}")
+    tactics = {t.shortname for t in kb.tactics.values()} if kb is not None else None
+    for i, cell in enumerate(layer.get("techniques") or []):
+        if not isinstance(cell, dict):
+            problems.append(f"techniques[{i}] is not an object")
+            continue
+        if not _TECH.match(str(cell.get("techniqueID", ""))):
+            problems.append(f"techniques[{i}].techniqueID {cell.get('techniqueID')!r} is not T1234 or T1234.567")
+        if "tactic" in cell and tactics is not None and cell["tactic"] not in tactics:
+            problems.append(f"techniques[{i}].tactic {cell['tactic']!r} is not a tactic shortname of this domain")
+        if "score" in cell and not isinstance(cell["score"], (int, float)):
+            problems.append(f"techniques[{i}].score is not a number")
+        if cell.get("color") and not _COLOR.match(cell["color"]):
+            problems.append(f"techniques[{i}].color {cell['color']!r} is not a hex colour")
+        for m in cell.get("metadata") or []:
+            if not isinstance(m, dict) or not ({"name", "value"} <= m.keys() or "divider" in m):
+                problems.append(f"techniques[{i}].metadata entries need name and value")
+                break
+    gradient = layer.get("gradient")
+    if gradient is not None:
+        if not isinstance(gradient, dict) or not all(_COLOR.match(c) for c in gradient.get("colors", [])):
+            problems.append("gradient.colors must be hex colours")
+    return problems
+
+
+def read_layer(path: str | Path) -> list[dict[str, Any]]:
+    """Techniques of a Navigator layer file: [{id, score, tactic, comment}] of enabled cells."""
+    path = Path(path)
+    try:
+        layer = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise InputError(str(path), None, f"cannot read: {exc.strerror}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise InputError(str(path), None, f"not valid JSON ({exc})") from exc
+    if not isinstance(layer, dict) or not isinstance(layer.get("techniques"), list):
+        raise InputError(str(path), None, "not a Navigator layer (no 'techniques' list)")
+    out = []
+    for i, cell in enumerate(layer["techniques"]):
+        tid = cell.get("techniqueID") if isinstance(cell, dict) else None
+        if not tid or not _TECH.match(tid):
+            raise InputError(str(path), f"techniques[{i}]", f"techniqueID {tid!r} is not T1234 or T1234.567")
+        if cell.get("enabled", True) is False:
+            continue
+        out.append({"id": tid, "score": cell.get("score"), "tactic": cell.get("tactic"),
+                    "comment": cell.get("comment", "")})
+    return out
+
+
+def technique_ids_from_file(path: str | Path) -> list[str]:
+    """Technique ids from a Navigator layer (JSON) or a text file (ids separated by spaces, commas, lines).
+
+    Only scored or commented cells of a layer count when the layer scores anything: a layer that expands
+    parents to show sub-techniques lists those parents without a score.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(str(path), None, f"cannot read: {exc.strerror}") from exc
+    if raw.lstrip().startswith(b"{"):
+        cells = read_layer(path)
+        scored = [c for c in cells if c["score"] is not None or c["comment"]]
+        return list(dict.fromkeys(c["id"] for c in (scored or cells)))
+    ids = []
+    for lineno, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+        for token in re.split(r"[\s,;]+", line.split("#", 1)[0].strip()):
+            if not token:
+                continue
+            if not _TECH.match(token.upper()):
+                raise InputError(str(path), f"line {lineno}", f"{token!r} is not a technique id")
+            ids.append(token.upper())
+    return list(dict.fromkeys(ids))
