@@ -7,6 +7,8 @@ import sys
 import typer
 
 from ttpscope import __version__
+from ttpscope.cli import case as case_cli
+from ttpscope.cli import investigate as investigate_cli
 from ttpscope.cli import kb as kb_cli
 
 app = typer.Typer(
@@ -17,6 +19,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(kb_cli.app, name="kb")
+app.command("investigate")(investigate_cli.investigate_cmd)
+app.add_typer(case_cli.app, name="case")
+app.command("export")(case_cli.export_one_cmd)
 
 
 def _version(value: bool) -> None:
