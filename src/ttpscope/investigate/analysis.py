@@ -224,40 +224,207 @@ class Skipped(Exception):
     """A section not run on purpose (an option, or a prerequisite section that had no answer)."""
 
 
+TIMELINE_POINTS = 3000  # the figure keeps the first step of each (host, technique, tactic, minute)
+TOP_GROUPS = 3  # the threat profile of the coverage section
+PREDICTED_WEIGHT = 0.5  # anticipated techniques count half as much as observed ones for mitigations
+OTHER_CASES = 20  # stored cases compared in the overlap section
+
+
 @section("lifecycle")
 def _lifecycle(ctx: Context):
-    _require("ttpscope.analyze.lifecycle")
-    raise PartMissing("the lifecycle part is present but not yet wired into investigate")
+    """Tactics reached, furthest stage, intent and the timeline (``ttpscope.analyze.lifecycle``)."""
+    mod = _require("ttpscope.analyze.lifecycle", "lifecycle")
+    lc = mod.lifecycle(ctx.case, ctx.kb)
+    reached = {t["shortname"]: t for t in lc.tactics}
+    stages = [{"tactic": t.shortname, "name": t.name, "id": t.id, "reached": t.shortname in reached,
+               "techniques": [{"id": x["technique_id"], "name": x["name"], "observations": x["observations"],
+                               "placed_by": x.get("placed_by")}
+                              for x in reached.get(t.shortname, {}).get("techniques", [])]}
+              for t in ctx.kb.tactic_list()]
+    by_id = {o.id: o for o in ctx.case.observations}
+    points, seen = [], set()
+    for step in lc.timeline:
+        key = (step.get("host"), step["technique_id"], step["tactic"], str(step["time"])[:16])
+        if key in seen:
+            continue
+        seen.add(key)
+        obs = by_id.get(step.get("observation_id"))
+        points.append({"time": step["time"], "host": step.get("host"), "technique_id": step["technique_id"],
+                       "technique": step.get("technique_name"), "tactic": step["tactic"],
+                       "evidence": observation_text(obs) if obs else ""})
+        if len(points) >= TIMELINE_POINTS:
+            break
+    furthest = {"tactic": lc.furthest["shortname"], "name": lc.furthest["name"]} if lc.furthest else None
+    message = "; ".join(lc.notes[:3])
+    if len(lc.timeline) > len(points):
+        message = (message + "; " if message else "") + (
+            f"timeline figure: {len(points)} of {len(lc.timeline)} timed steps (repeats within a minute merged)")
+    return message, {"stages": stages, "furthest": furthest, "intent": lc.reading, "timeline": points,
+                     "hosts": sorted(lc.timelines), "timed_steps": len(lc.timeline), "unresolved": lc.unresolved}
+
+
+def _context_line(ctx_dict: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in ctx_dict.items():
+        if key == "url" or value in (None, "", [], {}):
+            continue
+        if isinstance(value, list):
+            value = ", ".join(v.get("name", str(v)) if isinstance(v, dict) else str(v) for v in value[:8])
+        out[key.replace("_", " ")] = str(value)
+    return out
 
 
 @section("attribution")
 def _attribution(ctx: Context):
-    _require("ttpscope.analyze.attribution")
-    raise PartMissing("the attribution part is present but not yet wired into investigate")
+    """Known groups (and ATT&CK campaigns) ranked by how well they explain the case
+    (``ttpscope.analyze.attribution``)."""
+    mod = _require("ttpscope.analyze.attribution", "attribute")
+    att = mod.attribute(ctx.case, ctx.kb, top=10)
+    n = len(att.observed)
+
+    def row(c) -> dict[str, Any]:
+        explained = [{"id": m.technique_id, "name": m.name, "weight": round(m.contribution, 3), "match": m.match}
+                     for m in c.explained]
+        missing = [{"id": m.get("technique_id") or m.get("id"), "name": m.get("name", "")} for m in c.missing]
+        exact = sum(1 for m in c.explained if m.match == "exact")
+        why = f"explains {len(explained)} of {n} observed techniques ({exact} exactly)"
+        return {"id": c.id, "name": c.name, "score": c.score, "confidence": c.confidence, "explained": explained,
+                "missing": missing, "context": _context_line(c.context), "why": why,
+                "groups": [g["name"] for g in c.context.get("groups", [])] if c.kind == "campaign" else []}
+
+    return "; ".join(att.notes[:3]), {
+        "verdict": att.verdict, "insufficient": att.insufficient_evidence, "information": att.information,
+        "groups": [row(c) for c in att.groups], "campaigns": [row(c) for c in att.campaigns[:5]],
+        "unexplained": att.unexplained, "unresolved": att.unresolved}
 
 
 @section("overlap")
 def _overlap(ctx: Context):
-    _require("ttpscope.analyze.overlap")
-    raise PartMissing("the overlap part is present but not yet wired into investigate")
+    """Similarity of the case to the other stored cases and to ATT&CK campaigns (``ttpscope.analyze.overlap``)."""
+    mod = _require("ttpscope.analyze.overlap", "overlap")
+    others: list[Any] = []
+    if ctx.workspace is not None:
+        for row in ctx.workspace.list_cases():
+            if row["id"] != ctx.case.id and row["observations"] and len(others) < OTHER_CASES:
+                others.append(ctx.workspace.get_case(row["id"]))
+    campaigns = sorted(c.id for c in ctx.kb.campaigns.values() if not c.deprecated)
+    result = mod.overlap([ctx.case, *others, *campaigns], ctx.kb)
+    me = result.items[0]["key"]
+    kinds = {it["key"]: it for it in result.items}
+    items = []
+    for pair in result.pairs:
+        if me not in (pair["a"], pair["b"]) or pair["similarity"] <= 0:
+            continue
+        other_key = pair["b"] if pair["a"] == me else pair["a"]
+        mine, theirs = ("only_a", "only_b") if pair["a"] == me else ("only_b", "only_a")
+        other = kinds[other_key]
+        items.append({"kind": other["kind"], "id": other.get("id") or "", "name": other["name"],
+                      "similarity": pair["similarity"], "shared": [t["technique_id"] for t in pair["shared"]],
+                      "only_case": [t["technique_id"] for t in pair[mine]],
+                      "only_other": [t["technique_id"] for t in pair[theirs]]})
+    items.sort(key=lambda i: (-i["similarity"], i["kind"], i["id"]))
+    if not items:
+        raise Empty(f"no overlap with {len(others)} other stored case(s) or {len(campaigns)} ATT&CK campaigns")
+    top = items[:10]
+    index = {it["key"]: i for i, it in enumerate(result.items)}
+    keys = [me] + [next(k for k, v in kinds.items() if v["name"] == it["name"] and v["kind"] == it["kind"])
+                   for it in top[:8]]
+    labels = [kinds[k]["name"] if k != me else f"this case: {ctx.case.name}" for k in keys]
+    matrix = [[result.matrix[index[a]][index[b]] for b in keys] for a in keys]
+    return (f"compared with {len(others)} other stored case(s) and {len(campaigns)} ATT&CK campaigns",
+            {"items": top, "matrix": {"labels": labels, "values": matrix},
+             "clusters": result.clustering.get("clusters", [])})
 
 
 @section("anticipation")
 def _anticipation(ctx: Context):
-    _require("ttpscope.analyze.anticipate")
-    raise PartMissing("the anticipation part is present but not yet wired into investigate")
+    """Techniques likely to come next, with what to watch (``ttpscope.analyze.anticipate``)."""
+    mod = _require("ttpscope.analyze.anticipate", "anticipate")
+    ant = mod.anticipate(ctx.case, ctx.kb, top=10)
+    names = {t.shortname: t.name for t in ctx.kb.tactic_list()}
+    preds = []
+    for p in ant.predictions:
+        because = ", ".join(b["technique_id"] for b in p.because_of)
+        profiles = ", ".join(f"{x['name']} ({x['id']})" for x in p.profiles)
+        why = (f"co-occurs with {because}" if because else "common in related profiles") + (
+            f"; seen together in {profiles}" if profiles else "")
+        if p.later_stage:
+            why += "; a later stage than reached so far"
+        watch = p.watch or {}
+        preds.append({"id": p.technique_id, "name": p.name, "tactics": [names.get(t, t) for t in p.tactics],
+                      "score": p.score, "why": why, "later_stage": p.later_stage,
+                      "watch": {"data_components": [f"{d['data_source']}: {d['name']}" if d.get("data_source")
+                                                    else d["name"] for d in watch.get("data_components", [])],
+                                "detection_strategies": [d["name"] for d in watch.get("detection_strategies", [])],
+                                "mitigations": watch.get("mitigations", [])}})
+    if not preds:
+        raise Empty("no technique co-occurs with the observed ones in the knowledge base's profiles")
+    return "; ".join(ant.notes[:3]), {"predictions": preds, "reached": ant.reached_tactics}
+
+
+def _rules_for_coverage(ctx: Context) -> Path | None:
+    if ctx.rules is not None:
+        return ctx.rules
+    try:
+        from ttpscope.detect.rules import default_rules_dir
+    except ImportError:
+        return None
+    path = default_rules_dir()
+    return path if path is not None and Path(path).exists() else None
 
 
 @section("coverage")
 def _coverage(ctx: Context):
-    _require("ttpscope.analyze.coverage")
-    raise PartMissing("the coverage part is present but not yet wired into investigate")
+    """Coverage of the rule set against the top attributed groups (``ttpscope.analyze.coverage``)."""
+    cov = _require("ttpscope.analyze.coverage", "coverage_report")
+    prof = _require("ttpscope.analyze.profile", "profile_from_ranking")
+    rules_mod = _require("ttpscope.detect.rules", "load_rules")
+    at = ctx.sections.get("attribution")
+    if at is None or not at.ok or not at.data["groups"]:
+        raise Skipped("needs the attribution's top groups, and attribution has none")
+    rules_path = _rules_for_coverage(ctx)
+    if rules_path is None:
+        raise Empty("no Sigma rule set to measure: give --rules (or run 'ttpscope rules update')")
+    ranking = [(g["id"], g["score"]) for g in at.data["groups"]]
+    profile = prof.profile_from_ranking(ctx.kb, ranking, top=TOP_GROUPS)
+    ruleset = rules_mod.load_rules(rules_path, ctx.kb)
+    report = cov.coverage_report(ctx.kb, ruleset.rules, profile)
+    names = {t.shortname: t.name for t in ctx.kb.tactic_list()}
+    gaps = [{"id": g["id"], "name": g["name"], "tactics": [names.get(t, t) for t in g["tactics"]],
+             "actors": [ctx.kb.name_of(a) for a in g.get("actors", [])], "visible": g.get("visible"),
+             "pre_compromise": g.get("pre_compromise", False)} for g in report["gaps"]]
+    message = ("attribution is insufficient evidence, so the profile is its top candidates taken as leads"
+               if at.data.get("insufficient") else "")
+    return message, {"profile": [{"id": g, "name": ctx.kb.name_of(g)} for g in profile.groups],
+                     "coverage": report["coverage"], "weighted_coverage": report.get("weighted_coverage"),
+                     "rules": str(rules_path), "rules_loaded": len(ruleset.rules), "gaps": gaps,
+                     "visible_undetected": report.get("visible_undetected", []), "counts": report.get("counts", {})}
 
 
 @section("mitigations")
 def _mitigations(ctx: Context):
-    _require("ttpscope.analyze.mitigations")
-    raise PartMissing("the mitigations part is present but not yet wired into investigate")
+    """Mitigations covering the observed and anticipated techniques, fewest first
+    (``ttpscope.analyze.mitigations``)."""
+    mod = _require("ttpscope.analyze.mitigations", "mitigation_plan")
+    weights = {tid: 1.0 for tid in ctx.technique_ids()}
+    ant = ctx.sections.get("anticipation")
+    predicted = [p["id"] for p in ant.data["predictions"]] if ant is not None and ant.ok else []
+    for tid in predicted:
+        weights.setdefault(tid, PREDICTED_WEIGHT)
+    plan = mod.mitigation_plan(ctx.kb, list(weights), weights)
+    rows = []
+    for m in plan["mitigations"]:
+        how = m.get("how") or {}
+        advice = next(iter(how.values()), "") if how else ""
+        rows.append({"id": m["id"], "name": m["name"], "covers": m["covers"], "in_cover": m.get("in_cover"),
+                     "cumulative": m.get("cumulative"), "advice": advice[:300]})
+    if not rows:
+        raise Empty("ATT&CK lists no mitigation for these techniques")
+    comps = [{"name": f"{d['data_source']}: {d['name']}" if d.get("data_source") else d["name"],
+              "techniques": d["techniques"]} for d in plan.get("data_components", [])]
+    message = f"for {len(ctx.technique_ids())} observed" + (f" and {len(predicted)} anticipated" if predicted else "") + \
+        " techniques" + (f"; {len(plan['uncovered'])} have no ATT&CK mitigation" if plan.get("uncovered") else "")
+    return message, {"mitigations": rows, "data_components": comps, "uncovered": plan.get("uncovered", [])}
 
 
 @section("indicators")
