@@ -127,7 +127,8 @@ def ranking_bars(items: list[dict[str, Any]], value: str = "score", label: str =
     colors = [float(i.get(color_by) or 0) for i in items] if color_by else None
     marker: dict[str, Any] = {"color": "#4e79a7"}
     if colors is not None:
-        marker = {"color": colors, "colorscale": "Blues", "cmin": 0, "cmax": 1, "showscale": True,
+        marker = {"color": colors, "colorscale": [[0.0, "#c6dbef"], [1.0, "#08306b"]], "cmin": 0, "cmax": 1,
+                  "showscale": True,
                   "colorbar": {"title": {"text": esc(color_by)}, "thickness": 12},
                   "line": {"width": 1, "color": "#1f3b5a"}}
     hover = [f"<b>{n}</b><br>{esc(title)}: {v:.3f}" + (f"<br>{esc(color_by)}: {c:.2f}" if colors else "")
@@ -135,7 +136,8 @@ def ranking_bars(items: list[dict[str, Any]], value: str = "score", label: str =
     return {
         "data": [{"type": "bar", "orientation": "h", "x": values, "y": names, "marker": marker,
                   "hovertext": hover, "hovertemplate": "%{hovertext}<extra></extra>",
-                  "text": [f"{v:.2f}" for v in values], "textposition": "auto"}],
+                  "text": [f"{v:.2f}" for v in values], "textposition": "outside",
+                  "textfont": {"color": "#1f2933"}, "cliponaxis": False}],
         "layout": {"font": FONT, "height": 110 + 34 * len(items), "margin": {"l": 260, "r": 20, "t": 20, "b": 40},
                    "xaxis": {"title": {"text": esc(title)}, "rangemode": "tozero"},
                    "yaxis": {"autorange": "reversed", "type": "category"}},

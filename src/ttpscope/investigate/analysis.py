@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ttpscope.errors import TtpscopeError
 from ttpscope.export.evidence import TechniqueEvidence, observation_text, technique_evidence
 from ttpscope.model import Case
 
@@ -369,7 +370,10 @@ def _rules_for_coverage(ctx: Context) -> Path | None:
         from ttpscope.detect.rules import default_rules_dir
     except ImportError:
         return None
-    path = default_rules_dir()
+    try:
+        path = default_rules_dir()
+    except TtpscopeError:  # no SigmaHQ release cached
+        return None
     return path if path is not None and Path(path).exists() else None
 
 
