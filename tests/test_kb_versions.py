@@ -87,5 +87,6 @@ def test_warm_cache_is_written_reused_and_invalidated(tmp_path, monkeypatch, sha
         cache.write_bytes(b"garbage")
     kbmod._loaded.clear()
     assert load_kb("ics", str(bundle)).technique("T0807").name == "Command-Line Interface v2"
-    assert pickle.loads(next((tmp_path / "home" / "cache" / "kb").glob("*.pickle")).read_bytes()) is not None
+    rebuilt = [c for c in (tmp_path / "home" / "cache" / "kb").glob("*.pickle") if c.read_bytes() != b"garbage"]
+    assert len(rebuilt) == 1 and pickle.loads(rebuilt[0].read_bytes()).version == "18.1"
     kbmod._loaded.clear()
