@@ -17,6 +17,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(kb_cli.app, name="kb")
+from ttpscope.cli import analyze as analyze_cli  # noqa: E402
+
+for _name, _fn in (("lifecycle", analyze_cli.lifecycle_cmd), ("attribute", analyze_cli.attribute_cmd),
+                   ("overlap", analyze_cli.overlap_cmd), ("anticipate", analyze_cli.anticipate_cmd)):
+    app.command(_name)(_fn)
 
 
 def _version(value: bool) -> None:
