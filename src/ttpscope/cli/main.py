@@ -7,6 +7,8 @@ import sys
 import typer
 
 from ttpscope import __version__
+from ttpscope.cli import case as case_cli
+from ttpscope.cli import investigate as investigate_cli
 from ttpscope.cli import kb as kb_cli
 
 app = typer.Typer(
@@ -22,6 +24,9 @@ from ttpscope.cli import analyze as analyze_cli  # noqa: E402
 for _name, _fn in (("lifecycle", analyze_cli.lifecycle_cmd), ("attribute", analyze_cli.attribute_cmd),
                    ("overlap", analyze_cli.overlap_cmd), ("anticipate", analyze_cli.anticipate_cmd)):
     app.command(_name)(_fn)
+app.command("investigate")(investigate_cli.investigate_cmd)
+app.add_typer(case_cli.app, name="case")
+app.command("export")(case_cli.export_one_cmd)
 
 
 def _version(value: bool) -> None:
