@@ -17,6 +17,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(kb_cli.app, name="kb")
+from ttpscope.cli import defend as defend_cli  # noqa: E402
+
+kb_cli.app.command("cve")(defend_cli.cve)
 
 
 def _version(value: bool) -> None:
