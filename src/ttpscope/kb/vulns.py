@@ -329,12 +329,13 @@ def default_sources() -> list[str]:
     return [OFFICIAL_KEV_URL]
 
 
-def resolve_mapping_techniques(mappings: list[CveMapping], kb) -> tuple[list[CveMapping], list[str]]:
+def resolve_mapping_techniques(mappings: list[CveMapping], kb, resolver=None) -> tuple[list[CveMapping], list[str]]:
     """Map technique ids onto ``kb``'s release (follows revocations); returns (kept mappings, notes).
 
     Mapping files are made against one ATT&CK release (15.1, 16.1): an id revoked since is replaced,
     an id the knowledge base lacks is dropped with a note. Mappings of another domain (a mobile file
-    when ``kb`` is enterprise) are left out silently.
+    when ``kb`` is enterprise) are left out silently. ``resolver(kb, id) -> Resolution`` replaces
+    ``kb.resolve_technique`` (e.g. to map ids newer than the knowledge base).
     """
     kept: list[CveMapping] = []
     notes: list[str] = []
@@ -342,7 +343,7 @@ def resolve_mapping_techniques(mappings: list[CveMapping], kb) -> tuple[list[Cve
     for m in mappings:
         if m.domain and m.domain != kb.domain:
             continue
-        res = kb.resolve_technique(m.technique_id)
+        res = resolver(kb, m.technique_id) if resolver else kb.resolve_technique(m.technique_id)
         if res.id is None:
             notes.append(f"{m.cve}: {res.note}")
             continue
@@ -357,7 +358,7 @@ def resolve_mapping_techniques(mappings: list[CveMapping], kb) -> tuple[list[Cve
     return kept, notes
 
 
-def cve_view(mappings: VulnMappings, cve: str, kb=None) -> dict:
+def cve_view(mappings: VulnMappings, cve: str, kb=None, resolver=None) -> dict:
     """JSON-ready answer for one CVE: ``{cve, description, techniques: [{id, name, mapping_type, ...}], notes}``.
 
     With ``kb`` the ids are resolved onto its release and its provenance is added. Raises NotFoundError for
@@ -374,7 +375,7 @@ def cve_view(mappings: VulnMappings, cve: str, kb=None) -> dict:
                             f"{len([s for s in mappings.sources if s['format'] != 'cve-descriptions'])} files)")
     notes: list[str] = []
     if kb is not None:
-        maps, notes = resolve_mapping_techniques(maps, kb)
+        maps, notes = resolve_mapping_techniques(maps, kb, resolver)
     view = {
         "cve": key,
         "description": mappings.describe(key),
