@@ -420,3 +420,44 @@ def coverage_layers(report: dict, kb: KnowledgeBase) -> dict[str, dict]:
                       description="profile techniques no alerting rule detects",
                       legend=[("undetected", "#e34a33"), ("visible but undetected", "#fdae61")])
     return {"coverage": cov, "profile": prof, "gaps": gaps}
+
+
+def hunt_leads(kb: KnowledgeBase, rules: Iterable, technique_ids: Iterable[str], target: str,
+               pipeline: str | None = "default") -> dict:
+    """Hunting leads: per technique the Sigma rules that cover it (own tag or a sub-technique's), each
+    converted to ``target`` (see ``ttpscope.detect.convert``); conversion failures keep their reason.
+
+    Returns ``{target, pipeline, techniques: [{id, name, rules: [{id, title, level, status, path, queries,
+    error}]}], unknown, counts}``; rules by level (critical first), then id.
+    """
+    from ttpscope.detect.convert import convert_rules
+
+    index, notes = rules_by_technique(rules, kb)
+    wanted: list[str] = []
+    unknown: list[str] = []
+    for raw in technique_ids:
+        res = resolve_any_release(kb, raw)
+        if res.id is None:
+            unknown.append(raw)
+        elif res.id not in wanted:
+            wanted.append(res.id)
+    per_tech = {t: technique_coverage(kb, t, index).rules for t in wanted}
+    unique = {id(r): r for rs in per_tech.values() for r in rs}
+    converted = convert_rules(list(unique.values()), target, pipeline)
+    by_obj = dict(zip(unique.keys(), converted.results))
+    rank = {lv: i for i, lv in enumerate(LEVELS)}
+    techniques = []
+    for tid in wanted:
+        rows = []
+        for r in per_tech[tid]:
+            c = by_obj[id(r)]
+            rows.append({"id": str(r.id), "title": str(getattr(r, "title", "") or ""), "level": r.level,
+                         "status": r.status, "path": str(getattr(r, "path", "") or "") or None,
+                         "queries": c.queries, "error": c.error})
+        rows.sort(key=lambda x: (rank.get(str(x["level"]).lower(), 9), x["id"]))
+        techniques.append({"id": tid, "name": kb.techniques[tid].name, "rules": rows})
+    return {"target": converted.target, "pipeline": converted.pipeline, "techniques": techniques,
+            "unknown": unknown,
+            "counts": {"techniques": len(wanted), "rules": len(unique), "converted": len(converted.queries),
+                       "failed": len(converted.failures)},
+            "notes": notes, **kb.provenance()}

@@ -306,3 +306,69 @@ def vulns_rank(file: str = typer.Argument(..., help="File with CVE ids (scanner 
     c = result["counts"]
     console.print(f"{c['cves']} CVEs read from {file}: {c['mapped']} mapped, {c['unmapped']} without mappings"
                   + (f" ({', '.join(result['unmapped'][:10])})" if result["unmapped"] else ""))
+
+
+# ------------------------------------------------------------------ hunting and conversion
+TargetOpt = typer.Option("splunk", "--target", "-t", help="splunk | elasticsearch (Lucene) | esql | kusto (KQL).")
+PipelineOpt = typer.Option("default", "--pipeline", help="pySigma processing pipeline: 'default' for the "
+                           "target, 'none', an installed pipeline name, or a pipeline YAML file.")
+
+
+def hunt(techniques: list[str] = typer.Argument(None, help="Technique ids to hunt for."),
+         rules: list[str] = typer.Option(..., "--rules", "-r", help="Sigma rule folder(s) or file(s)."),
+         layer: str = typer.Option(None, "--layer", help="Techniques from a Navigator layer or text file."),
+         case: str = CaseOpt, target: str = TargetOpt, pipeline: str = PipelineOpt,
+         domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
+    """Hunting leads: the Sigma rules covering each technique, as queries for your SIEM."""
+    from ttpscope.analyze.coverage import hunt_leads
+
+    kb = load(domain, bundle)
+    ids = _techniques_arg(list(techniques or []) + (_case_techniques(case) if case else []), layer)
+    loaded, _ = _load_rules(rules, kb)
+    leads = hunt_leads(kb, loaded, ids, target, pipeline)
+    for t in leads["unknown"]:
+        note(f"{t}: not a technique of {kb.label}")
+    if json:
+        print_json(leads)
+        return
+    for tech in leads["techniques"]:
+        console.rule(f"{tech['id']} {tech['name']}: {len(tech['rules'])} rules")
+        for r in tech["rules"]:
+            console.print(f"[bold]{r['title']}[/bold] ({r['level']}, {r['status']}) {r['id']}")
+            if r["error"]:
+                console.print(f"  [red]not converted:[/red] {r['error']}")
+            for q in r["queries"]:
+                console.print(q, markup=False, highlight=False)
+    c = leads["counts"]
+    console.print(f"[dim]{c['rules']} rules, {c['converted']} converted to {leads['target']} "
+                  f"({leads['pipeline']}), {c['failed']} failed; {kb.label}[/dim]")
+
+
+def convert(rules: list[str] = typer.Argument(..., help="Sigma rule files or folders."),
+            target: str = TargetOpt, pipeline: str = PipelineOpt,
+            out: str = typer.Option(None, "--out", help="Write the queries to this file (one per line)."),
+            json: bool = JsonOpt) -> None:
+    """Convert Sigma rules to Splunk SPL, Elasticsearch Lucene / ES|QL or Microsoft KQL; failures with reasons."""
+    from pathlib import Path
+
+    from ttpscope.detect.convert import convert_rules
+
+    loaded, errors = _load_rules(rules, None)
+    result = convert_rules(loaded, target, pipeline, isolate=False)  # freshly loaded: nothing reuses them
+    data = result.to_dict()
+    data["load_errors"] = [str(e) for e in errors]
+    if out:
+        Path(out).write_text("\n".join(q for r in result.queries for q in r.queries) + "\n", encoding="utf-8")
+    if json:
+        print_json(data)
+        return
+    if not out:
+        for r in result.queries:
+            console.print(f"[dim]# {r.title} ({r.rule_id})[/dim]")
+            for q in r.queries:
+                console.print(q, markup=False, highlight=False)
+    if result.failures:
+        table(f"Not converted ({len(result.failures)})", ["rule", "title", "reason"],
+              [(r.path or r.rule_id, r.title, r.error) for r in result.failures])
+    console.print(f"{len(result.queries)}/{len(result.results)} rules converted to {result.target} "
+                  f"({result.pipeline}): {result.rate:.1%}" + (f"; {len(errors)} rules failed to load" if errors else ""))

@@ -20,7 +20,7 @@ app.add_typer(kb_cli.app, name="kb")
 from ttpscope.cli import defend as defend_cli  # noqa: E402
 
 kb_cli.app.command("cve")(defend_cli.cve)
-for _cmd in (defend_cli.coverage, defend_cli.mitigate, defend_cli.emulate):
+for _cmd in (defend_cli.coverage, defend_cli.mitigate, defend_cli.hunt, defend_cli.emulate):
     app.command()(_cmd)
 app.add_typer(defend_cli.vulns_app, name="vulns")
 

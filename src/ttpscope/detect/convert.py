@@ -146,8 +146,12 @@ def make_backend(target: str, pipeline: str | None = "default"):
 
 
 def convert_rules(rules: Iterable[Any], target: str, pipeline: str | None = "default",
-                  output_format: str | None = None) -> ConversionResult:
-    """Convert each rule to ``target``; failures are kept per rule with the reason (see module doc)."""
+                  output_format: str | None = None, isolate: bool = True) -> ConversionResult:
+    """Convert each rule to ``target``; failures are kept per rule with the reason (see module doc).
+
+    ``isolate=False`` converts the caller's rule objects in place (about twice as fast): only for rules
+    that nothing uses afterwards, since the pipeline rewrites them.
+    """
     target = normalize_target(target)
     backend, label = make_backend(target, pipeline)
     fmt = output_format or TARGETS[target][2]
@@ -162,7 +166,7 @@ def convert_rules(rules: Iterable[Any], target: str, pipeline: str | None = "def
             path = source.path
         out = ConvertedRule(rid, title, str(path) if path else None, target)
         try:
-            queries = backend.convert_rule(copy.deepcopy(rule), fmt)
+            queries = backend.convert_rule(copy.deepcopy(rule) if isolate else rule, fmt)
             out.queries = [q if isinstance(q, str) else _render(q) for q in queries]
             if not out.queries:
                 out.error = "no query produced (the backend returned nothing for this rule)"
