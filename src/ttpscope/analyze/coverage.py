@@ -26,6 +26,7 @@ host and network logs cannot see them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -37,6 +38,7 @@ from ttpscope.kb.aliases import normalize
 from ttpscope.analyze.crosswalk import resolve_any_release
 from ttpscope.analyze.profile import ThreatProfile
 
+_TECH_TAG = re.compile(r"^attack\.t\d{4}(\.\d{3})?$", re.I)
 LEVEL_WEIGHT = {"critical": 1.0, "high": 0.8, "medium": 0.6, "low": 0.3, "informational": 0.1}
 STATUS_WEIGHT = {"stable": 1.0, "test": 0.8, "experimental": 0.6, "unsupported": 0.3, "deprecated": 0.0}
 NON_ALERTING_STATUS = {"deprecated", "unsupported"}
@@ -228,7 +230,10 @@ def rules_by_technique(rules: Iterable, kb: KnowledgeBase) -> tuple[dict[str, li
     cache: dict[str, str | None] = {}
     for rule in rules:
         seen: set[str] = set()
-        for raw in rule.techniques or ():
+        # RuleInfo keeps tags its KB could not map (e.g. v19 ids under v15.1) in unknown_tags: try them too
+        newer = [tag.split(".", 1)[1].upper() for tag, _ in getattr(rule, "unknown_tags", ()) or ()
+                 if _TECH_TAG.match(str(tag))]
+        for raw in list(rule.techniques or ()) + newer:
             if raw not in cache:
                 res = resolve_any_release(kb, raw)
                 cache[raw] = res.id
@@ -359,7 +364,8 @@ def coverage_report(kb: KnowledgeBase, rules: Iterable, profile: ThreatProfile |
                 "actors": list(profile.actors.get(tid, [])) if profile is not None else [],
                 "tactics": sorted(tech.tactics, key=lambda s: order.get(s, 99)),
                 "weight": round(targets[tid], 6), "pre_compromise": _is_pre(kb, tid),
-                "visible": covs[tid].visible, "parent_rules": len(covs[tid].parent_rules)}
+                "visible": covs[tid].visible, "parent_rules": len(covs[tid].parent_rules),
+                "parent_rule_ids": sorted(str(r.id) for r in covs[tid].parent_rules)}
 
     gaps = sorted((t for t in covs if not covs[t].detected),
                   key=lambda t: (_is_pre(kb, t), -targets[t], first_tactic(t), t))

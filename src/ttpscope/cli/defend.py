@@ -104,7 +104,7 @@ def _load_rules(paths: list[str], kb):
     from ttpscope.detect.rules import load_rules
 
     ruleset = load_rules(paths, kb=kb)
-    errors = list(getattr(ruleset, "errors", []) or [])
+    errors = [": ".join(map(str, e)) if isinstance(e, tuple) else str(e) for e in getattr(ruleset, "errors", []) or []]
     if errors:
         note(f"{len(errors)} rules could not be loaded (first: {errors[0]})")
     return list(getattr(ruleset, "rules", ruleset)), errors

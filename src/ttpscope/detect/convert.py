@@ -166,7 +166,9 @@ def convert_rules(rules: Iterable[Any], target: str, pipeline: str | None = "def
             path = source.path
         out = ConvertedRule(rid, title, str(path) if path else None, target)
         try:
-            queries = backend.convert_rule(copy.deepcopy(rule) if isolate else rule, fmt)
+            if isolate:
+                rule = item.fresh_rule() if hasattr(item, "fresh_rule") else copy.deepcopy(rule)
+            queries = backend.convert_rule(rule, fmt)
             out.queries = [q if isinstance(q, str) else _render(q) for q in queries]
             if not out.queries:
                 out.error = "no query produced (the backend returned nothing for this rule)"
