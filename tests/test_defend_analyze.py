@@ -256,3 +256,20 @@ def test_malformed_inventory(tmp_path, text, problem):
     with pytest.raises(InputError) as err:
         load_inventory(f)
     assert str(f) in str(err.value) and problem in str(err.value)
+
+
+def test_inventory_v18_log_sources_and_dc_ids(shared_data, tmp_path):
+    from ttpscope.kb import load_kb
+
+    ics = load_kb("ics", str(shared_data / "attack" / "ics-attack-18.1.json"))
+    prof = profile_from_techniques(ics, ["T0807", "T0886"])
+    f = tmp_path / "inv.yml"
+    f.write_text('platforms:\n  "*":\n    log_sources: ["Process"]\n')
+    rows = {t["id"]: t for t in coverage_report(ics, [], prof, load_inventory(f))["techniques"]}
+    assert rows["T0807"]["visible"] and "log source: Process" in rows["T0807"]["visible_via"]
+    f.write_text('platforms:\n  all:\n    data_components: [DC0064]\n')  # Command Execution, by id
+    rows = {t["id"]: t for t in coverage_report(ics, [], prof, load_inventory(f))["techniques"]}
+    assert rows["T0807"]["visible"] and "data component: Command Execution" in rows["T0807"]["visible_via"]
+    f.write_text('platforms:\n  Linux:\n    data_components: [DC0064]\n')  # T0807 runs on no such platform
+    rows = {t["id"]: t for t in coverage_report(ics, [], prof, load_inventory(f))["techniques"]}
+    assert rows["T0807"]["visible"] is False
