@@ -27,6 +27,12 @@ for _name, _fn in (("lifecycle", analyze_cli.lifecycle_cmd), ("attribute", analy
 app.command("investigate")(investigate_cli.investigate_cmd)
 app.add_typer(case_cli.app, name="case")
 app.command("export")(case_cli.export_one_cmd)
+from ttpscope.cli import defend as defend_cli  # noqa: E402
+
+kb_cli.app.command("cve")(defend_cli.cve)
+for _cmd in (defend_cli.coverage, defend_cli.mitigate, defend_cli.hunt, defend_cli.emulate):
+    app.command()(_cmd)
+app.add_typer(defend_cli.vulns_app, name="vulns")
 
 
 def _version(value: bool) -> None:
