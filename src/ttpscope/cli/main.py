@@ -8,6 +8,7 @@ import typer
 
 from ttpscope import __version__
 from ttpscope.cli import kb as kb_cli
+from ttpscope.cli import serve as serve_cli
 
 app = typer.Typer(
     name="ttpscope",
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(kb_cli.app, name="kb")
+app.command(name="serve")(serve_cli.serve)
 
 
 def _version(value: bool) -> None:
