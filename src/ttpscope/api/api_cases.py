@@ -65,8 +65,8 @@ async def create_case(request: Request,
     from ttpscope.api.uploads import read_uploads
 
     s = request.app.state.settings
-    investigation.check_available()
     evidence = await read_uploads(file, text, s.max_files, s.max_upload_bytes, s.max_text_chars)
+    investigation.check_available()
     job = investigation.start(request.app, evidence, name, kb)
     return {"job": job.to_dict(), "poll": f"/api/jobs/{job.id}"}
 
