@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from ttpscope.api.deps import kb_of
@@ -28,12 +28,12 @@ def tactics(kb=Depends(kb_of)) -> dict:
 
 
 @router.get("/tactics/{tactic}", summary="A tactic and its techniques")
-def tactic(tactic: str, kb=Depends(kb_of)) -> dict:
+def tactic(tactic: str = Path(..., examples=["TA0006", "credential-access"]), kb=Depends(kb_of)) -> dict:
     return views.tactic_view(kb, tactic)
 
 
 @router.get("/techniques/{technique_id}", summary="A technique: everything ttpscope knows about it")
-def technique(technique_id: str, procedures: int | None = Query(None, ge=0, le=10_000,
+def technique(technique_id: str = Path(..., examples=["T1003.001", "T1086"]), procedures: int | None = Query(None, ge=0, le=10_000,
                                                                 description="Cap on procedure examples."),
               kb=Depends(kb_of)) -> dict:
     """By id (``T1059.001``), old revoked id (answers with the replacement and a ``note``) or name."""
@@ -48,12 +48,12 @@ def groups(kb=Depends(kb_of)) -> dict:
 
 
 @router.get("/groups/{group}", summary="A group by id, name or any ATT&CK / MISP alias")
-def group(group: str, kb=Depends(kb_of)) -> dict:
+def group(group: str = Path(..., examples=["G0016", "Cozy Bear"]), kb=Depends(kb_of)) -> dict:
     return views.group_view(kb, group)
 
 
 @router.get("/groups/{group}/layer", summary="Navigator layer 4.5 of a group's profile")
-def group_layer(group: str, kb=Depends(kb_of)) -> Response:
+def group_layer(group: str = Path(..., examples=["APT28"]), kb=Depends(kb_of)) -> Response:
     from ttpscope.api.app import ORJSONResponse
     from ttpscope.export.navigator import make_layer
 
@@ -73,7 +73,7 @@ def software_list(kb=Depends(kb_of)) -> dict:
 
 
 @router.get("/software/{software}", summary="A malware or tool by id, name or alias")
-def software(software: str, kb=Depends(kb_of)) -> dict:
+def software(software: str = Path(..., examples=["S0002", "mimikatz"]), kb=Depends(kb_of)) -> dict:
     return views.software_view(kb, software)
 
 
@@ -86,7 +86,7 @@ def campaigns(kb=Depends(kb_of)) -> dict:
 
 
 @router.get("/campaigns/{campaign}", summary="A campaign by id or name")
-def campaign(campaign: str, kb=Depends(kb_of)) -> dict:
+def campaign(campaign: str = Path(..., examples=["C0024"]), kb=Depends(kb_of)) -> dict:
     return views.campaign_view(kb, campaign)
 
 
