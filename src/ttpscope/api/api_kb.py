@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
@@ -12,8 +13,29 @@ from ttpscope.api.matrix import group_marks, layer_from_bytes, layer_marks
 from ttpscope.kb import views
 
 router = APIRouter(prefix="/api", tags=["knowledge base"])
+
+
+def cached_json(request: Request, key: tuple, build) -> Response:
+    """JSON of a KB view, serialised once per server: the loaded KB never changes while the server runs.
+
+    Bounded by ``Settings.view_cache_size`` (0 turns caching off); errors are never cached.
+    """
+    from ttpscope.api.app import ORJSONResponse
+
+    cache: dict = request.app.state.view_cache
+    body = cache.get(key)
+    if body is None:
+        body = ORJSONResponse(build()).body
+        limit = request.app.state.settings.view_cache_size
+        if limit > 0:
+            with _CACHE_LOCK:
+                while len(cache) >= limit:
+                    cache.pop(next(iter(cache)))  # oldest first: dicts keep insertion order
+                cache[key] = body
+    return Response(body, media_type="application/json")
 Kind = Literal["technique", "group", "software", "campaign", "mitigation"]
 MAX_LAYER_BYTES = 5 * 1024 * 1024
+_CACHE_LOCK = threading.Lock()
 
 
 @router.get("/kb", summary="Domain, ATT&CK version and object counts")
@@ -33,11 +55,12 @@ def tactic(tactic: str = Path(..., examples=["TA0006", "credential-access"]), kb
 
 
 @router.get("/techniques/{technique_id}", summary="A technique: everything ttpscope knows about it")
-def technique(technique_id: str = Path(..., examples=["T1003.001", "T1086"]), procedures: int | None = Query(None, ge=0, le=10_000,
-                                                                description="Cap on procedure examples."),
-              kb=Depends(kb_of)) -> dict:
+def technique(request: Request, technique_id: str = Path(..., examples=["T1003.001", "T1086"]),
+              procedures: int | None = Query(None, ge=0, le=10_000, description="Cap on procedure examples."),
+              kb=Depends(kb_of)) -> Response:
     """By id (``T1059.001``), old revoked id (answers with the replacement and a ``note``) or name."""
-    return views.technique_view(kb, technique_id, procedures=procedures)
+    return cached_json(request, ("technique", technique_id, procedures),
+                       lambda: views.technique_view(kb, technique_id, procedures=procedures))
 
 
 @router.get("/groups", summary="All live threat groups")
@@ -48,8 +71,9 @@ def groups(kb=Depends(kb_of)) -> dict:
 
 
 @router.get("/groups/{group}", summary="A group by id, name or any ATT&CK / MISP alias")
-def group(group: str = Path(..., examples=["G0016", "Cozy Bear"]), kb=Depends(kb_of)) -> dict:
-    return views.group_view(kb, group)
+def group(request: Request, group: str = Path(..., examples=["G0016", "Cozy Bear"]),
+          kb=Depends(kb_of)) -> Response:
+    return cached_json(request, ("group", group), lambda: views.group_view(kb, group))
 
 
 @router.get("/groups/{group}/layer", summary="Navigator layer 4.5 of a group's profile")

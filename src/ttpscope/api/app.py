@@ -40,6 +40,7 @@ class Settings:
     allowed_hosts: list[str] | None = None  # Host header check against DNS rebinding (None: any)
     workspace: str | None = None  # workspace path; None = the default under TTPSCOPE_HOME
     investigation_workers: int = 1
+    view_cache_size: int = 2048  # serialised KB views kept in memory (0 = off)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.kb = kb
     app.state.matrix = matrix_view(kb)
+    app.state.view_cache = {}
     app.state.static = _load_package_texts("static")
     templates = {name: raw.decode("utf-8") for name, raw in _load_package_texts("templates").items()}
     app.state.templates = Environment(loader=FunctionLoader(templates.get),
