@@ -39,6 +39,7 @@ class Settings:
     max_text_chars: int = 2_000_000  # pasted report text
     allowed_hosts: list[str] | None = None  # Host header check against DNS rebinding (None: any)
     workspace: str | None = None  # workspace path; None = the default under TTPSCOPE_HOME
+    rules: str | None = None  # Sigma rules for uploaded event logs (None: the cached SigmaHQ set, if any)
     investigation_workers: int = 1
     view_cache_size: int = 2048  # serialised KB views kept in memory (0 = off)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.kb = kb
     app.state.matrix = matrix_view(kb)
     app.state.view_cache = {}
+    app.state.analysis_cache = {}
     app.state.static = _load_package_texts("static")
     templates = {name: raw.decode("utf-8") for name, raw in _load_package_texts("templates").items()}
     app.state.templates = Environment(loader=FunctionLoader(templates.get),
@@ -113,7 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
             return ORJSONResponse({"detail": f"request body of {int(length) / MiB:.1f} MiB is over the "
                                              f"{settings.max_upload_bytes / MiB:.0f} MiB limit"}, status_code=413)
         response = await call_next(request)
-        for key, value in _SECURITY_HEADERS.items():
+        for key, value in _SECURITY_HEADERS.items():  # routes that set their own policy keep it
             response.headers.setdefault(key, value)
         return response
 

@@ -11,12 +11,14 @@ from fastapi import HTTPException, Request
 # plainly when it is not (pages show a notice; endpoints answer 501 with the reason).
 PARTS: dict[str, tuple[str, str, str]] = {
     "workspace": ("ttpscope.store", "Workspace", "the case workspace (ttpscope.store)"),
-    "investigate": ("ttpscope.investigate", "investigate", "the investigate orchestration"),
+    "investigate": ("ttpscope.investigate", "investigate", "the investigate orchestration (ttpscope.investigate)"),
+    "analyse_case": ("ttpscope.investigate.analysis", "analyse_case", "case analysis (ttpscope.investigate)"),
+    "exports": ("ttpscope.export.outputs", "render", "case exports (ttpscope.export.outputs)"),
     "lifecycle": ("ttpscope.analyze.lifecycle", "lifecycle", "lifecycle analysis (ttpscope.analyze.lifecycle)"),
     "attribution": ("ttpscope.analyze.attribution", "attribute", "attribution (ttpscope.analyze.attribution)"),
     "overlap": ("ttpscope.analyze.overlap", "overlap", "overlap analysis (ttpscope.analyze.overlap)"),
     "anticipation": ("ttpscope.analyze.anticipate", "anticipate", "anticipation (ttpscope.analyze.anticipate)"),
-    "coverage": ("ttpscope.analyze.coverage", "coverage", "coverage and gaps (ttpscope.analyze.coverage)"),
+    "coverage": ("ttpscope.analyze.coverage", "coverage_report", "coverage and gaps (ttpscope.analyze.coverage)"),
 }
 
 

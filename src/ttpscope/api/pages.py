@@ -268,10 +268,9 @@ def job_page(request: Request, job_id: str):
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_page(request: Request, case_id: str):
     from ttpscope.api import case_report
-
-    kb = request.app.state.kb
     from ttpscope.api.api_cases import get_case
 
+    kb = request.app.state.kb
     case = get_case(request, case_id)
     marks, coloured_by = mx.case_marks(kb, case)
     report = case_report.build(request, kb, case)

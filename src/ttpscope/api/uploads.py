@@ -6,6 +6,7 @@ fresh temporary folder under names the server makes up, so no request can name a
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -80,11 +81,16 @@ async def read_uploads(files: list[UploadFile], text: str | None, max_files: int
 
 
 def stage(evidence: list[Evidence]) -> tuple[Path, list[tuple[Path, str]]]:
-    """Write evidence to a fresh private temp folder as ``NN<suffix>``; returns (folder, [(path, label)])."""
+    """Write evidence to a fresh private temp folder; returns (folder, [(path, label)]).
+
+    File names are made here: ``NN-<label stem reduced to letters, digits, - and _>.<checked suffix>``, so
+    reports keep a recognisable name in the case while no client text can steer the path.
+    """
     folder = Path(tempfile.mkdtemp(prefix="ttpscope-upload-"))
     staged = []
     for i, ev in enumerate(evidence):
-        path = folder / f"{i:02d}{ev.suffix}"
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(ev.label).stem).strip("-")[:60] or "evidence"
+        path = folder / f"{i:02d}-{stem}{ev.suffix}"
         path.write_bytes(ev.data)
         staged.append((path, ev.label))
     return folder, staged

@@ -17,6 +17,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
           domain: str = DomainOpt, bundle: str = BundleOpt,
           max_upload_mib: int = typer.Option(20, min=1, max=2048, help="Largest upload (whole request), MiB."),
           workers: int = typer.Option(1, min=1, max=8, help="Investigations run at once in the background."),
+          rules: str = typer.Option(None, "--rules", help="Sigma rule file or folder for uploaded event logs "
+                                    "(default: the cached SigmaHQ set of 'ttpscope rules update', if any)."),
           cache_size: int = typer.Option(2048, min=0, help="Serialised knowledge-base answers kept in memory "
                                          "(0 = off)."),
           ) -> None:
@@ -30,7 +32,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
     allowed = sorted(LOOPBACK) if host in LOOPBACK else None
     settings = Settings(token=token, domain=domain, bundle=bundle, max_upload_bytes=max_upload_mib * 1024 * 1024,
                         allowed_hosts=allowed, investigation_workers=workers,
-                        view_cache_size=cache_size)
+                        view_cache_size=cache_size, rules=rules)
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host
     if created:
