@@ -42,13 +42,16 @@ def test_evidence_strength_counts_sources_not_repeats(kb):
     assert order == ["T1003.001", "T1059.001"]  # strongest first
 
 
-def test_evidence_places_techniques_by_their_evidence_tactic(kb):
+def test_evidence_places_techniques_like_the_lifecycle(kb):
+    from ttpscope.analyze.lifecycle import lifecycle
+
     # T1078 Valid Accounts has four tactics; a rule tagged persistence puts it there only
     obs = [Observation("T1078", "sigma", "r", {}, ["attack.persistence"])]
-    ev = technique_evidence(Case("c", obs), kb)[0]
-    assert ev.tactics == ["persistence"]
-    untagged = technique_evidence(Case("c", [Observation("T1078", "sigma", "r", {}, [])]), kb)[0]
-    assert set(untagged.tactics) == set(kb.techniques["T1078"].tactics)
+    assert technique_evidence(Case("c", obs), kb)[0].tactics == ["persistence"]
+    # without a tactic in the evidence: the earliest of the technique's tactics, as the lifecycle does
+    untagged = Case("c", [Observation("T1078", "sigma", "r", {}, [])])
+    assert technique_evidence(untagged, kb)[0].tactics == ["initial-access"]
+    assert [t["shortname"] for t in lifecycle(untagged, kb).tactics] == ["initial-access"]
 
 
 def test_case_layer_is_valid_navigator_4_5(kb, analysis, tmp_path):

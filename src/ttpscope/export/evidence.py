@@ -27,7 +27,7 @@ class TechniqueEvidence:
 
     id: str
     name: str
-    tactics: list[str]  # tactic shortnames where the evidence places it (else all of the technique's)
+    tactics: list[str]  # tactic shortnames it is placed under (see place_observation)
     strength: float  # 0..1, see the module docstring
     observations: int
     sources: int  # distinct producers (rules, sentences, analysts)
@@ -78,14 +78,19 @@ def observation_text(obs: Observation, limit: int = MAX_QUOTE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def resolve_tactics(obs: Observation, kb, technique_tactics: list[str]) -> list[str]:
-    """The tactic shortnames an observation places its technique in (only those the technique has)."""
-    out = []
-    for raw in obs.tactic_ids:
-        res = kb.resolve_tactic(raw)
-        if res.id and kb.tactics[res.id].shortname in technique_tactics:
-            out.append(kb.tactics[res.id].shortname)
-    return out
+def place_observation(obs: Observation, technique_id: str, kb) -> list[str]:
+    """The tactics an observation puts its technique under: the lifecycle's rule (the evidence's tactic when
+    the technique has it, else the technique's earliest tactic), so that the heatmap, the layer and the
+    lifecycle agree. Unknown techniques have no tactic."""
+    if technique_id not in kb.techniques:
+        return []
+    try:
+        from ttpscope.analyze.lifecycle import place
+    except ImportError:  # without the lifecycle part: the evidence's tactics, else all the technique's
+        own = kb.techniques[technique_id].tactics
+        said = [kb.tactics[r.id].shortname for r in map(kb.resolve_tactic, obs.tactic_ids) if r.id]
+        return [t for t in own if t in said] or list(own)
+    return place(obs, technique_id, kb)[0]
 
 
 def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueEvidence]:
@@ -97,13 +102,12 @@ def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueEvidenc
     out = []
     for tid, group in by_tech.items():
         tech = kb.techniques.get(tid)
-        kb_tactics = list(tech.tactics) if tech else []
         placed: list[str] = []
         for obs in group:
-            for t in resolve_tactics(obs, kb, kb_tactics):
+            for t in place_observation(obs, tid, kb):
                 if t not in placed:
                     placed.append(t)
-        tactics = sorted(placed or kb_tactics, key=lambda t: order.index(t) if t in order else len(order))
+        tactics = sorted(placed, key=lambda t: order.index(t) if t in order else len(order))
         best: dict[tuple[str, str], Observation] = {}
         for obs in group:
             key = (obs.source_kind, obs.source_ref)

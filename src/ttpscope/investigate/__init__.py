@@ -34,7 +34,7 @@ Progress = Callable[[str, int, int | None, str], None]
 @dataclass
 class InvestigationResult:
     case: Case
-    analysis: CaseAnalysis
+    analysis: CaseAnalysis | None  # None when no output was asked for
     sources: list[SourceReport]
     outputs: dict[str, Path]
     out_dir: Path
@@ -47,9 +47,11 @@ class InvestigationResult:
                 "outputs": {k: str(v) for k, v in self.outputs.items()},
                 "workspace": str(self.workspace) if self.workspace else None,
                 "rules": str(self.rules) if self.rules else None,
-                "summary": self.analysis.summary(), "sources": [s.to_dict() for s in self.sources],
-                "sections": {k: {"status": s.status, "message": s.message} for k, s in self.analysis.sections.items()},
-                "warnings": self.warnings, "knowledge_base": self.analysis.provenance}
+                "summary": self.analysis.summary() if self.analysis else None,
+                "sources": [s.to_dict() for s in self.sources],
+                "sections": {k: {"status": s.status, "message": s.message}
+                             for k, s in (self.analysis.sections.items() if self.analysis else ())},
+                "warnings": self.warnings, "knowledge_base": self.case.meta.get("knowledge_base")}
 
 
 def slug(name: str) -> str:
@@ -150,15 +152,17 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         progress("save", 0, 1, f"saving case '{case.name}'")
         ws.save_case(case, detections, documents, replace=True)
         progress("save", 1, 1, str(ws.path))
-    keys = [k for k, *_ in SECTIONS]
-    done = iter(range(1, len(keys) + 1))
-    analysis = analyse_case(case, kb, detections=detections, documents=documents, rules=rules_path, workspace=ws,
-                            on_section=lambda key: progress("analyse", next(done), len(keys), key))
-    out_dir = Path(out) if out else Path.cwd() / "ttpscope-out" / slug(case.name)
     formats = list(formats)
+    analysis = None
+    if formats:  # without outputs (e.g. the web app, which renders on demand) there is nothing to analyse for
+        keys = [k for k, *_ in SECTIONS]
+        done = iter(range(1, len(keys) + 1))
+        analysis = analyse_case(case, kb, detections=detections, documents=documents, rules=rules_path,
+                                workspace=ws, on_section=lambda key: progress("analyse", next(done), len(keys), key))
+    out_dir = Path(out) if out else Path.cwd() / "ttpscope-out" / slug(case.name)
     counter = iter(range(1, len(formats) + 1))
     outputs = write_outputs(analysis, kb, out_dir, formats,
-                            on_file=lambda f: progress("export", next(counter), len(formats), f))
+                            on_file=lambda f: progress("export", next(counter), len(formats), f)) if formats else {}
     return InvestigationResult(case=case, analysis=analysis, sources=list(sources.values()), outputs=outputs,
                                out_dir=out_dir, workspace=ws.path if ws is not None else None, rules=rules_path,
                                warnings=warnings)
