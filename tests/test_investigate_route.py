@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import tarfile
 import zipfile
 
 import pyarrow as pa
@@ -59,12 +60,24 @@ def test_each_format_by_content(tmp_path, evtx_file):
         assert (ev.kind, ev.format) == (expected_kind[fmt], fmt), (path, ev)
 
 
+def test_archives_of_logs_go_to_the_ingest(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.jsonl", '{"EventID": 1}\n')
+    (tmp_path / "logs.zip").write_bytes(buf.getvalue())
+    (tmp_path / "logs.jsonl.gz").write_bytes(gzip.compress(b'{"EventID": 1}\n'))
+    with tarfile.open(tmp_path / "logs.tar", "w") as tar:
+        tar.add(tmp_path / "logs.zip", arcname="inner.zip")
+    for name in ("logs.zip", "logs.jsonl.gz", "logs.tar"):
+        ev = classify(tmp_path / name)
+        assert (ev.kind, ev.format) == (LOG, "archive"), name
+
+
 def test_unusable_files_say_why(tmp_path):
     cases = {
         "empty.jsonl": (b"", "empty"),
         "blob.bin": (bytes(range(256)) * 40, "binary"),
-        "logs.zip": (None, "archive"),
-        "logs.jsonl.gz": (gzip.compress(b'{"EventID": 1}\n'), "archive"),
+        "logs.7z": (b"7z\xbc\xaf\x27\x1c" + bytes(100), "archive"),
         "rule.yml": (b"title: x\nlogsource:\n  product: windows\ndetection:\n  sel:\n    a: 1\n  condition: sel\n",
                      "Sigma rule"),
         "layer.json": (b'{"name": "x", "versions": {"layer": "4.5"}, "techniques": []}', "Navigator layer"),
@@ -72,11 +85,6 @@ def test_unusable_files_say_why(tmp_path):
     }
     for name, (data, why) in cases.items():
         path = tmp_path / name
-        if data is None:
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w") as z:
-                z.writestr("a.jsonl", '{"EventID": 1}\n')
-            data = buf.getvalue()
         path.write_bytes(data)
         ev = classify(path)
         assert ev.kind == UNKNOWN and why.lower() in ev.problem.lower(), (name, ev)

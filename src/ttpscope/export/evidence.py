@@ -19,6 +19,10 @@ from typing import Any
 from ttpscope.model import Case, Observation
 
 MAX_QUOTE = 240
+_CLASS_FIELDS = {"EventID", "Channel", "Provider_Name", "SourceName"}
+_TELLING = ("CommandLine", "ScriptBlockText", "Image", "TargetFilename", "TargetObject", "ServiceName",
+            "ImageLoaded", "PipeName", "DestinationHostname", "DestinationIp", "QueryName", "TargetUserName",
+            "ParentImage")
 
 
 @dataclass(slots=True)
@@ -66,10 +70,11 @@ def observation_text(obs: Observation, limit: int = MAX_QUOTE) -> str:
     if not text:
         title = ev.get("rule_title") or ev.get("title") or ev.get("rule")
         fields = ev.get("event") if isinstance(ev.get("event"), dict) else ev
-        keys = ("CommandLine", "ScriptBlockText", "Image", "TargetFilename", "TargetObject", "ServiceName",
-                "ImageLoaded", "PipeName", "DestinationHostname", "DestinationIp", "QueryName", "TargetUserName",
-                "ParentImage")
-        parts = [f"{k}={fields[k]}" for k in keys if isinstance(fields, dict) and fields.get(k)]
+        matched = ev.get("matched") if isinstance(ev.get("matched"), dict) else {}
+        # the fields the rule tested come first (minus the event-class ones), then the telling ones
+        parts = [f"{k}={v}" for k, v in matched.items() if v not in (None, "") and k not in _CLASS_FIELDS]
+        parts += [f"{k}={fields[k]}" for k in _TELLING if isinstance(fields, dict) and fields.get(k)
+                  and k not in matched]
         if not parts and isinstance(fields, dict):
             parts = [f"{k}={v}" for k, v in list(fields.items())[:4]
                      if isinstance(v, (str, int, float)) and k not in ("rule_title", "title", "level")]

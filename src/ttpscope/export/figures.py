@@ -138,18 +138,19 @@ def ranking_bars(items: list[dict[str, Any]], value: str = "score", label: str =
                   "hovertext": hover, "hovertemplate": "%{hovertext}<extra></extra>",
                   "text": [f"{v:.2f}" for v in values], "textposition": "outside",
                   "textfont": {"color": "#1f2933"}, "cliponaxis": False}],
-        "layout": {"font": FONT, "height": 110 + 34 * len(items), "margin": {"l": 260, "r": 20, "t": 20, "b": 40},
+        "layout": {"font": FONT, "height": 110 + 34 * len(items), "margin": {"l": 20, "r": 40, "t": 20, "b": 40},
                    "xaxis": {"title": {"text": esc(title)}, "rangemode": "tozero"},
-                   "yaxis": {"autorange": "reversed", "type": "category"}},
+                   "yaxis": {"autorange": "reversed", "type": "category", "automargin": True}},
     }
 
 
 def similarity_matrix(labels: list[str], matrix: list[list[float]]) -> dict[str, Any]:
     """A square similarity heatmap (overlap between cases, campaigns, groups)."""
-    names = [esc(n, 40) for n in labels]
+    names = [esc(n, 32) for n in labels]
     return {
         "data": [{"type": "heatmap", "z": matrix, "x": names, "y": names, "colorscale": "Viridis", "zmin": 0,
                   "zmax": 1, "hovertemplate": "%{y} ~ %{x}: %{z:.2f}<extra></extra>"}],
-        "layout": {"font": FONT, "height": 200 + 26 * len(labels), "margin": {"l": 200, "r": 20, "t": 20, "b": 160},
-                   "xaxis": {"tickangle": -45}, "yaxis": {"autorange": "reversed"}},
+        "layout": {"font": FONT, "height": 260 + 30 * len(labels), "margin": {"l": 20, "r": 20, "t": 20, "b": 20},
+                   "xaxis": {"tickangle": -40, "automargin": True},
+                   "yaxis": {"autorange": "reversed", "automargin": True}},
     }

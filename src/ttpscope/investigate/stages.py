@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ttpscope.errors import InputError
+from ttpscope.errors import InputError, TtpscopeError
 from ttpscope.investigate.analysis import PartMissing, _require
 from ttpscope.investigate.route import Evidence
 from ttpscope.model import Observation
@@ -52,18 +52,75 @@ def find_rules(rules: str | Path | None) -> tuple[Path | None, str]:
     return None, "no Sigma rule set was given and none is cached"
 
 
+def _owner(source: str, files: list[Path]) -> Path | None:
+    """The evidence file an ingest source belongs to (a file, or a member inside an archive file)."""
+    for path in files:
+        text = str(path)
+        if source == text or source.startswith(text + "!") or source.startswith(text + "/") or \
+                source.startswith(text + "::"):
+            return path
+    return None
+
+
 def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
                 ) -> tuple[list[Observation], list[dict[str, Any]], dict[Path, SourceReport], list[str]]:
-    """Run the Sigma rules over the event logs: observations, detections (rule hits with their event)."""
+    """Run the Sigma rules over the event logs (``ttpscope.detect.detect``): observations, detections (rule
+    hits with their event, as ``ttpscope detect --json`` gives them), a report per file, notes."""
     reports = {e.path: SourceReport(str(e.path), e.kind, e.format) for e in logs}
     try:
-        _require("ttpscope.detect")
-        _require("ttpscope.ingest")
-        raise PartMissing("the detection part is present but not yet wired into investigate")
+        mod = _require("ttpscope.detect", "detect")
     except PartMissing as exc:
         for rep in reports.values():
             rep.note = f"not analysed: {exc}"
         return [], [], reports, [f"{len(logs)} event log file(s) not analysed: {exc}"]
+    files = [e.path for e in logs]
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage == "compile":
+            progress("logs", 0, len(files), f"compiling rules {done}/{total}")
+        else:  # events: done = events read, total = files done
+            progress("logs", min(total, len(files)), len(files), f"{done:,} events read")
+
+    try:
+        result = mod.detect(files, rules, kb=kb, progress=on_progress)
+    except TtpscopeError as exc:  # e.g. a rule folder with no usable rule: the reports can still be read
+        for rep in reports.values():
+            rep.note = f"not analysed: {exc}"
+        return [], [], reports, [f"{len(logs)} event log file(s) not analysed: {exc}"]
+    progress("logs", len(files), len(files), f"{len(result.detections):,} detections")
+    for stats in result.ingest:
+        owner = _owner(str(stats.source), files)
+        if owner is None:
+            continue
+        rep = reports[owner]
+        rep.read = (rep.read or 0) + stats.read
+        rep.accepted = (rep.accepted or 0) + stats.accepted
+        rep.rejected = (rep.rejected or 0) + stats.rejected
+        for reason, count in stats.reasons.most_common():
+            if len(rep.reasons) < MAX_REASONS:
+                rep.reasons.append(f"{reason} ({count})")
+    observations = result.observations()
+    detections = [d.to_dict() for d in result.detections]
+    for det in result.detections:
+        owner = _owner(str(det.source), files)
+        if owner is not None:
+            reports[owner].observations += len(det.techniques)
+    for rep in reports.values():
+        rep.used = bool(rep.accepted)
+        if rep.read is None:
+            rep.note = "nothing read"
+        elif not rep.accepted:
+            rep.note = "no event accepted"
+    notes = []
+    if result.compile_errors or result.engine_errors:
+        failed = result.compile_errors + [(rid, None, msg) for rid, msg in result.engine_errors]
+        rid, _path, why = failed[0]
+        notes.append(f"{len(failed)} of {len(result.rules.rules)} Sigma rules could not run (first: {rid}: {why})")
+    untagged = sum(1 for d in result.detections if not d.techniques)
+    if untagged:
+        notes.append(f"{untagged} detection(s) from rules without an ATT&CK technique tag are kept as detections "
+                     "but give no technique")
+    return observations, detections, reports, notes
 
 
 def extract_reports(docs: list[Evidence], kb, progress: Progress
