@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ttpscope.errors import InputError
+from ttpscope.errors import InputError, NotFoundError
 from ttpscope.export.outputs import FORMATS, write_outputs
 from ttpscope.investigate.analysis import SECTIONS, CaseAnalysis, analyse_case
-from ttpscope.investigate.route import LOG, REPORT, UNKNOWN, Evidence, collect
+from ttpscope.investigate.route import LOG, REPORT, collect
 from ttpscope.investigate.stages import SourceReport, detect_logs, extract_reports, find_rules
 from ttpscope.model import Case, utcnow
 
@@ -89,6 +89,10 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     from ttpscope.kb import load_kb
 
     progress = progress or _noop
+    formats = list(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise InputError("formats", None, f"unknown output format {unknown[0]!r}; one of {', '.join(FORMATS)}")
     paths = [Path(p) for p in evidence]
     if not paths:
         raise InputError("investigate", None, "no evidence given: name files or folders of event logs or reports")
@@ -141,7 +145,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         try:
             old = ws.get_case(case_name)
             case.id, case.created = old.id, old.created  # re-running replaces the case, keeping its identity
-        except Exception:  # noqa: BLE001 - no such case yet
+        except NotFoundError:
             pass
     case.add(observations)
     case.meta.update({
@@ -152,7 +156,6 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         progress("save", 0, 1, f"saving case '{case.name}'")
         ws.save_case(case, detections, documents, replace=True)
         progress("save", 1, 1, str(ws.path))
-    formats = list(formats)
     analysis = None
     if formats:  # without outputs (e.g. the web app, which renders on demand) there is nothing to analyse for
         keys = [k for k, *_ in SECTIONS]
@@ -185,11 +188,3 @@ def _nothing_usable(sources: list[SourceReport], warnings: list[str]) -> str:
     if warnings:
         head += ". " + warnings[0]
     return head
-
-
-def routed_summary(routed: list[Evidence]) -> dict[str, int]:
-    """How many files of each kind (for messages)."""
-    out = {LOG: 0, REPORT: 0, UNKNOWN: 0}
-    for e in routed:
-        out[e.kind] += 1
-    return out

@@ -39,17 +39,21 @@ class SourceReport:
 
 
 def find_rules(rules: str | Path | None) -> tuple[Path | None, str]:
-    """The Sigma rule set to run: the one given (which must exist), else the cached SigmaHQ set."""
+    """The Sigma rule set to run: the one given (which must exist), else the SigmaHQ release cached by
+    ``ttpscope rules update``; (None, why) when there is none."""
     if rules is not None:
         path = Path(rules).expanduser()
         if not path.exists():
             raise InputError(str(path), None, "no such Sigma rule file or folder (--rules)")
         return path, ""
     try:
-        _require("ttpscope.detect")
+        default_rules_dir = _require("ttpscope.detect.rules", "default_rules_dir").default_rules_dir
     except PartMissing:
         return None, "no Sigma rule set was given"
-    return None, "no Sigma rule set was given and none is cached"
+    try:
+        return Path(default_rules_dir()), ""
+    except TtpscopeError:
+        return None, "no Sigma rule set was given and none is cached"
 
 
 def _owner(source: str, files: list[Path]) -> Path | None:
