@@ -20,6 +20,12 @@ from ttpscope.model import Case, Observation
 
 MAX_QUOTE = 240
 _CLASS_FIELDS = {"EventID", "Channel", "Provider_Name", "SourceName"}
+# fields every event has: they tell nothing about what happened
+ENVELOPE = _CLASS_FIELDS | {"Hostname", "Computer", "TimeCreated", "@timestamp", "Level", "Keywords", "Task",
+                            "Opcode", "Message", "ProviderGuid", "Provider_Guid", "EventRecordID", "RecordNumber",
+                            "Version", "Correlation", "Execution_ProcessID", "Execution_ThreadID", "Security_UserID",
+                            "rule_title", "title", "level", "rule", "rule_id", "source", "record", "UtcTime",
+                            "ProcessGuid", "LogonGuid", "RuleName"}
 _TELLING = ("CommandLine", "ScriptBlockText", "Image", "TargetFilename", "TargetObject", "ServiceName",
             "ImageLoaded", "PipeName", "DestinationHostname", "DestinationIp", "QueryName", "TargetUserName",
             "ParentImage")
@@ -76,8 +82,8 @@ def observation_text(obs: Observation, limit: int = MAX_QUOTE) -> str:
         parts += [f"{k}={fields[k]}" for k in _TELLING if isinstance(fields, dict) and fields.get(k)
                   and k not in matched]
         if not parts and isinstance(fields, dict):
-            parts = [f"{k}={v}" for k, v in list(fields.items())[:4]
-                     if isinstance(v, (str, int, float)) and k not in ("rule_title", "title", "level")]
+            parts = [f"{k}={v}" for k, v in fields.items() if isinstance(v, (str, int, float)) and v != ""
+                     and k not in ENVELOPE and not k.startswith("_")][:4]
         text = (f"{title}: " if title else "") + "; ".join(parts[:3])
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

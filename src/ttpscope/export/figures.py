@@ -14,9 +14,10 @@ from typing import Any, Iterable
 from ttpscope.export.evidence import TechniqueEvidence
 
 HEAT_COLORS = [[0.0, "#fff5e6"], [0.5, "#fdae61"], [1.0, "#d7191c"]]
-# one colour per tactic position, matrix order (colour-blind-safe-ish qualitative palette, cycled)
-TACTIC_COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-                 "#9c755f", "#bab0ac", "#1f77b4", "#8c564b", "#17becf", "#7f7f7f", "#bcbd22"]
+# one colour per tactic position in matrix order (Enterprise: reconnaissance ... impact), chosen so that
+# neighbouring stages never share a hue family
+TACTIC_COLORS = ["#7f7f7f", "#bab0ac", "#e15759", "#f28e2b", "#edc948", "#b07aa1", "#76b7b2", "#ff9da7",
+                 "#59a14f", "#4e79a7", "#9c755f", "#17becf", "#1f3b99", "#222222", "#bcbd22"]
 FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}
 
 

@@ -79,7 +79,8 @@ def headline(analysis: CaseAnalysis, kb) -> str:
     if s["hosts"]:
         parts.append(f"on {len(s['hosts'])} host{'s' if len(s['hosts']) != 1 else ''}")
     if s["first_seen"]:
-        parts.append(f"between {s['first_seen']} and {s['last_seen']}")
+        when = lambda iso: iso.replace("T", " ")[:16]  # noqa: E731 - to the minute reads better
+        parts.append(f"between {when(s['first_seen'])} and {when(s['last_seen'])} UTC")
     text = " ".join(parts)
     lc = analysis.sections.get("lifecycle")
     if lc is not None and lc.ok and lc.data.get("furthest"):
