@@ -4,6 +4,7 @@ that fails is reported with its reason and never stops the others."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -127,14 +128,67 @@ def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
     return observations, detections, reports, notes
 
 
+def _cve_mappings(notes: list[str]):
+    """CTID CVE -> technique mappings when the user pointed at some (``TTPSCOPE_CVE_MAPPINGS``), else None:
+    the main job stays offline, and CVEs are then listed without their technique links."""
+    import os
+
+    if not os.environ.get("TTPSCOPE_CVE_MAPPINGS", "").strip():
+        return None
+    try:
+        from ttpscope.kb.vulns import default_sources, load_mappings
+
+        return load_mappings(default_sources())
+    except (ImportError, TtpscopeError) as exc:
+        notes.append(f"CVE mappings not loaded ({exc}); CVEs are listed without their techniques")
+        return None
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def extract_reports(docs: list[Evidence], kb, progress: Progress
                     ) -> tuple[list[Observation], list[dict[str, Any]], dict[Path, SourceReport], list[str]]:
-    """Read the threat reports: observations (technique + sentence), documents (with IOCs, CVEs, actors)."""
+    """Read the threat reports (``ttpscope.extract.extract_file``): observations (technique + sentence),
+    documents (text, techniques, named groups and software, IOCs, CVEs), a report per file, notes."""
     reports = {e.path: SourceReport(str(e.path), e.kind, e.format) for e in docs}
     try:
-        _require("ttpscope.extract")
-        raise PartMissing("the extraction part is present but not yet wired into investigate")
+        mod = _require("ttpscope.extract", "extract_file")
     except PartMissing as exc:
         for rep in reports.values():
             rep.note = f"not analysed: {exc}"
         return [], [], reports, [f"{len(docs)} report(s) not analysed: {exc}"]
+    notes: list[str] = []
+    mappings = _cve_mappings(notes)
+    observations: list[Observation] = []
+    documents: list[dict[str, Any]] = []
+    for i, ev in enumerate(docs):
+        rep = reports[ev.path]
+        progress("reports", i, len(docs), ev.path.name)
+
+        def on_progress(stage: str, done: int, total: int, name: str = ev.path.name, i: int = i) -> None:
+            what = "training the report model (first use)" if stage.startswith("train") else name
+            progress("reports", i, len(docs), f"{what} {100 * done // max(1, total)}%")
+
+        try:
+            ex = mod.extract_file(str(ev.path), kb, progress=on_progress, cve_mappings=mappings)
+        except TtpscopeError as exc:  # an unreadable or empty report: said, and the others go on
+            rep.note = f"not read: {exc}"
+            continue
+        rep.read = rep.accepted = ex.sentences
+        rep.rejected = 0
+        rep.observations = len(ex.observations)
+        rep.used = True
+        observations += ex.observations
+        documents.append({
+            "name": ex.document.name, "path": str(ev.path), "kind": ex.document.kind, "title": ex.document.title,
+            "sha256": _sha256(ev.path), "characters": len(ex.document.text), "sentences": ex.sentences,
+            "techniques": [t.to_dict() for t in ex.techniques], "groups": ex.groups, "software": ex.software,
+            "iocs": [{"type": kind, "value": value} for kind, values in sorted(ex.iocs.items()) for value in values],
+            "cves": ex.cves, "model": ex.model, "min_confidence": ex.min_confidence, "text": ex.document.text})
+    progress("reports", len(docs), len(docs), f"{len(observations)} technique claims")
+    return observations, documents, reports, notes
