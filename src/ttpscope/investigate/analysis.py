@@ -300,7 +300,23 @@ def _attribution(ctx: Context):
     return "; ".join(att.notes[:3]), {
         "verdict": att.verdict, "insufficient": att.insufficient_evidence, "information": att.information,
         "groups": [row(c) for c in att.groups], "campaigns": [row(c) for c in att.campaigns[:5]],
-        "unexplained": att.unexplained, "unresolved": att.unresolved}
+        "unexplained": att.unexplained, "unresolved": att.unresolved, "named": named_in_reports(ctx.documents)}
+
+
+def named_in_reports(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groups and software the reports name (context for the attribution, never a claim of it)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for doc in documents:
+        name = Path(str(doc.get("name") or doc.get("path") or "")).name
+        for kind in ("groups", "software"):
+            for ent in doc.get(kind) or []:
+                row = rows.setdefault((kind, ent["id"]), {"kind": kind[:-1] if kind == "groups" else "software",
+                                                          "id": ent["id"], "name": ent.get("name", ent["id"]),
+                                                          "mentions": 0, "documents": []})
+                row["mentions"] += int(ent.get("count") or 1)
+                if name not in row["documents"]:
+                    row["documents"].append(name)
+    return sorted(rows.values(), key=lambda r: (r["kind"], -r["mentions"], r["id"]))
 
 
 @section("overlap")
