@@ -57,7 +57,7 @@ from sigma.types import (
 )
 
 
-COMPILER_VERSION = "1"  # bump when the IR or its semantics change: compiled-rule caches key on it
+COMPILER_VERSION = "2"  # bump when the IR or its semantics change: compiled-rule caches key on it
 
 # ---------------------------------------------------------------------------------------------- IR
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,15 @@ FALSE = Const(False)
 
 
 class _Wild(str):
-    """A wildcard marker inside a ``like`` value (distinct from a literal '*' or '?')."""
+    """A wildcard marker inside a ``like`` value (distinct from a literal '*' or '?'); compared by
+    identity, so unpickling returns the same two singletons."""
+
+    def __reduce__(self):
+        return (_wildcard, (str(self),))
+
+
+def _wildcard(symbol: str) -> _Wild:
+    return ANY if symbol == "*" else ONE
 
 
 ANY = _Wild("*")

@@ -239,7 +239,7 @@ class DuckDBEngine:
                     out.append(None if v is None else python_regex(p, f or "").search(v) is not None)
                 return pa.array(out, type=pa.bool_())
 
-            self.con.create_function("sigma_re", sigma_re, [duckdb.typing.VARCHAR] * 3, duckdb.typing.BOOLEAN,
+            self.con.create_function("sigma_re", sigma_re, ["VARCHAR"] * 3, "BOOLEAN",
                                      type="arrow", null_handling="special")
             self._udf = True
         return f"sigma_re({col}, {sql_string(pattern)}, {sql_string(flags)})"

@@ -7,8 +7,9 @@ The flattening rule, applied to every JSON source:
    ``Version``, ``Level``, ``Task``, ``Opcode``, ``Keywords``, ``TimeCreated`` (SystemTime),
    ``EventRecordID``, ``ActivityID``, ``RelatedActivityID``, ``ExecutionProcessID``, ``ExecutionThreadID``,
    ``Channel``, ``Computer``, ``UserID``; every ``EventData`` item keeps its own name (``Image``,
-   ``CommandLine``...); the one element under ``UserData`` is unwrapped the same way. Unnamed ``<Data>``
-   items become ``Data`` (several are joined with a newline); ``Binary`` stays ``Binary``.
+   ``CommandLine``...) with spaces removed (Defender's ``Threat Name`` → ``ThreatName``, as rules spell
+   it); the one element under ``UserData`` is unwrapped the same way. Unnamed ``<Data>`` items become
+   ``Data`` (several are joined with a newline); ``Binary`` stays ``Binary``.
 2. **Data containers are hoisted**: the children of ``winlog.event_data``, ``winlog.user_data``,
    ``event_data``, ``user_data``, ``EventData`` and ``UserData`` become top-level fields under their own
    names, as Sigma rules name them.
@@ -112,6 +113,8 @@ def _data_items(out: _Out, data: Any) -> None:
     for key, value in data.items():
         if key == "#attributes":
             continue
+        if " " in key:  # Defender's "Threat Name": rules say ThreatName
+            key = key.replace(" ", "")
         if key in ("Data", "#text"):
             out.put("Data", text(value))
         elif isinstance(value, dict) and "#text" not in value and "#attributes" not in value:

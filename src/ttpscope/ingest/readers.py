@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -32,7 +33,7 @@ def open_members(path: Path, stats: IngestStats) -> Iterator[tuple[str, str, Ope
             with zipfile.ZipFile(path) as zf:
                 for info in sorted(zf.infolist(), key=lambda i: i.filename):
                     inner = detect_format(info.filename)
-                    if info.is_dir() or inner in (None, "zip", "tar", "gz"):
+                    if info.is_dir() or inner in (None, "zip", "tar", "gz") or _metadata_member(info.filename):
                         continue
                     yield f"{path}!{info.filename}", inner, (lambda zf=zf, info=info: zf.open(info))
         except (zipfile.BadZipFile, OSError) as exc:
@@ -42,7 +43,7 @@ def open_members(path: Path, stats: IngestStats) -> Iterator[tuple[str, str, Ope
             with tarfile.open(path, mode="r|*") as tf:
                 for member in tf:
                     inner = detect_format(member.name)
-                    if not member.isfile() or inner in (None, "zip", "tar", "gz"):
+                    if not member.isfile() or inner in (None, "zip", "tar", "gz") or _metadata_member(member.name):
                         continue
                     handle = tf.extractfile(member)
                     if handle is not None:
@@ -57,6 +58,12 @@ def open_members(path: Path, stats: IngestStats) -> Iterator[tuple[str, str, Ope
         stats.reject(None, "unknown format: expected .evtx, .json, .jsonl, .ndjson, .parquet, .csv or an archive")
     else:
         yield str(path), fmt, (lambda: open(path, "rb"))
+
+
+def _metadata_member(name: str) -> bool:
+    """macOS resource forks (``__MACOSX/``, ``._name``) travel in archives but hold no events."""
+    parts = name.replace("\\", "/").split("/")
+    return "__MACOSX" in parts or parts[-1].startswith("._")
 
 
 def read(fmt: str, opener: Opener, stats: IngestStats, evtx_threads: int = 1) -> Iterator[tuple[int, dict]]:
@@ -87,6 +94,7 @@ def read_evtx(opener: Opener, stats: IngestStats, threads: int = 1) -> Iterator[
     handle = opener()
     if not isinstance(handle, (io.BufferedReader, io.BytesIO)) or not hasattr(handle, "seek"):
         handle = io.BytesIO(handle.read())  # archive members: the parser needs a seekable file
+    _evtx_truncation(handle, stats)
     try:
         parser = evtx.PyEvtxParser(handle, number_of_threads=threads, skip_errors=True)
     except (RuntimeError, OSError, ValueError) as exc:
@@ -105,7 +113,7 @@ def read_evtx(opener: Opener, stats: IngestStats, threads: int = 1) -> Iterator[
                 break
             finally:
                 for w in caught:
-                    stats.reject(None, f"corrupt EVTX record or chunk skipped: {w.message}")
+                    _evtx_warning(stats, str(w.message))
                 caught.clear()
             try:
                 fields = flatten_evtx_event(orjson.loads(rec["data"]))
@@ -113,7 +121,44 @@ def read_evtx(opener: Opener, stats: IngestStats, threads: int = 1) -> Iterator[
                 stats.reject(rec.get("event_record_id"), f"unreadable EVTX record: {exc}")
                 continue
             stats.accept()
-            yield int(rec.get("event_record_id") or 0), fields
+            try:
+                number = int(fields.get("EventRecordID") or rec.get("event_record_id") or 0)
+            except ValueError:
+                number = int(rec.get("event_record_id") or 0)
+            yield number, fields
+
+
+_RECORD_RANGE = re.compile(r"record IDs (\d+)\.\.(\d+)")
+EVTX_HEADER = 4096
+EVTX_CHUNK = 65536
+
+
+def _evtx_warning(stats: IngestStats, message: str) -> None:
+    """A chunk the parser skipped: count its records when the parser names their range."""
+    m = _RECORD_RANGE.search(message)
+    lost = int(m.group(2)) - int(m.group(1)) + 1 if m else 1
+    what = f"{lost} records" if m else "a chunk of unknown size"
+    stats.reject(None, f"corrupt EVTX chunk skipped ({what}): {' '.join(message.split())[:200]}", count=lost)
+
+
+def _evtx_truncation(handle, stats: IngestStats) -> None:
+    """The parser silently stops at a truncated chunk: compare the size with the header's chunk count."""
+    try:
+        pos = handle.tell()
+        head = handle.read(48)
+        handle.seek(0, io.SEEK_END)
+        size = handle.tell()
+        handle.seek(pos)
+    except (OSError, ValueError):
+        return
+    if len(head) < 48 or head[:8] != b"ElfFile\x00":
+        return
+    chunks = int.from_bytes(head[42:44], "little")
+    expected = EVTX_HEADER + chunks * EVTX_CHUNK
+    if chunks and size < expected:
+        missing = (expected - size + EVTX_CHUNK - 1) // EVTX_CHUNK
+        stats.reject(None, f"truncated EVTX file: {size:,} of {expected:,} bytes, the records of {missing} of "
+                           f"{chunks} chunks are lost or partial", count=missing)
 
 
 # ---------------------------------------------------------------------------------------------- JSON
@@ -145,7 +190,10 @@ def read_json(opener: Opener, stats: IngestStats) -> Iterator[tuple[int, dict]]:
                 return
             yield from _json_document(first + rest, stats)
             return
-        if obj is not None:
+        if isinstance(obj, list):  # a one-line JSON array of objects
+            for i, item in enumerate(obj, 1):
+                yield from _json_line(item, i, stats)
+        elif obj is not None:
             yield from _json_line(obj, lineno, stats)
         for raw in fh:
             lineno += 1
