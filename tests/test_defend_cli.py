@@ -1,0 +1,87 @@
+"""The defender commands end to end (`python -m ttpscope ...`): JSON shapes and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "ttpscope", *args], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=ROOT)
+
+
+def ok_json(*args: str):
+    proc = run(*args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return orjson.loads(proc.stdout)
+
+
+def test_kb_cve_json(shared_data):
+    data = ok_json("kb", "cve", "CVE-2021-44228", "--mappings", str(shared_data / "ctid-mappings-explorer"),
+                   "--bundle", "embedded")
+    assert data["cve"] == "CVE-2021-44228"
+    assert {"id": "T1190", "mapping_type": "exploitation_technique"}.items() <= data["techniques"][0].items()
+
+
+def test_emulate_json_markdown_layer(shared_data, tmp_path):
+    md, layer = tmp_path / "plan.md", tmp_path / "plan.json"
+    data = ok_json("emulate", "FIN7", "--atomics", str(shared_data / "atomic-red-team" / "Indexes-CSV"),
+                   "--out", str(md), "--layer-out", str(layer), "--bundle", "embedded")
+    assert data["group"]["id"] == "G0046"
+    step = next(s for s in data["steps"] if s["atomics"])
+    assert {"tactic", "technique", "procedure", "atomics"} <= set(step)
+    assert {"name", "guid", "platform"} <= set(step["atomics"][0])
+    assert md.read_text().startswith("# Emulation plan: FIN7")
+    assert orjson.loads(layer.read_bytes())["techniques"]
+
+
+def test_mitigate_json_from_layer_file(tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("T1003.001, T1059.001\n# comment\nT1566.001\n")
+    data = ok_json("mitigate", "--layer", str(ids), "--bundle", "embedded")
+    assert [t["id"] for t in data["techniques"]] == ["T1003.001", "T1059.001", "T1566.001"]
+    assert data["mitigations"][0]["in_cover"]
+
+
+def test_vulns_rank_json(shared_data, tmp_path):
+    scan = tmp_path / "scan.csv"
+    scan.write_text("host,finding\nweb1,CVE-2021-44228\nmail,CVE-2020-0688\nold,CVE-1999-0001\n")
+    data = ok_json("vulns", "rank", str(scan), "--mappings", str(shared_data / "ctid-mappings-explorer"),
+                   "--profile", "APT29", "--bundle", "embedded")
+    assert data["counts"] == {"cves": 3, "mapped": 2, "unmapped": 1}
+    assert data["unmapped"] == ["CVE-1999-0001"]
+    assert data["ranked"][0]["score"] >= data["ranked"][1]["score"]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (("emulate", "NoSuchGroupAtAll", "--bundle", "embedded"), "no group named 'NoSuchGroupAtAll'"),
+    (("kb", "cve", "CVE-2021-44228", "--mappings", "/nonexistent/map.json"), "/nonexistent/map.json: no such file"),
+    (("coverage", "--rules", ".", "--profile", "APT29", "--inventory", "{bad}", "--bundle", "embedded"),
+     "{bad}: an inventory needs a 'platforms' mapping"),
+    (("vulns", "rank", "{empty}", "--mappings", "{maps}", "--bundle", "embedded"), "no CVE ids"),
+    (("kb", "cve", "CVE-2021-44228", "--mappings", "{badmap}"), "not valid JSON"),
+])
+def test_bad_inputs_one_line_errors(tmp_path, shared_data, args, expected):
+    bad_inv = tmp_path / "inv.yml"
+    bad_inv.write_text("just: text\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("nothing here\n")
+    badmap = tmp_path / "map.json"
+    badmap.write_text("{oops")
+    subs = {"{bad}": str(bad_inv), "{empty}": str(empty), "{maps}": str(shared_data / "ctid-mappings-explorer"),
+            "{badmap}": str(badmap)}
+    args = tuple(subs.get(a, a) for a in args)
+    expected = expected.replace("{bad}", str(bad_inv))
+    proc = run(*args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("ttpscope: error:") and expected in proc.stderr
