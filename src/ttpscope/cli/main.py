@@ -10,6 +10,7 @@ from ttpscope import __version__
 from ttpscope.cli import analyze as analyze_cli
 from ttpscope.cli import case as case_cli
 from ttpscope.cli import defend as defend_cli
+from ttpscope.cli import extract as extract_cli
 from ttpscope.cli import investigate as investigate_cli
 from ttpscope.cli import kb as kb_cli
 from ttpscope.cli import serve as serve_cli
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.command("investigate")(investigate_cli.investigate_cmd)
 app.add_typer(case_cli.app, name="case")
 app.command("export")(case_cli.export_one_cmd)
+app.add_typer(extract_cli.app, name="extract")
 # know
 app.add_typer(kb_cli.app, name="kb")
 kb_cli.app.command("cve")(defend_cli.cve)

@@ -17,12 +17,14 @@ semantics: T1059.001 *is* T1059), so the parent's classifier learns from the who
 sentence passes for a sub-technique, the parent is implied and not claimed separately; the parent is
 claimed alone when no sub-technique passes.
 
-Calibration: one fifth of the training text (whole documents / whole procedure sources, never split)
-is held out, a model trained on the rest scores it, and a logistic (Platt) curve maps scores to
-probabilities; the default threshold is the one that maximises F1 on the held-out part. Without labelled
-reports the held-out part is ATT&CK text, whose negatives are re-weighted so that they make up
-``REPORT_NEGATIVE_SHARE`` of the sentences, the share of sentences without a technique in TRAM's
-training reports. The final model is then trained on everything.
+Calibration: scores become probabilities through a logistic (Platt) curve, and the default threshold is
+the probability with the best sentence-level F1, both fitted on held-out labelled *report* sentences,
+because ATT&CK's own text scores far higher than report prose and a threshold set on it misses most
+report sentences. With labelled reports in the training data, a fifth of those reports (whole
+documents) is held out, a model trained on the rest is scored on them, and the final model is then
+trained on everything. The default model (ATT&CK text only) uses ``REPORT_CALIBRATION``, measured the
+same way on TRAM's 120 training reports (never its test reports) by
+``bench/extract_eval.py --derive-calibration``.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ from ttpscope.extract.features import analyze
 from ttpscope.extract.labelled import LabelledSentence
 
 MODEL_SCHEMA = "ttpscope-extract-techniques-1"
-REPORT_NEGATIVE_SHARE = 0.79  # sentences without a technique in TRAM's 120 training reports (12,101/15,358)
-REPORT_WEIGHT = 2.0  # a labelled report sentence counts double an ATT&CK sentence (in-domain text)
+# Platt curve (a, c) and probability threshold of the ATT&CK-text-only model on TRAM's training reports.
+REPORT_CALIBRATION = {"platt": (2.0, 0.0), "threshold": 0.5, "measured_on": "not yet measured"}
+REPORT_WEIGHT = 1.0  # weight of a labelled report sentence against an ATT&CK sentence (2.0 measured worse)
 SGD_ALPHA = 1e-5
 SGD_EPOCHS = 6
 TOP_K = 5  # candidates kept per sentence before thresholds
@@ -91,14 +94,18 @@ def norm_url(url: str) -> str:
     return re.sub(r"^https?://(www\.)?", "", url.strip()).split("#")[0].rstrip("/").lower()
 
 
-def kb_training_set(kb, exclude_urls: Iterable[str] = ()) -> TrainingSet:
+def kb_training_set(kb, exclude_urls: Iterable[str] = (), techniques: Iterable[str] | None = None) -> TrainingSet:
     """ATT&CK's own text as training data (see the module docstring).
 
     ``exclude_urls``: procedure examples citing any of these references are left out (an evaluation
-    must not train on the reports it tests on).
+    must not train on the reports it tests on). ``techniques``: only these techniques (and their
+    sub-techniques) are learnt, for a small, quick model; the negatives are kept.
     """
     excluded = {norm_url(u) for u in exclude_urls}
     live = {t.id for t in kb.live_techniques()}
+    if techniques is not None:
+        wanted = {kb.technique(t).id for t in techniques}
+        live = {t for t in live if t in wanted or (kb.techniques[t].parent or "") in wanted}
     ts = TrainingSet()
     for proc in kb.procedures:
         if proc.technique_id not in live:
@@ -111,6 +118,8 @@ def kb_training_set(kb, exclude_urls: Iterable[str] = ()) -> TrainingSet:
         if len(text) > 10:
             ts.add(text, [proc.technique_id], 1.0, proc.source_id, False)
     for tech in kb.live_techniques():
+        if tech.id not in live:
+            continue
         for s in _sentences(tech.description):
             ts.add(s, [tech.id], 1.0, tech.id, False)
     negatives: list[tuple[str, str]] = []
@@ -175,22 +184,38 @@ class TechniqueClassifier:
 
     # -------------------------------------------------------------- training
     @classmethod
-    def train(cls, kb, ts: TrainingSet, progress: Progress | None = None, calibrate: bool = True,
-              seed: int = 0) -> TechniqueClassifier:
-        """Train on ``ts``; with ``calibrate``, first fit the score→probability map on held-out parts."""
+    def train(cls, kb, ts: TrainingSet, progress: Progress | None = None,
+              calibration: Sequence[LabelledSentence] | None = None, seed: int = 0) -> TechniqueClassifier:
+        """Train on ``ts`` and calibrate (see the module docstring).
+
+        ``calibration``: held-out labelled report sentences to fit the score→probability map on; if not
+        given, a fifth of the report documents in ``ts`` are held out, and without any the shipped
+        ``REPORT_CALIBRATION`` is used.
+        """
         import time
 
         started = time.perf_counter()
-        platt, threshold, calib = (1.0, 0.0), 0.5, {}
-        if calibrate:
-            held = np.array([zlib.crc32(f"{seed}:{g}".encode()) % 5 == 0 for g in ts.groups])
-            sub = _subset(ts, ~held)
-            model = _fit(kb, sub, progress, "calibrating")
-            scores = model.decision([t for t, h in zip(ts.texts, held) if h])
-            gold = [ts.labels[i] for i in np.where(held)[0]]
-            report = [ts.in_report[i] for i in np.where(held)[0]]
-            platt, threshold, calib = _calibrate(kb, model, scores, gold, report)
-        model = _fit(kb, ts, progress, "training")
+        reports = sorted({g for g, r in zip(ts.groups, ts.in_report) if r})
+        model = None
+        if calibration:
+            model = _fit(kb, ts, progress, "training")
+            calib_texts = [s.text for s in calibration]
+            calib_gold = [list(s.labels) for s in calibration]
+            platt, threshold, calib = _calibrate(kb, model, model.decision(calib_texts), calib_gold)
+            calib["on"] = f"{len(calibration)} held-out labelled report sentences given"
+        elif len(reports) >= 5:
+            held_docs = {g for g in reports if zlib.crc32(f"{seed}:{g}".encode()) % 5 == 0} or {reports[0]}
+            held = np.array([g in held_docs for g in ts.groups])
+            part = _fit(kb, _subset(ts, ~held), progress, "calibrating")
+            idx = np.where(held)[0]
+            platt, threshold, calib = _calibrate(kb, part, part.decision([ts.texts[i] for i in idx]),
+                                                 [ts.labels[i] for i in idx])
+            calib["on"] = f"{len(held_docs)} of {len(reports)} labelled reports held out"
+        else:
+            platt, threshold = tuple(REPORT_CALIBRATION["platt"]), float(REPORT_CALIBRATION["threshold"])
+            calib = {"on": f"shipped: {REPORT_CALIBRATION['measured_on']}", "platt": list(platt)}
+        if model is None:
+            model = _fit(kb, ts, progress, "training")
         model.platt, model.threshold = platt, threshold
         model.explicit = ExplicitMatcher.build(kb, zip(ts.texts, ts.labels))
         model.info = {
@@ -291,45 +316,37 @@ def _fit(kb, ts: TrainingSet, progress: Progress | None, stage: str) -> Techniqu
     return TechniqueClassifier(vectorizer, weights, bias, labels, parents, (1.0, 0.0), 0.0, None, {})
 
 
-def _calibrate(kb, model: TechniqueClassifier, scores: np.ndarray, gold: list[list[str]],
-               report: list[bool]) -> tuple[tuple[float, float], float, dict]:
+def _calibrate(kb, model: TechniqueClassifier, scores: np.ndarray, gold: list[list[str]]
+               ) -> tuple[tuple[float, float], float, dict]:
     """Platt curve on held-out (score, correct?) pairs of each sentence's top candidates, and the
-    probability threshold with the best F1 (negatives re-weighted to the report prior if needed)."""
+    probability threshold with the best micro F1 over those sentences."""
     from sklearn.linear_model import LogisticRegression
 
-    n = scores.shape[0]
-    use_report = sum(report) >= 200
-    rows = [i for i in range(n) if report[i]] if use_report else list(range(n))
     top = np.argsort(-scores, axis=1)[:, :TOP_K]
     gold_sets = [set(_family_labels(kb, g)) for g in gold]
-    # sentence weights: ATT&CK held-out text has too few negatives; bring them to the report share
-    weight = np.ones(n)
-    if not use_report:
-        neg = np.array([not g for g in gold])
-        if neg.any() and (~neg).any():
-            weight[neg] = REPORT_NEGATIVE_SHARE / (1 - REPORT_NEGATIVE_SHARE) * (~neg).sum() / neg.sum()
-    xs, ys, ws = [], [], []
-    for i in rows:
+    xs, ys = [], []
+    for i in range(scores.shape[0]):
         for j in top[i]:
             xs.append(scores[i, j])
             ys.append(model.labels[j] in gold_sets[i])
-            ws.append(weight[i])
-    xs, ys, ws = np.array(xs), np.array(ys), np.array(ws)
-    lr = LogisticRegression(C=100.0).fit(xs.reshape(-1, 1), ys, sample_weight=ws)
+    xs, ys = np.array(xs), np.array(ys)
+    if ys.all() or not ys.any():
+        return tuple(REPORT_CALIBRATION["platt"]), float(REPORT_CALIBRATION["threshold"]), \
+            {"note": "held-out sentences had no usable positives/negatives; shipped calibration used"}
+    lr = LogisticRegression(C=100.0).fit(xs.reshape(-1, 1), ys)
     a, c = float(lr.coef_[0, 0]), float(lr.intercept_[0])
     probs = 1 / (1 + np.exp(-(a * xs + c)))
-    total_pos = float(sum(weight[i] * len(set(gold[i])) for i in rows))
+    total_pos = float(sum(len(g) for g in gold_sets))
     best = (0.0, 0.5)
-    for th in np.linspace(0.05, 0.95, 91):
+    for th in np.linspace(0.02, 0.95, 94):
         sel = probs >= th
-        tp = float((ws * (sel & ys)).sum())
-        fp = float((ws * (sel & ~ys)).sum())
+        tp = float((sel & ys).sum())
+        fp = float((sel & ~ys).sum())
         f1 = 2 * tp / (2 * tp + fp + (total_pos - tp)) if tp else 0.0
         if f1 > best[0]:
-            best = (f1, float(th))
-    info = {"held_out_sentences": len(rows), "on": "labelled reports" if use_report else
-            f"ATT&CK text, negatives re-weighted to {REPORT_NEGATIVE_SHARE:.0%} of sentences",
-            "platt": [round(a, 4), round(c, 4)], "held_out_f1": round(best[0], 4)}
+            best = (f1, round(float(th), 2))
+    info = {"held_out_sentences": int(scores.shape[0]), "platt": [round(a, 4), round(c, 4)],
+            "held_out_f1": round(best[0], 4)}
     return (a, c), best[1], info
 
 

@@ -4,9 +4,9 @@ A technique id in a report is a claim by its author, taken with high confidence.
 synonym is only as good as the phrase: "PowerShell" almost always means T1059.001, "Services" rarely means
 anything. So every phrase gets a precision measured on ATT&CK's own procedure examples (how often a
 procedure that contains the phrase is labelled with that technique, its parent or one of its
-sub-techniques); phrases below ``MIN_PRECISION`` are not used, and the rest carry that precision as their
-confidence. Phrases too rare in ATT&CK to measure are kept only when they are specific (three or more
-words).
+sub-techniques); phrases below ``MIN_PRECISION`` are not used, and the rest carry that (Laplace-smoothed) precision as
+their confidence. A phrase seen fewer than ``MIN_SUPPORT`` times is kept only if it was never wrong, and
+one never seen only when it is specific (three or more words).
 """
 
 from __future__ import annotations
@@ -189,10 +189,10 @@ def measure_phrases(kb, examples: Iterable[tuple[str, list[str]]]) -> dict[str, 
     out: dict[str, tuple[str, float]] = {}
     for phrase, tid in cands.items():
         n = hits.get(phrase, 0)
-        if n >= MIN_SUPPORT:
-            precision = (good[phrase] + 1) / (n + 2)  # Laplace: a phrase seen 3/3 times is not certain
+        precision = (good[phrase] + 1) / (n + 2)  # Laplace: a phrase seen 3/3 times is not certain
+        if n >= MIN_SUPPORT or (n > 0 and good[phrase] == n):
             if precision >= MIN_PRECISION:
                 out[phrase] = (tid, round(precision, 3))
-        elif len(phrase.split()) >= 3:
+        elif n == 0 and len(phrase.split()) >= 3:
             out[phrase] = (tid, 0.5)
     return out

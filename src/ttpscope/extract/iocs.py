@@ -14,8 +14,8 @@ from typing import Callable, Iterable
 
 CVE = re.compile(r"\bCVE[-‐‑–_ ]?(\d{4})[-‐‑–_ ](\d{4,7})\b", re.I)
 # A candidate line: a dotted token (possibly defanged), an @, an IPv6-ish run, a long hex string or a CVE.
-_CANDIDATE = re.compile(r"\w\s?[\[({]?(?:\.|dot)[\])}]?\s?\w|@|\[at\]|\w::?\w+:|\b[0-9a-fA-F]{32,}\b|CVE|hxxp",
-                        re.I)
+_CANDIDATE = re.compile(r"\w(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\))\w|@|\[at\]|\w::?\w+:|"
+                        r"\b[0-9a-fA-F]{32,}\b|CVE|hxxp", re.I)
 _WIN_PATH = re.compile(r"(?<![\w\\])(?:[A-Za-z]:|%[A-Za-z_]+%)(?:\\{1,2}[^\\/:*?\"<>|\r\n\s,;']+)+")
 _UNIX_PATH = re.compile(r"(?<![\w/.:])/(?:tmp|var|etc|usr|bin|sbin|opt|home|root|dev|lib|Library|Users|"
                         r"Applications|System|private)(?:/[\w.@+-]+)+")

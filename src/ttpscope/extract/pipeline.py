@@ -89,17 +89,18 @@ class Extraction:
 
 
 def extract_file(path: str, kb, min_confidence: float | None = None, progress: Progress | None = None,
-                 classifier=None, with_iocs: bool = True) -> Extraction:
+                 classifier=None, with_iocs: bool = True, cve_mappings=None) -> Extraction:
     """Read a report file (``-`` = stdin) and extract from it. See :func:`extract_document`."""
-    return extract_document(read_document(path), kb, min_confidence, progress, classifier, with_iocs)
+    return extract_document(read_document(path), kb, min_confidence, progress, classifier, with_iocs, cve_mappings)
 
 
 def extract_document(doc: Document, kb, min_confidence: float | None = None, progress: Progress | None = None,
-                     classifier=None, with_iocs: bool = True) -> Extraction:
+                     classifier=None, with_iocs: bool = True, cve_mappings=None) -> Extraction:
     """Techniques, actors, software, IOCs and CVEs of a document.
 
     ``min_confidence`` defaults to the classifier's calibrated threshold. ``progress(stage, done, total)``
-    is called as sentences are classified (and while a first-use model trains).
+    is called as sentences are classified (and while a first-use model trains). ``cve_mappings`` (a
+    ``ttpscope.kb.vulns.VulnMappings``) links CVE ids to the techniques CTID maps them to.
     """
     from ttpscope.extract.classifier import get_classifier
 
@@ -134,7 +135,7 @@ def extract_document(doc: Document, kb, min_confidence: float | None = None, pro
     groups, software = _entities(kb, text, sentences, set(findings))
     iocs = find_iocs(text, progress=(lambda d, t: progress("indicators", d, t)) if progress else None) \
         if with_iocs else {}
-    cves = _cves(kb, text)
+    cves = _cves(kb, text, cve_mappings)
     return Extraction(doc, len(sentences), techniques, observations, groups, software, iocs, cves,
                       kb.provenance(), _model_summary(model), floor)
 
@@ -209,26 +210,23 @@ def _entity_matcher(kb) -> EntityMatcher:
     return _matchers[key]
 
 
-def _cves(kb, text: str) -> list[dict]:
-    """CVE ids, each with the techniques CTID maps it to when the vulnerability mappings are available
-    (kept apart from the techniques observed in the text)."""
+def _cves(kb, text: str, mappings) -> list[dict]:
+    """CVE ids in order of mention; with CTID mappings (``ttpscope.kb.vulns``), the techniques each is
+    mapped to, by mapping type. These are what the vulnerability enables, kept apart from the techniques
+    the text shows the adversary using."""
     out = []
-    linker = _cve_linker(kb)
     for cve in cve_ids(text):
         entry: dict = {"id": cve}
-        if linker is not None:
-            entry["techniques"] = linker(cve)
+        if mappings is not None:
+            from ttpscope.kb.vulns import resolve_mapping_techniques
+
+            maps, _ = resolve_mapping_techniques(mappings.mappings_for_cve(cve), kb)
+            entry["mapped"] = bool(maps)
+            entry["description"] = mappings.describe(cve)
+            entry["techniques"] = [{"id": m.technique_id, "name": m.technique_name, "mapping_type": m.mapping_type}
+                                   for m in maps]
         out.append(entry)
     return out
-
-
-def _cve_linker(kb):
-    """``ttpscope.kb.vulns`` maps CVEs to techniques (CTID Mappings Explorer); None until it exists."""
-    try:
-        from ttpscope.kb import vulns  # noqa: F401
-    except ImportError:
-        return None
-    return None
 
 
 def _model_summary(model) -> dict:
