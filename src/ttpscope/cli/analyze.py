@@ -1,0 +1,177 @@
+"""`ttpscope lifecycle | attribute | overlap | anticipate`: understand a case (thin shells over ttpscope.analyze)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, load, note, print_json, table
+
+TechArgs = typer.Argument(None, help="Technique ids (T1566.001 T1059.001 ...); old ids are followed.")
+CaseOpt = typer.Option(None, "--case", "-c", help="A case: its name or id in the workspace, or a case JSON file.")
+LayerOpt = typer.Option(None, "--layer", "--file", "-f",
+                        help="A Navigator layer (JSON) or a text file of technique ids.")
+
+
+def load_case(ref: str):
+    """A Case by workspace name/id, else from a case JSON file."""
+    from ttpscope.errors import InputError, NotFoundError
+    from ttpscope.model import Case
+
+    path = Path(ref)
+    if path.is_file():
+        try:
+            return Case.from_json(path.read_bytes(), str(path))
+        except OSError as exc:
+            raise InputError(str(path), None, f"cannot read: {exc.strerror}") from exc
+    try:
+        from ttpscope.store import Workspace  # the workspace lands with the investigate work
+    except ImportError:
+        raise NotFoundError(f"no case file '{ref}' (the workspace is not available in this build)") from None
+    return Workspace().get_case(ref)
+
+
+def gather(techniques: list[str] | None, case: str | None, layer: Path | None, what: str = "techniques"):
+    """Technique input from arguments, a layer/text file or a case; exactly one source must give some."""
+    from ttpscope.errors import InputError
+    from ttpscope.export.navigator import technique_ids_from_file
+
+    if case:
+        if techniques or layer:
+            raise InputError("arguments", None, "give technique ids, --layer or --case, not several")
+        return load_case(case)
+    ids = list(techniques or [])
+    if layer:
+        ids += technique_ids_from_file(layer)
+    if not ids:
+        raise InputError("arguments", None, f"no {what}: give technique ids, --layer FILE or --case CASE")
+    return ids
+
+
+def _notes(result) -> None:
+    for n in getattr(result, "notes", []) or []:
+        note(n)
+    for u in getattr(result, "unresolved", []) or []:
+        note(f"not a technique in the knowledge base: {u}")
+
+
+def lifecycle_cmd(case: str = typer.Argument(..., help="Case name/id in the workspace, or a case JSON file."),
+                  domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt,
+                  steps: int = typer.Option(30, help="Timeline steps to show.")) -> None:
+    """Tactics reached in matrix order, furthest stage, per-host timeline and a reading of intent."""
+    from ttpscope.analyze.lifecycle import lifecycle
+
+    kb = load(domain, bundle)
+    result = lifecycle(load_case(case), kb)
+    if json:
+        print_json(result.to_dict())
+        return
+    _notes(result)
+    rows = []
+    for t in result.tactics:
+        for tech in t["techniques"]:
+            rows.append((t["name"], tech["technique_id"], tech["name"], tech["observations"], tech["placed_by"],
+                         ", ".join(tech["hosts"])))
+    table(f"Lifecycle of {result.case['name']}", ["tactic", "technique", "name", "obs", "placed by", "hosts"], rows,
+          caption=kb.label)
+    if result.timeline:
+        table("Timeline", ["time", "host", "tactic", "technique"],
+              [(s["time"], s["host"], s["tactic_name"], f"{s['technique_id']} {s['technique_name']}")
+               for s in result.timeline[:steps]])
+    console.print(result.reading)
+
+
+def attribute_cmd(techniques: Optional[list[str]] = TechArgs, case: Optional[str] = CaseOpt,
+                  layer: Optional[Path] = LayerOpt, top: int = typer.Option(10, help="Candidates to list."),
+                  campaigns: bool = typer.Option(False, "--campaigns",
+                                                 help="Rank ATT&CK campaigns instead of groups."),
+                  full: bool = typer.Option(False, "--full", help="With --json: the whole answer (groups, "
+                                            "campaigns, verdict, information) instead of the candidate list."),
+                  domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
+    """Rank known groups (or campaigns) by how well they explain the techniques; hunting leads for each."""
+    from ttpscope.analyze.attribution import attribute
+
+    kb = load(domain, bundle)
+    result = attribute(gather(techniques, case, layer), kb, top=top)
+    ranked = result.campaigns if campaigns else result.groups
+    if json:
+        if full:
+            print_json(result.to_dict())
+        else:
+            print_json([{**c.to_dict(), "insufficient_evidence": result.insufficient_evidence} for c in ranked])
+        return
+    _notes(result)
+    rows = [(c.rank, c.id, c.name, f"{c.score:.2f}", f"{c.confidence:.2f}", len(c.explained),
+             c.context.get("country", "") if c.kind == "group" else (c.context.get("first_seen") or "")[:10],
+             " ".join(m.technique_id for m in c.explained[:6])) for c in ranked]
+    kind = "Campaigns" if campaigns else "Groups"
+    table(f"{kind} that best explain {len(result.observed)} techniques", ["#", "id", "name", "score", "conf",
+          "explains", "country" if not campaigns else "first seen", "strongest evidence"], rows, caption=kb.label)
+    style = "yellow" if result.insufficient_evidence else "green"
+    console.print(f"[{style}]{result.verdict}[/{style}]")
+    if ranked and ranked[0].missing:
+        console.print(f"Hunting leads for {ranked[0].name} (known, not observed): "
+                      + ", ".join(f"{m['technique_id']} {m['name']}" for m in ranked[0].missing))
+
+
+def overlap_cmd(items: list[str] = typer.Argument(..., help="Cases (workspace name/id or JSON file), ATT&CK "
+                                                  "campaigns or groups (id or name)."),
+                threshold: float = typer.Option(0.75, help="Cut the dendrogram at this distance (1 - similarity)."),
+                domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
+    """Pairwise similarity of cases, campaigns and groups, shared/distinguishing techniques, clusters."""
+    from ttpscope.analyze.overlap import overlap
+    from ttpscope.errors import NotFoundError
+
+    kb = load(domain, bundle)
+    resolved = []
+    for ref in items:
+        if Path(ref).is_file():
+            resolved.append(load_case(ref))
+            continue
+        try:
+            kb.campaign(ref)
+            resolved.append(ref)
+            continue
+        except NotFoundError:
+            pass
+        if kb.resolve_group(ref).id:
+            resolved.append(ref)
+            continue
+        resolved.append(load_case(ref))
+    result = overlap(resolved, kb, threshold=threshold)
+    if json:
+        print_json(result.to_dict())
+        return
+    keys = [it["key"] for it in result.items]
+    table("Similarity (weighted Jaccard)", ["", *keys],
+          [(k, *(f"{x:.2f}" for x in row)) for k, row in zip(keys, result.matrix)], caption=kb.label)
+    table("Pairs", ["a", "b", "sim", "shared (rarest first)", "only a", "only b"],
+          [(p["a"], p["b"], f"{p['similarity']:.2f}", " ".join(s["technique_id"] for s in p["shared"][:5]),
+            " ".join(s["technique_id"] for s in p["only_a"][:3]), " ".join(s["technique_id"] for s in p["only_b"][:3]))
+           for p in result.pairs[:20]])
+    console.print("Clusters: " + " | ".join(", ".join(c) for c in result.clustering["clusters"]))
+
+
+def anticipate_cmd(techniques: Optional[list[str]] = TechArgs, case: Optional[str] = CaseOpt,
+                   layer: Optional[Path] = LayerOpt, top: int = typer.Option(10, help="Predictions to list."),
+                   domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
+    """The techniques most likely to come next, why, and what to watch (data components, mitigations)."""
+    from ttpscope.analyze.anticipate import anticipate
+
+    kb = load(domain, bundle)
+    result = anticipate(gather(techniques, case, layer), kb, top=top)
+    if json:
+        print_json(result.to_dict())
+        return
+    _notes(result)
+    rows = [(i, p.technique_id, p.name, ", ".join(p.tactics), f"{p.score:.2f}", "later" if p.later_stage else "",
+             " ".join(b["technique_id"] for b in p.because_of),
+             "; ".join(d["name"] for d in p.watch["data_components"][:3]),
+             "; ".join(m["name"] for m in p.watch["mitigations"][:2]))
+            for i, p in enumerate(result.predictions, 1)]
+    table(f"Likely next, after {len(result.observed)} observed techniques "
+          f"(reached: {', '.join(result.reached_tactics) or 'none'})",
+          ["#", "technique", "name", "tactics", "score", "stage", "because of", "watch", "mitigate"], rows,
+          caption=kb.label)

@@ -1,0 +1,157 @@
+"""Attribution: hand-built profiles with known answers, and the real embedded ATT&CK KB."""
+
+from __future__ import annotations
+
+import pytest
+
+from ttpscope.analyze._profiles import DIRECT, SOFTWARE, Corpus, Profiles
+from ttpscope.analyze.attribution import AttributionModel, AttributionParams, attribute, mask_actor_names
+from ttpscope.model import Case, Observation
+
+
+def _model(kb, profiles, **params):
+    prof = {g: {t: [paths] if isinstance(paths, tuple) else paths for t, paths in p.items()}
+            for g, p in profiles.items()}
+    return AttributionModel(kb, prof, AttributionParams(**params))
+
+
+def _toy(kb):
+    """Three groups that all use PowerShell; only G0001 uses a rare technique."""
+    d = (DIRECT, None)
+    return _model(kb, {
+        "G0001": {"T1059.001": d, "T1003.001": d, "T1553.006": d},
+        "G0002": {"T1059.001": d, "T1003.001": d, "T1105": d},
+        "G0003": {"T1059.001": d, "T1105": d},
+        "G0004": {"T1059.001": d, "T1105": d, "T1082": d},
+    })
+
+
+def test_rare_technique_decides_and_common_one_says_little(kb):
+    model = _toy(kb)
+    ranked = model.rank({"T1553.006": 1.0, "T1059.001": 1.0})
+    assert ranked[0][0] == "G0001"
+    i = model.ids.index("G0001")
+    assert model.term("T1553.006")[i] > 3 * model.term("T1059.001")[i] > 0
+
+
+def test_unexplained_noise_costs_every_candidate_alike(kb):
+    model = _toy(kb)
+    base = model.scores({"T1553.006": 1.0})
+    noisy = model.scores({"T1553.006": 1.0, "T1486": 1.0})  # nobody in the toy uses T1486
+    assert (noisy - base) == pytest.approx([noisy[0] - base[0]] * 4)
+    assert model.rank({"T1553.006": 1.0, "T1486": 1.0})[0][0] == "G0001"
+
+
+def test_subtechnique_rollup_gives_partial_credit(kb):
+    d = (DIRECT, None)
+    model = _model(kb, {"G0001": {"T1059.001": d}, "G0002": {"T1059": d}, "G0003": {"T1059.003": d},
+                        "G0004": {"T1105": d}})
+    m = model.coverage("T1059.001")
+    exact, parent, sibling, none = (m[model.ids.index(g)] for g in ("G0001", "G0002", "G0003", "G0004"))
+    assert exact == 1.0 and parent == 0.5 and sibling == 0.25 and none == 0.0
+    # an observed parent is matched by a group's sub-technique
+    assert model.coverage("T1059")[model.ids.index("G0001")] == 0.5
+    explained, _ = model.explain("G0003", {"T1059.001": 1.0})
+    assert explained[0].match == "sibling" and explained[0].matched_id == "T1059.003"
+
+
+def test_software_path_counts_less_than_direct_use(kb):
+    model = _model(kb, {"G0001": {"T1553.006": (DIRECT, None)}, "G0002": {"T1553.006": (SOFTWARE, "S0001")},
+                        "G0003": {"T1105": (DIRECT, None)}})
+    s = dict((g, sc) for g, sc, _ in model.rank({"T1553.006": 1.0}))
+    assert s["G0001"] > s["G0002"] > s["G0003"]
+    explained, _ = model.explain("G0002", {"T1553.006": 1.0})
+    assert explained[0].via == ["software:S0001"]
+
+
+def test_observation_confidence_weighs_techniques(kb):
+    model = _toy(kb)
+    strong = model.scores({"T1553.006": 1.0})
+    weak = model.scores({"T1553.006": 0.3})
+    i = model.ids.index("G0001")
+    assert weak[i] == pytest.approx(0.3 * strong[i])
+
+
+def test_hunting_leads_are_known_unobserved_techniques_rarest_first(kb):
+    model = _toy(kb)
+    _, missing = model.explain("G0001", {"T1059.001": 1.0})
+    assert [m["technique_id"] for m in missing] == ["T1553.006", "T1003.001"]
+
+
+def test_common_techniques_alone_are_insufficient_evidence(kb):
+    result = attribute(["T1059.001", "T1105", "T1082"], kb)
+    assert result.insufficient_evidence
+    assert result.verdict.startswith("insufficient evidence")
+    assert result.information < result.params["min_information"]
+    assert result.groups  # still listed, as leads
+
+
+def test_no_known_technique(kb):
+    result = attribute(["T9999", "not a technique"], kb)
+    assert result.groups == [] and result.insufficient_evidence
+    assert result.unresolved == ["T9999", "not a technique"]
+
+
+def test_revoked_ids_are_followed_and_reported(kb):
+    result = attribute(["T1086", "T1553.006"], kb)  # T1086 PowerShell -> T1059.001
+    assert "T1059.001" in result.observed
+    assert any("T1086" in n and "T1059.001" in n for n in result.notes)
+
+
+def test_deterministic_and_sorted(kb):
+    techniques = sorted(kb.campaign_techniques("C0022"))
+    a = attribute(techniques, kb).to_dict()
+    b = attribute(list(reversed(techniques)), kb).to_dict()
+    assert a == b
+    scores = [(-g["score"], g["group_id"]) for g in a["groups"]]
+    assert scores == sorted(scores)
+    assert a["provenance"]["attack_version"] == "15.1"
+
+
+def _leak_free(kb, cid):
+    """Profiles without campaign ``cid`` and without links whose citations all come from its reports."""
+    cites = {c for p in kb.procedures_for(source_id=cid) for c in p.citations}
+    corpus = Corpus.from_kb(kb).without(drop_procedure=lambda p: bool(p.citations) and set(p.citations) <= cites,
+                                       drop_campaigns=[cid])
+    return Profiles.build(corpus)
+
+
+@pytest.mark.parametrize("cid", ["C0024", "C0022", "C0017"])
+def test_campaign_techniques_find_their_group_without_the_leak(kb, cid):
+    profiles = _leak_free(kb, cid)
+    target = kb.campaigns[cid].groups[0]
+    result = attribute(sorted(kb.campaign_techniques(cid)), kb, top=5, profiles=profiles)
+    assert target in [g.id for g in result.groups]
+    assert cid not in [c.id for c in result.campaigns]
+
+
+def test_campaigns_are_ranked_separately(kb):
+    result = attribute(sorted(kb.campaign_techniques("C0024")), kb, top=3)
+    assert result.campaigns[0].id == "C0024" and result.campaigns[0].kind == "campaign"
+    assert result.groups[0].id == "G0016"
+    d = result.campaigns[0].to_dict()
+    assert d["campaign_id"] == "C0024" and "first_seen" in d["context"]
+
+
+def test_group_context_from_misp(kb):
+    result = attribute(sorted(kb.campaign_techniques("C0024")), kb, top=1)
+    ctx = result.groups[0].to_dict()["context"]
+    assert ctx["country"] == "RU" and "Cozy Bear" in ctx["aliases"]
+
+
+def test_evidence_text_resembling_a_groups_procedures_lifts_it(kb):
+    proc = next(p for p in kb.procedures_for(source_id="G0016") if p.technique_id == "T1027.006")
+    ids = ["T1027.006"]
+    plain = attribute(ids, kb, top=200)
+    case = Case("text", [Observation("T1027.006", "text", "doc#1", evidence={"sentence": proc.description})])
+    with_text = attribute(case, kb, top=200)
+    rank = lambda r: [g.id for g in r.groups].index("G0016")  # noqa: E731
+    assert rank(with_text) <= rank(plain)
+    match = next(m for m in with_text.groups[rank(with_text)].explained if m.technique_id == "T1027.006")
+    assert match.text_similarity and match.text_similarity > 0.2
+
+
+def test_actor_names_are_masked_in_procedure_text():
+    text = "[APT29](https://attack.mitre.org/groups/G0016) used [Cobalt Strike](https://attack.mitre.org/software/S0154).(Citation: X)"
+    masked = mask_actor_names(text)
+    assert "APT29" not in masked and "Cobalt Strike" in masked and "Citation" not in masked
