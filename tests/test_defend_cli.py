@@ -146,3 +146,23 @@ def test_rules_convert_command(rule_dir):
 def test_coverage_unknown_group_is_clear(rule_dir):
     proc = run("coverage", "--rules", str(rule_dir), "--profile", "Nobody Group", "--bundle", "embedded")
     assert proc.returncode == 2 and "no group named 'Nobody Group'" in proc.stderr
+
+
+def test_case_options_use_the_workspace(tmp_path):
+    from ttpscope.model import Case, Observation
+    from ttpscope.store.workspace import Workspace
+
+    ws_home = tmp_path / "home"
+    techniques = ["T1566.001", "T1059.001", "T1027.006", "T1003.002", "T1021.006", "T1550.004"]
+    env_home = os.environ["TTPSCOPE_HOME"]
+    os.environ["TTPSCOPE_HOME"] = str(ws_home)
+    try:
+        Workspace().save_case(Case("defend-case", [Observation(t, "manual", "test") for t in techniques]))
+        mit = ok_json("mitigate", "--case", "defend-case", "--bundle", "embedded")
+        plan = ok_json("emulate", "--case", "defend-case", "--bundle", "embedded")
+        missing = run("mitigate", "--case", "no-such-case", "--bundle", "embedded")
+    finally:
+        os.environ["TTPSCOPE_HOME"] = env_home
+    assert sorted(t["id"] for t in mit["techniques"]) == sorted(techniques)
+    assert plan["group"]["id"].startswith("G") and plan["steps"]  # the case's top attributed group
+    assert missing.returncode == 2 and "no-such-case" in missing.stderr
