@@ -57,8 +57,12 @@ def test_profile_all_groups_is_prevalence(kb):
 
 
 def test_profile_from_ranking_and_techniques(kb):
-    p = profile_from_ranking(kb, [("G0016", 0.7), ("G0046", 0.2), ("G0007", 0.0)], top=5)
-    assert p.groups == ["G0016", "G0046"] and p.kind == "attribution"
+    p = profile_from_ranking(kb, [("G0016", 0.7), ("G0046", 0.2), ("G0007", 0.1)], top=2)
+    assert p.groups == ["G0016", "G0046"] and p.kind == "attribution" and p.group_weights["G0046"] == 0.2
+    logs = profile_from_ranking(kb, [("G0016", 3.2), ("G0046", -1.5)], top=5)  # log scores: equal weights
+    assert logs.groups == ["G0016", "G0046"] and set(logs.group_weights.values()) == {1.0}
+    with pytest.raises(NotFoundError):
+        profile_from_ranking(kb, [], top=3)
     t = profile_from_techniques(kb, ["T1003.001", "T1086"])  # T1086 is revoked -> T1059.001
     assert set(t.weights) == {"T1003.001", "T1059.001"} and t.notes
     with pytest.raises(NotFoundError):
