@@ -244,6 +244,10 @@ def test_inventory_visibility_and_blind_rules(kb, tmp_path):
     assert "T1021.002" in [g["id"] for g in rep["visible_undetected"]]
     layers = coverage_layers(rep, kb)
     assert all(validate_layer(layer, kb) == [] for layer in layers.values())
+    # the same sources collected on Linux only: Windows rules are no longer usable
+    inv_file.write_text("platforms:\n  Linux:\n    sigma: [process_creation, security]\n")
+    linux = coverage_report(kb, RULES, prof, load_inventory(inv_file))
+    assert not any(t["rules_usable"] for t in linux["techniques"])
 
 
 @pytest.mark.parametrize("text,problem", [
