@@ -151,3 +151,28 @@ def test_jobs_run_in_the_background_and_report_failures(setup):
     assert states[0]["state"] == "done" and states[0]["result"] == {"case_id": "x"} and states[0]["fraction"] == 1.0
     assert states[1]["state"] == "failed" and states[1]["error"] == "upload.txt: nothing usable"
     assert client.get("/api/jobs/unknown").status_code == 404
+
+
+def test_coverage_uses_the_server_rules_and_colours_the_matrix(kb, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from ttpscope.analyze.coverage import coverage_report
+    from ttpscope.analyze.profile import profile_from_groups
+    from ttpscope.detect.rules import load_rules
+
+    rules = Path(__file__).resolve().parents[1] / "examples" / "rules"
+    client = TestClient(create_app(Settings(token=TOKEN, bundle="embedded", rules=str(rules),
+                                            workspace=str(tmp_path / "ws.duckdb"))))
+    got = client.get("/api/coverage", params={"group": "APT29"}).json()
+    expected = coverage_report(kb, load_rules(str(rules), kb=kb).rules, profile_from_groups(kb, ["APT29"]))
+    assert got["coverage"] == expected["coverage"] and got["counts"] == expected["counts"]
+    assert [g["id"] for g in got["gaps"]] == [g["id"] for g in expected["gaps"]]
+    page = client.get("/", params={"coverage": "APT29"}).text
+    detected = {t["id"] for t in expected["techniques"] if t["detected"]}
+    assert detected and all(f'data-id="{t}"' in page for t in detected)
+    assert "detected" in page
+    monkeypatch.setenv("TTPSCOPE_HOME", str(tmp_path / "empty-home"))  # no cached SigmaHQ release here
+    no_rules = TestClient(create_app(Settings(token=TOKEN, bundle="embedded",
+                                              workspace=str(tmp_path / "ws2.duckdb"))))
+    r = no_rules.get("/api/coverage")
+    assert r.status_code == 409 and "--rules" in r.json()["detail"]

@@ -36,8 +36,14 @@ def error_page(request: Request, status: int, detail: str) -> Response:
 
 
 # ---------------------------------------------------------------------------- the matrix explorer
-def _colouring(request: Request, group: str | None, case: str | None) -> tuple[dict, dict | None]:
+def _colouring(request: Request, group: str | None, case: str | None,
+               coverage: str | None = None) -> tuple[dict, dict | None]:
     kb = request.app.state.kb
+    if coverage:
+        from ttpscope.api.api_analyses import coverage as coverage_of
+
+        groups = None if coverage.strip().lower() == "all" else [coverage]
+        return mx.coverage_marks(coverage_of(request, group=groups, case=None, platform=None, kb=kb))
     if group:
         return mx.group_marks(kb, group)
     if case:
@@ -61,13 +67,14 @@ def _matrix_page(request: Request, marks: dict, coloured_by: dict | None, status
             cases = []
     return render(request, "matrix.html", status=status, matrix=request.app.state.matrix, marks=marks,
                   coloured_by=coloured_by, marked=mx.marked_ids(marks), groups=groups, cases=cases,
-                  missing=missing("workspace"), error=error)
+                  missing=missing("workspace"), error=error,
+                  coverage_missing=missing("rules", "coverage"))
 
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, group: str | None = Query(None, max_length=200),
-         case: str | None = Query(None, max_length=200)):
-    marks, coloured_by = _colouring(request, group, case)
+         case: str | None = Query(None, max_length=200), coverage: str | None = Query(None, max_length=200)):
+    marks, coloured_by = _colouring(request, group, case, coverage)
     return _matrix_page(request, marks, coloured_by)
 
 
