@@ -156,3 +156,12 @@ def test_openapi_lists_the_endpoints(client):
               "/api/campaigns/{campaign}", "/api/search", "/api/matrix", "/api/cases", "/api/cases/{case_id}"):
         assert p in paths, p
     assert "delete" in paths["/api/cases/{case_id}"] and "post" in paths["/api/cases"]
+
+
+def test_pages_load_nothing_from_other_sites(client):
+    for url in ("/", "/api/docs", "/groups/APT29", "/techniques/T1059", "/compare", "/upload", "/cases"):
+        html = client.get(url).text
+        assets = re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="([^"]+)"', html)
+        assert assets and all(a.startswith("/") for a in assets), (url, assets)
+    docs = client.get("/api/docs").text
+    assert "GET /api/techniques/{technique_id}" in docs and "POST /api/cases" in docs

@@ -159,6 +159,22 @@ def search_page(request: Request, q: str = Query("", max_length=500)):
     return render(request, "search.html", q=q, hits=hits, title=f"Search: {q}" if q else "Search")
 
 
+@router.get("/api/docs", response_class=HTMLResponse)
+def api_docs(request: Request):
+    """The REST API, listed from the OpenAPI schema itself (no CDN-hosted Swagger UI)."""
+    schema = request.app.openapi()
+    ops = []
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            params = [{"name": p["name"], "in": p["in"], "required": p.get("required", False),
+                       "description": p.get("description") or ""} for p in op.get("parameters", [])]
+            body = op.get("requestBody", {}).get("content", {})
+            ops.append({"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                        "description": op.get("description", ""), "params": params, "tag": (op.get("tags") or [""])[0],
+                        "body": ", ".join(body), "token": method in ("post", "delete") and path.startswith("/api/cases")})
+    return render(request, "api_docs.html", title="REST API", ops=ops, info=schema["info"])
+
+
 # ---------------------------------------------------------------------------- compare
 _KINDS = ("group", "campaign", "software", "case")
 
