@@ -146,3 +146,13 @@ def test_readable_at_phone_width(server, browser, kb):
         page.screenshot(path=str(SHOTS / "matrix-apt28-phone.png"))
     finally:
         context.close()
+
+
+def test_upload_refused_without_the_right_token(server, page):
+    page.goto(server + "/upload")
+    page.fill("#token", "wrong-token-0123456789")
+    page.fill("#text", "APT29 used PowerShell.")
+    page.click("button:text('Investigate')")
+    page.wait_for_selector("#upload-status.error")
+    assert "Bearer" in page.inner_text("#upload-status")
+    assert "/upload" in page.url
