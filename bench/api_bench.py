@@ -88,31 +88,6 @@ def start_peer(bundle: str, port: int, log) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", PEER, bundle, str(port)], stdout=log, stderr=log)
 
 
-def wait_up(proc: subprocess.Popen, url: str, timeout: float = 180) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/api/kb", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url}: no answer within {timeout} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 # ---------------------------------------------------------------------------- the load
 async def load(base: str, paths: list[str], n: int, concurrency: int, max_seconds: float) -> dict:
     """Send ``n`` GETs (cycling over ``paths``) with ``concurrency`` in flight; latency per request."""
@@ -188,7 +163,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "api_bench.json"))
     args = parser.parse_args()
 
-    from ttpscope.api.launch import free_port, served
+    from ttpscope.api.launch import free_port, served, stop, wait_until_up
     from ttpscope.kb import load_kb
     from ttpscope.kb.sources import embedded_path
 
@@ -205,7 +180,7 @@ def main() -> None:
             with served(home, "bench-token-0123456789abcdef", ("--bundle", "embedded"), log=home / "serve.log") as ours, \
                     served(home / "nocache", "bench-token-0123456789abcdef", ("--bundle", "embedded", "--cache-size", "0"),
                            log=home / "serve-nocache.log") as ours_nocache:
-                wait_up(peer, peer_url)
+                wait_until_up(peer, peer_url, timeout=180)
                 import httpx
 
                 available = {name: httpx.get(ours + paths[0], timeout=120).status_code == 200 for name, paths in endpoints.items()}
