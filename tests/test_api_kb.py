@@ -165,3 +165,12 @@ def test_pages_load_nothing_from_other_sites(client):
         assert assets and all(a.startswith("/") for a in assets), (url, assets)
     docs = client.get("/api/docs").text
     assert "GET /api/techniques/{technique_id}" in docs and "POST /api/cases" in docs
+
+
+def test_compare_shows_the_overlap_analysis_similarity(client, kb):
+    from ttpscope.analyze.overlap import overlap
+
+    r = client.get("/compare", params={"a": "group:APT29", "b": "campaign:C0024"})
+    a, b = sorted(kb.group_techniques("G0016")), sorted(kb.campaign_techniques("C0024"))
+    expected = overlap([{"name": "A", "techniques": a}, {"name": "B", "techniques": b}], kb).pairs[0]["similarity"]
+    assert f'<strong id="similarity">{expected}</strong>' in r.text

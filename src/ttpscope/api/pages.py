@@ -219,6 +219,11 @@ def _compare_page(request: Request, a: dict | None, b: dict | None, a_ref: str =
         result = mx.compare_sets(a["ids"], b["ids"])
         union = len(result["shared"]) + len(result["only_a"]) + len(result["only_b"])
         result["jaccard"] = round(len(result["shared"]) / union, 3) if union else 0.0
+        overlap = part("overlap")
+        if overlap is not None and a["ids"] and b["ids"]:  # rarity-weighted similarity from ttpscope.analyze
+            pair = overlap([{"name": "A", "techniques": sorted(a["ids"])},
+                            {"name": "B", "techniques": sorted(b["ids"])}], kb).pairs[0]
+            result["similarity"] = pair["similarity"]
         colours = {"shared": "#b07cd8", "only_a": "#6fa8dc", "only_b": "#f6b26b"}
         labels = {"shared": "in both", "only_a": f"only in {a['label']}", "only_b": f"only in {b['label']}"}
         marks = {tid: {"score": 1.0, "color": colours[key], "comment": labels[key]}
