@@ -95,3 +95,42 @@ def test_token_file_must_exist_and_be_long_enough(tmp_path):
     good = tmp_path / "good"
     good.write_text("a-long-enough-token-value\n")
     assert load_or_create_token(good) == ("a-long-enough-token-value", False)
+
+
+def _serve(home, *args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ttpscope
+
+    env = dict(os.environ, TTPSCOPE_HOME=str(home), PYTHONPATH=str(Path(ttpscope.__file__).parents[1]))
+    return subprocess.Popen([sys.executable, "-m", "ttpscope", "serve", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_serve_generates_and_prints_a_token_at_first_start(tmp_path):
+    import httpx
+
+    from ttpscope.api.launch import free_port, stop, wait_until_up
+
+    port = free_port()
+    proc = _serve(tmp_path, "--port", str(port), "--bundle", "embedded")
+    try:
+        wait_until_up(proc, f"http://127.0.0.1:{port}")
+        saved = (tmp_path / "api-token").read_text().strip()
+        r = httpx.delete(f"http://127.0.0.1:{port}/api/cases/x", headers={"Authorization": f"Bearer {saved}"})
+        assert r.status_code == 404  # the printed token opens writes; the case just does not exist
+    finally:
+        stop(proc)
+    out = proc.stdout.read()
+    assert f"write token (new" in out and saved in out and f"127.0.0.1:{port}/#token={saved}" in out
+
+
+def test_serve_with_a_bad_token_file_exits_with_one_line(tmp_path):
+    short = tmp_path / "tok"
+    short.write_text("short")
+    proc = _serve(tmp_path, "--token-file", str(short))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip().splitlines() == [f"ttpscope: error: {short}: the token must be at least 16 characters"]
