@@ -176,3 +176,24 @@ def test_coverage_uses_the_server_rules_and_colours_the_matrix(kb, tmp_path, mon
                                               workspace=str(tmp_path / "ws2.duckdb"))))
     r = no_rules.get("/api/coverage")
     assert r.status_code == 409 and "--rules" in r.json()["detail"]
+
+
+def test_upload_starts_a_background_investigation_and_names_files_as_uploaded(setup):
+    client, ws, *_ = setup
+    r = client.post("/api/cases", headers=AUTH, data={"name": "upload test"},
+                    files=[("file", ("../../etc/evil name.txt", b"The actor used PowerShell to download a payload.",
+                                     "text/plain"))])
+    assert r.status_code == 202
+    job_id = r.json()["job"]["id"]
+    for _ in range(600):
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed"):
+            break
+        time.sleep(0.1)
+    assert job["state"] in ("done", "failed")
+    shown = orjson.dumps(job).decode()
+    assert "ttpscope-upload-" not in shown  # no server temp path leaks into what the user sees
+    if job["state"] == "done":
+        assert ws.get_case(job["result"]["case_id"]).name == "upload test"
+    else:  # a part this build lacks (extraction) is named, with the file as the user called it
+        assert "evil name.txt" in job["error"]
