@@ -134,3 +134,17 @@ def test_serve_with_a_bad_token_file_exits_with_one_line(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert err.strip().splitlines() == [f"ttpscope: error: {short}: the token must be at least 16 characters"]
+
+
+def test_chunked_bodies_are_counted_and_cut_at_the_limit(client):
+    def chunks():
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n'
+        for _ in range(40):
+            yield b"a" * 4096  # 160 KiB in all, no Content-Length declared
+        yield b"\r\n--xyz--\r\n"
+
+    r = client.post("/api/cases", content=chunks(), headers={**AUTH, "content-type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    declared = client.post("/api/cases", content=b"x" * (65 * 1024), headers={**AUTH, "content-type": "text/plain"})
+    assert declared.status_code == 413 and "MiB" in declared.json()["detail"]
