@@ -174,3 +174,14 @@ def test_compare_shows_the_overlap_analysis_similarity(client, kb):
     a, b = sorted(kb.group_techniques("G0016")), sorted(kb.campaign_techniques("C0024"))
     expected = overlap([{"name": "A", "techniques": a}, {"name": "B", "techniques": b}], kb).pairs[0]["similarity"]
     assert f'<strong id="similarity">{expected}</strong>' in r.text
+
+
+def test_an_ics_server_draws_the_ics_matrix(ics_kb):
+    c = TestClient(create_app(Settings(token=TOKEN, domain="ics", bundle="embedded")))
+    m = c.get("/api/matrix").json()
+    assert m["domain"] == "ics" and [t["shortname"] for t in m["tactics"]] == ics_kb.tactic_order()
+    gid = sorted(g.id for g in ics_kb.live_groups())[0]
+    page = c.get("/", params={"group": gid}).text
+    assert marked_cells(page) == ics_kb.group_techniques(gid)
+    layer = c.get(f"/api/groups/{gid}/layer").json()
+    assert layer["domain"] == "ics-attack" and validate_layer(layer, ics_kb) == []
