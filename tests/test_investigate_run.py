@@ -15,6 +15,8 @@ import pytest
 import stix2
 from lxml import html as lxml_html
 
+from helpers_investigate import SHOTS, check_report, chromium, colours
+
 from ttpscope.export.navigator import validate_layer
 from ttpscope.investigate import investigate
 from ttpscope.store import Workspace
@@ -57,6 +59,18 @@ def test_examples_produce_every_output(example_run, kb):
     assert {s["path"].rsplit("/", 1)[-1]: s["used"] for s in case["sources"]} == {
         "dc01.jsonl": True, "fs01.jsonl": True, "report-ashen-lantern.md": True, "ws-fin-07.jsonl": True,
         "ws-hr-03.jsonl": True}
+
+
+@pytest.mark.slow
+def test_example_report_renders_in_chromium(example_run):
+    """The report of README command 1, opened offline in headless Chromium: heatmap, timeline, attribution
+    and overlap charts drawn (screenshots in ci-artifacts/screenshots/report-examples*.png)."""
+    home, out, result = example_run
+    with chromium() as browser:
+        drawn = check_report(browser, out / "report.html", "report-examples")
+    assert {"matrix", "timeline", "attribution", "overlap"} <= set(drawn)
+    assert drawn["timeline"]["points"] > 50 and drawn["attribution"]["bars"] >= 3
+    assert colours(SHOTS / "report-examples-matrix.png") > 20
 
 
 def test_examples_case_holds_logs_and_report_together(example_run):
