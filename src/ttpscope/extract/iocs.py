@@ -27,6 +27,7 @@ _REG_KEY = re.compile(r"\b(?:HKEY_LOCAL_MACHINE|HKEY_CURRENT_USER|HKEY_CLASSES_R
 _FILE_TLDS = frozenset("zip mov sh py pl ps rs md exe dll bat cmd js vbs doc docx xls xlsx pdf rar jar app txt"
                        .split())
 _CHUNK = 1 << 16
+_LINE = re.compile(r"[^\n]*\n?")
 _TYPES = (("urls", "url"), ("domains", "domain"), ("ipv4s", "ipv4"), ("ipv6s", "ipv6"),
           ("email_addresses", "email"), ("md5s", "md5"), ("sha1s", "sha1"), ("sha256s", "sha256"))
 
@@ -85,8 +86,11 @@ def _candidate_chunks(text: str):
     buf: list[str] = []
     size = 0
     pos = 0
-    for line in text.splitlines(keepends=True):
-        pos += len(line)
+    for m in _LINE.finditer(text):
+        line = m.group()
+        if not line:
+            break
+        pos = m.end()
         if _CANDIDATE.search(line):
             buf.append(line)
             size += len(line)
