@@ -232,3 +232,26 @@ def test_default_model_on_a_tram_test_report(kb, shared_data):
     assert "wevtutil" in evidence["T1070.001"]
     assert "schtasks" in evidence["T1053.005"] or "scheduled task" in evidence["T1053.005"]
     assert "rundll32" in evidence["T1218.011"]
+
+
+def test_calibration_on_held_out_labelled_reports(kb):
+    """With labelled reports, a fifth of them (whole documents) is held out to fit the score→probability
+    curve and the threshold; the result says so."""
+    from ttpscope.extract.classifier import add_labelled
+    from ttpscope.extract.labelled import LabelledSentence
+
+    ts = kb_training_set(kb, techniques=["T1053", "T1059"])
+    sents = []
+    for d in range(12):
+        sents += [LabelledSentence(f"Report {d}: the implant registers a scheduled task via schtasks.", ["T1053.005"], f"r{d}"),
+                  LabelledSentence(f"Report {d}: a PowerShell one-liner fetched the loader.", ["T1059.001"], f"r{d}"),
+                  LabelledSentence(f"Report {d}: the vendor published this analysis on a Tuesday.", [], f"r{d}"),
+                  LabelledSentence(f"Report {d}: thanks to our partners for their help.", [], f"r{d}")]
+    add_labelled(ts, sents, kb)
+    m = TechniqueClassifier.train(kb, ts)
+    cal = m.info["calibration"]
+    assert "held out" in cal["on"] and cal["held_out_sentences"] > 0
+    assert 0 < m.threshold < 1 and cal["platt"][0] > 0 and 0 < cal["held_out_f1"] <= 1
+    out = m.predict(["The vendor published this analysis on a Tuesday.",
+                     "The implant registers a scheduled task via schtasks."])
+    assert out[0] == [] and out[1][0].technique_id == "T1053.005"

@@ -15,7 +15,7 @@ from typing import Callable
 from ttpscope.extract.documents import Document, read_document
 from ttpscope.extract.entities import EntityMatcher
 from ttpscope.extract.features import refang
-from ttpscope.extract.iocs import cve_ids, find_iocs
+from ttpscope.extract.iocs import find_iocs
 from ttpscope.extract.sentences import Sentence, iter_sentences
 from ttpscope.model import Observation
 
@@ -208,7 +208,9 @@ def _cves(kb, text: str, mappings) -> list[dict]:
     mapped to, by mapping type. These are what the vulnerability enables, kept apart from the techniques
     the text shows the adversary using."""
     out = []
-    for cve in cve_ids(text):
+    from ttpscope.kb.vulns import extract_cves
+
+    for cve in extract_cves(text):
         entry: dict = {"id": cve}
         if mappings is not None:
             from ttpscope.kb.vulns import resolve_mapping_techniques
