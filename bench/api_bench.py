@@ -15,6 +15,10 @@ Load: an httpx asyncio client with --concurrency requests in flight, --requests 
 phase also stops after --max-seconds), after a warm-up. Reports requests/s, p50/p95/p99 latency, errors,
 and the ttpscope / peer ratios measured in this same run. Writes bench/results/api_bench.json.
 
+Responsiveness: the technique load is also run while investigations of ``examples/evidence`` run back to back
+in the server's background worker (uploaded through ``POST /api/cases``), beside the same load on the idle
+server.
+
     python bench/api_bench.py [--requests 1500] [--concurrency 16]
 """
 
@@ -33,6 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token-0123456789abcdef"
 sys.path.insert(0, str(ROOT / "src"))
 
 # ---------------------------------------------------------------------------- the peer server
@@ -88,31 +93,6 @@ def start_peer(bundle: str, port: int, log) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", PEER, bundle, str(port)], stdout=log, stderr=log)
 
 
-def wait_up(proc: subprocess.Popen, url: str, timeout: float = 180) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/api/kb", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url}: no answer within {timeout} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 # ---------------------------------------------------------------------------- the load
 async def load(base: str, paths: list[str], n: int, concurrency: int, max_seconds: float) -> dict:
     """Send ``n`` GETs (cycling over ``paths``) with ``concurrency`` in flight; latency per request."""
@@ -147,6 +127,44 @@ async def load(base: str, paths: list[str], n: int, concurrency: int, max_second
     return {"requests": len(latencies), "wall_s": round(wall, 3), "rps": round(len(latencies) / wall, 1),
             "p50_ms": round(q[49] * 1000, 2), "p95_ms": round(q[94] * 1000, 2), "p99_ms": round(q[98] * 1000, 2),
             "statuses": statuses, "errors": errors}
+
+
+async def busy_load(base: str, token: str, evidence: list[Path], paths: list[str], n: int, concurrency: int,
+                    max_seconds: float) -> dict:
+    """The technique load while investigations of ``evidence`` run back to back in the server's background
+    worker: does the server stay responsive? Reports the load figures plus the investigations it ran."""
+    import httpx
+
+    done = {"started": 0, "done": 0, "failed": 0, "errors": []}
+    stop_flag = asyncio.Event()
+
+    async def investigations() -> None:
+        files = [("file", (p.name, p.read_bytes())) for p in evidence]
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            while not stop_flag.is_set():
+                r = await client.post("/api/cases", files=files, data={"name": "bench investigation"},
+                                      headers={"Authorization": f"Bearer {token}"})
+                if r.status_code != 202:
+                    done["errors"].append(f"{r.status_code} {r.text[:200]}")
+                    return
+                done["started"] += 1
+                job = r.json()["job"]["id"]
+                while not stop_flag.is_set():
+                    state = (await client.get(f"/api/jobs/{job}")).json()
+                    if state["state"] in ("done", "failed"):
+                        done[state["state"]] += 1
+                        if state["state"] == "failed":
+                            done["errors"].append(state["error"][:200])
+                        break
+                    await asyncio.sleep(0.25)
+
+    background = asyncio.create_task(investigations())
+    await asyncio.sleep(1.0)  # let the first investigation get going
+    result = await load(base, paths, n, concurrency, max_seconds)
+    stop_flag.set()
+    await background
+    return {**result, "investigations": {k: v for k, v in done.items() if k != "errors"},
+            "investigation_errors": done["errors"][:3]}
 
 
 def technique_paths(kb, k: int = 60, seed: int = 7) -> list[str]:
@@ -188,7 +206,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "api_bench.json"))
     args = parser.parse_args()
 
-    from ttpscope.api.launch import free_port, served
+    from ttpscope.api.launch import free_port, served, stop, wait_until_up
     from ttpscope.kb import load_kb
     from ttpscope.kb.sources import embedded_path
 
@@ -202,14 +220,25 @@ def main() -> None:
         peer = start_peer(bundle, peer_port, peer_log)
         peer_url = f"http://127.0.0.1:{peer_port}"
         try:
-            with served(home, "bench-token-0123456789abcdef", ("--bundle", "embedded"), log=home / "serve.log") as ours, \
-                    served(home / "nocache", "bench-token-0123456789abcdef", ("--bundle", "embedded", "--cache-size", "0"),
+            rules = ("--rules", str(ROOT / "examples" / "rules"))
+            with served(home, TOKEN, ("--bundle", "embedded"), log=home / "serve.log") as ours, \
+                    served(home / "nocache", TOKEN, ("--bundle", "embedded", "--cache-size", "0", *rules),
                            log=home / "serve-nocache.log") as ours_nocache:
-                wait_up(peer, peer_url)
+                wait_until_up(peer, peer_url, timeout=180)
                 import httpx
 
                 available = {name: httpx.get(ours + paths[0], timeout=120).status_code == 200 for name, paths in endpoints.items()}
                 agreement = same_answers(ours, peer_url, kb, endpoints["technique"])
+                evidence = sorted((ROOT / "examples" / "evidence").glob("*.*"))
+                if evidence:
+                    asyncio.run(load(ours_nocache, endpoints["technique"], args.warmup, args.concurrency,
+                                     args.max_seconds))
+                    results["responsiveness"] = {
+                        "idle": asyncio.run(load(ours_nocache, endpoints["technique"], args.requests // 2,
+                                                 args.concurrency, args.max_seconds)),
+                        "investigating": asyncio.run(busy_load(ours_nocache, TOKEN, evidence, endpoints["technique"],
+                                                               args.requests // 2, args.concurrency,
+                                                               args.max_seconds))}
                 for name, paths in endpoints.items():
                     for who, base in (("ttpscope", ours), ("ttpscope-nocache", ours_nocache), ("peer", peer_url)):
                         if who.startswith("ttpscope") and not available[name]:
@@ -225,6 +254,8 @@ def main() -> None:
           f"peer = minimal FastAPI server over mitreattack-python, same bundle")
     print(f"{'endpoint':<12}{'server':<18}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for name, rows in results.items():
+        if name == "responsiveness":
+            continue
         for who, r in rows.items():
             if not r.get("available", True):
                 print(f"{name:<12}{who:<18}  not available: ttpscope.analyze.attribution not installed")
@@ -239,6 +270,15 @@ def main() -> None:
                 print(f"{name:<12}{'ratio ' + who.split('-')[-1] if '-' in who else 'ratio':<18}{ratio['rps']:>8.2f}x"
                       f"{'':>9}{ratio['p95']:>8.2f}x")
     print("ratio = ttpscope / peer: req/s higher is better, p95 lower is better; 'nocache' = --cache-size 0")
+    if "responsiveness" in results:
+        idle, busy = results["responsiveness"]["idle"], results["responsiveness"]["investigating"]
+        inv = busy["investigations"]
+        print(f"responsiveness (technique, cache off): idle {idle['rps']:.1f} req/s p95 {idle['p95_ms']:.1f} ms; "
+              f"while investigating {busy['rps']:.1f} req/s p95 {busy['p95_ms']:.1f} ms "
+              f"(p95 x{busy['p95_ms'] / idle['p95_ms']:.2f}); investigations started {inv['started']}, "
+              f"done {inv['done']}, failed {inv['failed']}")
+        for err in busy["investigation_errors"]:
+            print(f"  investigation problem: {err}")
     print(f"same answers on {agreement['checked']} techniques: groups {agreement['groups']}, "
           f"sub-techniques {agreement['subtechniques']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

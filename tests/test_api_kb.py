@@ -156,3 +156,32 @@ def test_openapi_lists_the_endpoints(client):
               "/api/campaigns/{campaign}", "/api/search", "/api/matrix", "/api/cases", "/api/cases/{case_id}"):
         assert p in paths, p
     assert "delete" in paths["/api/cases/{case_id}"] and "post" in paths["/api/cases"]
+
+
+def test_pages_load_nothing_from_other_sites(client):
+    for url in ("/", "/api/docs", "/groups/APT29", "/techniques/T1059", "/compare", "/upload", "/cases"):
+        html = client.get(url).text
+        assets = re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="([^"]+)"', html)
+        assert assets and all(a.startswith("/") for a in assets), (url, assets)
+    docs = client.get("/api/docs").text
+    assert "GET /api/techniques/{technique_id}" in docs and "POST /api/cases" in docs
+
+
+def test_compare_shows_the_overlap_analysis_similarity(client, kb):
+    from ttpscope.analyze.overlap import overlap
+
+    r = client.get("/compare", params={"a": "group:APT29", "b": "campaign:C0024"})
+    a, b = sorted(kb.group_techniques("G0016")), sorted(kb.campaign_techniques("C0024"))
+    expected = overlap([{"name": "A", "techniques": a}, {"name": "B", "techniques": b}], kb).pairs[0]["similarity"]
+    assert f'<strong id="similarity">{expected}</strong>' in r.text
+
+
+def test_an_ics_server_draws_the_ics_matrix(ics_kb):
+    c = TestClient(create_app(Settings(token=TOKEN, domain="ics", bundle="embedded")))
+    m = c.get("/api/matrix").json()
+    assert m["domain"] == "ics" and [t["shortname"] for t in m["tactics"]] == ics_kb.tactic_order()
+    gid = sorted(g.id for g in ics_kb.live_groups())[0]
+    page = c.get("/", params={"group": gid}).text
+    assert marked_cells(page) == ics_kb.group_techniques(gid)
+    layer = c.get(f"/api/groups/{gid}/layer").json()
+    assert layer["domain"] == "ics-attack" and validate_layer(layer, ics_kb) == []

@@ -95,3 +95,56 @@ def test_token_file_must_exist_and_be_long_enough(tmp_path):
     good = tmp_path / "good"
     good.write_text("a-long-enough-token-value\n")
     assert load_or_create_token(good) == ("a-long-enough-token-value", False)
+
+
+def _serve(home, *args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ttpscope
+
+    env = dict(os.environ, TTPSCOPE_HOME=str(home), PYTHONPATH=str(Path(ttpscope.__file__).parents[1]))
+    return subprocess.Popen([sys.executable, "-m", "ttpscope", "serve", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_serve_generates_and_prints_a_token_at_first_start(tmp_path):
+    import httpx
+
+    from ttpscope.api.launch import free_port, stop, wait_until_up
+
+    port = free_port()
+    proc = _serve(tmp_path, "--port", str(port), "--bundle", "embedded")
+    try:
+        wait_until_up(proc, f"http://127.0.0.1:{port}")
+        saved = (tmp_path / "api-token").read_text().strip()
+        r = httpx.delete(f"http://127.0.0.1:{port}/api/cases/x", headers={"Authorization": f"Bearer {saved}"})
+        assert r.status_code == 404  # the printed token opens writes; the case just does not exist
+    finally:
+        stop(proc)
+    out = proc.stdout.read()
+    assert f"write token (new" in out and saved in out and f"127.0.0.1:{port}/#token={saved}" in out
+
+
+def test_serve_with_a_bad_token_file_exits_with_one_line(tmp_path):
+    short = tmp_path / "tok"
+    short.write_text("short")
+    proc = _serve(tmp_path, "--token-file", str(short))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip().splitlines() == [f"ttpscope: error: {short}: the token must be at least 16 characters"]
+
+
+def test_chunked_bodies_are_counted_and_cut_at_the_limit(client):
+    def chunks():
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n'
+        for _ in range(40):
+            yield b"a" * 4096  # 160 KiB in all, no Content-Length declared
+        yield b"\r\n--xyz--\r\n"
+
+    r = client.post("/api/cases", content=chunks(), headers={**AUTH, "content-type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    declared = client.post("/api/cases", content=b"x" * (65 * 1024), headers={**AUTH, "content-type": "text/plain"})
+    assert declared.status_code == 413 and "MiB" in declared.json()["detail"]

@@ -1,5 +1,7 @@
 """The web app in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright), against a real
-``ttpscope serve`` started by the test. Screenshots go to ci-artifacts/screenshots/."""
+``ttpscope serve`` started by the test: the matrix explorer, colouring, compare, keyboard and phone use, and
+the main job (upload a report, follow the background investigation, read the case, download its layer).
+Screenshots go to ci-artifacts/screenshots/."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ttpscope.export.navigator import make_layer
+from ttpscope.export.navigator import make_layer, validate_layer
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +20,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 TOKEN = "browser-token-0123456789abcdef"
+REPORT = ROOT / "examples" / "evidence" / "report-ashen-lantern.md"
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,8 @@ def server(tmp_path_factory):
     from ttpscope.api.launch import served
 
     home = tmp_path_factory.mktemp("web-home")
-    with served(home, TOKEN, extra_args=("--bundle", "embedded"), log=home / "server.log") as url:
+    with served(home, TOKEN, extra_args=("--bundle", "embedded", "--rules", str(ROOT / "examples" / "rules")),
+                log=home / "server.log") as url:
         yield url
 
 
@@ -146,3 +150,13 @@ def test_readable_at_phone_width(server, browser, kb):
         page.screenshot(path=str(SHOTS / "matrix-apt28-phone.png"))
     finally:
         context.close()
+
+
+def test_upload_refused_without_the_right_token(server, page):
+    page.goto(server + "/upload")
+    page.fill("#token", "wrong-token-0123456789")
+    page.fill("#text", "APT29 used PowerShell.")
+    page.click("button:text('Investigate')")
+    page.wait_for_selector("#upload-status.error")
+    assert "Bearer" in page.inner_text("#upload-status")
+    assert "/upload" in page.url

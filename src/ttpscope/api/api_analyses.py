@@ -92,3 +92,50 @@ def overlap(request: Request,
         else:
             items.append(ref)
     return fn(items, kb).to_dict()
+
+
+def server_rules(request: Request) -> list:
+    """The Sigma rules this server measures coverage with (``serve --rules``, else the cached SigmaHQ set),
+    loaded once. 409 when there is none: the request cannot name a folder, the server must be given one."""
+    from fastapi import HTTPException
+
+    from ttpscope.errors import NotFoundError
+
+    cached = getattr(request.app.state, "rules", None)
+    if cached is None:
+        try:
+            from ttpscope.detect.rules import load_rules
+        except ImportError:
+            need("rules")
+        try:
+            ruleset = load_rules(request.app.state.settings.rules, kb=request.app.state.kb)
+        except NotFoundError as exc:
+            raise HTTPException(409, detail=f"coverage needs a Sigma rule set: {exc} (when starting the "
+                                            "server: ttpscope serve --rules DIR)") from exc
+        cached = request.app.state.rules = list(ruleset.rules)
+    return cached
+
+
+@router.get("/coverage", summary="Detection coverage of the server's Sigma rules, with prioritised gaps")
+def coverage(request: Request,
+             group: list[str] | None = Query(None, max_length=20, description="Profile: these groups' techniques."),
+             case: str | None = CaseQ,
+             platform: list[str] | None = Query(None, max_length=10, description="Only techniques on these "
+                                                "platforms (e.g. Windows)."),
+             kb=Depends(kb_of)) -> dict:
+    """Without ``group`` or ``case`` the profile is every live technique. Rules come from the server's
+    configuration (``ttpscope serve --rules DIR``), never from the request."""
+    coverage_report = need("coverage")
+    from ttpscope.analyze import profile as profiles
+
+    if group and case:
+        raise InputError("query", None, "give 'group' or 'case', not both")
+    prof = None
+    if group:
+        prof = profiles.profile_from_groups(kb, group)
+    elif case:
+        from ttpscope.api.api_cases import get_case
+
+        found = get_case(request, case)
+        prof = profiles.profile_from_techniques(kb, found.technique_ids(), name=f"case {found.name}")
+    return coverage_report(kb, server_rules(request), prof, None, platform)

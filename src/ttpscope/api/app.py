@@ -67,6 +67,53 @@ _SECURITY_HEADERS = {
 }
 
 
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, whether or not they declare a Content-Length.
+
+    A declared length over the limit is refused before anything is read. A chunked body is counted as it
+    arrives and cut off at the limit: the multipart parser never spools more than that to disk.
+    """
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    def _refusal(self, size: str) -> ORJSONResponse:
+        return ORJSONResponse({"detail": f"request body {size}is over the {self.limit / MiB:.0f} MiB limit"},
+                              status_code=413)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self._refusal(f"of {int(declared) / MiB:.1f} MiB ")(scope, receive, send)
+        seen, over, started = 0, False, False
+
+        async def counted():
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    over = True
+                    return {"type": "http.disconnect"}  # the app stops reading here
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if over and message["type"] == "http.response.start" and not started:
+                started = True
+                await self._refusal("")(scope, receive, send)
+                return
+            if over and started:
+                return  # the app's own reply to the cut-off body is dropped
+            await send(message)
+
+        await self.app(scope, counted, guarded_send)
+        if over and not started:  # the app gave up without answering: the client still gets the reason
+            await self._refusal("")(scope, receive, send)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for one ATT&CK domain; the knowledge base is loaded here, once."""
     from ttpscope.api import api_analyses, api_cases, api_kb, pages
@@ -88,7 +135,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="MITRE ATT&CK TTPs from evidence, and the answers defenders need. Every answer names the "
                     "ATT&CK domain and version that produced it. Writes need `Authorization: Bearer <token>`.",
         default_response_class=ORJSONResponse,
-        docs_url="/api/docs",
+        docs_url=None,  # FastAPI's Swagger UI loads from a CDN; /api/docs is our own page over the schema
         redoc_url=None,
     )
     app.state.settings = settings
@@ -110,10 +157,6 @@ def create_app(settings: Settings) -> FastAPI:
             host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
             if host not in settings.allowed_hosts:
                 return ORJSONResponse({"detail": f"host {host!r} not allowed"}, status_code=400)
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_upload_bytes:
-            return ORJSONResponse({"detail": f"request body of {int(length) / MiB:.1f} MiB is over the "
-                                             f"{settings.max_upload_bytes / MiB:.0f} MiB limit"}, status_code=413)
         response = await call_next(request)
         for key, value in _SECURITY_HEADERS.items():  # routes that set their own policy keep it
             response.headers.setdefault(key, value)
@@ -161,6 +204,7 @@ def create_app(settings: Settings) -> FastAPI:
                                                                                        "application/octet-stream")
         return Response(body, media_type=kind, headers={"cache-control": "public, max-age=3600"})
 
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.include_router(api_kb.router)
     app.include_router(api_cases.router)
     app.include_router(api_analyses.router)

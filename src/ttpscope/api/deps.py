@@ -18,6 +18,7 @@ PARTS: dict[str, tuple[str, str, str]] = {
     "attribution": ("ttpscope.analyze.attribution", "attribute", "attribution (ttpscope.analyze.attribution)"),
     "overlap": ("ttpscope.analyze.overlap", "overlap", "overlap analysis (ttpscope.analyze.overlap)"),
     "anticipation": ("ttpscope.analyze.anticipate", "anticipate", "anticipation (ttpscope.analyze.anticipate)"),
+    "rules": ("ttpscope.detect.rules", "load_rules", "Sigma rule loading (ttpscope.detect.rules)"),
     "coverage": ("ttpscope.analyze.coverage", "coverage_report", "coverage and gaps (ttpscope.analyze.coverage)"),
 }
 

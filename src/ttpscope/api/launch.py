@@ -43,25 +43,35 @@ def served(home: str | Path, token: str, extra_args: tuple[str, ...] = (), timeo
                              "--token-file", str(token_file), *extra_args], env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ttpscope serve exited with code {proc.returncode} before answering")
-            try:
-                if httpx.get(url + "/api/kb", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ttpscope serve did not answer within {timeout:.0f} s")
-            time.sleep(0.2)
+        wait_until_up(proc, url, timeout)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
         if log:
             out.close()
+
+
+def wait_until_up(proc: subprocess.Popen, url: str, timeout: float = 90.0) -> None:
+    """Poll ``url``/api/kb until it answers 200; RuntimeError if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with code {proc.returncode} before answering")
+        try:
+            if httpx.get(url + "/api/kb", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url}: no answer within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the child by its pid, SIGKILL if it has not gone within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

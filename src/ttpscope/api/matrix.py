@@ -82,6 +82,28 @@ def case_marks(kb, case) -> tuple[Marks, dict]:
     return technique_set_marks(kb, weight, comments), {"kind": "case", "id": case.id, "name": case.name}
 
 
+DETECTED, GAP = (255, 255, 255), (120, 190, 120)
+
+
+def coverage_marks(report: dict) -> tuple[Marks, dict]:
+    """Marks of a coverage report: detected techniques green by detection score, gaps pale red."""
+    marks: Marks = {}
+    for row in report["techniques"]:
+        if row.get("detected"):
+            s = 0.25 + 0.75 * float(row.get("score") or 0)
+            colour = "#" + "".join(f"{round(lo + (hi - lo) * s):02x}" for lo, hi in zip(DETECTED, GAP))
+            marks[row["id"]] = {"score": round(float(row.get("score") or 0), 4), "color": colour,
+                                "comment": f"detected by {row['rules']} rule(s), score {row.get('score')}"}
+        else:
+            marks[row["id"]] = {"score": 0.0, "color": "#f4cccc", "comment": "gap: no alerting rule"}
+    profile = report.get("profile") or {}
+    name = profile.get("name") if isinstance(profile, dict) else None
+    return marks, {"kind": "coverage", "id": None,
+                   "name": f"{report['counts']['rules']} rules, {report['coverage']:.0%} of "
+                           f"{name or 'all techniques'} detected",
+                   "legend": [("detected (darker = stronger rules)", "#78be78"), ("gap", "#f4cccc")]}
+
+
 def layer_from_bytes(raw: bytes, source: str, kb) -> dict:
     """Parse and validate an uploaded Navigator layer held in memory (never written to disk)."""
     import orjson

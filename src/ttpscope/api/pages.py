@@ -36,8 +36,14 @@ def error_page(request: Request, status: int, detail: str) -> Response:
 
 
 # ---------------------------------------------------------------------------- the matrix explorer
-def _colouring(request: Request, group: str | None, case: str | None) -> tuple[dict, dict | None]:
+def _colouring(request: Request, group: str | None, case: str | None,
+               coverage: str | None = None) -> tuple[dict, dict | None]:
     kb = request.app.state.kb
+    if coverage:
+        from ttpscope.api.api_analyses import coverage as coverage_of
+
+        groups = None if coverage.strip().lower() == "all" else [coverage]
+        return mx.coverage_marks(coverage_of(request, group=groups, case=None, platform=None, kb=kb))
     if group:
         return mx.group_marks(kb, group)
     if case:
@@ -61,13 +67,14 @@ def _matrix_page(request: Request, marks: dict, coloured_by: dict | None, status
             cases = []
     return render(request, "matrix.html", status=status, matrix=request.app.state.matrix, marks=marks,
                   coloured_by=coloured_by, marked=mx.marked_ids(marks), groups=groups, cases=cases,
-                  missing=missing("workspace"), error=error)
+                  missing=missing("workspace"), error=error,
+                  coverage_missing=missing("rules", "coverage"))
 
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, group: str | None = Query(None, max_length=200),
-         case: str | None = Query(None, max_length=200)):
-    marks, coloured_by = _colouring(request, group, case)
+         case: str | None = Query(None, max_length=200), coverage: str | None = Query(None, max_length=200)):
+    marks, coloured_by = _colouring(request, group, case, coverage)
     return _matrix_page(request, marks, coloured_by)
 
 
@@ -152,6 +159,22 @@ def search_page(request: Request, q: str = Query("", max_length=500)):
     return render(request, "search.html", q=q, hits=hits, title=f"Search: {q}" if q else "Search")
 
 
+@router.get("/api/docs", response_class=HTMLResponse)
+def api_docs(request: Request):
+    """The REST API, listed from the OpenAPI schema itself (no CDN-hosted Swagger UI)."""
+    schema = request.app.openapi()
+    ops = []
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            params = [{"name": p["name"], "in": p["in"], "required": p.get("required", False),
+                       "description": p.get("description") or ""} for p in op.get("parameters", [])]
+            body = op.get("requestBody", {}).get("content", {})
+            ops.append({"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                        "description": op.get("description", ""), "params": params, "tag": (op.get("tags") or [""])[0],
+                        "body": ", ".join(body), "token": method in ("post", "delete") and path.startswith("/api/cases")})
+    return render(request, "api_docs.html", title="REST API", ops=ops, info=schema["info"])
+
+
 # ---------------------------------------------------------------------------- compare
 _KINDS = ("group", "campaign", "software", "case")
 
@@ -196,6 +219,11 @@ def _compare_page(request: Request, a: dict | None, b: dict | None, a_ref: str =
         result = mx.compare_sets(a["ids"], b["ids"])
         union = len(result["shared"]) + len(result["only_a"]) + len(result["only_b"])
         result["jaccard"] = round(len(result["shared"]) / union, 3) if union else 0.0
+        overlap = part("overlap")
+        if overlap is not None and a["ids"] and b["ids"]:  # rarity-weighted similarity from ttpscope.analyze
+            pair = overlap([{"name": "A", "techniques": sorted(a["ids"])},
+                            {"name": "B", "techniques": sorted(b["ids"])}], kb).pairs[0]
+            result["similarity"] = pair["similarity"]
         colours = {"shared": "#b07cd8", "only_a": "#6fa8dc", "only_b": "#f6b26b"}
         labels = {"shared": "in both", "only_a": f"only in {a['label']}", "only_b": f"only in {b['label']}"}
         marks = {tid: {"score": 1.0, "color": colours[key], "comment": labels[key]}

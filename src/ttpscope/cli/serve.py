@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ttpscope.cli.output import BundleOpt, DomainOpt, console, note
+from ttpscope.cli.output import BundleOpt, DomainOpt, note
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -35,11 +35,12 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
                         view_cache_size=cache_size, rules=rules)
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host
+    # plain echo, not Rich: these lines are copied and parsed, so they must never be wrapped
     if created:
-        console.print(f"write token (new, saved in {default_token_file()}): [bold]{token}[/bold]")
+        typer.echo(f"write token (new, saved in {default_token_file()}): {token}")
     else:
-        console.print(f"write token: from {token_file or default_token_file()}")
-    console.print(f"ttpscope serving {app.state.kb.label} at [bold]http://{shown}:{port}/#token={token}[/bold]")
+        typer.echo(f"write token: from {token_file or default_token_file()}")
+    typer.echo(f"ttpscope serving {app.state.kb.label} at http://{shown}:{port}/#token={token}")
     if host not in LOOPBACK:
         note(f"bound to {host}: reachable from the network; reads need no token")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
