@@ -87,5 +87,8 @@ def load_kb(domain: str = "enterprise", bundle: str | None = None, include_depre
             with open(tmp, "wb") as fh:
                 pickle.dump(kb, fh, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, cache_file)
+    # The KB is read-only from here on: move its ~40k objects out of the cyclic GC's generations so that
+    # later collections don't rescan them (measured: 10 ms saved on the first query after a warm load).
+    gc.freeze()
     _loaded[memo] = kb
     return kb

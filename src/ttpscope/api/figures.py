@@ -1,0 +1,64 @@
+"""Figures for the pages as inline SVG drawn on the server: no chart library to ship, nothing to run in the
+browser, and every label escaped (it may come from evidence)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from markupsafe import Markup, escape
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
+           "#bcbd22"]
+
+
+def _time(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+
+
+def timeline_svg(steps: list[dict[str, Any]], tactic_order: list[str], tactic_names: dict[str, str],
+                 width: int = 1000) -> Markup | None:
+    """Timed lifecycle steps as dots: time across, tactic (matrix order) down, one colour per host."""
+    points = [(t, s) for s in steps if (t := _time(s.get("time") or "")) is not None]
+    if not points:
+        return None
+    rows = [t for t in tactic_order if any(s.get("tactic") == t for _, s in points)]
+    hosts = sorted({s.get("host") or "(no host)" for _, s in points})
+    colour = {h: PALETTE[i % len(PALETTE)] for i, h in enumerate(hosts)}
+    left, top, row_h, right = 190, 26, 26, 20
+    height = top + row_h * len(rows) + 50
+    t0, t1 = min(t for t, _ in points), max(t for t, _ in points)
+    span = (t1 - t0).total_seconds() or 1.0
+    x = lambda t: left + (width - left - right) * ((t - t0).total_seconds() / span)  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+           f'aria-labelledby="tl-title"><title id="tl-title">Timeline of {len(points)} timed observations over '
+           f'{len(rows)} tactics on {len(hosts)} host(s)</title>']
+    for i, tactic in enumerate(rows):
+        y = top + row_h * i + row_h / 2
+        out.append(f'<line x1="{left}" y1="{y}" x2="{width - right}" y2="{y}" stroke="#e3e6ea"/>')
+        out.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end" font-size="12">'
+                   f'{escape(tactic_names.get(tactic, tactic))}</text>')
+    axis_y = top + row_h * len(rows) + 6
+    for frac in (0, 0.25, 0.5, 0.75, 1):
+        t = t0 + (t1 - t0) * frac
+        xx = left + (width - left - right) * frac
+        out.append(f'<text x="{xx:.1f}" y="{axis_y + 14}" text-anchor="middle" font-size="11" fill="#555">'
+                   f'{escape(t.strftime("%m-%d %H:%M"))}</text>')
+    for t, s in points:
+        if s.get("tactic") not in rows:
+            continue
+        y = top + row_h * rows.index(s["tactic"]) + row_h / 2
+        host = s.get("host") or "(no host)"
+        label = f"{s.get('time')} {host}: {s.get('technique_id')} {s.get('technique') or s.get('technique_name') or ''}"
+        out.append(f'<circle cx="{x(t):.1f}" cy="{y}" r="5" fill="{colour[host]}" fill-opacity="0.75">'
+                   f'<title>{escape(label)}</title></circle>')
+    lx = left
+    for h in hosts:
+        out.append(f'<circle cx="{lx}" cy="{height - 10}" r="5" fill="{colour[h]}"/>'
+                   f'<text x="{lx + 9}" y="{height - 6}" font-size="12">{escape(h)}</text>')
+        lx += 20 + 8 * len(h)
+    out.append("</svg>")
+    return Markup("".join(out))

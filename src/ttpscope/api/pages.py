@@ -1,0 +1,307 @@
+"""Server-rendered pages (Jinja2, autoescaped): the matrix explorer, KB pages, cases, upload, compare.
+
+Every page is drawn from the same library calls as its ``/api/`` endpoint; pages whose part of ttpscope has
+not landed yet say so instead of pretending.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from ttpscope.api import matrix as mx
+from ttpscope.api.deps import missing, part
+from ttpscope.errors import InputError, NotFoundError, TtpscopeError
+from ttpscope.kb import views
+
+router = APIRouter(include_in_schema=False)
+MAX_LAYER_BYTES = 5 * 1024 * 1024
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    kb = request.app.state.kb
+    env = request.app.state.templates
+    html = env.get_template(template).render(request=request, kb=kb, kb_label=kb.label, path=request.url.path,
+                                             **context)
+    return HTMLResponse(html, status_code=status)
+
+
+def error_page(request: Request, status: int, detail: str) -> Response:
+    try:
+        return render(request, "error.html", status=status, status_code=status, detail=detail)
+    except Exception:  # never let the error page itself fail
+        return HTMLResponse(f"<h1>{status}</h1>", status_code=status)
+
+
+# ---------------------------------------------------------------------------- the matrix explorer
+def _colouring(request: Request, group: str | None, case: str | None,
+               coverage: str | None = None) -> tuple[dict, dict | None]:
+    kb = request.app.state.kb
+    if coverage:
+        from ttpscope.api.api_analyses import coverage as coverage_of
+
+        groups = None if coverage.strip().lower() == "all" else [coverage]
+        return mx.coverage_marks(coverage_of(request, group=groups, case=None, platform=None, kb=kb))
+    if group:
+        return mx.group_marks(kb, group)
+    if case:
+        from ttpscope.api.api_cases import get_case
+
+        return mx.case_marks(kb, get_case(request, case))
+    return {}, None
+
+
+def _matrix_page(request: Request, marks: dict, coloured_by: dict | None, status: int = 200, error: str = ""):
+    kb = request.app.state.kb
+    groups = [(g.id, g.name) for g in sorted(kb.live_groups(), key=lambda g: g.name.casefold())]
+    cases = []
+    if part("workspace") is not None:
+        from ttpscope.api.api_cases import workspace
+
+        try:
+            cases = [(c.id, c.name) if not isinstance(c, dict) else (c["id"], c["name"])
+                     for c in workspace(request).list_cases()]
+        except TtpscopeError:
+            cases = []
+    return render(request, "matrix.html", status=status, matrix=request.app.state.matrix, marks=marks,
+                  coloured_by=coloured_by, marked=mx.marked_ids(marks), groups=groups, cases=cases,
+                  missing=missing("workspace"), error=error,
+                  coverage_missing=missing("rules", "coverage"))
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, group: str | None = Query(None, max_length=200),
+         case: str | None = Query(None, max_length=200), coverage: str | None = Query(None, max_length=200)):
+    marks, coloured_by = _colouring(request, group, case, coverage)
+    return _matrix_page(request, marks, coloured_by)
+
+
+@router.post("/", response_class=HTMLResponse)
+async def home_with_layer(request: Request, layer: UploadFile = File(...)):
+    """Colour the matrix by an uploaded Navigator layer (read in memory, nothing stored)."""
+    kb = request.app.state.kb
+    raw = await layer.read(MAX_LAYER_BYTES + 1)
+    name = (layer.filename or "layer.json")[:200]
+    try:
+        if len(raw) > MAX_LAYER_BYTES:
+            raise InputError(name, None, "a layer over 5 MiB is not accepted")
+        marks, coloured_by = mx.layer_marks(kb, mx.layer_from_bytes(raw, name, kb))
+    except InputError as exc:
+        return _matrix_page(request, {}, None, status=422, error=str(exc))
+    return _matrix_page(request, marks, coloured_by)
+
+
+# ---------------------------------------------------------------------------- knowledge base pages
+@router.get("/techniques/{technique_id}", response_class=HTMLResponse)
+def technique_page(request: Request, technique_id: str):
+    v = views.technique_view(request.app.state.kb, technique_id)
+    return render(request, "technique.html", t=v, title=f"{v['id']} {v['name']}")
+
+
+@router.get("/groups", response_class=HTMLResponse)
+def groups_page(request: Request):
+    kb = request.app.state.kb
+    rows = [{"id": g.id, "name": g.name, "extra": ", ".join(g.aliases[1:6]),
+             "count": len(kb.group_techniques(g.id))} for g in kb.live_groups()]
+    return render(request, "list.html", title="Groups", kind="groups", rows=rows, extra_label="aliases")
+
+
+@router.get("/groups/{group}", response_class=HTMLResponse)
+def group_page(request: Request, group: str):
+    kb = request.app.state.kb
+    v = views.group_view(kb, group)
+    marks, coloured_by = mx.group_marks(kb, v["id"])
+    return render(request, "group.html", g=v, title=f"{v['id']} {v['name']}", matrix=request.app.state.matrix,
+                  marks=marks, marked=mx.marked_ids(marks), coloured_by=coloured_by)
+
+
+@router.get("/software", response_class=HTMLResponse)
+def software_list_page(request: Request):
+    kb = request.app.state.kb
+    rows = [{"id": s.id, "name": s.name, "extra": s.type, "count": len(kb.software_techniques(s.id))}
+            for s in sorted(kb.software.values(), key=lambda s: s.name.casefold()) if not s.deprecated]
+    return render(request, "list.html", title="Software", kind="software", rows=rows, extra_label="type")
+
+
+@router.get("/software/{software}", response_class=HTMLResponse)
+def software_page(request: Request, software: str):
+    v = views.software_view(request.app.state.kb, software)
+    return render(request, "entity.html", e=v, kind="software", title=f"{v['id']} {v['name']}")
+
+
+@router.get("/campaigns", response_class=HTMLResponse)
+def campaigns_page(request: Request):
+    kb = request.app.state.kb
+    rows = [{"id": c.id, "name": c.name, "extra": f"{c.first_seen or '?'} → {c.last_seen or '?'}",
+             "count": len(kb.campaign_techniques(c.id))}
+            for c in sorted(kb.campaigns.values(), key=lambda c: c.id) if not c.deprecated]
+    return render(request, "list.html", title="Campaigns", kind="campaigns", rows=rows, extra_label="active")
+
+
+@router.get("/campaigns/{campaign}", response_class=HTMLResponse)
+def campaign_page(request: Request, campaign: str):
+    v = views.campaign_view(request.app.state.kb, campaign)
+    return render(request, "entity.html", e=v, kind="campaign", title=f"{v['id']} {v['name']}")
+
+
+@router.get("/tactics/{tactic}", response_class=HTMLResponse)
+def tactic_page(request: Request, tactic: str):
+    v = views.tactic_view(request.app.state.kb, tactic)
+    return render(request, "tactic.html", t=v, title=f"{v['id']} {v['name']}")
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page(request: Request, q: str = Query("", max_length=500)):
+    kb = request.app.state.kb
+    hits = kb.search(q, limit=50) if q.strip() else []
+    return render(request, "search.html", q=q, hits=hits, title=f"Search: {q}" if q else "Search")
+
+
+@router.get("/api/docs", response_class=HTMLResponse)
+def api_docs(request: Request):
+    """The REST API, listed from the OpenAPI schema itself (no CDN-hosted Swagger UI)."""
+    schema = request.app.openapi()
+    ops = []
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            params = [{"name": p["name"], "in": p["in"], "required": p.get("required", False),
+                       "description": p.get("description") or ""} for p in op.get("parameters", [])]
+            body = op.get("requestBody", {}).get("content", {})
+            ops.append({"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                        "description": op.get("description", ""), "params": params, "tag": (op.get("tags") or [""])[0],
+                        "body": ", ".join(body), "token": method in ("post", "delete") and path.startswith("/api/cases")})
+    return render(request, "api_docs.html", title="REST API", ops=ops, info=schema["info"])
+
+
+# ---------------------------------------------------------------------------- compare
+_KINDS = ("group", "campaign", "software", "case")
+
+
+def _side(request: Request, ref: str) -> dict:
+    """A compare side from ``kind:ref`` (``group:APT29``, ``campaign:C0024``, ``software:S0002``, ``case:ID``);
+    a bare ref is tried as a group."""
+    kb = request.app.state.kb
+    kind, _, value = ref.partition(":") if ":" in ref else ("group", "", ref)
+    kind, value = kind.strip().lower(), value.strip()
+    if kind not in _KINDS or not value:
+        raise InputError("compare", ref, f"write the side as kind:name with kind one of {', '.join(_KINDS)}")
+    if kind == "group":
+        g = kb.group(value)
+        return {"label": f"{g.id} {g.name}", "href": f"/groups/{g.id}", "ids": kb.group_techniques(g.id)}
+    if kind == "campaign":
+        c = kb.campaign(value)
+        return {"label": f"{c.id} {c.name}", "href": f"/campaigns/{c.id}", "ids": kb.campaign_techniques(c.id)}
+    if kind == "software":
+        s = kb.software_item(value)
+        return {"label": f"{s.id} {s.name}", "href": f"/software/{s.id}", "ids": kb.software_techniques(s.id)}
+    from ttpscope.api.api_cases import get_case
+
+    case = get_case(request, value)
+    return {"label": f"case {case.name}", "href": f"/cases/{case.id}",
+            "ids": {kb.resolve_technique(t).id or t for t in case.technique_ids()}}
+
+
+def _layer_side(request: Request, raw: bytes, name: str) -> dict:
+    kb = request.app.state.kb
+    if len(raw) > MAX_LAYER_BYTES:
+        raise InputError(name, None, "a layer over 5 MiB is not accepted")
+    marks, meta = mx.layer_marks(kb, mx.layer_from_bytes(raw, name, kb))
+    return {"label": f"layer {meta['name']}", "href": None, "ids": mx.marked_ids(marks)}
+
+
+def _compare_page(request: Request, a: dict | None, b: dict | None, a_ref: str = "", b_ref: str = "",
+                  error: str = "", status: int = 200):
+    kb = request.app.state.kb
+    result = marks = None
+    if a and b:
+        result = mx.compare_sets(a["ids"], b["ids"])
+        union = len(result["shared"]) + len(result["only_a"]) + len(result["only_b"])
+        result["jaccard"] = round(len(result["shared"]) / union, 3) if union else 0.0
+        overlap = part("overlap")
+        if overlap is not None and a["ids"] and b["ids"]:  # rarity-weighted similarity from ttpscope.analyze
+            pair = overlap([{"name": "A", "techniques": sorted(a["ids"])},
+                            {"name": "B", "techniques": sorted(b["ids"])}], kb).pairs[0]
+            result["similarity"] = pair["similarity"]
+        colours = {"shared": "#b07cd8", "only_a": "#6fa8dc", "only_b": "#f6b26b"}
+        labels = {"shared": "in both", "only_a": f"only in {a['label']}", "only_b": f"only in {b['label']}"}
+        marks = {tid: {"score": 1.0, "color": colours[key], "comment": labels[key]}
+                 for key in colours for tid in result[key]}
+        result["legend"] = [(labels[k], colours[k]) for k in colours]
+    return render(request, "compare.html", status=status, a=a, b=b, a_ref=a_ref, b_ref=b_ref, result=result,
+                  matrix=request.app.state.matrix, marks=marks or {}, marked=mx.marked_ids(marks or {}),
+                  coloured_by=None, error=error, title="Compare", name_of=kb.name_of)
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request, a: str = Query("", max_length=200), b: str = Query("", max_length=200)):
+    try:
+        side_a = _side(request, a) if a else None
+        side_b = _side(request, b) if b else None
+    except (InputError, NotFoundError) as exc:
+        return _compare_page(request, None, None, a, b, error=str(exc), status=422)
+    return _compare_page(request, side_a, side_b, a, b)
+
+
+@router.post("/compare", response_class=HTMLResponse)
+async def compare_layers(request: Request, a: str = Form(""), b: str = Form(""),
+                         layer_a: UploadFile | None = File(None), layer_b: UploadFile | None = File(None)):
+    """Compare with uploaded Navigator layers on either side (read in memory, nothing stored)."""
+    try:
+        sides = []
+        for ref, upload in ((a, layer_a), (b, layer_b)):
+            raw = await upload.read(MAX_LAYER_BYTES + 1) if upload is not None and upload.filename else b""
+            if raw:
+                sides.append(_layer_side(request, raw, upload.filename[:200]))
+            elif ref:
+                sides.append(_side(request, ref))
+            else:
+                raise InputError("compare", None, "each side needs a layer file or a kind:name reference")
+    except (InputError, NotFoundError) as exc:
+        return _compare_page(request, None, None, a, b, error=str(exc), status=422)
+    return _compare_page(request, sides[0], sides[1], a, b)
+
+
+# ---------------------------------------------------------------------------- cases, upload, jobs
+@router.get("/cases", response_class=HTMLResponse)
+def cases_page(request: Request):
+    rows: list[dict] = []
+    if part("workspace") is not None:
+        from ttpscope.api.api_cases import list_cases
+
+        rows = list_cases(request)["cases"]
+    return render(request, "cases.html", title="Cases", rows=rows, missing=missing("workspace"),
+                  jobs=[j.to_dict() for j in request.app.state.jobs.list()[:10]])
+
+
+@router.get("/upload", response_class=HTMLResponse)
+def upload_page(request: Request):
+    from ttpscope.api.uploads import ALLOWED
+
+    s = request.app.state.settings
+    return render(request, "upload.html", title="Investigate", missing=missing("workspace", "investigate"),
+                  accept=",".join(sorted(ALLOWED)), max_mib=s.max_upload_bytes // (1024 * 1024),
+                  max_files=s.max_files)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: str):
+    job = request.app.state.jobs.get(job_id)
+    if job is None:
+        raise NotFoundError(f"no job '{job_id}' (jobs are kept in memory until the server restarts)")
+    return render(request, "job.html", title=f"Investigating {job.title}", job=job.to_dict())
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+def case_page(request: Request, case_id: str):
+    from ttpscope.api import case_report
+    from ttpscope.api.api_cases import get_case
+
+    kb = request.app.state.kb
+    case = get_case(request, case_id)
+    marks, coloured_by = mx.case_marks(kb, case)
+    report = case_report.build(request, kb, case)
+    return render(request, "case.html", title=f"Case {case.name}", case=case, r=report,
+                  matrix=request.app.state.matrix, marks=marks, marked=mx.marked_ids(marks),
+                  coloured_by=coloured_by, name_of=kb.name_of)

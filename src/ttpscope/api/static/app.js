@@ -1,0 +1,98 @@
+// ttpscope web app: small progressive enhancements; every page works without this file except live progress.
+"use strict";
+
+// The write token: taken once from the address fragment (#token=...), kept for this browser tab only.
+(function keepToken() {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem("ttpscope-token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+})();
+
+function token() { return sessionStorage.getItem("ttpscope-token") || ""; }
+
+// Filter rows of a list table as you type.
+document.addEventListener("input", (ev) => {
+  const box = ev.target.closest("[data-filter]");
+  if (!box) return;
+  const q = box.value.trim().toLowerCase();
+  document.querySelectorAll(box.dataset.filter + " tbody tr").forEach((tr) => {
+    tr.hidden = q && !tr.textContent.toLowerCase().includes(q);
+  });
+});
+
+// Upload page: send the evidence with the bearer token, then follow the job.
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("upload-form");
+  if (form) {
+    const tokenInput = document.getElementById("token");
+    if (tokenInput && !tokenInput.value) tokenInput.value = token();
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const status = document.getElementById("upload-status");
+      const button = form.querySelector("button[type=submit]");
+      const tok = tokenInput.value.trim();
+      sessionStorage.setItem("ttpscope-token", tok);
+      const body = new FormData(form);
+      body.delete("token");
+      button.disabled = true;
+      status.className = "notice";
+      status.textContent = "Uploading…";
+      try {
+        const res = await fetch("/api/cases", { method: "POST", body, headers: { Authorization: "Bearer " + tok } });
+        const data = await res.json().catch(() => ({ detail: res.statusText }));
+        if (!res.ok) throw new Error(data.detail || res.statusText);
+        location.assign("/jobs/" + encodeURIComponent(data.job.id));
+      } catch (err) {
+        status.className = "error";
+        status.textContent = "Upload refused: " + err.message;
+        button.disabled = false;
+      }
+    });
+  }
+
+  const job = document.getElementById("job");
+  if (job) followJob(job.dataset.id);
+
+  document.querySelectorAll("form[data-delete]").forEach((f) => f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!confirm("Delete this case?")) return;
+    const tok = token() || prompt("Write token (printed when the server started):") || "";
+    sessionStorage.setItem("ttpscope-token", tok);
+    const res = await fetch(f.dataset.delete, { method: "DELETE", headers: { Authorization: "Bearer " + tok } });
+    if (res.ok) location.assign("/cases");
+    else alert("Delete refused: " + ((await res.json().catch(() => ({}))).detail || res.statusText));
+  }));
+});
+
+async function followJob(id) {
+  const bar = document.getElementById("job-progress");
+  const stage = document.getElementById("job-stage");
+  const log = document.getElementById("job-log");
+  for (;;) {
+    let data;
+    try {
+      const res = await fetch("/api/jobs/" + encodeURIComponent(id));
+      data = await res.json();
+      if (!res.ok) throw new Error(data.detail || res.statusText);
+    } catch (err) {
+      stage.textContent = "Lost the job: " + err.message;
+      return;
+    }
+    stage.textContent = data.state + ": " + data.stage;
+    if (data.fraction !== null && data.fraction !== undefined) bar.value = data.fraction;
+    else bar.removeAttribute("value");
+    log.textContent = data.log.join("\n");
+    if (data.state === "done") {
+      location.assign("/cases/" + encodeURIComponent(data.result.case_id));
+      return;
+    }
+    if (data.state === "failed") {
+      stage.className = "error";
+      stage.textContent = "Failed: " + data.error;
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 700));
+  }
+}

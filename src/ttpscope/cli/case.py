@@ -1,0 +1,145 @@
+"""`ttpscope case list|show|export|delete` and `ttpscope export CASE --format ...`: stored cases, re-analysed
+without re-reading their evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ttpscope.cli.output import BundleOpt, JsonOpt, console, note, print_json, table
+
+app = typer.Typer(help="Cases stored in the workspace: list, show, export, delete.", no_args_is_help=True)
+
+FormatOpt = typer.Option(None, "--format", "-f", help="html, layer, stix, json, csv or markdown (repeatable; "
+                         "default: all).")
+RulesOpt = typer.Option(None, "--rules", "-r", help="Sigma rules for the coverage section (default: the rule set "
+                        "the case was investigated with).")
+
+
+def _analysis(ref: str, bundle: str | None, rules: Path | None):
+    from ttpscope.investigate.analysis import analyse_case
+    from ttpscope.kb import load_kb
+    from ttpscope.store import Workspace
+
+    ws = Workspace()
+    case = ws.get_case(ref)
+    kb = load_kb(case.meta.get("domain") or "enterprise", bundle)
+    rules = rules or case.meta.get("rules")
+    if rules and not Path(rules).exists():
+        note(f"the rule set the case was investigated with is gone ({rules}); coverage is skipped")
+        rules = None
+    analysis = analyse_case(case, kb, detections=ws.get_detections(case.id), documents=ws.get_documents(case.id),
+                            rules=rules, workspace=ws)
+    return analysis, kb
+
+
+@app.command("list")
+def list_cmd(json_out: bool = JsonOpt) -> None:
+    """Cases in the workspace, most recently updated first."""
+    from ttpscope.store import Workspace
+
+    ws = Workspace()
+    cases = ws.list_cases()
+    if json_out:
+        print_json({"workspace": str(ws.path), "cases": cases})
+        return
+    table(f"Cases in {ws.path}", ["id", "name", "updated", "techniques", "observations", "detections", "reports"],
+          [[c["id"], c["name"], c["updated"], c["techniques"], c["observations"], c["detections"], c["documents"]]
+           for c in cases], caption=None if cases else "no case yet: run 'ttpscope investigate EVIDENCE...'")
+
+
+@app.command("show")
+def show_cmd(case: str = typer.Argument(..., help="Case id or name."), bundle: Optional[str] = BundleOpt,
+             json_out: bool = JsonOpt) -> None:
+    """A case's techniques with their strongest evidence, and where its evidence came from."""
+    from ttpscope.export.evidence import technique_evidence
+    from ttpscope.kb import load_kb
+    from ttpscope.store import Workspace
+
+    ws = Workspace()
+    c = ws.get_case(case)
+    kb = load_kb(c.meta.get("domain") or "enterprise", bundle)
+    evidence = technique_evidence(c, kb)
+    if json_out:
+        print_json({"case": {k: v for k, v in c.to_dict().items() if k != "observations"},
+                    "knowledge_base": kb.provenance(), "techniques": [e.to_dict() for e in evidence],
+                    "observations": len(c.observations), "detections": len(ws.get_detections(c.id)),
+                    "documents": [d.get("name") for d in ws.get_documents(c.id)]})
+        return
+    console.print(f"[bold]{c.name}[/bold] ({c.id}) · updated {c.updated:%Y-%m-%d %H:%M} UTC · "
+                  f"{len(c.observations)} observations · {kb.label}")
+    table("Techniques (strongest evidence first)", ["technique", "name", "tactics", "strength", "obs.", "evidence"],
+          [[e.id, e.name, ", ".join(e.tactics), e.score, e.observations, e.quotes[0]["text"] if e.quotes else ""]
+           for e in evidence])
+    sources = c.meta.get("sources") or []
+    if sources:
+        table("Evidence sources", ["source", "as", "read", "accepted", "rejected", "notes"],
+              [[s.get("path"), s.get("format") or s.get("kind"), s.get("read"), s.get("accepted"), s.get("rejected"),
+                s.get("note")] for s in sources])
+
+
+@app.command("export")
+def export_cmd(case: str = typer.Argument(..., help="Case id or name."),
+               formats: Optional[list[str]] = FormatOpt,
+               out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default "
+                                                  "./ttpscope-out/<case>)."),
+               rules: Optional[Path] = RulesOpt, bundle: Optional[str] = BundleOpt, json_out: bool = JsonOpt) -> None:
+    """Re-run the analyses on a stored case and write its outputs (all formats by default)."""
+    from ttpscope.export.outputs import FORMATS, write_outputs
+    from ttpscope.investigate import slug
+
+    analysis, kb = _analysis(case, bundle, rules)
+    out_dir = out or Path.cwd() / "ttpscope-out" / slug(analysis.case.name)
+    written = write_outputs(analysis, kb, out_dir, formats or FORMATS)
+    if json_out:
+        print_json({"case": analysis.case.id, "outputs": {k: str(v) for k, v in written.items()}})
+        return
+    console.print(f"Wrote {', '.join(p.name for p in written.values())} to [bold]{out_dir}[/bold]")
+
+
+@app.command("delete")
+def delete_cmd(case: str = typer.Argument(..., help="Case id or name."),
+               yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+               json_out: bool = JsonOpt) -> None:
+    """Remove a case and everything stored with it from the workspace."""
+    from ttpscope.store import Workspace
+
+    ws = Workspace()
+    target = ws.get_case(case)
+    if not yes and not json_out:
+        typer.confirm(f"Delete case '{target.name}' ({target.id}) with {len(target.observations)} observations?",
+                      abort=True)
+    removed = ws.delete_case(target.id)
+    if json_out:
+        print_json({"deleted": removed})
+        return
+    console.print(f"Deleted case '{removed['name']}' ({removed['id']})")
+
+
+def export_one_cmd(case: str = typer.Argument(..., help="Case id or name."),
+                   fmt: str = typer.Option(..., "--format", "-f", help="html, layer, stix, json, csv or markdown."),
+                   out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file or folder, '-' for "
+                                                      "standard output (default ./ttpscope-out/<case>/<file>)."),
+                   rules: Optional[Path] = RulesOpt, bundle: Optional[str] = BundleOpt) -> None:
+    """Export one format of a stored case (the analyses are re-run; the evidence is not re-read)."""
+    import sys
+
+    from ttpscope.errors import InputError
+    from ttpscope.export.outputs import FILES, FORMATS, render, write_atomic
+    from ttpscope.investigate import slug
+
+    if fmt not in FILES:
+        raise InputError("--format", None, f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    analysis, kb = _analysis(case, bundle, rules)
+    content = render(fmt, analysis, kb)
+    if str(out) == "-":
+        sys.stdout.buffer.write(content.encode() if isinstance(content, str) else content)
+        sys.stdout.flush()
+        return
+    target = out or Path.cwd() / "ttpscope-out" / slug(analysis.case.name) / FILES[fmt]
+    if target.is_dir():
+        target = target / FILES[fmt]
+    write_atomic(target, content)
+    console.print(f"Wrote {target}")

@@ -1,0 +1,46 @@
+"""`ttpscope serve`: the web app and REST API on Uvicorn, loopback by default."""
+
+from __future__ import annotations
+
+import typer
+
+from ttpscope.cli.output import BundleOpt, DomainOpt, note
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything but loopback exposes the "
+                                   "server to the network: put it behind TLS."),
+          port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
+          token_file: str = typer.Option(None, "--token-file", help="File holding the write token (else one is "
+                                         "generated at first start under TTPSCOPE_HOME and printed)."),
+          domain: str = DomainOpt, bundle: str = BundleOpt,
+          max_upload_mib: int = typer.Option(20, min=1, max=2048, help="Largest upload (whole request), MiB."),
+          workers: int = typer.Option(1, min=1, max=8, help="Investigations run at once in the background."),
+          rules: str = typer.Option(None, "--rules", help="Sigma rule file or folder for uploaded event logs "
+                                    "(default: the cached SigmaHQ set of 'ttpscope rules update', if any)."),
+          cache_size: int = typer.Option(2048, min=0, help="Serialised knowledge-base answers kept in memory "
+                                         "(0 = off)."),
+          ) -> None:
+    """Serve the ATT&CK matrix explorer, case pages and the REST API (OpenAPI at /openapi.json)."""
+    import uvicorn
+
+    from ttpscope.api import Settings, create_app
+    from ttpscope.api.security import default_token_file, load_or_create_token
+
+    token, created = load_or_create_token(token_file)
+    allowed = sorted(LOOPBACK) if host in LOOPBACK else None
+    settings = Settings(token=token, domain=domain, bundle=bundle, max_upload_bytes=max_upload_mib * 1024 * 1024,
+                        allowed_hosts=allowed, investigation_workers=workers,
+                        view_cache_size=cache_size, rules=rules)
+    app = create_app(settings)
+    shown = f"[{host}]" if ":" in host else host
+    # plain echo, not Rich: these lines are copied and parsed, so they must never be wrapped
+    if created:
+        typer.echo(f"write token (new, saved in {default_token_file()}): {token}")
+    else:
+        typer.echo(f"write token: from {token_file or default_token_file()}")
+    typer.echo(f"ttpscope serving {app.state.kb.label} at http://{shown}:{port}/#token={token}")
+    if host not in LOOPBACK:
+        note(f"bound to {host}: reachable from the network; reads need no token")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,158 @@
+"""Per-technique evidence of a case: how strong it is and what says so.
+
+One summary feeds every output (Navigator layer scores and comments, the report heatmap, Markdown,
+STIX), so that they all tell the same story.
+
+Strength: observations are first grouped by what produced them (one Sigma rule, one report sentence...);
+each group counts once with its best confidence, and the groups combine as a noisy-OR,
+``1 - prod(1 - c_i)``: independent sources corroborate each other, while a rule firing 500 times is still
+one source.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ttpscope.model import Case, Observation
+
+MAX_QUOTE = 240
+_CLASS_FIELDS = {"EventID", "Channel", "Provider_Name", "SourceName"}
+# fields every event has: they tell nothing about what happened
+ENVELOPE = _CLASS_FIELDS | {"Hostname", "Computer", "TimeCreated", "@timestamp", "Level", "Keywords", "Task",
+                            "Opcode", "Message", "ProviderGuid", "Provider_Guid", "EventRecordID", "RecordNumber",
+                            "Version", "Correlation", "Execution_ProcessID", "Execution_ThreadID", "Security_UserID",
+                            "rule_title", "title", "level", "rule", "rule_id", "source", "record", "UtcTime",
+                            "ProcessGuid", "LogonGuid", "RuleName"}
+_TELLING = ("CommandLine", "ScriptBlockText", "Image", "TargetFilename", "TargetObject", "ServiceName",
+            "ImageLoaded", "PipeName", "DestinationHostname", "DestinationIp", "QueryName", "TargetUserName",
+            "ParentImage")
+
+
+@dataclass(slots=True)
+class TechniqueEvidence:
+    """What a case holds for one technique."""
+
+    id: str
+    name: str
+    tactics: list[str]  # tactic shortnames it is placed under (see place_observation)
+    strength: float  # 0..1, see the module docstring
+    observations: int
+    sources: int  # distinct producers (rules, sentences, analysts)
+    kinds: dict[str, int]  # source kind -> observations
+    hosts: list[str]
+    users: list[str]
+    documents: list[str]
+    first_seen: datetime | None
+    last_seen: datetime | None
+    quotes: list[dict[str, str]] = field(default_factory=list)  # [{kind, ref, text}] strongest first
+    known: bool = True  # False when the id is not in the knowledge base in use
+
+    @property
+    def score(self) -> int:
+        """Strength on the 0..100 scale of Navigator scores."""
+        return round(100 * self.strength)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "tactics": self.tactics, "strength": round(self.strength, 4),
+            "score": self.score, "observations": self.observations, "sources": self.sources,
+            "kinds": self.kinds, "hosts": self.hosts, "users": self.users, "documents": self.documents,
+            "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen), "quotes": self.quotes,
+            "known": self.known,
+        }
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat().replace("+00:00", "Z") if dt else None
+
+
+def observation_text(obs: Observation, limit: int = MAX_QUOTE) -> str:
+    """A one-line rendering of an observation's evidence: the sentence, or the telling event fields."""
+    ev = obs.evidence or {}
+    text = ev.get("sentence") or ev.get("text") or ev.get("note")
+    if not text:
+        title = ev.get("rule_title") or ev.get("title") or ev.get("rule")
+        fields = ev.get("event") if isinstance(ev.get("event"), dict) else ev
+        matched = ev.get("matched") if isinstance(ev.get("matched"), dict) else {}
+        # the fields the rule tested come first (minus the event-class ones), then the telling ones
+        parts = [f"{k}={v}" for k, v in matched.items() if v not in (None, "") and k not in _CLASS_FIELDS]
+        parts += [f"{k}={fields[k]}" for k in _TELLING if isinstance(fields, dict) and fields.get(k)
+                  and k not in matched]
+        if not parts and isinstance(fields, dict):
+            parts = [f"{k}={v}" for k, v in fields.items() if isinstance(v, (str, int, float)) and v != ""
+                     and k not in ENVELOPE and not k.startswith("_")][:4]
+        text = (f"{title}: " if title else "") + "; ".join(parts[:3])
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def place_observation(obs: Observation, technique_id: str, kb) -> list[str]:
+    """The tactics an observation puts its technique under: the lifecycle's rule (the evidence's tactic when
+    the technique has it, else the technique's earliest tactic), so that the heatmap, the layer and the
+    lifecycle agree. Unknown techniques have no tactic."""
+    if technique_id not in kb.techniques:
+        return []
+    try:
+        from ttpscope.analyze.lifecycle import place
+    except ImportError:  # without the lifecycle part: the evidence's tactics, else all the technique's
+        own = kb.techniques[technique_id].tactics
+        said = [kb.tactics[r.id].shortname for r in map(kb.resolve_tactic, obs.tactic_ids) if r.id]
+        return [t for t in own if t in said] or list(own)
+    return place(obs, technique_id, kb)[0]
+
+
+def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueEvidence]:
+    """A summary per technique of the case, strongest first (ties by id), for every output to share."""
+    by_tech: dict[str, list[Observation]] = defaultdict(list)
+    for obs in case.observations:
+        by_tech[obs.technique_id].append(obs)
+    order = kb.tactic_order()
+    out = []
+    for tid, group in by_tech.items():
+        tech = kb.techniques.get(tid)
+        placed: list[str] = []
+        for obs in group:
+            for t in place_observation(obs, tid, kb):
+                if t not in placed:
+                    placed.append(t)
+        tactics = sorted(placed, key=lambda t: order.index(t) if t in order else len(order))
+        best: dict[tuple[str, str], Observation] = {}
+        for obs in group:
+            key = (obs.source_kind, obs.source_ref)
+            if key not in best or obs.confidence > best[key].confidence:
+                best[key] = obs
+        miss = 1.0
+        for obs in best.values():
+            miss *= 1.0 - obs.confidence
+        kinds: dict[str, int] = defaultdict(int)
+        for obs in group:
+            kinds[obs.source_kind] += 1
+        times = [o.time for o in group if o.time is not None]
+        strongest = sorted(best.values(), key=lambda o: (-o.confidence, o.source_kind, o.source_ref))
+        quoted = []
+        for obs in strongest[:quotes]:
+            quoted.append({"kind": obs.source_kind, "ref": obs.source_ref, "text": observation_text(obs),
+                           "confidence": round(obs.confidence, 3)})
+        out.append(TechniqueEvidence(
+            id=tid, name=tech.name if tech else tid, tactics=tactics, strength=1.0 - miss,
+            observations=len(group), sources=len(best), kinds=dict(sorted(kinds.items())),
+            hosts=sorted({o.host for o in group if o.host}), users=sorted({o.user for o in group if o.user}),
+            documents=sorted({o.document for o in group if o.document}),
+            first_seen=min(times) if times else None, last_seen=max(times) if times else None,
+            quotes=quoted, known=tech is not None))
+    out.sort(key=lambda e: (-e.strength, e.id))
+    return out
+
+
+def comment_of(ev: TechniqueEvidence, limit: int = 600) -> str:
+    """A Navigator cell comment: counts, where, and the strongest evidence."""
+    kinds = ", ".join(f"{n} {k}" for k, n in ev.kinds.items())
+    head = f"{ev.observations} observation(s) ({kinds}) from {ev.sources} source(s)"
+    if ev.hosts:
+        head += f"; hosts: {', '.join(ev.hosts[:5])}{'…' if len(ev.hosts) > 5 else ''}"
+    body = " | ".join(q["text"] for q in ev.quotes)
+    text = f"{head}. {body}" if body else head
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,152 @@
+"""The case report as ONE self-contained HTML file: Plotly's JS inlined once, figures as JSON, no network.
+
+Rendered with Jinja2 autoescaping on: every piece of evidence (command lines, report sentences, file
+names) is attacker-controlled and shows as text. Figure data travels as JSON inside a
+``<script type="application/json">`` block with ``<``, ``>`` and ``&`` escaped, so no value can close it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from jinja2 import ChainableUndefined, Environment, PackageLoader
+from markupsafe import Markup
+
+from ttpscope import __version__
+from ttpscope.export import figures
+
+if TYPE_CHECKING:
+    from ttpscope.investigate.analysis import CaseAnalysis
+
+RULES_SHOWN = 25
+SENTENCES_SHOWN = 25
+
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    return Environment(loader=PackageLoader("ttpscope.export", "templates"), autoescape=True,
+                       undefined=ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+@lru_cache(maxsize=1)
+def plotly_js() -> str:
+    """plotly.min.js from the installed plotly package: the report needs no network to draw its charts."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def script_json(data: Any) -> Markup:
+    """JSON safe to place inside a <script> element."""
+    text = orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                         ("\u2029", "\\u2029")):
+        text = text.replace(raw, escaped)
+    return Markup(text)
+
+
+def build_figures(analysis: CaseAnalysis, kb) -> dict[str, dict[str, Any]]:
+    """The report's charts, by name: matrix (always, when any technique), timeline, attribution, overlap."""
+    out: dict[str, dict[str, Any]] = {}
+    if analysis.evidence:
+        out["matrix"] = figures.matrix_heatmap(analysis.evidence, kb)
+    lc = analysis.sections.get("lifecycle")
+    if lc is not None and lc.ok and lc.data.get("timeline"):
+        names = {t.shortname: t.name for t in kb.tactic_list()}
+        out["timeline"] = figures.timeline(lc.data["timeline"], kb.tactic_order(), names)
+    at = analysis.sections.get("attribution")
+    if at is not None and at.ok and at.data.get("groups"):
+        out["attribution"] = figures.ranking_bars(at.data["groups"], title="attribution score")
+    ov = analysis.sections.get("overlap")
+    if ov is not None and ov.ok:
+        matrix = ov.data.get("matrix")
+        if matrix and len(matrix.get("labels") or []) > 1:
+            out["overlap"] = figures.similarity_matrix(matrix["labels"], matrix["values"])
+        elif ov.data.get("items"):
+            out["overlap"] = figures.ranking_bars(ov.data["items"], value="similarity", title="similarity",
+                                                  color_by=None)
+    return out
+
+
+def headline(analysis: CaseAnalysis, kb) -> str:
+    """One plain sentence or three for a manager."""
+    s = analysis.summary()
+    if not analysis.evidence:
+        return "No ATT&CK technique was found in the evidence given."
+    parts = [f"{s['techniques']} ATT&CK techniques across {len(s['tactics'])} of {len(kb.tactics)} tactics"]
+    if s["hosts"]:
+        parts.append(f"on {len(s['hosts'])} host{'s' if len(s['hosts']) != 1 else ''}")
+    if s["first_seen"]:
+        when = lambda iso: iso.replace("T", " ")[:16]  # noqa: E731 - to the minute reads better
+        parts.append(f"between {when(s['first_seen'])} and {when(s['last_seen'])} UTC")
+    text = " ".join(parts)
+    lc = analysis.sections.get("lifecycle")
+    if lc is not None and lc.ok and lc.data.get("furthest"):
+        text += f"; furthest stage reached: {lc.data['furthest']['name']}"
+    text += "."
+    at = analysis.sections.get("attribution")
+    if at is not None and at.ok and at.data.get("verdict"):
+        verdict = at.data["verdict"].rstrip(".")
+        text += " Attribution: " + verdict + "."
+    return text
+
+
+def findings(analysis: CaseAnalysis) -> list[str]:
+    """Key findings, one line each, from whichever sections have an answer."""
+    out = []
+    strongest = ", ".join(f"{e.id} {e.name} ({e.score})" for e in analysis.evidence[:3])
+    if strongest:
+        out.append(f"Strongest evidence: {strongest}.")
+    sec = analysis.sections
+    if "lifecycle" in sec and sec["lifecycle"].ok and sec["lifecycle"].data.get("intent"):
+        out.append(f"Lifecycle: {sec['lifecycle'].data['intent']}")
+    if "attribution" in sec and sec["attribution"].ok:
+        groups = sec["attribution"].data.get("groups") or []
+        if groups and not sec["attribution"].data.get("insufficient"):
+            g = groups[0]
+            conf = f", confidence {g['confidence']:.2f}" if g.get("confidence") is not None else ""
+            out.append(f"Most similar known group: {g['name']} ({g['id']}{conf}); "
+                       "its known techniques not observed here are hunting leads.")
+        elif groups:
+            out.append("Attribution: insufficient evidence to name a group; the closest ("
+                       + ", ".join(g["name"] for g in groups[:3]) + ") are leads only.")
+    if "anticipation" in sec and sec["anticipation"].ok:
+        preds = sec["anticipation"].data.get("predictions") or []
+        if preds:
+            out.append("Watch next for: " + ", ".join(f"{p['id']} {p['name']}" for p in preds[:3]) + ".")
+    if "coverage" in sec and sec["coverage"].ok:
+        cv = sec["coverage"].data
+        if cv.get("coverage") is not None:
+            out.append(f"The rule set detects {100 * cv['coverage']:.0f}% of the top groups' techniques; "
+                       f"{len(cv.get('gaps') or [])} gaps listed.")
+    if "indicators" in sec and sec["indicators"].ok:
+        ind = sec["indicators"].data
+        out.append(f"{len(ind.get('iocs') or [])} IOCs and {len(ind.get('cves') or [])} CVEs found in the reports "
+                   "(listed apart from the TTPs).")
+    missing = [s.title for s in sec.values() if s.status in ("unavailable", "error")]
+    if missing:
+        out.append("Not available in this report: " + "; ".join(missing) + " (see each section).")
+    return out
+
+
+def render_html(analysis: CaseAnalysis, kb) -> str:
+    """The whole report page."""
+    figs = build_figures(analysis, kb)
+    rules = analysis.rule_summary()
+    sentences = analysis.report_sentences(SENTENCES_SHOWN)
+    summary = analysis.summary()
+    has_logs = any(s.get("kind") == "log" for s in analysis.ingest)
+    return _env().get_template("report.html.j2").render(
+        version=__version__, case=analysis.case, generated=analysis.generated.strftime("%Y-%m-%d %H:%M UTC"),
+        kb_label=kb.label, provenance=analysis.provenance, summary=summary, tactic_count=len(kb.tactics),
+        headline=headline(analysis, kb), findings=findings(analysis), evidence=analysis.evidence,
+        sections=analysis.sections, rules=rules[:RULES_SHOWN], rules_more=max(0, len(rules) - RULES_SHOWN),
+        sentences=sentences, sources=analysis.ingest, figures=figs, figures_json=script_json(figs),
+        plotly_js=Markup(plotly_js()),
+        no_detections_reason=("No Sigma rule fired on the event logs." if has_logs
+                              else "No event log was analysed in this case."),
+        no_sentences_reason=("No report sentence was mapped to a technique." if analysis.documents
+                             else "No threat report was read in this case."),
+    )

@@ -1,0 +1,274 @@
+"""The case as a STIX 2.1 bundle, built (and so validated) with the ``stix2`` library.
+
+What goes in:
+- a ``report`` that refers to everything below, and the ``identity`` of ttpscope that made it;
+- a ``campaign`` standing for the case's activity, with ``uses`` relationships to an ``attack-pattern`` per
+  technique (the ATT&CK object's own STIX id and ``mitre-attack`` external id; confidence = evidence strength);
+- per rule and host, an ``observed-data`` of the events' observables (process, file, registry key,
+  user account, addresses) and a ``sighting`` of each technique the rule is tagged with, sighted where the
+  host's ``identity`` (class ``system``) is;
+- report sentences as ``note`` objects on the attack-patterns they support;
+- ``indicator`` objects for the IOCs with a short validity window (IOCs go stale fast), ``vulnerability``
+  objects for the CVEs;
+- the top attributed group as an ``intrusion-set`` with an ``attributed-to`` relationship from the campaign
+  carrying the attribution's confidence, only when the attribution is not "insufficient evidence".
+
+Ids of our own objects are UUIDv5 of the case id and the object's content, and times come from the case,
+so the same case gives the same bundle.
+"""
+
+from __future__ import annotations
+
+import ntpath
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import stix2
+
+from ttpscope import __version__
+from ttpscope.export.evidence import comment_of
+
+if TYPE_CHECKING:
+    from ttpscope.investigate.analysis import CaseAnalysis
+
+NAMESPACE = uuid.UUID("5b0d7f55-6d0e-4bd6-9f34-8d3c2f1f0a11")  # ttpscope's UUIDv5 namespace
+# IOC validity after the case: network indicators are re-used for days to weeks, file hashes a little longer
+VALIDITY_DAYS = {"network": 30, "hash": 90, "other": 30}
+OBSERVABLES_PER_GROUP = 5
+
+_IOC_TYPES = {  # extractor type names -> (STIX pattern path, validity class)
+    "ipv4": ("ipv4-addr:value", "network"), "ip": ("ipv4-addr:value", "network"),
+    "ipv4-addr": ("ipv4-addr:value", "network"), "ipv4_address": ("ipv4-addr:value", "network"),
+    "ipv6": ("ipv6-addr:value", "network"), "ipv6-addr": ("ipv6-addr:value", "network"),
+    "domain": ("domain-name:value", "network"), "domain-name": ("domain-name:value", "network"),
+    "fqdn": ("domain-name:value", "network"), "hostname": ("domain-name:value", "network"),
+    "url": ("url:value", "network"), "uri": ("url:value", "network"),
+    "email": ("email-addr:value", "network"), "email-addr": ("email-addr:value", "network"),
+    "email_address": ("email-addr:value", "network"),
+    "md5": ("file:hashes.MD5", "hash"), "sha1": ("file:hashes.'SHA-1'", "hash"),
+    "sha256": ("file:hashes.'SHA-256'", "hash"), "sha512": ("file:hashes.'SHA-512'", "hash"),
+    "registry": ("windows-registry-key:key", "other"), "registry_key": ("windows-registry-key:key", "other"),
+    "registry-key": ("windows-registry-key:key", "other"), "file_path": ("file:name", "other"),
+    "filepath": ("file:name", "other"), "file": ("file:name", "other"), "filename": ("file:name", "other"),
+}
+
+
+def _id(kind: str, *parts: Any) -> str:
+    return f"{kind}--{uuid.uuid5(NAMESPACE, '|'.join(str(p) for p in parts))}"
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        try:
+            dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _pattern_literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def ioc_pattern(ioc_type: str, value: str) -> tuple[str, str] | None:
+    """The STIX pattern of an IOC and its validity class, or None for a type STIX patterns do not cover."""
+    key = str(ioc_type).lower().strip()
+    if key not in _IOC_TYPES or not value:
+        return None
+    path, validity = _IOC_TYPES[key]
+    if path == "file:name":
+        value = ntpath.basename(value) or value
+    return f"[{path} = {_pattern_literal(str(value))}]", validity
+
+
+def _observables(event: dict[str, Any]) -> list[Any]:
+    """STIX cyber-observables of one event's telling fields (deterministic ids from their values)."""
+    out: list[Any] = []
+    image = event.get("Image") or event.get("NewProcessName")
+    cmd = event.get("CommandLine")
+    if image or cmd:
+        props: dict[str, Any] = {}
+        if cmd:
+            props["command_line"] = str(cmd)
+        if image:
+            f = stix2.File(name=ntpath.basename(str(image)) or str(image))
+            out.append(f)
+            props["image_ref"] = f.id
+        pid = event.get("ProcessId") or event.get("NewProcessId")
+        if isinstance(pid, int) or (isinstance(pid, str) and pid.isdigit()):
+            props["pid"] = int(pid)
+        # a process has no id-contributing properties in STIX 2.1: derive one from what identifies it here
+        out.append(stix2.Process(id=_id("process", props.get("command_line"), props.get("pid"), image), **props))
+    for key in ("TargetFilename", "ImageLoaded"):
+        if event.get(key):
+            out.append(stix2.File(name=ntpath.basename(str(event[key])) or str(event[key])))
+    if event.get("TargetObject"):
+        out.append(stix2.WindowsRegistryKey(key=str(event["TargetObject"])))
+    for key in ("TargetUserName", "SubjectUserName", "User"):
+        if event.get(key) and str(event[key]) not in ("-", ""):
+            out.append(stix2.UserAccount(user_id=str(event[key])))
+            break
+    for key in ("DestinationIp", "SourceIp", "IpAddress"):
+        val = str(event.get(key) or "")
+        if val and val not in ("-", "::1", "127.0.0.1"):
+            out.append(stix2.IPv6Address(value=val) if ":" in val else stix2.IPv4Address(value=val))
+    for key in ("DestinationHostname", "QueryName"):
+        if event.get(key):
+            out.append(stix2.DomainName(value=str(event[key])))
+    return out
+
+
+def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
+    """The STIX 2.1 bundle of a case, as a JSON-ready dict (every object built through ``stix2``)."""
+    case = analysis.case
+    stamp = _utc(case.updated) or datetime.now(timezone.utc)
+    first, last = analysis.time_span()
+    first_dt, last_dt = _utc(first), _utc(last)
+    objects: dict[str, Any] = {}
+
+    def add(obj: Any) -> Any:
+        objects.setdefault(obj.id, obj)
+        return obj
+
+    me = add(stix2.Identity(id=_id("identity", "ttpscope"), name="ttpscope", identity_class="system",
+                            description=f"ttpscope {__version__}", created=stamp, modified=stamp))
+    common = {"created_by_ref": me.id, "created": stamp, "modified": stamp}
+    campaign_props: dict[str, Any] = {}
+    if first_dt:
+        campaign_props["first_seen"] = first_dt
+        campaign_props["last_seen"] = max(last_dt or first_dt, first_dt)
+    campaign = add(stix2.Campaign(id=_id("campaign", case.id), name=f"Activity of case {case.name}",
+                                  description=f"Activity observed in ttpscope case {case.name} ({case.id}).",
+                                  **campaign_props, **common))
+    patterns: dict[str, Any] = {}
+    for ev in analysis.evidence:
+        tech = kb.techniques.get(ev.id)
+        if tech is None:
+            continue
+        ref = {"source_name": "mitre-attack", "external_id": tech.id}
+        if tech.url:
+            ref["url"] = tech.url
+        ap = add(stix2.AttackPattern(
+            id=tech.stix_id or _id("attack-pattern", tech.id), name=tech.name, external_references=[ref],
+            kill_chain_phases=[{"kill_chain_name": "mitre-attack", "phase_name": t} for t in tech.tactics],
+            created=stamp, modified=stamp, allow_custom=False))
+        patterns[ev.id] = ap
+        add(stix2.Relationship(id=_id("relationship", case.id, "uses", ev.id), source_ref=campaign.id,
+                               relationship_type="uses", target_ref=ap.id, description=comment_of(ev),
+                               confidence=max(0, min(100, ev.score)), **common))
+    # detections: per rule and host, the observables and a sighting of each tagged technique
+    hosts: dict[str, Any] = {}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for det in analysis.detections:
+        groups[(str(det.get("rule_id") or det.get("title")), str(det.get("host") or ""))].append(det)
+    for (rule, host), dets in sorted(groups.items()):
+        techniques = sorted({t for d in dets for t in (d.get("techniques") or []) if t in patterns})
+        if not techniques:
+            continue
+        times = sorted(t for t in (_utc(d.get("time")) for d in dets) if t is not None)
+        seen_first = times[0] if times else stamp
+        seen_last = times[-1] if times else stamp
+        where = []
+        if host:
+            if host not in hosts:
+                hosts[host] = add(stix2.Identity(id=_id("identity", case.id, "host", host), name=host,
+                                                 identity_class="system", **common))
+            where = [hosts[host].id]
+        observables: dict[str, Any] = {}
+        for det in dets[:OBSERVABLES_PER_GROUP]:
+            event = det.get("event") if isinstance(det.get("event"), dict) else {}
+            for sco in _observables(event):
+                observables.setdefault(sco.id, sco)
+        od_refs = []
+        if observables:
+            for sco in observables.values():
+                add(sco)
+            od = add(stix2.ObservedData(id=_id("observed-data", case.id, rule, host), first_observed=seen_first,
+                                        last_observed=seen_last, number_observed=len(dets),
+                                        object_refs=sorted(observables), **common))
+            od_refs = [od.id]
+        title = dets[0].get("title") or rule
+        for tid in techniques:
+            props: dict[str, Any] = {"first_seen": seen_first, "last_seen": seen_last, "count": len(dets),
+                                     "description": f"Sigma rule '{title}' ({dets[0].get('level') or 'no level'})"
+                                                    f" fired {len(dets)} time(s)" + (f" on {host}" if host else "")}
+            if od_refs:
+                props["observed_data_refs"] = od_refs
+            if where:
+                props["where_sighted_refs"] = where
+            add(stix2.Sighting(id=_id("sighting", case.id, rule, host, tid), sighting_of_ref=patterns[tid].id,
+                               **props, **common))
+    # report sentences: a note per technique quoting the strongest sentences
+    sentences: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in analysis.report_sentences(limit=None):
+        sentences[row["technique_id"]].append(row)
+    for tid, rows in sorted(sentences.items()):
+        if tid not in patterns:
+            continue
+        text = "\n".join(f"- \"{r['sentence']}\" ({r['document']}, confidence {r['confidence']:.2f})" for r in rows[:5])
+        add(stix2.Note(id=_id("note", case.id, tid), abstract=f"Report evidence for {tid}", content=text,
+                       object_refs=[patterns[tid].id], **common))
+    # indicators and vulnerabilities, apart from the TTPs
+    skipped_iocs = 0
+    ind = analysis.sections.get("indicators")
+    ind_data = ind.data if ind is not None and ind.ok else {"iocs": [], "cves": []}
+    for ioc in ind_data.get("iocs") or []:
+        made = ioc_pattern(ioc.get("type", ""), str(ioc.get("value", "")))
+        if made is None:
+            skipped_iocs += 1
+            continue
+        pattern, validity = made
+        try:
+            indicator = stix2.Indicator(
+                id=_id("indicator", case.id, pattern), name=str(ioc["value"])[:200], pattern=pattern,
+                pattern_type="stix", indicator_types=["malicious-activity"], valid_from=stamp,
+                valid_until=stamp + timedelta(days=VALIDITY_DAYS[validity]),
+                description=f"{ioc.get('type')} named in {', '.join(map(str, ioc.get('documents') or []))}",
+                **common)
+        except (stix2.exceptions.STIXError, ValueError):
+            skipped_iocs += 1
+            continue
+        add(indicator)
+        add(stix2.Relationship(id=_id("relationship", case.id, "indicates", indicator.id), source_ref=indicator.id,
+                               relationship_type="indicates", target_ref=campaign.id, **common))
+    for cve in ind_data.get("cves") or []:
+        vuln = add(stix2.Vulnerability(id=_id("vulnerability", cve["id"]), name=cve["id"],
+                                       external_references=[{"source_name": "cve", "external_id": cve["id"]}],
+                                       **common))
+        add(stix2.Relationship(id=_id("relationship", case.id, "targets", vuln.id), source_ref=campaign.id,
+                               relationship_type="targets", target_ref=vuln.id, **common))
+    # the top attribution, when it is more than a guess
+    at = analysis.sections.get("attribution")
+    if at is not None and at.ok and at.data.get("groups") and not at.data.get("insufficient"):
+        top = at.data["groups"][0]
+        group = kb.groups.get(top["id"])
+        if group is not None:
+            ref = {"source_name": "mitre-attack", "external_id": group.id}
+            if group.url:
+                ref["url"] = group.url
+            iset = add(stix2.IntrusionSet(id=group.stix_id or _id("intrusion-set", group.id), name=group.name,
+                                          aliases=[a for a in group.aliases if a != group.name] or None,
+                                          external_references=[ref], created=stamp, modified=stamp))
+            conf = top.get("confidence")
+            add(stix2.Relationship(
+                id=_id("relationship", case.id, "attributed-to", group.id), source_ref=campaign.id,
+                relationship_type="attributed-to", target_ref=iset.id,
+                confidence=round(100 * float(conf)) if conf is not None else None,
+                description=at.data.get("verdict") or top.get("why") or "", **common))
+    refs = sorted(i for i in objects if i != me.id)
+    description = (f"ttpscope case {case.name} ({case.id}): {len(analysis.evidence)} techniques, "
+                   f"{len(analysis.detections)} detections, {len(analysis.documents)} reports; {kb.label}.")
+    if skipped_iocs:
+        description += f" {skipped_iocs} IOC(s) of types STIX patterns do not cover were left out."
+    report = stix2.Report(id=_id("report", case.id), name=f"ttpscope case: {case.name}", description=description,
+                          report_types=["threat-report"], published=stamp, object_refs=refs, **common)
+    bundle = stix2.Bundle(id=_id("bundle", case.id, stamp.isoformat()), objects=[me, report] + [objects[i] for i in refs],
+                          allow_custom=False)
+    return orjson.loads(bundle.serialize())

@@ -1,0 +1,149 @@
+"""Flat exports of a case: case.json (everything), observations.csv, and the Markdown report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ttpscope.export.evidence import observation_text
+
+if TYPE_CHECKING:
+    from ttpscope.investigate.analysis import CaseAnalysis
+
+CSV_COLUMNS = ["id", "technique_id", "technique", "tactics", "source_kind", "source_ref", "time", "host", "user",
+               "document", "confidence", "evidence", "evidence_json"]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def case_json(analysis: CaseAnalysis) -> bytes:
+    """Everything machine-readable: case, knowledge base, sections, detections, observations."""
+    return orjson.dumps(analysis.to_dict(), default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (evidence is attacker-controlled)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def observations_csv(analysis: CaseAnalysis, kb) -> str:
+    """One row per observation; text cells that start like a spreadsheet formula get a leading quote."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for obs in analysis.case.observations:
+        tech = kb.techniques.get(obs.technique_id)
+        writer.writerow([
+            obs.id, obs.technique_id, _cell(tech.name if tech else ""), ";".join(obs.tactic_ids), obs.source_kind,
+            _cell(obs.source_ref), obs.time.isoformat().replace("+00:00", "Z") if obs.time else "",
+            _cell(obs.host), _cell(obs.user), _cell(obs.document), f"{obs.confidence:.3f}",
+            _cell(observation_text(obs, 1000)),
+            _cell(orjson.dumps(obs.evidence, default=str, option=orjson.OPT_NON_STR_KEYS).decode()),
+        ])
+    return buf.getvalue()
+
+
+def md(text: Any, limit: int | None = None) -> str:
+    """Text safe in a Markdown table cell: one line, no pipes, no raw HTML."""
+    s = " ".join(("" if text is None else str(text)).split())
+    if limit and len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return s.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("`", "\\`")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(md(c, 300) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def markdown_report(analysis: CaseAnalysis, kb) -> str:
+    """The report as Markdown (no figures): the same sections as the HTML report."""
+    from ttpscope.export.html import findings, headline
+
+    case = analysis.case
+    s = analysis.summary()
+    out = [f"# Case report: {md(case.name)}", "",
+           f"Case `{case.id}` · generated {analysis.generated:%Y-%m-%d %H:%M} UTC · {kb.label}", "",
+           "## Summary", "", md(headline(analysis, kb)), ""]
+    out += [f"- {md(f)}" for f in findings(analysis)] + [""]
+    out += _table(["techniques", "tactics reached", "observations", "hosts", "detections", "reports"],
+                  [[s["techniques"], f"{len(s['tactics'])}/{len(kb.tactics)}", s["observations"], len(s["hosts"]),
+                    s["detections"], s["documents"]]])
+    out += ["## Techniques (strongest evidence first)", ""]
+    out += _table(["technique", "name", "tactics", "strength", "observations", "strongest evidence"],
+                  [[e.id, e.name, ", ".join(e.tactics), e.score, e.observations,
+                    e.quotes[0]["text"] if e.quotes else ""] for e in analysis.evidence])
+    rules = analysis.rule_summary(25)
+    out += ["## Top detections", ""]
+    out += _table(["rule", "level", "hits", "hosts", "techniques", "example"],
+                  [[r["title"], r["level"], r["count"], ", ".join(r["hosts"]), ", ".join(r["techniques"]),
+                    r["example"]] for r in rules]) if rules else ["No detection.", ""]
+    sentences = analysis.report_sentences(25)
+    out += ["## Report sentences", ""]
+    out += _table(["technique", "sentence", "document", "confidence"],
+                  [[r["technique_id"], r["sentence"], r["document"], f"{r['confidence']:.2f}"]
+                   for r in sentences]) if sentences else ["No report sentence.", ""]
+    for key, sec in analysis.sections.items():
+        out += [f"## {sec.title}", ""]
+        if not sec.ok:
+            out += [f"*{sec.status}*: {md(sec.message)}", ""]
+            continue
+        out += _section_md(key, sec.data)
+    if analysis.ingest:
+        out += ["## Evidence sources", ""]
+        out += _table(["source", "kind", "read", "accepted", "rejected", "notes"],
+                      [[x.get("path"), x.get("kind"), x.get("read"), x.get("accepted"), x.get("rejected"),
+                        x.get("note") or ""] for x in analysis.ingest])
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _section_md(key: str, data: dict[str, Any]) -> list[str]:
+    ids = lambda items: ", ".join(i["id"] if isinstance(i, dict) else str(i) for i in items or [])  # noqa: E731
+    if key == "lifecycle":
+        lines = [md(data.get("intent")), ""] if data.get("intent") else []
+        return lines + _table(["tactic", "reached", "techniques"],
+                              [[st["name"], "yes" if st["reached"] else "", ids(st["techniques"])]
+                               for st in data.get("stages") or []])
+    if key == "attribution":
+        return [md(data.get("verdict")), ""] + _table(
+            ["#", "group", "score", "confidence", "explained", "not observed (hunting leads)"],
+            [[i, f"{g['name']} ({g['id']})", f"{g['score']:.3f}",
+              "" if g.get("confidence") is None else f"{g['confidence']:.2f}", ids(g.get("explained")),
+              ids((g.get("missing") or [])[:15])] for i, g in enumerate(data.get("groups") or [], 1)])
+    if key == "overlap":
+        return _table(["kind", "name", "similarity", "shared"],
+                      [[o["kind"], f"{o['name']} ({o['id']})", f"{o['similarity']:.3f}", ids(o.get("shared"))]
+                       for o in data.get("items") or []])
+    if key == "anticipation":
+        return _table(["#", "technique", "score", "why", "watch"],
+                      [[i, f"{p['id']} {p['name']}", f"{p['score']:.3f}", p.get("why", ""),
+                        "; ".join((p.get("watch") or {}).get("data_components") or [])]
+                       for i, p in enumerate(data.get("predictions") or [], 1)])
+    if key == "coverage":
+        head = []
+        if data.get("coverage") is not None:
+            head = [f"Coverage of the profile ({', '.join(g['name'] for g in data.get('profile') or [])}): "
+                    f"{100 * data['coverage']:.0f}%", ""]
+        return head + _table(["#", "gap", "tactics", "used by"],
+                             [[i, f"{g['id']} {g['name']}", ", ".join(g.get("tactics") or []),
+                               g["actors"] if isinstance(g.get("actors"), (int, str)) else ", ".join(g.get("actors") or [])]
+                              for i, g in enumerate((data.get("gaps") or [])[:30], 1)])
+    if key == "mitigations":
+        return _table(["#", "mitigation", "covers"],
+                      [[i, f"{m['id']} {m['name']}", ", ".join(m.get("covers") or [])]
+                       for i, m in enumerate((data.get("mitigations") or [])[:25], 1)])
+    if key == "indicators":
+        lines = []
+        if data.get("iocs"):
+            lines += ["### IOCs", ""] + _table(["type", "value", "seen in"],
+                                               [[i["type"], i["value"], ", ".join(i["documents"])] for i in data["iocs"]])
+        if data.get("cves"):
+            lines += ["### CVEs", ""] + _table(["CVE", "techniques", "seen in"],
+                                               [[c["id"], ", ".join(c["techniques"]), ", ".join(c["documents"])]
+                                                for c in data["cves"]])
+        return lines
+    return ["```json", orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode(), "```", ""]

@@ -1,0 +1,190 @@
+"""The main job: evidence in (event logs, threat reports, or both), one case with every answer out.
+
+    from ttpscope.investigate import investigate
+    result = investigate(["examples/evidence"], rules="examples/rules")
+    result.case            # all observations, from logs and reports together
+    result.outputs         # {"html": Path(".../report.html"), "layer": ..., "stix": ..., ...}
+
+Stages: route the files by content (:mod:`ttpscope.investigate.route`); event logs through ingest and
+Sigma detection; reports through extraction; save the case in the workspace; analyse it
+(:mod:`ttpscope.investigate.analysis`); write the outputs (:mod:`ttpscope.export.outputs`). One bad file is
+reported with its reason and never stops the others; the run fails only when nothing usable was given.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ttpscope.errors import InputError, NotFoundError
+from ttpscope.export.outputs import FORMATS, write_outputs
+from ttpscope.investigate.analysis import SECTIONS, CaseAnalysis, analyse_case
+from ttpscope.investigate.route import LOG, REPORT, collect
+from ttpscope.investigate.stages import SourceReport, detect_logs, extract_reports, find_rules
+from ttpscope.model import Case, utcnow
+
+__all__ = ["investigate", "InvestigationResult", "SourceReport", "default_case_name", "Progress"]
+
+# progress(stage, done, total, detail): stages route, logs, reports, save, analyse, export
+Progress = Callable[[str, int, int | None, str], None]
+
+
+@dataclass
+class InvestigationResult:
+    case: Case
+    analysis: CaseAnalysis | None  # None when no output was asked for
+    sources: list[SourceReport]
+    outputs: dict[str, Path]
+    out_dir: Path
+    workspace: Path | None
+    rules: Path | None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case": {"id": self.case.id, "name": self.case.name}, "out_dir": str(self.out_dir),
+                "outputs": {k: str(v) for k, v in self.outputs.items()},
+                "workspace": str(self.workspace) if self.workspace else None,
+                "rules": str(self.rules) if self.rules else None,
+                "summary": self.analysis.summary() if self.analysis else None,
+                "sources": [s.to_dict() for s in self.sources],
+                "sections": {k: {"status": s.status, "message": s.message}
+                             for k, s in (self.analysis.sections.items() if self.analysis else ())},
+                "warnings": self.warnings, "knowledge_base": self.case.meta.get("knowledge_base")}
+
+
+def slug(name: str) -> str:
+    """A file-system-safe form of a case name, for its output folder."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "case"
+
+
+def default_case_name(paths: Iterable[str | Path]) -> str:
+    """The first evidence path's name (a folder's or a file's stem), '+N' when more were given; re-running
+    on the same evidence therefore updates the same case."""
+    items = [Path(p) for p in paths]
+    if not items:
+        return "case"
+    first = items[0].expanduser().resolve()
+    base = first.name if first.is_dir() else first.stem
+    return base + (f"+{len(items) - 1}" if len(items) > 1 else "")
+
+
+def _noop(stage: str, done: int, total: int | None, detail: str) -> None:
+    return None
+
+
+def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = None, name: str | None = None,
+                out: str | Path | None = None, domain: str = "enterprise", bundle: str | None = None,
+                workspace: Any = None, save: bool = True, formats: Iterable[str] = FORMATS,
+                progress: Progress | None = None) -> InvestigationResult:
+    """Investigate evidence files and folders into one case, saved in the workspace, with every output.
+
+    ``rules``: a Sigma rule file or folder for the event logs (default: the cached SigmaHQ set of
+    ``ttpscope rules update`` when there is one). ``name``: the case name (default: from the evidence; an
+    existing case of that name is replaced, keeping its id). ``out``: the output folder (default
+    ``./ttpscope-out/<case>``). ``workspace``: a :class:`ttpscope.store.Workspace` (default: the user's).
+    Raises :class:`InputError` when nothing usable was given.
+    """
+    from ttpscope.kb import load_kb
+
+    progress = progress or _noop
+    formats = list(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise InputError("formats", None, f"unknown output format {unknown[0]!r}; one of {', '.join(FORMATS)}")
+    paths = [Path(p) for p in evidence]
+    if not paths:
+        raise InputError("investigate", None, "no evidence given: name files or folders of event logs or reports")
+    progress("route", 0, None, "sorting evidence")
+    routed = collect(paths)
+    progress("route", len(routed), len(routed), f"{len(routed)} file(s)")
+    kb = load_kb(domain, bundle)
+    logs = [e for e in routed if e.kind == LOG]
+    reports = [e for e in routed if e.kind == REPORT]
+    sources: dict[Path, SourceReport] = {
+        e.path: SourceReport(str(e.path), e.kind, e.format, note=e.problem or "") for e in routed}
+    warnings: list[str] = []
+    observations, detections, documents = [], [], []
+
+    rules_path = None
+    if logs:
+        rules_path, why = find_rules(rules)
+        if rules_path is None:
+            msg = (f"{len(logs)} event log file(s) not analysed: {why}. Give a Sigma rule folder with --rules, "
+                   "or fetch the SigmaHQ set once with 'ttpscope rules update'.")
+            warnings.append(msg + (" Continuing with the reports." if reports else ""))
+            for e in logs:
+                sources[e.path].note = "not analysed: no Sigma rules"
+        else:
+            obs, dets, per_file, notes = detect_logs(logs, rules_path, kb, progress)
+            observations += obs
+            detections += dets
+            warnings += notes
+            for path, rep in per_file.items():
+                _merge(sources[path], rep)
+    if reports:
+        obs, docs, per_file, notes = extract_reports(reports, kb, progress)
+        observations += obs
+        documents += docs
+        warnings += notes
+        for path, rep in per_file.items():
+            _merge(sources[path], rep)
+
+    usable = [s for s in sources.values() if s.used]
+    if not usable:
+        raise InputError(", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else ""), None,
+                         _nothing_usable(list(sources.values()), warnings))
+
+    from ttpscope.store import Workspace
+
+    ws = workspace if workspace is not None else (Workspace() if save else None)
+    case_name = name or default_case_name(paths)
+    case = Case(name=case_name)
+    if ws is not None:
+        try:
+            old = ws.get_case(case_name)
+            case.id, case.created = old.id, old.created  # re-running replaces the case, keeping its identity
+        except NotFoundError:
+            pass
+    case.add(observations)
+    case.meta.update({
+        "evidence": [str(p) for p in paths], "rules": str(rules_path) if rules_path else None,
+        "domain": domain, "knowledge_base": kb.provenance(), "investigated": utcnow().isoformat(),
+        "sources": [s.to_dict() for s in sources.values()], "warnings": warnings})
+    if ws is not None:
+        progress("save", 0, 1, f"saving case '{case.name}'")
+        ws.save_case(case, detections, documents, replace=True)
+        progress("save", 1, 1, str(ws.path))
+    analysis = None
+    if formats:  # without outputs (e.g. the web app, which renders on demand) there is nothing to analyse for
+        keys = [k for k, *_ in SECTIONS]
+        done = iter(range(1, len(keys) + 1))
+        analysis = analyse_case(case, kb, detections=detections, documents=documents, rules=rules_path,
+                                workspace=ws, on_section=lambda key: progress("analyse", next(done), len(keys), key))
+    out_dir = Path(out) if out else Path.cwd() / "ttpscope-out" / slug(case.name)
+    counter = iter(range(1, len(formats) + 1))
+    outputs = write_outputs(analysis, kb, out_dir, formats,
+                            on_file=lambda f: progress("export", next(counter), len(formats), f)) if formats else {}
+    return InvestigationResult(case=case, analysis=analysis, sources=list(sources.values()), outputs=outputs,
+                               out_dir=out_dir, workspace=ws.path if ws is not None else None, rules=rules_path,
+                               warnings=warnings)
+
+
+def _merge(target: SourceReport, rep: SourceReport) -> None:
+    for attr in ("read", "accepted", "rejected", "observations", "used"):
+        setattr(target, attr, getattr(rep, attr))
+    target.reasons = rep.reasons
+    if rep.note:
+        target.note = rep.note
+
+
+def _nothing_usable(sources: list[SourceReport], warnings: list[str]) -> str:
+    if not sources:
+        return "no files found in the evidence given"
+    reasons = [f"{Path(s.path).name}: {s.note or 'nothing read'}" for s in sources[:5]]
+    more = f" (and {len(sources) - 5} more)" if len(sources) > 5 else ""
+    head = "nothing usable in the evidence: " + "; ".join(reasons) + more
+    if warnings:
+        head += ". " + warnings[0]
+    return head

@@ -1,0 +1,162 @@
+"""The web app in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright), against a real
+``ttpscope serve`` started by the test: the matrix explorer, colouring, compare, keyboard and phone use, and
+the main job (upload a report, follow the background investigation, read the case, download its layer).
+Screenshots go to ci-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ttpscope.export.navigator import make_layer, validate_layer
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "ci-artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+TOKEN = "browser-token-0123456789abcdef"
+REPORT = ROOT / "examples" / "evidence" / "report-ashen-lantern.md"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from ttpscope.api.launch import served
+
+    home = tmp_path_factory.mktemp("web-home")
+    with served(home, TOKEN, extra_args=("--bundle", "embedded", "--rules", str(ROOT / "examples" / "rules")),
+                log=home / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the CI script does)")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    pg.dialogs = []
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    yield pg
+    context.close()
+
+
+def marked_ids(page) -> set[str]:
+    return set(page.eval_on_selector_all(".cell.marked, .sub.marked", "els => els.map(e => e.dataset.id)"))
+
+
+def test_matrix_coloured_by_group_then_click_through(server, page, kb):
+    page.goto(server + "/")
+    assert page.locator(".tactic").count() == len(kb.tactic_list())
+    assert marked_ids(page) == set()
+    # fits a 1280 px window: only the matrix itself scrolls sideways, never the page
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    page.fill("#group", "Cozy Bear")
+    page.press("#group", "Enter")
+    page.wait_for_url(re.compile(r"group=Cozy"))
+    assert marked_ids(page) == kb.group_techniques("G0016")
+    assert "G0016 APT29" in page.inner_text(".coloured")
+    page.screenshot(path=str(SHOTS / "matrix-apt29-1280.png"))
+    with page.expect_download() as dl:
+        page.click("text=download layer")
+    layer = orjson.loads(Path(dl.value.path()).read_bytes())
+    assert {c["techniqueID"] for c in layer["techniques"] if "score" in c} == kb.group_techniques("G0016")
+    page.click(".cell.marked >> nth=0 >> a")
+    page.wait_for_url(re.compile(r"/techniques/T\d{4}"))
+    tid = page.url.rsplit("/", 1)[-1]
+    assert page.inner_text("h1").startswith(tid)
+    assert not page.errors
+
+
+def test_keyboard_only_navigation(server, page):
+    page.goto(server + "/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    summary = page.locator(".cell details summary").first
+    summary.focus()
+    assert page.locator(".cell details").first.get_attribute("open") is None
+    page.keyboard.press("Enter")
+    assert page.locator(".cell details").first.get_attribute("open") is not None
+    page.keyboard.press("Tab")  # into the first sub-technique link
+    href = page.evaluate("document.activeElement.getAttribute('href')")
+    assert re.fullmatch(r"/techniques/T\d{4}\.\d{3}", href)
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(re.escape(href) + "$"))
+
+
+def test_uploaded_layer_colours_the_matrix_and_its_text_stays_text(server, page, kb, tmp_path):
+    ids = ["T1566.001", "T1059.001", "T1003.001"]
+    layer = make_layer("<script>alert('layer')</script>", kb,
+                       [{"id": t, "score": i + 1, "comment": "<img src=x onerror=alert('cell')>"}
+                        for i, t in enumerate(ids)])
+    path = tmp_path / "evil-layer.json"
+    path.write_bytes(orjson.dumps(layer))
+    page.goto(server + "/")
+    page.set_input_files("#layer", str(path))
+    page.click("text=Upload layer")
+    page.wait_for_selector(".coloured")
+    assert marked_ids(page) == set(ids)
+    assert "<script>alert('layer')</script>" in page.inner_text(".coloured")
+    assert page.dialogs == [] and not page.errors
+    page.screenshot(path=str(SHOTS / "matrix-uploaded-layer.png"))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"techniques": [{"techniqueID": "oops"}]}')
+    page.set_input_files("#layer", str(bad))
+    page.click("text=Upload layer")
+    assert "oops" in page.inner_text("[role=alert]")
+
+
+def test_compare_two_groups_side_by_side(server, page, kb):
+    page.goto(server + "/compare")
+    page.fill("#a", "group:APT29")
+    page.fill("#b", "group:APT28")
+    page.click("button:text('Compare')")
+    page.wait_for_selector("#shared-count")
+    shared = kb.group_techniques("G0016") & kb.group_techniques("G0007")
+    assert int(page.inner_text("#shared-count")) == len(shared)
+    listed = set(page.eval_on_selector_all(".side-by-side .shared a", "els => els.map(e => e.textContent.split(' ')[0])"))
+    assert listed == shared
+    page.screenshot(path=str(SHOTS / "compare-apt29-apt28.png"), full_page=False)
+
+
+def test_readable_at_phone_width(server, browser, kb):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    try:
+        for url in ("/?group=APT28", "/groups/APT28", "/techniques/T1059.001", "/compare?a=group:APT29&b=group:APT28"):
+            page.goto(server + url)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390 + 1, f"{url} is {width}px wide at phone width"
+        page.goto(server + "/?group=APT28")
+        page.screenshot(path=str(SHOTS / "matrix-apt28-phone.png"))
+    finally:
+        context.close()
+
+
+def test_upload_refused_without_the_right_token(server, page):
+    page.goto(server + "/upload")
+    page.fill("#token", "wrong-token-0123456789")
+    page.fill("#text", "APT29 used PowerShell.")
+    page.click("button:text('Investigate')")
+    page.wait_for_selector("#upload-status.error")
+    assert "Bearer" in page.inner_text("#upload-status")
+    assert "/upload" in page.url
