@@ -57,8 +57,12 @@ def test_profile_all_groups_is_prevalence(kb):
 
 
 def test_profile_from_ranking_and_techniques(kb):
-    p = profile_from_ranking(kb, [("G0016", 0.7), ("G0046", 0.2), ("G0007", 0.0)], top=5)
-    assert p.groups == ["G0016", "G0046"] and p.kind == "attribution"
+    p = profile_from_ranking(kb, [("G0016", 0.7), ("G0046", 0.2), ("G0007", 0.1)], top=2)
+    assert p.groups == ["G0016", "G0046"] and p.kind == "attribution" and p.group_weights["G0046"] == 0.2
+    logs = profile_from_ranking(kb, [("G0016", 3.2), ("G0046", -1.5)], top=5)  # log scores: equal weights
+    assert logs.groups == ["G0016", "G0046"] and set(logs.group_weights.values()) == {1.0}
+    with pytest.raises(NotFoundError):
+        profile_from_ranking(kb, [], top=3)
     t = profile_from_techniques(kb, ["T1003.001", "T1086"])  # T1086 is revoked -> T1059.001
     assert set(t.weights) == {"T1003.001", "T1059.001"} and t.notes
     with pytest.raises(NotFoundError):
@@ -240,6 +244,10 @@ def test_inventory_visibility_and_blind_rules(kb, tmp_path):
     assert "T1021.002" in [g["id"] for g in rep["visible_undetected"]]
     layers = coverage_layers(rep, kb)
     assert all(validate_layer(layer, kb) == [] for layer in layers.values())
+    # the same sources collected on Linux only: Windows rules are no longer usable
+    inv_file.write_text("platforms:\n  Linux:\n    sigma: [process_creation, security]\n")
+    linux = coverage_report(kb, RULES, prof, load_inventory(inv_file))
+    assert not any(t["rules_usable"] for t in linux["techniques"])
 
 
 @pytest.mark.parametrize("text,problem", [

@@ -85,3 +85,84 @@ def test_bad_inputs_one_line_errors(tmp_path, shared_data, args, expected):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("ttpscope: error:") and expected in proc.stderr
+
+
+GOOD_RULE = """title: Handmade tasklist
+id: 7d1c2d9e-1111-4222-8333-000000000001
+status: test
+level: medium
+tags: [attack.discovery, attack.t1057]
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {Image|endswith: '\\\\tasklist.exe'}
+  condition: sel
+"""
+
+
+@pytest.fixture()
+def rule_dir(tmp_path):
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "good.yml").write_text(GOOD_RULE)
+    (d / "broken.yml").write_text("title: [unclosed\n  detection: {")
+    return d
+
+
+def test_coverage_json_shape_with_broken_rule(rule_dir, tmp_path):
+    layer = tmp_path / "cov.json"
+    data = ok_json("coverage", "--rules", str(rule_dir), "--profile", "APT29", "--layer-out", str(layer),
+                   "--bundle", "embedded")
+    assert 0 < data["coverage"] < 0.1  # one rule: T1057 (Process Discovery) is all it detects
+    row = next(t for t in data["techniques"] if t["id"] == "T1057")
+    assert {"id", "rules", "visible", "score"} <= set(row) and row["rules"] == 1
+    assert data["gaps"] and {"id", "name", "actors", "tactics"} <= set(data["gaps"][0])
+    assert data["gaps"][0]["actors"] == ["G0016"]
+    assert any("broken.yml" in e for e in data["rule_errors"])  # the bad file is reported, the good one used
+    assert layer.exists() and (tmp_path / "cov-gaps.json").exists() and (tmp_path / "cov-profile.json").exists()
+
+
+def test_hunt_json(rule_dir):
+    data = ok_json("hunt", "T1057", "--rules", str(rule_dir), "--target", "kusto", "--bundle", "embedded")
+    rule = data["techniques"][0]["rules"][0]
+    assert rule["queries"][0].startswith("DeviceProcessEvents") and rule["error"] is None
+
+
+def test_rules_convert_command(rule_dir):
+    import typer
+    from typer.testing import CliRunner
+
+    from ttpscope.cli.defend import convert
+
+    app = typer.Typer()
+    app.command()(convert)
+    app.command("noop")(lambda: None)  # two commands: Typer keeps 'convert' as a sub-command
+    res = CliRunner().invoke(app, ["convert", str(rule_dir), "--target", "splunk", "--json"])
+    assert res.exit_code == 0, res.output
+    data = orjson.loads(res.stdout)
+    assert data["converted"] == 1 and data["rate"] == 1.0 and 'tasklist.exe"' in data["queries"][0]["queries"][0]
+    assert any("broken.yml" in e for e in data["load_errors"])
+
+
+def test_coverage_unknown_group_is_clear(rule_dir):
+    proc = run("coverage", "--rules", str(rule_dir), "--profile", "Nobody Group", "--bundle", "embedded")
+    assert proc.returncode == 2 and "no group named 'Nobody Group'" in proc.stderr
+
+
+def test_case_options_use_the_workspace(tmp_path):
+    from ttpscope.model import Case, Observation
+    from ttpscope.store.workspace import Workspace
+
+    ws_home = tmp_path / "home"
+    techniques = ["T1566.001", "T1059.001", "T1027.006", "T1003.002", "T1021.006", "T1550.004"]
+    env_home = os.environ["TTPSCOPE_HOME"]
+    os.environ["TTPSCOPE_HOME"] = str(ws_home)
+    try:
+        Workspace().save_case(Case("defend-case", [Observation(t, "manual", "test") for t in techniques]))
+        mit = ok_json("mitigate", "--case", "defend-case", "--bundle", "embedded")
+        plan = ok_json("emulate", "--case", "defend-case", "--bundle", "embedded")
+        missing = run("mitigate", "--case", "no-such-case", "--bundle", "embedded")
+    finally:
+        os.environ["TTPSCOPE_HOME"] = env_home
+    assert sorted(t["id"] for t in mit["techniques"]) == sorted(techniques)
+    assert plan["group"]["id"].startswith("G") and plan["steps"]  # the case's top attributed group
+    assert missing.returncode == 2 and "no-such-case" in missing.stderr

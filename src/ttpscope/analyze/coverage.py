@@ -106,6 +106,8 @@ SIGMA_COMPONENTS: dict[str, tuple[str, ...]] = {
 
 
 # ---------------------------------------------------------------------- inventory
+_SIGMA_PRODUCTS = {"windows", "linux", "macos"}  # ATT&CK platforms that Sigma names the same way as products
+
 @dataclass
 class Inventory:
     """What is collected, per ATT&CK platform (``*`` = every platform)."""
@@ -138,8 +140,8 @@ def _sigma_pattern(item: Any, where: str, source: str) -> dict[str, str]:
         return pat
     if isinstance(item, str) and item.strip():
         parts = item.strip().lower().split("/")
-        if len(parts) == 1:
-            return {"category": parts[0]}
+        if len(parts) == 1:  # a category (process_creation) or a service (security)
+            return {"name": parts[0]}
         if len(parts) == 2:  # "windows/security": product and a category or a service, whichever the rule uses
             return {"product": parts[0], "name": parts[1]}
     raise InputError(source, where, f"{item!r} is not a Sigma logsource (category, product/service or a mapping)")
@@ -156,7 +158,8 @@ def load_inventory(path: str | Path) -> Inventory:
           Linux:
             sigma: [linux/auditd]
 
-    ``*`` as a platform applies to every platform. Raises InputError naming the file and the entry for
+    ``*`` as a platform applies to every platform. A Sigma logsource without a product listed under
+    Windows, Linux or macOS means that product's logs. Raises InputError naming the file and the entry for
     anything malformed.
     """
     import yaml
@@ -204,6 +207,8 @@ def load_inventory(path: str | Path) -> Inventory:
         pats = inv.sigma.setdefault(key, [])
         for i, item in enumerate(lists["sigma"]):
             pat = _sigma_pattern(item, f"{where}.sigma[{i}]", src)
+            if "product" not in pat and key in _SIGMA_PRODUCTS:  # Linux: [process_creation] is Linux's only
+                pat["product"] = key
             pats.append(pat)
             for part in (pat.get("category"), pat.get("service"), pat.get("name")):
                 for comp in SIGMA_COMPONENTS.get(part or "", ()):

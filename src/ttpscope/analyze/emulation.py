@@ -15,7 +15,10 @@ newer sub-technique are not credited to the parent: a plan step needs a test of 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,7 @@ from typing import Iterable
 from ttpscope.errors import InputError
 from ttpscope.kb import KnowledgeBase, plain
 from ttpscope.kb.aliases import normalize
+from ttpscope.paths import cache_dir
 
 from ttpscope.analyze.crosswalk import resolve_any_release
 from ttpscope.analyze.profile import DEFAULT_VIA
@@ -198,6 +202,14 @@ def load_atomics(paths: Iterable[str | Path]) -> AtomicIndex:
     key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     if key in _memo:
         return _memo[key]
+    # the YAML indexes take seconds to parse: keep the parsed index on disk, keyed by the files' identity
+    cache_file = cache_dir("atomics") / (hashlib.sha256(repr(key).encode()).hexdigest()[:24] + ".pickle")
+    if cache_file.is_file():
+        try:
+            _memo[key] = pickle.loads(cache_file.read_bytes())
+            return _memo[key]
+        except Exception:  # a stale or truncated cache is rebuilt, never fatal
+            pass
     index = AtomicIndex()
     for f in files:
         try:
@@ -208,6 +220,9 @@ def load_atomics(paths: Iterable[str | Path]) -> AtomicIndex:
         except OSError as exc:
             raise InputError(str(f), None, f"cannot read: {exc.strerror}") from exc
     _memo[key] = index
+    tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
+    os.replace(tmp, cache_file)
     return index
 
 

@@ -91,13 +91,19 @@ def profile_all_groups(kb: KnowledgeBase, via: Iterable[str] = DEFAULT_VIA) -> T
 
 def profile_from_ranking(kb: KnowledgeBase, ranking: Iterable[tuple[str, float]], top: int,
                          via: Iterable[str] = DEFAULT_VIA) -> ThreatProfile:
-    """The top ``top`` groups of an attribution ranking [(group id, score)], each weighted by its score."""
+    """The top ``top`` groups of an attribution ranking [(group id, score)], best first.
+
+    Each group is weighted by its score when every chosen score is positive (confidences, probabilities);
+    otherwise (log-likelihood scores can be negative) each counts 1.
+    """
     if top < 1:
         raise InputError("--profile-top", None, f"needs a positive number, got {top}")
-    chosen = [(g, s) for g, s in ranking if s > 0][:top]
+    chosen = list(ranking)[:top]
     if not chosen:
-        raise NotFoundError("the attribution ranked no group above zero: nothing to build a profile from")
-    prof = profile_from_groups(kb, [g for g, _ in chosen], via=via, weights={g: s for g, s in chosen})
+        raise NotFoundError("the attribution ranked no group: nothing to build a profile from")
+    positive = all(s > 0 for _, s in chosen)
+    prof = profile_from_groups(kb, [g for g, _ in chosen], via=via,
+                               weights={g: s for g, s in chosen} if positive else None)
     prof.kind = "attribution"
     prof.name = f"top {len(chosen)} attributed groups: {prof.name}"
     return prof

@@ -338,7 +338,7 @@ def hunt(techniques: list[str] = typer.Argument(None, help="Technique ids to hun
             if r["error"]:
                 console.print(f"  [red]not converted:[/red] {r['error']}")
             for q in r["queries"]:
-                console.print(q, markup=False, highlight=False)
+                console.print(q, markup=False, highlight=False, soft_wrap=True)
     c = leads["counts"]
     console.print(f"[dim]{c['rules']} rules, {c['converted']} converted to {leads['target']} "
                   f"({leads['pipeline']}), {c['failed']} failed; {kb.label}[/dim]")
@@ -366,7 +366,7 @@ def convert(rules: list[str] = typer.Argument(..., help="Sigma rule files or fol
         for r in result.queries:
             console.print(f"[dim]# {r.title} ({r.rule_id})[/dim]")
             for q in r.queries:
-                console.print(q, markup=False, highlight=False)
+                console.print(q, markup=False, highlight=False, soft_wrap=True)
     if result.failures:
         table(f"Not converted ({len(result.failures)})", ["rule", "title", "reason"],
               [(r.path or r.rule_id, r.title, r.error) for r in result.failures])

@@ -52,10 +52,12 @@ def investigate_cmd(
         print_json(result.to_dict())
         return
     rows = []
-    for s in result.sources:
-        rows.append([s.path, s.format or s.kind, _n(s.read), _n(s.accepted), _n(s.rejected), s.observations,
+    root, names = _short_paths([s.path for s in result.sources])
+    for s, shown in zip(result.sources, names):
+        rows.append([shown, s.format or s.kind, _n(s.read), _n(s.accepted), _n(s.rejected), s.observations,
                      s.note + ("; " + "; ".join(s.reasons[:2]) if s.reasons else "")])
-    table("Evidence", ["source", "as", "read", "accepted", "rejected", "observations", "notes"], rows)
+    table("Evidence", ["source", "as", "read", "accepted", "rejected", "obs.", "notes"], rows,
+          caption=f"files under {root}" if root else None)
     for w in result.warnings:
         note(w)
     summary = result.analysis.summary()
@@ -70,6 +72,18 @@ def investigate_cmd(
     if result.workspace:
         console.print(f"Saved in the workspace {result.workspace}")
     console.print(f"Outputs in [bold]{result.out_dir}[/bold]: " + ", ".join(p.name for p in result.outputs.values()))
+
+
+def _short_paths(paths: list[str]) -> tuple[str | None, list[str]]:
+    """(the folder all the files share, their paths relative to it): the table is about the files."""
+    import os
+
+    resolved = [Path(p).resolve() for p in paths]
+    try:
+        root = os.path.commonpath([str(p.parent) for p in resolved]) if resolved else None
+    except ValueError:  # different drives
+        return None, paths
+    return root, [os.path.relpath(p, root) for p in resolved]
 
 
 def _n(value: int | None) -> str:

@@ -10,8 +10,11 @@ from ttpscope import __version__
 from ttpscope.cli import analyze as analyze_cli
 from ttpscope.cli import case as case_cli
 from ttpscope.cli import defend as defend_cli
+from ttpscope.cli import detect as detect_cli
+from ttpscope.cli import extract as extract_cli
 from ttpscope.cli import investigate as investigate_cli
 from ttpscope.cli import kb as kb_cli
+from ttpscope.cli import rules as rules_cli
 from ttpscope.cli import serve as serve_cli
 
 app = typer.Typer(
@@ -29,6 +32,10 @@ app.command("export")(case_cli.export_one_cmd)
 # know
 app.add_typer(kb_cli.app, name="kb")
 kb_cli.app.command("cve")(defend_cli.cve)
+# observe
+app.command("detect")(detect_cli.detect_cmd)
+app.add_typer(rules_cli.app, name="rules")
+app.add_typer(extract_cli.app, name="extract")
 # understand
 for _name, _fn in (("lifecycle", analyze_cli.lifecycle_cmd), ("attribute", analyze_cli.attribute_cmd),
                    ("overlap", analyze_cli.overlap_cmd), ("anticipate", analyze_cli.anticipate_cmd)):
@@ -39,6 +46,7 @@ for _cmd in (defend_cli.coverage, defend_cli.mitigate, defend_cli.hunt, defend_c
 app.add_typer(defend_cli.vulns_app, name="vulns")
 # share
 app.command(name="serve")(serve_cli.serve)
+
 
 def _version(value: bool) -> None:
     if value:

@@ -378,18 +378,16 @@ class _ParseCache:
         tmp.replace(self.file)
 
 
-def default_rules_dir() -> Path:
-    """The newest SigmaHQ release fetched by ``ttpscope rules update`` (NotFoundError if none)."""
+def default_rules_dir() -> Path | None:
+    """The newest SigmaHQ release fetched by ``ttpscope rules update``, or None when none is cached."""
     from ttpscope.paths import cache_dir
 
-    root = cache_dir("rules") / "sigmahq"
-    current = root / "current"
-    if current.exists():
-        target = Path(current.read_text().strip()) if current.is_file() else current
+    current = cache_dir("rules") / "sigmahq" / "current"
+    if current.is_file():
+        target = Path(current.read_text(encoding="utf-8").strip())
         if target.is_dir():
             return target
-    raise NotFoundError("no rules given and no SigmaHQ release cached: pass --rules DIR or run "
-                        "'ttpscope rules update'")
+    return None
 
 
 def load_rules(paths: str | Path | Iterable[str | Path] | None = None, kb=None, *, cache: bool = True,
@@ -410,7 +408,12 @@ def load_rules(paths: str | Path | Iterable[str | Path] | None = None, kb=None, 
         from ttpscope.kb import load_kb
 
         kb = load_kb("enterprise")
-    files = rule_files(paths if paths is not None else default_rules_dir())
+    if paths is None:
+        paths = default_rules_dir()
+        if paths is None:
+            raise NotFoundError("no rules given and no SigmaHQ release cached: pass --rules DIR or run "
+                                "'ttpscope rules update'")
+    files = rule_files(paths)
     pcache = _ParseCache(cache)
     errors: list[tuple[str, str]] = []
     collections = []

@@ -19,6 +19,16 @@ from typing import Any
 from ttpscope.model import Case, Observation
 
 MAX_QUOTE = 240
+_CLASS_FIELDS = {"EventID", "Channel", "Provider_Name", "SourceName"}
+# fields every event has: they tell nothing about what happened
+ENVELOPE = _CLASS_FIELDS | {"Hostname", "Computer", "TimeCreated", "@timestamp", "Level", "Keywords", "Task",
+                            "Opcode", "Message", "ProviderGuid", "Provider_Guid", "EventRecordID", "RecordNumber",
+                            "Version", "Correlation", "Execution_ProcessID", "Execution_ThreadID", "Security_UserID",
+                            "rule_title", "title", "level", "rule", "rule_id", "source", "record", "UtcTime",
+                            "ProcessGuid", "LogonGuid", "RuleName"}
+_TELLING = ("CommandLine", "ScriptBlockText", "Image", "TargetFilename", "TargetObject", "ServiceName",
+            "ImageLoaded", "PipeName", "DestinationHostname", "DestinationIp", "QueryName", "TargetUserName",
+            "ParentImage")
 
 
 @dataclass(slots=True)
@@ -27,7 +37,7 @@ class TechniqueEvidence:
 
     id: str
     name: str
-    tactics: list[str]  # tactic shortnames where the evidence places it (else all of the technique's)
+    tactics: list[str]  # tactic shortnames it is placed under (see place_observation)
     strength: float  # 0..1, see the module docstring
     observations: int
     sources: int  # distinct producers (rules, sentences, analysts)
@@ -66,26 +76,32 @@ def observation_text(obs: Observation, limit: int = MAX_QUOTE) -> str:
     if not text:
         title = ev.get("rule_title") or ev.get("title") or ev.get("rule")
         fields = ev.get("event") if isinstance(ev.get("event"), dict) else ev
-        keys = ("CommandLine", "ScriptBlockText", "Image", "TargetFilename", "TargetObject", "ServiceName",
-                "ImageLoaded", "PipeName", "DestinationHostname", "DestinationIp", "QueryName", "TargetUserName",
-                "ParentImage")
-        parts = [f"{k}={fields[k]}" for k in keys if isinstance(fields, dict) and fields.get(k)]
+        matched = ev.get("matched") if isinstance(ev.get("matched"), dict) else {}
+        # the fields the rule tested come first (minus the event-class ones), then the telling ones
+        parts = [f"{k}={v}" for k, v in matched.items() if v not in (None, "") and k not in _CLASS_FIELDS]
+        parts += [f"{k}={fields[k]}" for k in _TELLING if isinstance(fields, dict) and fields.get(k)
+                  and k not in matched]
         if not parts and isinstance(fields, dict):
-            parts = [f"{k}={v}" for k, v in list(fields.items())[:4]
-                     if isinstance(v, (str, int, float)) and k not in ("rule_title", "title", "level")]
+            parts = [f"{k}={v}" for k, v in fields.items() if isinstance(v, (str, int, float)) and v != ""
+                     and k not in ENVELOPE and not k.startswith("_")][:4]
         text = (f"{title}: " if title else "") + "; ".join(parts[:3])
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def resolve_tactics(obs: Observation, kb, technique_tactics: list[str]) -> list[str]:
-    """The tactic shortnames an observation places its technique in (only those the technique has)."""
-    out = []
-    for raw in obs.tactic_ids:
-        res = kb.resolve_tactic(raw)
-        if res.id and kb.tactics[res.id].shortname in technique_tactics:
-            out.append(kb.tactics[res.id].shortname)
-    return out
+def place_observation(obs: Observation, technique_id: str, kb) -> list[str]:
+    """The tactics an observation puts its technique under: the lifecycle's rule (the evidence's tactic when
+    the technique has it, else the technique's earliest tactic), so that the heatmap, the layer and the
+    lifecycle agree. Unknown techniques have no tactic."""
+    if technique_id not in kb.techniques:
+        return []
+    try:
+        from ttpscope.analyze.lifecycle import place
+    except ImportError:  # without the lifecycle part: the evidence's tactics, else all the technique's
+        own = kb.techniques[technique_id].tactics
+        said = [kb.tactics[r.id].shortname for r in map(kb.resolve_tactic, obs.tactic_ids) if r.id]
+        return [t for t in own if t in said] or list(own)
+    return place(obs, technique_id, kb)[0]
 
 
 def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueEvidence]:
@@ -97,13 +113,12 @@ def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueEvidenc
     out = []
     for tid, group in by_tech.items():
         tech = kb.techniques.get(tid)
-        kb_tactics = list(tech.tactics) if tech else []
         placed: list[str] = []
         for obs in group:
-            for t in resolve_tactics(obs, kb, kb_tactics):
+            for t in place_observation(obs, tid, kb):
                 if t not in placed:
                     placed.append(t)
-        tactics = sorted(placed or kb_tactics, key=lambda t: order.index(t) if t in order else len(order))
+        tactics = sorted(placed, key=lambda t: order.index(t) if t in order else len(order))
         best: dict[tuple[str, str], Observation] = {}
         for obs in group:
             key = (obs.source_kind, obs.source_ref)

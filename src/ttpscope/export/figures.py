@@ -14,9 +14,10 @@ from typing import Any, Iterable
 from ttpscope.export.evidence import TechniqueEvidence
 
 HEAT_COLORS = [[0.0, "#fff5e6"], [0.5, "#fdae61"], [1.0, "#d7191c"]]
-# one colour per tactic position, matrix order (colour-blind-safe-ish qualitative palette, cycled)
-TACTIC_COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-                 "#9c755f", "#bab0ac", "#1f77b4", "#8c564b", "#17becf", "#7f7f7f", "#bcbd22"]
+# one colour per tactic position in matrix order (Enterprise: reconnaissance ... impact), chosen so that
+# neighbouring stages never share a hue family
+TACTIC_COLORS = ["#7f7f7f", "#bab0ac", "#e15759", "#f28e2b", "#edc948", "#b07aa1", "#76b7b2", "#ff9da7",
+                 "#59a14f", "#4e79a7", "#9c755f", "#17becf", "#1f3b99", "#222222", "#bcbd22"]
 FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}
 
 
@@ -127,7 +128,8 @@ def ranking_bars(items: list[dict[str, Any]], value: str = "score", label: str =
     colors = [float(i.get(color_by) or 0) for i in items] if color_by else None
     marker: dict[str, Any] = {"color": "#4e79a7"}
     if colors is not None:
-        marker = {"color": colors, "colorscale": "Blues", "cmin": 0, "cmax": 1, "showscale": True,
+        marker = {"color": colors, "colorscale": [[0.0, "#c6dbef"], [1.0, "#08306b"]], "cmin": 0, "cmax": 1,
+                  "showscale": True,
                   "colorbar": {"title": {"text": esc(color_by)}, "thickness": 12},
                   "line": {"width": 1, "color": "#1f3b5a"}}
     hover = [f"<b>{n}</b><br>{esc(title)}: {v:.3f}" + (f"<br>{esc(color_by)}: {c:.2f}" if colors else "")
@@ -135,19 +137,21 @@ def ranking_bars(items: list[dict[str, Any]], value: str = "score", label: str =
     return {
         "data": [{"type": "bar", "orientation": "h", "x": values, "y": names, "marker": marker,
                   "hovertext": hover, "hovertemplate": "%{hovertext}<extra></extra>",
-                  "text": [f"{v:.2f}" for v in values], "textposition": "auto"}],
-        "layout": {"font": FONT, "height": 110 + 34 * len(items), "margin": {"l": 260, "r": 20, "t": 20, "b": 40},
+                  "text": [f"{v:.2f}" for v in values], "textposition": "outside",
+                  "textfont": {"color": "#1f2933"}, "cliponaxis": False}],
+        "layout": {"font": FONT, "height": 110 + 34 * len(items), "margin": {"l": 20, "r": 40, "t": 20, "b": 40},
                    "xaxis": {"title": {"text": esc(title)}, "rangemode": "tozero"},
-                   "yaxis": {"autorange": "reversed", "type": "category"}},
+                   "yaxis": {"autorange": "reversed", "type": "category", "automargin": True}},
     }
 
 
 def similarity_matrix(labels: list[str], matrix: list[list[float]]) -> dict[str, Any]:
     """A square similarity heatmap (overlap between cases, campaigns, groups)."""
-    names = [esc(n, 40) for n in labels]
+    names = [esc(n, 32) for n in labels]
     return {
         "data": [{"type": "heatmap", "z": matrix, "x": names, "y": names, "colorscale": "Viridis", "zmin": 0,
                   "zmax": 1, "hovertemplate": "%{y} ~ %{x}: %{z:.2f}<extra></extra>"}],
-        "layout": {"font": FONT, "height": 200 + 26 * len(labels), "margin": {"l": 200, "r": 20, "t": 20, "b": 160},
-                   "xaxis": {"tickangle": -45}, "yaxis": {"autorange": "reversed"}},
+        "layout": {"font": FONT, "height": 260 + 30 * len(labels), "margin": {"l": 20, "r": 20, "t": 20, "b": 20},
+                   "xaxis": {"tickangle": -40, "automargin": True},
+                   "yaxis": {"autorange": "reversed", "automargin": True}},
     }

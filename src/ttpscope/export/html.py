@@ -79,14 +79,17 @@ def headline(analysis: CaseAnalysis, kb) -> str:
     if s["hosts"]:
         parts.append(f"on {len(s['hosts'])} host{'s' if len(s['hosts']) != 1 else ''}")
     if s["first_seen"]:
-        parts.append(f"between {s['first_seen']} and {s['last_seen']}")
-    text = " ".join(parts) + "."
+        when = lambda iso: iso.replace("T", " ")[:16]  # noqa: E731 - to the minute reads better
+        parts.append(f"between {when(s['first_seen'])} and {when(s['last_seen'])} UTC")
+    text = " ".join(parts)
     lc = analysis.sections.get("lifecycle")
-    if lc is not None and lc.ok and lc.data.get("intent"):
-        text += " " + lc.data["intent"].rstrip(".") + "."
+    if lc is not None and lc.ok and lc.data.get("furthest"):
+        text += f"; furthest stage reached: {lc.data['furthest']['name']}"
+    text += "."
     at = analysis.sections.get("attribution")
     if at is not None and at.ok and at.data.get("verdict"):
-        text += " " + at.data["verdict"].rstrip(".") + "."
+        verdict = at.data["verdict"].rstrip(".")
+        text += " Attribution: " + verdict + "."
     return text
 
 
@@ -97,15 +100,18 @@ def findings(analysis: CaseAnalysis) -> list[str]:
     if strongest:
         out.append(f"Strongest evidence: {strongest}.")
     sec = analysis.sections
-    if "lifecycle" in sec and sec["lifecycle"].ok and sec["lifecycle"].data.get("furthest"):
-        out.append(f"Furthest stage reached: {sec['lifecycle'].data['furthest']['name']}.")
+    if "lifecycle" in sec and sec["lifecycle"].ok and sec["lifecycle"].data.get("intent"):
+        out.append(f"Lifecycle: {sec['lifecycle'].data['intent']}")
     if "attribution" in sec and sec["attribution"].ok:
         groups = sec["attribution"].data.get("groups") or []
         if groups and not sec["attribution"].data.get("insufficient"):
             g = groups[0]
             conf = f", confidence {g['confidence']:.2f}" if g.get("confidence") is not None else ""
             out.append(f"Most similar known group: {g['name']} ({g['id']}{conf}); "
-                       f"{len(g.get('missing') or [])} of its known techniques were not observed (hunting leads).")
+                       "its known techniques not observed here are hunting leads.")
+        elif groups:
+            out.append("Attribution: insufficient evidence to name a group; the closest ("
+                       + ", ".join(g["name"] for g in groups[:3]) + ") are leads only.")
     if "anticipation" in sec and sec["anticipation"].ok:
         preds = sec["anticipation"].data.get("predictions") or []
         if preds:

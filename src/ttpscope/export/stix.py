@@ -104,7 +104,8 @@ def _observables(event: dict[str, Any]) -> list[Any]:
         pid = event.get("ProcessId") or event.get("NewProcessId")
         if isinstance(pid, int) or (isinstance(pid, str) and pid.isdigit()):
             props["pid"] = int(pid)
-        out.append(stix2.Process(**props))
+        # a process has no id-contributing properties in STIX 2.1: derive one from what identifies it here
+        out.append(stix2.Process(id=_id("process", props.get("command_line"), props.get("pid"), image), **props))
     for key in ("TargetFilename", "ImageLoaded"):
         if event.get(key):
             out.append(stix2.File(name=ntpath.basename(str(event[key])) or str(event[key])))

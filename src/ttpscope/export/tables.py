@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import html
 import io
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +51,7 @@ def md(text: Any, limit: int | None = None) -> str:
     s = " ".join(("" if text is None else str(text)).split())
     if limit and len(s) > limit:
         s = s[: limit - 1] + "…"
-    return html.escape(s, quote=False).replace("|", "\\|").replace("`", "\\`")
+    return s.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("`", "\\`")
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:

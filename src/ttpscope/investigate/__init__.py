@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ttpscope.errors import InputError
+from ttpscope.errors import InputError, NotFoundError
 from ttpscope.export.outputs import FORMATS, write_outputs
 from ttpscope.investigate.analysis import SECTIONS, CaseAnalysis, analyse_case
-from ttpscope.investigate.route import LOG, REPORT, UNKNOWN, Evidence, collect
+from ttpscope.investigate.route import LOG, REPORT, collect
 from ttpscope.investigate.stages import SourceReport, detect_logs, extract_reports, find_rules
 from ttpscope.model import Case, utcnow
 
@@ -34,7 +34,7 @@ Progress = Callable[[str, int, int | None, str], None]
 @dataclass
 class InvestigationResult:
     case: Case
-    analysis: CaseAnalysis
+    analysis: CaseAnalysis | None  # None when no output was asked for
     sources: list[SourceReport]
     outputs: dict[str, Path]
     out_dir: Path
@@ -47,9 +47,11 @@ class InvestigationResult:
                 "outputs": {k: str(v) for k, v in self.outputs.items()},
                 "workspace": str(self.workspace) if self.workspace else None,
                 "rules": str(self.rules) if self.rules else None,
-                "summary": self.analysis.summary(), "sources": [s.to_dict() for s in self.sources],
-                "sections": {k: {"status": s.status, "message": s.message} for k, s in self.analysis.sections.items()},
-                "warnings": self.warnings, "knowledge_base": self.analysis.provenance}
+                "summary": self.analysis.summary() if self.analysis else None,
+                "sources": [s.to_dict() for s in self.sources],
+                "sections": {k: {"status": s.status, "message": s.message}
+                             for k, s in (self.analysis.sections.items() if self.analysis else ())},
+                "warnings": self.warnings, "knowledge_base": self.case.meta.get("knowledge_base")}
 
 
 def slug(name: str) -> str:
@@ -87,6 +89,10 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     from ttpscope.kb import load_kb
 
     progress = progress or _noop
+    formats = list(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise InputError("formats", None, f"unknown output format {unknown[0]!r}; one of {', '.join(FORMATS)}")
     paths = [Path(p) for p in evidence]
     if not paths:
         raise InputError("investigate", None, "no evidence given: name files or folders of event logs or reports")
@@ -139,7 +145,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         try:
             old = ws.get_case(case_name)
             case.id, case.created = old.id, old.created  # re-running replaces the case, keeping its identity
-        except Exception:  # noqa: BLE001 - no such case yet
+        except NotFoundError:
             pass
     case.add(observations)
     case.meta.update({
@@ -150,15 +156,16 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         progress("save", 0, 1, f"saving case '{case.name}'")
         ws.save_case(case, detections, documents, replace=True)
         progress("save", 1, 1, str(ws.path))
-    keys = [k for k, *_ in SECTIONS]
-    done = iter(range(1, len(keys) + 1))
-    analysis = analyse_case(case, kb, detections=detections, documents=documents, rules=rules_path, workspace=ws,
-                            on_section=lambda key: progress("analyse", next(done), len(keys), key))
+    analysis = None
+    if formats:  # without outputs (e.g. the web app, which renders on demand) there is nothing to analyse for
+        keys = [k for k, *_ in SECTIONS]
+        done = iter(range(1, len(keys) + 1))
+        analysis = analyse_case(case, kb, detections=detections, documents=documents, rules=rules_path,
+                                workspace=ws, on_section=lambda key: progress("analyse", next(done), len(keys), key))
     out_dir = Path(out) if out else Path.cwd() / "ttpscope-out" / slug(case.name)
-    formats = list(formats)
     counter = iter(range(1, len(formats) + 1))
     outputs = write_outputs(analysis, kb, out_dir, formats,
-                            on_file=lambda f: progress("export", next(counter), len(formats), f))
+                            on_file=lambda f: progress("export", next(counter), len(formats), f)) if formats else {}
     return InvestigationResult(case=case, analysis=analysis, sources=list(sources.values()), outputs=outputs,
                                out_dir=out_dir, workspace=ws.path if ws is not None else None, rules=rules_path,
                                warnings=warnings)
@@ -181,11 +188,3 @@ def _nothing_usable(sources: list[SourceReport], warnings: list[str]) -> str:
     if warnings:
         head += ". " + warnings[0]
     return head
-
-
-def routed_summary(routed: list[Evidence]) -> dict[str, int]:
-    """How many files of each kind (for messages)."""
-    out = {LOG: 0, REPORT: 0, UNKNOWN: 0}
-    for e in routed:
-        out[e.kind] += 1
-    return out

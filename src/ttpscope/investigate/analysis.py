@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ttpscope.export.evidence import TechniqueEvidence, observation_text, technique_evidence
+from ttpscope.errors import TtpscopeError
+from ttpscope.export.evidence import ENVELOPE, TechniqueEvidence, observation_text, technique_evidence
 from ttpscope.model import Case
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,9 @@ class CaseAnalysis:
         return sorted({o.host for o in self.case.observations if o.host})
 
     def time_span(self) -> tuple[str | None, str | None]:
+        """First and last observation times, ISO-8601 UTC to the second."""
         times = sorted(o.time for o in self.case.observations if o.time is not None)
-        iso = lambda t: t.isoformat().replace("+00:00", "Z")  # noqa: E731
+        iso = lambda t: t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
         return (iso(times[0]), iso(times[-1])) if times else (None, None)
 
     def _name(self, tid: str) -> str:
@@ -167,7 +169,10 @@ def _event_line(event: dict[str, Any], limit: int = 300) -> str:
             "ServiceFileName", "ImageLoaded", "PipeName", "DestinationIp", "DestinationHostname", "QueryName",
             "TargetUserName", "IpAddress", "ParentImage")
     parts = [f"{k}={event[k]}" for k in keys if event.get(k) not in (None, "")]
-    text = "; ".join(parts[:3]) or "; ".join(f"{k}={v}" for k, v in list(event.items())[:4])
+    if not parts:
+        parts = [f"{k}={v}" for k, v in event.items() if k not in ENVELOPE and not k.startswith("_")
+                 and isinstance(v, (str, int, float)) and v not in ("", "-")]
+    text = "; ".join(parts[:3])
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -369,7 +374,10 @@ def _rules_for_coverage(ctx: Context) -> Path | None:
         from ttpscope.detect.rules import default_rules_dir
     except ImportError:
         return None
-    path = default_rules_dir()
+    try:
+        path = default_rules_dir()
+    except TtpscopeError:  # no SigmaHQ release cached
+        return None
     return path if path is not None and Path(path).exists() else None
 
 

@@ -18,7 +18,7 @@ import orjson
 
 SNIFF_BYTES = 64 * 1024
 LOG, REPORT, UNKNOWN = "log", "report", "unknown"
-LOG_FORMATS = ("evtx", "jsonl", "json", "parquet", "csv")
+LOG_FORMATS = ("evtx", "jsonl", "json", "parquet", "csv", "archive")
 REPORT_FORMATS = ("txt", "md", "html", "pdf")
 
 
@@ -87,8 +87,12 @@ def classify(path: str | Path) -> Evidence:
         return Evidence(path, LOG, "parquet")
     if head.startswith(b"%PDF-"):
         return Evidence(path, REPORT, "pdf")
-    if head.startswith((b"PK\x03\x04", b"\x1f\x8b", b"7z\xbc\xaf", b"BZh", b"\xfd7zXZ")):
-        return Evidence(path, UNKNOWN, problem="an archive: unpack it and give the files inside")
+    if head.startswith((b"PK\x03\x04", b"\x1f\x8b")) or head[257:262] == b"ustar":
+        # zip, gzip and tar archives of event logs are read by the ingest, member by member
+        return Evidence(path, LOG, "archive")
+    if head.startswith((b"7z\xbc\xaf", b"BZh", b"\xfd7zXZ", b"Rar!")):
+        return Evidence(path, UNKNOWN, problem="an archive of a kind not read (7z, bzip2, xz, rar): unpack it "
+                        "and give the files inside")
     text = _decode(head)
     if text is None:
         return Evidence(path, UNKNOWN, problem="binary content of no known log or report format")

@@ -4,11 +4,12 @@ that fails is reported with its reason and never stops the others."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ttpscope.errors import InputError
+from ttpscope.errors import InputError, TtpscopeError
 from ttpscope.investigate.analysis import PartMissing, _require
 from ttpscope.investigate.route import Evidence
 from ttpscope.model import Observation
@@ -39,41 +40,155 @@ class SourceReport:
 
 
 def find_rules(rules: str | Path | None) -> tuple[Path | None, str]:
-    """The Sigma rule set to run: the one given (which must exist), else the cached SigmaHQ set."""
+    """The Sigma rule set to run: the one given (which must exist), else the SigmaHQ release cached by
+    ``ttpscope rules update``; (None, why) when there is none."""
     if rules is not None:
         path = Path(rules).expanduser()
         if not path.exists():
             raise InputError(str(path), None, "no such Sigma rule file or folder (--rules)")
         return path, ""
     try:
-        _require("ttpscope.detect")
+        default_rules_dir = _require("ttpscope.detect.rules", "default_rules_dir").default_rules_dir
     except PartMissing:
         return None, "no Sigma rule set was given"
-    return None, "no Sigma rule set was given and none is cached"
+    try:
+        return Path(default_rules_dir()), ""
+    except TtpscopeError:
+        return None, "no Sigma rule set was given and none is cached"
+
+
+def _owner(source: str, files: list[Path]) -> Path | None:
+    """The evidence file an ingest source belongs to (a file, or a member inside an archive file)."""
+    for path in files:
+        text = str(path)
+        if source == text or source.startswith(text + "!") or source.startswith(text + "/") or \
+                source.startswith(text + "::"):
+            return path
+    return None
 
 
 def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
                 ) -> tuple[list[Observation], list[dict[str, Any]], dict[Path, SourceReport], list[str]]:
-    """Run the Sigma rules over the event logs: observations, detections (rule hits with their event)."""
+    """Run the Sigma rules over the event logs (``ttpscope.detect.detect``): observations, detections (rule
+    hits with their event, as ``ttpscope detect --json`` gives them), a report per file, notes."""
     reports = {e.path: SourceReport(str(e.path), e.kind, e.format) for e in logs}
     try:
-        _require("ttpscope.detect")
-        _require("ttpscope.ingest")
-        raise PartMissing("the detection part is present but not yet wired into investigate")
+        mod = _require("ttpscope.detect", "detect")
     except PartMissing as exc:
         for rep in reports.values():
             rep.note = f"not analysed: {exc}"
         return [], [], reports, [f"{len(logs)} event log file(s) not analysed: {exc}"]
+    files = [e.path for e in logs]
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage == "compile":
+            progress("logs", 0, len(files), f"compiling rules {done}/{total}")
+        else:  # events: done = events read, total = files done
+            progress("logs", min(total, len(files)), len(files), f"{done:,} events read")
+
+    try:
+        result = mod.detect(files, rules, kb=kb, progress=on_progress)
+    except TtpscopeError as exc:  # e.g. a rule folder with no usable rule: the reports can still be read
+        for rep in reports.values():
+            rep.note = f"not analysed: {exc}"
+        return [], [], reports, [f"{len(logs)} event log file(s) not analysed: {exc}"]
+    progress("logs", len(files), len(files), f"{len(result.detections):,} detections")
+    for stats in result.ingest:
+        owner = _owner(str(stats.source), files)
+        if owner is None:
+            continue
+        rep = reports[owner]
+        rep.read = (rep.read or 0) + stats.read
+        rep.accepted = (rep.accepted or 0) + stats.accepted
+        rep.rejected = (rep.rejected or 0) + stats.rejected
+        for reason, count in stats.reasons.most_common():
+            if len(rep.reasons) < MAX_REASONS:
+                rep.reasons.append(f"{reason} ({count})")
+    observations = result.observations()
+    detections = [d.to_dict() for d in result.detections]
+    for det in result.detections:
+        owner = _owner(str(det.source), files)
+        if owner is not None:
+            reports[owner].observations += len(det.techniques)
+    for rep in reports.values():
+        rep.used = bool(rep.accepted)
+        if rep.read is None:
+            rep.note = "nothing read"
+        elif not rep.accepted:
+            rep.note = "no event accepted"
+    notes = []
+    if result.compile_errors or result.engine_errors:
+        failed = result.compile_errors + [(rid, None, msg) for rid, msg in result.engine_errors]
+        rid, _path, why = failed[0]
+        notes.append(f"{len(failed)} of {len(result.rules.rules)} Sigma rules could not run (first: {rid}: {why})")
+    untagged = sum(1 for d in result.detections if not d.techniques)
+    if untagged:
+        notes.append(f"{untagged} detection(s) from rules without an ATT&CK technique tag are kept as detections "
+                     "but give no technique")
+    return observations, detections, reports, notes
+
+
+def _cve_mappings(notes: list[str]):
+    """CTID CVE -> technique mappings when the user pointed at some (``TTPSCOPE_CVE_MAPPINGS``), else None:
+    the main job stays offline, and CVEs are then listed without their technique links."""
+    import os
+
+    if not os.environ.get("TTPSCOPE_CVE_MAPPINGS", "").strip():
+        return None
+    try:
+        from ttpscope.kb.vulns import default_sources, load_mappings
+
+        return load_mappings(default_sources())
+    except (ImportError, TtpscopeError) as exc:
+        notes.append(f"CVE mappings not loaded ({exc}); CVEs are listed without their techniques")
+        return None
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def extract_reports(docs: list[Evidence], kb, progress: Progress
                     ) -> tuple[list[Observation], list[dict[str, Any]], dict[Path, SourceReport], list[str]]:
-    """Read the threat reports: observations (technique + sentence), documents (with IOCs, CVEs, actors)."""
+    """Read the threat reports (``ttpscope.extract.extract_file``): observations (technique + sentence),
+    documents (text, techniques, named groups and software, IOCs, CVEs), a report per file, notes."""
     reports = {e.path: SourceReport(str(e.path), e.kind, e.format) for e in docs}
     try:
-        _require("ttpscope.extract")
-        raise PartMissing("the extraction part is present but not yet wired into investigate")
+        mod = _require("ttpscope.extract", "extract_file")
     except PartMissing as exc:
         for rep in reports.values():
             rep.note = f"not analysed: {exc}"
         return [], [], reports, [f"{len(docs)} report(s) not analysed: {exc}"]
+    notes: list[str] = []
+    mappings = _cve_mappings(notes)
+    observations: list[Observation] = []
+    documents: list[dict[str, Any]] = []
+    for i, ev in enumerate(docs):
+        rep = reports[ev.path]
+        progress("reports", i, len(docs), ev.path.name)
+
+        def on_progress(stage: str, done: int, total: int, name: str = ev.path.name, i: int = i) -> None:
+            what = "training the report model (first use)" if stage.startswith("train") else name
+            progress("reports", i, len(docs), f"{what} {100 * done // max(1, total)}%")
+
+        try:
+            ex = mod.extract_file(str(ev.path), kb, progress=on_progress, cve_mappings=mappings)
+        except TtpscopeError as exc:  # an unreadable or empty report: said, and the others go on
+            rep.note = f"not read: {exc}"
+            continue
+        rep.read = rep.accepted = ex.sentences
+        rep.rejected = 0
+        rep.observations = len(ex.observations)
+        rep.used = True
+        observations += ex.observations
+        documents.append({
+            "name": ex.document.name, "path": str(ev.path), "kind": ex.document.kind, "title": ex.document.title,
+            "sha256": _sha256(ev.path), "characters": len(ex.document.text), "sentences": ex.sentences,
+            "techniques": [t.to_dict() for t in ex.techniques], "groups": ex.groups, "software": ex.software,
+            "iocs": [{"type": kind, "value": value} for kind, values in sorted(ex.iocs.items()) for value in values],
+            "cves": ex.cves, "model": ex.model, "min_confidence": ex.min_confidence, "text": ex.document.text})
+    progress("reports", len(docs), len(docs), f"{len(observations)} technique claims")
+    return observations, documents, reports, notes

@@ -1,0 +1,117 @@
+"""`ttpscope detect LOGS...`: Sigma rules over event logs → detections, technique observations, a case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, err_console, load, note, print_json, table
+
+
+def detect_cmd(
+    logs: list[Path] = typer.Argument(..., help="EVTX, JSON lines, JSON, Parquet or CSV files, folders, or "
+                                      "zip/tar/gz archives of them."),
+    rules: list[Path] = typer.Option(None, "--rules", "-r", help="Sigma rule file or folder (repeatable; "
+                                     "default: the SigmaHQ release from 'ttpscope rules update')."),
+    level: Optional[str] = typer.Option(None, "--level", help="Rule levels: 'medium+', 'high', 'low,high'."),
+    technique: list[str] = typer.Option(None, "--technique", "-t", help="Only rules tagged with this technique "
+                                        "(or a sub-technique of it); repeatable."),
+    tactic: list[str] = typer.Option(None, "--tactic", help="Only rules of this tactic; repeatable."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only rules of these statuses (comma list)."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark (pyspark local mode)."),
+    json: bool = JsonOpt,
+    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Write the detections to FILE, one JSON object a "
+                                         "line (for big runs)."),
+    case: Optional[str] = typer.Option(None, "--case", help="Add the observations and detections to this case "
+                                       "of the workspace (created if new)."),
+    domain: str = DomainOpt,
+    bundle: str = BundleOpt,
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Run Sigma rules over event logs: detections by technique and level, ingest counts, rule failures."""
+    import orjson
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ttpscope.detect.runner import detect
+
+    kb = load(domain, bundle)
+    filters = {"level": level, "technique": technique or None, "tactic": tactic or None, "status": status}
+    show = not (json or no_progress) and err_console.is_terminal
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                        TimeElapsedColumn(), console=err_console, disable=not show, transient=True)
+    tasks: dict[str, int] = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage == "compile":
+            if "compile" not in tasks:
+                tasks["compile"] = progress.add_task("compiling rules", total=total, info="")
+            progress.update(tasks["compile"], completed=done, info=f"{done}/{total}")
+        else:
+            if "events" not in tasks:
+                tasks["events"] = progress.add_task("reading events", total=None, info="")
+            progress.update(tasks["events"], info=f"{done:,} events, {total} files done")
+
+    with progress:
+        result = detect(logs, rules or None, kb=kb, engine=engine, progress=on_progress, **filters)
+
+    if jsonl is not None:
+        with jsonl.open("wb") as fh:
+            for d in result.detections:
+                fh.write(orjson.dumps(d.to_dict(), default=str, option=orjson.OPT_NON_STR_KEYS))
+                fh.write(b"\n")
+    if case:
+        from ttpscope.store import Workspace
+
+        Workspace().add_to_case(case, result.observations(), detections=[d.to_dict() for d in result.detections],
+                                meta={"detect": {"logs": [str(p) for p in logs], "engine": engine}})
+    if json:
+        print_json([d.to_dict() for d in result.detections])
+        _notes(result, quiet=True)
+        return
+    _print_summary(result, kb)
+    if jsonl is not None:
+        console.print(f"{len(result.detections):,} detections written to {jsonl}")
+    if case:
+        console.print(f"added {len(result.observations()):,} observations to case '{case}'")
+    _notes(result, quiet=False)
+
+
+def _print_summary(result, kb) -> None:
+    s = result.summary()
+    ing = s["ingest"]
+    rules = s["rules"]
+    t = s["timings"]
+    share = f" ({rules['compiled_share']:.1%})" if rules["compiled_share"] is not None else ""
+    console.print(f"[bold]{ing['read']:,}[/bold] events read from {ing['sources']} sources: "
+                  f"{ing['accepted']:,} accepted, {ing['rejected']:,} rejected · "
+                  f"{rules['compiled']:,}/{rules['loaded']:,} rules compiled{share} · "
+                  f"{s['detections']:,} detections · engine {s['engine']} · scan {t.get('scan', 0):.1f}s")
+    rejected = [x for x in result.ingest if x.rejected]
+    if rejected:
+        table("Rejected input", ["source", "read", "rejected", "why"],
+              [(x.source, x.read, x.rejected, "; ".join(f"{k} ×{v}" for k, v in x.reasons.most_common(3)))
+               for x in rejected[:20]])
+    if not result.detections:
+        return
+    names = {tid: kb.techniques[tid].name for tid in s["by_technique"] if tid in kb.techniques}
+    table("Detections by technique", ["technique", "name", "detections"],
+          [(tid, names.get(tid, "(untagged)" if tid == "-" else ""), n) for tid, n in
+           list(s["by_technique"].items())[:25]], caption=kb.label)
+    table("Detections by rule level", ["level", "detections"], s["by_level"].items())
+    table("Top rules", ["rule", "level", "techniques", "detections"],
+          [(r["title"], r["level"], ", ".join(r["techniques"]), r["count"]) for r in s["by_rule"][:15]])
+
+
+def _notes(result, quiet: bool) -> None:
+    failed = result.compile_errors + [(rid, None, msg) for rid, msg in result.engine_errors]
+    if failed:
+        note(f"{len(failed)} rule(s) failed to compile or run" + ("" if quiet else ":"))
+        if not quiet:
+            for rid, path, msg in failed[:20]:
+                note(f"  {Path(path).name if path else rid}: {msg}")
+    for text in result.notes:
+        note(text)
+    if result.rules.errors:
+        note(f"{len(result.rules.errors)} rule file(s) could not be loaded ('ttpscope rules check' lists them)")

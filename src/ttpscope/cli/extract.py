@@ -1,0 +1,193 @@
+"""`ttpscope extract REPORT...` and `ttpscope extract train --labelled FILE`: threat reports to techniques."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, err_console, load, note, print_json, table
+
+
+class _ReportsByDefault(TyperGroup):
+    """`ttpscope extract a.pdf b.html` runs the hidden `run` command; `ttpscope extract train` trains."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_ReportsByDefault, no_args_is_help=True,
+                  help="Read threat reports: techniques with their evidence sentences, actors, software, IOCs, "
+                       "CVEs.\n\nUsage: ttpscope extract REPORT... [--min-confidence X] [--json] "
+                       "[--highlight out.html]  (REPORT: .txt .md .html .pdf, or - for stdin)")
+
+
+class _Progress:
+    """Progress on stderr: a Rich bar on a terminal, a line per 10 % otherwise (logs, CI, pipes)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.tty = err_console.is_terminal
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+        self.last: dict[str, int] = {}
+
+    def __enter__(self):
+        if self.enabled and self.tty:
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                TimeRemainingColumn(), console=err_console, transient=True)
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        if self.bar is not None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total)
+            self.bar.update(self.tasks[stage], completed=done, total=total)
+            return
+        step = int(10 * done / total)
+        if step > self.last.get(stage, -1):
+            self.last[stage] = step
+            print(f"ttpscope: {stage}: {min(100, step * 10)}%", file=sys.stderr, flush=True)
+
+
+def _cve_mappings(sources: list[str] | None):
+    """CTID CVE mappings from --cve-mappings or TTPSCOPE_CVE_MAPPINGS; None (CVEs listed unlinked) if neither."""
+    import os
+
+    from ttpscope.kb.vulns import default_sources, load_mappings
+
+    if not sources and not os.environ.get("TTPSCOPE_CVE_MAPPINGS", "").strip():
+        return None
+    return load_mappings(sources or default_sources())
+
+
+@app.command("run", hidden=True)
+def run(reports: list[str] = typer.Argument(..., help="Report files (.txt .md .html .pdf) or - for stdin."),
+        min_confidence: float = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
+                                             help="Claims below this confidence are dropped (default: the "
+                                                  "model's calibrated threshold)."),
+        highlight: str = typer.Option(None, "--highlight", help="Write the report as HTML with every evidence "
+                                      "sentence marked (one report; with several, NAME is suffixed)."),
+        cve_mappings: list[str] = typer.Option(None, "--cve-mappings", help="CTID CVE→ATT&CK mapping files or "
+                                               "folders (default: TTPSCOPE_CVE_MAPPINGS if set)."),
+        no_iocs: bool = typer.Option(False, "--no-iocs", help="Skip indicator extraction."),
+        all_evidence: bool = typer.Option(False, "--all-evidence", help="JSON: every evidence sentence, not the "
+                                          "best five per technique."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+        domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
+    """Techniques of each report with the sentences that support them; actors, software, IOCs, CVEs."""
+    from pathlib import Path
+
+    from ttpscope.errors import TtpscopeError
+    from ttpscope.extract import extract_file
+    from ttpscope.extract.highlight import render_highlight
+
+    kb = load(domain, bundle)
+    mappings = _cve_mappings(cve_mappings)
+    results, failed = [], 0
+    with _Progress(not quiet) as progress:
+        for report in reports:
+            try:
+                results.append(extract_file(report, kb, min_confidence, progress=progress,
+                                            with_iocs=not no_iocs, cve_mappings=mappings))
+            except TtpscopeError as exc:
+                if len(reports) == 1:
+                    raise
+                failed += 1
+                err_console.print(f"[red]ttpscope: error:[/red] {exc}")  # one bad file never loses the others
+    if highlight:
+        for i, res in enumerate(results):
+            out = Path(highlight) if len(results) == 1 else \
+                Path(highlight).with_name(f"{Path(highlight).stem}-{i + 1}{Path(highlight).suffix or '.html'}")
+            out.write_text(render_highlight(res), encoding="utf-8")
+            if not json:
+                note(f"highlighted report written to {out}")
+    if json:
+        docs = [r.to_dict(None if all_evidence else 5) for r in results]
+        print_json(docs[0] if len(reports) == 1 else {"reports": docs, "read": len(reports),
+                                                       "accepted": len(results), "rejected": failed})
+    else:
+        for res in results:
+            _print_result(res)
+        if len(reports) > 1:
+            console.print(f"{len(reports)} reports read: {len(results)} extracted, {failed} rejected")
+    if failed and not results:
+        raise typer.Exit(2)
+
+
+def _short(text: str, n: int = 140) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _print_result(res) -> None:
+    doc = res.document
+    rows = [(t.id, t.name, f"{t.confidence:.2f}", len(t.evidence), t.evidence[0].method, _short(t.evidence[0].sentence))
+            for t in res.techniques]
+    table(f"{doc.title or doc.name}: {len(res.techniques)} techniques", ["id", "name", "conf", "sent", "method",
+                                                                         "best evidence"], rows,
+          caption=f"{doc.name} · {res.sentences} sentences · {res.kb['domain']} ATT&CK v{res.kb['attack_version']} "
+                  f"· confidence ≥ {res.min_confidence:.2f}")
+    if res.groups:
+        console.print("[bold]Groups:[/bold] " + ", ".join(
+            f"{g['name']} ({g['id']}, {g['count']}×; {len(g['also_observed'])}/{g['known_techniques']} known "
+            f"techniques seen here)" for g in res.groups))
+    if res.software:
+        console.print("[bold]Software:[/bold] " + ", ".join(f"{s['name']} ({s['id']}, {s['count']}×)"
+                                                           for s in res.software))
+    if res.iocs:
+        console.print("[bold]Indicators:[/bold] " + ", ".join(f"{k} {len(v)}" for k, v in res.iocs.items()))
+    if res.cves:
+        parts = []
+        for c in res.cves:
+            techs = ", ".join(f"{t['id']}" for t in c.get("techniques", []))
+            parts.append(f"{c['id']}" + (f" → {techs}" if techs else ""))
+        console.print("[bold]CVEs:[/bold] " + "; ".join(parts))
+
+
+@app.command("train")
+def train(labelled: list[str] = typer.Option(..., "--labelled", "-l", help="Labelled sentences: TRAM/MAT "
+                                             "annotated reports (.mjson, or a folder of them), TRAM single-label "
+                                             "JSON, a sentence table, or JSON lines {text, labels}."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+          domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
+    """Train the technique classifier on the KB plus your labelled sentences; it becomes the default."""
+    from ttpscope.errors import InputError
+    from ttpscope.extract.classifier import train_custom
+    from ttpscope.extract.labelled import read_labelled
+
+    kb = load(domain, bundle)
+    sentences, counts = [], []
+    for path in labelled:
+        ls = read_labelled(path, kb)
+        sentences += ls.sentences
+        counts.append({"source": path, "read": ls.read, "accepted": ls.accepted, "rejected": ls.rejected,
+                       "problems": ls.problems[:10]})
+        for p in ls.problems[:5]:
+            note(p)
+    if not sentences:
+        raise InputError(", ".join(labelled), None, "no labelled sentences accepted")
+    with _Progress(not quiet) as progress:
+        model = train_custom(kb, sentences, progress=progress, source=", ".join(labelled))
+    info = {k: model.info[k] for k in ("kb", "examples", "report_sentences", "techniques", "threshold",
+                                        "calibration", "train_seconds", "labelled_sentences")}
+    if json:
+        print_json({"inputs": counts, "model": info, **kb.provenance()})
+        return
+    for c in counts:
+        console.print(f"{c['source']}: read {c['read']}, accepted {c['accepted']}, rejected {c['rejected']}")
+    console.print(f"trained on {info['examples']} sentences ({info['report_sentences']} from labelled reports) "
+                  f"over {info['techniques']} techniques of {info['kb']} in {info['train_seconds']} s; "
+                  f"threshold {info['threshold']:.2f} (held-out F1 {info['calibration'].get('held_out_f1')})")

@@ -1,0 +1,235 @@
+"""A report in, its techniques (each with the sentences that say so), actors, software, IOCs and CVEs out.
+
+    from ttpscope.extract import extract_file
+    result = extract_file("report.pdf", kb)
+    result.techniques[0]            # TechniqueFinding: id, name, confidence, evidence sentences
+    result.observations             # [Observation(source_kind="text", source_ref="report.pdf#120-245", ...)]
+    result.to_dict()                # the JSON of ``ttpscope extract --json``
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ttpscope.extract.documents import Document, read_document
+from ttpscope.extract.entities import EntityMatcher
+from ttpscope.extract.features import refang
+from ttpscope.extract.iocs import cve_ids, find_iocs
+from ttpscope.extract.sentences import Sentence, iter_sentences
+from ttpscope.model import Observation
+
+MAX_EVIDENCE = 5  # evidence sentences listed per technique in the summary (all are Observations)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Evidence:
+    sentence: str
+    start: int
+    end: int
+    method: str
+    confidence: float
+    detail: str | None = None
+
+    def to_dict(self) -> dict:
+        d = {"sentence": self.sentence, "start": self.start, "end": self.end, "method": self.method,
+             "confidence": round(self.confidence, 4)}
+        if self.detail:
+            d["detail"] = self.detail
+        return d
+
+
+@dataclass
+class TechniqueFinding:
+    """One technique of the report with its evidence, strongest first."""
+
+    id: str
+    name: str
+    tactics: list[str]
+    confidence: float
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def to_dict(self, max_evidence: int | None = MAX_EVIDENCE) -> dict:
+        ev = self.evidence if max_evidence is None else self.evidence[:max_evidence]
+        return {"id": self.id, "name": self.name, "tactics": self.tactics, "confidence": round(self.confidence, 4),
+                "sentences": len(self.evidence), "evidence": [e.to_dict() for e in ev]}
+
+
+@dataclass
+class Extraction:
+    """Everything read from one document."""
+
+    document: Document
+    sentences: int
+    techniques: list[TechniqueFinding]
+    observations: list[Observation]
+    groups: list[dict]
+    software: list[dict]
+    iocs: dict[str, list[str]]
+    cves: list[dict]
+    kb: dict
+    model: dict
+    min_confidence: float
+
+    def to_dict(self, max_evidence: int | None = MAX_EVIDENCE) -> dict:
+        return {
+            "document": {"name": self.document.name, "title": self.document.title, "kind": self.document.kind,
+                         "characters": len(self.document.text), "sentences": self.sentences},
+            "kb": self.kb,
+            "model": self.model,
+            "min_confidence": self.min_confidence,
+            "techniques": [t.to_dict(max_evidence) for t in self.techniques],
+            "groups": self.groups,
+            "software": self.software,
+            "iocs": self.iocs,
+            "cves": self.cves,
+        }
+
+
+def extract_file(path: str, kb, min_confidence: float | None = None, progress: Progress | None = None,
+                 classifier=None, with_iocs: bool = True, cve_mappings=None) -> Extraction:
+    """Read a report file (``-`` = stdin) and extract from it. See :func:`extract_document`."""
+    return extract_document(read_document(path), kb, min_confidence, progress, classifier, with_iocs, cve_mappings)
+
+
+def extract_document(doc: Document, kb, min_confidence: float | None = None, progress: Progress | None = None,
+                     classifier=None, with_iocs: bool = True, cve_mappings=None) -> Extraction:
+    """Techniques, actors, software, IOCs and CVEs of a document.
+
+    ``min_confidence`` defaults to the classifier's calibrated threshold. ``progress(stage, done, total)``
+    is called as sentences are classified (and while a first-use model trains). ``cve_mappings`` (a
+    ``ttpscope.kb.vulns.VulnMappings``) links CVE ids to the techniques CTID maps them to.
+    """
+    from ttpscope.extract.classifier import get_classifier
+
+    model = classifier or get_classifier(kb, progress=progress)
+    floor = model.threshold if min_confidence is None else float(min_confidence)
+    text = doc.text
+    sentences: list[Sentence] = []
+    findings: dict[str, TechniqueFinding] = {}
+    observations: list[Observation] = []
+    batch: list[Sentence] = []
+    total = len(text)
+
+    def flush() -> None:
+        preds = model.predict([_model_text(s.text) for s in batch], min_confidence=floor)
+        for sent, cands in zip(batch, preds):
+            for cand in cands:
+                _add_claim(kb, doc, sent, cand, findings, observations)
+        if progress:
+            progress("reading", batch[-1].end, total)
+        batch.clear()
+
+    for sent in iter_sentences(text):
+        sentences.append(sent)
+        batch.append(sent)
+        if len(batch) >= 2048:
+            flush()
+    if batch:
+        flush()
+    techniques = sorted(findings.values(), key=lambda f: (-f.confidence, f.id))
+    for f in techniques:
+        f.evidence.sort(key=lambda e: (-e.confidence, e.start))
+    groups, software = _entities(kb, text, sentences, set(findings))
+    iocs = find_iocs(text, progress=(lambda d, t: progress("indicators", d, t)) if progress else None) \
+        if with_iocs else {}
+    cves = _cves(kb, text, cve_mappings)
+    return Extraction(doc, len(sentences), techniques, observations, groups, software, iocs, cves,
+                      kb.provenance(), _model_summary(model), floor)
+
+
+def _model_text(sentence: str) -> str:
+    return " ".join(refang(sentence).split())
+
+
+def _add_claim(kb, doc: Document, sent: Sentence, cand, findings: dict, observations: list) -> None:
+    tech = kb.techniques.get(cand.technique_id)
+    if tech is None:
+        return
+    ev = Evidence(sent.text, sent.start, sent.end, cand.method, cand.confidence, cand.detail)
+    finding = findings.get(tech.id)
+    if finding is None:
+        finding = findings[tech.id] = TechniqueFinding(tech.id, tech.name, list(tech.tactics), 0.0)
+    finding.evidence.append(ev)
+    finding.confidence = max(finding.confidence, cand.confidence)
+    evidence = {"sentence": sent.text, "start": sent.start, "end": sent.end, "method": cand.method}
+    if cand.detail:
+        evidence["detail"] = cand.detail
+    observations.append(Observation(
+        technique_id=tech.id, source_kind="text", source_ref=f"{doc.name}#{sent.start}-{sent.end}",
+        evidence=evidence, tactic_ids=list(tech.tactics), document=doc.name,
+        confidence=round(min(1.0, max(0.0, cand.confidence)), 4)))
+
+
+def _sentence_at(starts: list[int], sentences: list[Sentence], offset: int) -> Sentence | None:
+    i = bisect.bisect_right(starts, offset) - 1
+    if 0 <= i < len(sentences) and sentences[i].start <= offset < sentences[i].end:
+        return sentences[i]
+    return None
+
+
+def _entities(kb, text: str, sentences: list[Sentence], observed: set[str]) -> tuple[list[dict], list[dict]]:
+    """Groups and software named in the text, with their sentences; their known techniques are context
+    (``known_techniques``, and which of them this report shows: ``also_observed``), never claims."""
+    matcher = _entity_matcher(kb)
+    starts = [s.start for s in sentences]
+    found: dict[tuple[str, str], dict] = {}
+    for kind, oid, start, end, surface in matcher.find(text):
+        entry = found.setdefault((kind, oid), {"id": oid, "name": kb.name_of(oid), "surfaces": [], "mentions": []})
+        if surface not in entry["surfaces"]:
+            entry["surfaces"].append(surface)
+        sent = _sentence_at(starts, sentences, start)
+        entry["mentions"].append({"start": start, "end": end,
+                                  "sentence": sent.text if sent else text[max(0, start - 80):end + 80]})
+    groups, software = [], []
+    for (kind, oid), entry in found.items():
+        known = kb.group_techniques(oid) if kind == "group" else kb.software_techniques(oid)
+        entry["count"] = len(entry["mentions"])
+        entry["mentions"] = entry["mentions"][:MAX_EVIDENCE]
+        entry["known_techniques"] = len(known)
+        entry["also_observed"] = sorted(known & observed)
+        if kind == "group":
+            entry["aliases_matched"] = entry.pop("surfaces")
+            groups.append(entry)
+        else:
+            entry["aliases_matched"] = entry.pop("surfaces")
+            software.append(entry)
+    key = lambda e: (-e["count"], e["id"])  # noqa: E731
+    return sorted(groups, key=key), sorted(software, key=key)
+
+
+_matchers: dict[str, EntityMatcher] = {}
+
+
+def _entity_matcher(kb) -> EntityMatcher:
+    key = f"{kb.label}|{kb.source}"
+    if key not in _matchers:
+        _matchers[key] = EntityMatcher(kb)
+    return _matchers[key]
+
+
+def _cves(kb, text: str, mappings) -> list[dict]:
+    """CVE ids in order of mention; with CTID mappings (``ttpscope.kb.vulns``), the techniques each is
+    mapped to, by mapping type. These are what the vulnerability enables, kept apart from the techniques
+    the text shows the adversary using."""
+    out = []
+    for cve in cve_ids(text):
+        entry: dict = {"id": cve}
+        if mappings is not None:
+            from ttpscope.kb.vulns import resolve_mapping_techniques
+
+            maps, _ = resolve_mapping_techniques(mappings.mappings_for_cve(cve), kb)
+            entry["mapped"] = bool(maps)
+            entry["description"] = mappings.describe(cve)
+            entry["techniques"] = [{"id": m.technique_id, "name": m.technique_name, "mapping_type": m.mapping_type}
+                                   for m in maps]
+        out.append(entry)
+    return out
+
+
+def _model_summary(model) -> dict:
+    keep = ("kb", "examples", "report_sentences", "techniques", "threshold", "calibration", "labelled_source",
+            "labelled_sentences", "train_seconds")
+    return {k: model.info[k] for k in keep if k in model.info}

@@ -1,0 +1,246 @@
+"""Streaming event ingest: sources → flat records → narrow Arrow batches, one event class per batch.
+
+Every reader yields ``(record, fields)`` pairs (``fields`` flattened by :mod:`ttpscope.ingest.flatten`).
+The :class:`Batcher` groups them by *event class* — (``Channel``, ``Provider_Name``, ``EventID``) — so that
+each Arrow batch holds only the columns its class uses: a Sysmon process-creation batch has ~25 columns,
+not the thousand-odd union of every field seen (that wide table is what cost 11 GB in the naive engine).
+Memory stays bounded: a class is flushed at ``batch_rows`` rows, and the largest class is flushed whenever
+all buffered rows exceed ``max_buffered``.
+
+Columns of every batch: ``_src`` (int32, index into :attr:`EventReader.sources`), ``_rec`` (int64: EVTX
+EventRecordID, else the line/row number), ``_time`` (timestamp[us, UTC], may be null), ``_host`` (string),
+then the event's fields as strings.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ttpscope.errors import InputError
+from ttpscope.ingest.flatten import HOST_FIELDS, TIME_FIELDS, first_of
+
+BASE_COLUMNS = ("_src", "_rec", "_time", "_host")
+CLASS_FIELDS = ("Channel", "Provider_Name", "EventID")
+MAX_SAMPLES = 20
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+@dataclass
+class IngestStats:
+    """What one source gave: records read, accepted, rejected (with reasons and the first few records)."""
+
+    source: str
+    format: str
+    read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    samples: list[tuple[str | int | None, str]] = field(default_factory=list)
+
+    def reject(self, record: str | int | None, reason: str, count: int = 1) -> None:
+        """Count a rejected record (or a lost chunk) with a short reason; keep the first few verbatim."""
+        self.rejected += count
+        self.read += count
+        key = reason.split(":")[0][:80]
+        self.reasons[key] += count
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append((record, reason[:300]))
+
+    def accept(self) -> None:
+        self.read += 1
+        self.accepted += 1
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "format": self.format, "read": self.read, "accepted": self.accepted,
+                "rejected": self.rejected, "reasons": dict(self.reasons.most_common()),
+                "samples": [{"record": r, "problem": p} for r, p in self.samples]}
+
+
+@dataclass
+class EventBatch:
+    """Events of one class (same Channel, provider and EventID) as an Arrow table."""
+
+    key: tuple[str | None, str | None, str | None]  # (Channel, Provider_Name, EventID)
+    table: pa.Table
+    sources: list[str]  # _src indexes into this list (shared with the reader)
+
+    @property
+    def channel(self) -> str | None:
+        return self.key[0]
+
+    @property
+    def provider(self) -> str | None:
+        return self.key[1]
+
+    @property
+    def event_id(self) -> str | None:
+        return self.key[2]
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows
+
+    def fields(self) -> list[str]:
+        return [c for c in self.table.column_names if c not in BASE_COLUMNS]
+
+
+def parse_times(values: list[str | None]) -> pa.Array:
+    """ISO-8601-ish texts → timestamp[us, UTC]; zone-less times are taken as UTC, unparsable ones → null."""
+    arr = pa.array(values, type=pa.string())
+    try:
+        return pc.cast(arr, TIMESTAMP)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    out = []
+    for v in values:
+        dt = None
+        if v:
+            try:
+                dt = datetime.fromisoformat(v.strip())
+            except ValueError:
+                dt = None
+            if dt is not None and dt.tzinfo is None:
+                dt = dt.replace(tzinfo=timezone.utc)
+        out.append(dt)
+    return pa.array(out, type=TIMESTAMP)
+
+
+class Batcher:
+    """Accumulates flat records per event class and emits narrow Arrow batches."""
+
+    def __init__(self, sources: list[str], batch_rows: int = 65_536, max_buffered: int = 262_144):
+        self.sources = sources
+        self.batch_rows = batch_rows
+        self.max_buffered = max_buffered
+        self.buffers: dict[tuple, list[tuple[int, int, dict]]] = {}
+        self.buffered = 0
+
+    def add(self, src: int, rec: int, fields: dict) -> Iterator[EventBatch]:
+        key = (fields.get("Channel"), fields.get("Provider_Name"), fields.get("EventID"))
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = []
+        buf.append((src, rec, fields))
+        self.buffered += 1
+        if len(buf) >= self.batch_rows:
+            yield self._flush(key)
+        elif self.buffered >= self.max_buffered:
+            largest = max(self.buffers, key=lambda k: len(self.buffers[k]))
+            yield self._flush(largest)
+
+    def flush_all(self) -> Iterator[EventBatch]:
+        for key in sorted(self.buffers, key=lambda k: tuple("" if v is None else v for v in k)):
+            yield self._flush(key)
+
+    def _flush(self, key: tuple) -> EventBatch:
+        rows = self.buffers.pop(key)
+        self.buffered -= len(rows)
+        names: dict[str, None] = {}
+        fields = [r[2] for r in rows]
+        for f in fields:
+            names.update(dict.fromkeys(f))
+        columns = {
+            "_src": pa.array([r[0] for r in rows], type=pa.int32()),
+            "_rec": pa.array([r[1] for r in rows], type=pa.int64()),
+            "_time": parse_times([first_of(f, TIME_FIELDS) for f in fields]),
+            "_host": pa.array([first_of(f, HOST_FIELDS) for f in fields], type=pa.string()),
+        }
+        # dicts → columns in C++: a struct array built from the dicts, then split
+        struct = pa.array(fields, type=pa.struct([(n, pa.string()) for n in names]))
+        for name, column in zip(names, struct.flatten()):
+            columns[name] = column
+        return EventBatch(key, pa.table(columns), self.sources)
+
+
+# ---------------------------------------------------------------------------------------------- sources
+READERS: dict[str, Callable] = {}  # format name → reader(path_or_member, stats) yielding (record, fields)
+
+
+def detect_format(name: str) -> str | None:
+    low = name.lower()
+    for suffix, fmt in ((".evtx", "evtx"), (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"),
+                        (".parquet", "parquet"), (".csv", "csv"), (".zip", "zip"), (".tar.gz", "tar"),
+                        (".tgz", "tar"), (".tar", "tar"), (".gz", "gz")):
+        if low.endswith(suffix):
+            return fmt
+    return None
+
+
+def expand_sources(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Files and folders (recursively: every file of a known format) → sorted list of files."""
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    out: list[Path] = []
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and detect_format(f.name)))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError(str(item), None, "no such file or folder")
+    return out
+
+
+class EventReader:
+    """Reads event sources into narrow Arrow batches, counting what each source gave.
+
+    ``EventReader(paths).batches()`` yields :class:`EventBatch` objects; ``stats`` holds one
+    :class:`IngestStats` per source (archive members count as sources of their own). ``on_progress``,
+    when set, is called as ``on_progress(events_read, files_done, files_total)`` every few thousand events.
+    """
+
+    def __init__(self, paths, batch_rows: int = 65_536, max_buffered: int = 262_144,
+                 on_progress: Callable[[int, int, int], None] | None = None, evtx_threads: int = 1):
+        self.files = expand_sources(paths)
+        self.sources: list[str] = []
+        self.stats: list[IngestStats] = []
+        self.batch_rows = batch_rows
+        self.max_buffered = max_buffered
+        self.on_progress = on_progress
+        self.evtx_threads = evtx_threads
+        self.events_read = 0
+
+    def batches(self) -> Iterator[EventBatch]:
+        from ttpscope.ingest import readers
+
+        batcher = Batcher(self.sources, self.batch_rows, self.max_buffered)
+        for done, path in enumerate(self.files):
+            # problems of the file as a whole (unreadable archive, unknown format) are counted here
+            file_stats = IngestStats(str(path), detect_format(path.name) or "unknown")
+            for name, fmt, opener in readers.open_members(path, file_stats):
+                src = len(self.sources)
+                self.sources.append(name)
+                stats = IngestStats(name, fmt)
+                self.stats.append(stats)
+                for rec, fields in readers.read(fmt, opener, stats, evtx_threads=self.evtx_threads):
+                    yield from batcher.add(src, rec, fields)
+                    self.events_read += 1
+                    if self.on_progress and self.events_read % 4096 == 0:
+                        self.on_progress(self.events_read, done, len(self.files))
+            if file_stats.rejected:
+                self.stats.append(file_stats)
+            if self.on_progress:
+                self.on_progress(self.events_read, done + 1, len(self.files))
+        yield from batcher.flush_all()
+
+    def totals(self) -> dict[str, int]:
+        return {"sources": sum(1 for s in self.stats if s.read or s.rejected),
+                "read": sum(s.read for s in self.stats), "accepted": sum(s.accepted for s in self.stats),
+                "rejected": sum(s.rejected for s in self.stats)}
+
+
+def read_table(paths, **kwargs) -> tuple[pa.Table, EventReader]:
+    """All events of small inputs as one Arrow table (union of columns, nulls where a class lacks one)."""
+    reader = EventReader(paths, **kwargs)
+    tables = [b.table for b in reader.batches()]
+    if not tables:
+        return pa.table({"_src": pa.array([], pa.int32()), "_rec": pa.array([], pa.int64()),
+                         "_time": pa.array([], TIMESTAMP), "_host": pa.array([], pa.string())}), reader
+    return pa.concat_tables(tables, promote_options="default"), reader

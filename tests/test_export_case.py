@@ -1,0 +1,221 @@
+"""Case exports on a hand-built case: Navigator layer (4.5 rules), STIX 2.1 (stix2 parse), HTML structure and
+escaping, CSV, Markdown, case.json, and the evidence-strength summary they share."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import datetime, timedelta
+
+import orjson
+import pytest
+import stix2
+from helpers_investigate import FORMULA, XSS, sample_case
+from lxml import html as lxml_html
+
+from ttpscope.export.case_layer import case_layer
+from ttpscope.export.evidence import technique_evidence
+from ttpscope.export.navigator import read_layer, validate_layer
+from ttpscope.export.outputs import FILES, write_outputs
+from ttpscope.export.stix import case_bundle, ioc_pattern
+from ttpscope.investigate.analysis import OK, Section, analyse_case
+from ttpscope.model import Case, Observation
+
+
+@pytest.fixture(scope="module")
+def analysis(kb):
+    case, dets, docs = sample_case()
+    return analyse_case(case, kb, detections=dets, documents=docs)
+
+
+def test_evidence_strength_counts_sources_not_repeats(kb):
+    one_rule = [Observation("T1059.001", "sigma", "r1", {}, [], confidence=0.5) for _ in range(50)]
+    two_sources = [Observation("T1003.001", "sigma", "r1", {}, [], confidence=0.5),
+                   Observation("T1003.001", "text", "doc#1-2", {"sentence": "x"}, [], confidence=0.5)]
+    ev = {e.id: e for e in technique_evidence(Case("c", one_rule + two_sources), kb)}
+    assert ev["T1059.001"].strength == pytest.approx(0.5)  # 50 hits of one rule are one source
+    assert ev["T1003.001"].strength == pytest.approx(0.75)  # two independent sources corroborate
+    assert ev["T1059.001"].observations == 50 and ev["T1059.001"].sources == 1
+    order = [e.id for e in technique_evidence(Case("c", one_rule + two_sources), kb)]
+    assert order == ["T1003.001", "T1059.001"]  # strongest first
+
+
+def test_evidence_places_techniques_like_the_lifecycle(kb):
+    from ttpscope.analyze.lifecycle import lifecycle
+
+    # T1078 Valid Accounts has four tactics; a rule tagged persistence puts it there only
+    obs = [Observation("T1078", "sigma", "r", {}, ["attack.persistence"])]
+    assert technique_evidence(Case("c", obs), kb)[0].tactics == ["persistence"]
+    # without a tactic in the evidence: the earliest of the technique's tactics, as the lifecycle does
+    untagged = Case("c", [Observation("T1078", "sigma", "r", {}, [])])
+    assert technique_evidence(untagged, kb)[0].tactics == ["initial-access"]
+    assert [t["shortname"] for t in lifecycle(untagged, kb).tactics] == ["initial-access"]
+
+
+def test_case_layer_is_valid_navigator_4_5(kb, analysis, tmp_path):
+    layer = case_layer(analysis.case, kb, analysis.evidence)
+    assert validate_layer(layer, kb) == []
+    assert layer["versions"]["layer"] == "4.5" and layer["domain"] == "enterprise-attack"
+    cells = {(c["techniqueID"], c.get("tactic")): c for c in layer["techniques"]}
+    ps = cells[("T1059.001", "execution")]
+    assert 0 <= ps["score"] <= 100 and ps["score"] == next(e.score for e in analysis.evidence if e.id == "T1059.001")
+    assert "Encoded PowerShell" in ps["comment"] and "WS01" in ps["comment"]
+    assert ("T1059", "execution") in cells and cells[("T1059", "execution")]["showSubtechniques"]
+    assert all(re.match(r"^T\d{4}(\.\d{3})?$", c["techniqueID"]) for c in layer["techniques"])
+    path = tmp_path / "layer.json"
+    path.write_bytes(orjson.dumps(layer))
+    assert {c["id"] for c in read_layer(path) if c["score"] is not None} == {e.id for e in analysis.evidence}
+
+
+def test_case_layer_leaves_out_unknown_ids(kb):
+    case = Case("c", [Observation("T1059.001", "manual", "a", {}, []), Observation("T9999", "manual", "a", {}, [])])
+    layer = case_layer(case, kb)
+    assert validate_layer(layer, kb) == []
+    assert "T9999" not in {c["techniqueID"] for c in layer["techniques"]}
+    assert "T9999" in layer["description"]
+
+
+def _objects(bundle):
+    return {o["id"]: o for o in bundle["objects"]}
+
+
+def test_stix_bundle_parses_and_links(kb, analysis):
+    bundle = case_bundle(analysis, kb)
+    parsed = stix2.parse(json.dumps(bundle), allow_custom=False)
+    assert parsed.type == "bundle"
+    objs = _objects(bundle)
+    by_type = {}
+    for o in bundle["objects"]:
+        by_type.setdefault(o["type"], []).append(o)
+    report = by_type["report"][0]
+    assert set(report["object_refs"]) == set(objs) - {report["id"], report["created_by_ref"]}
+    patterns = {o["external_references"][0]["external_id"]: o for o in by_type["attack-pattern"]}
+    assert set(patterns) == {e.id for e in analysis.evidence}
+    assert patterns["T1059.001"]["id"] == kb.techniques["T1059.001"].stix_id  # ATT&CK's own object id
+    for s in by_type["sighting"]:
+        assert objs[s["sighting_of_ref"]]["type"] == "attack-pattern"
+        assert all(objs[r]["type"] == "observed-data" for r in s.get("observed_data_refs", []))
+        assert all(objs[r]["identity_class"] == "system" for r in s.get("where_sighted_refs", []))
+    smb = [s for s in by_type["sighting"] if objs[s["sighting_of_ref"]]["name"] == "SMB/Windows Admin Shares"]
+    assert len(smb) == 1 and smb[0]["count"] == 2
+    od = [o for o in by_type["observed-data"] if o["number_observed"] == 2][0]
+    assert any(objs[r]["type"] == "ipv4-addr" and objs[r]["value"] == "10.0.0.5" for r in od["object_refs"])
+    procs = [o for o in bundle["objects"] if o["type"] == "process"]
+    assert any("</script>" in p["command_line"] for p in procs)  # kept verbatim: STIX is data, not markup
+    notes = by_type["note"]
+    assert any(XSS in n["content"] for n in notes)
+
+
+def test_stix_indicators_are_short_lived_and_vulns_apart(kb, analysis):
+    bundle = case_bundle(analysis, kb)
+    indicators = [o for o in bundle["objects"] if o["type"] == "indicator"]
+    patterns = sorted(i["pattern"] for i in indicators)
+    assert "[ipv4-addr:value = '203.0.113.7']" in patterns
+    assert "[domain-name:value = 'evil-cdn.example']" in patterns
+    assert "[url:value = 'https://evil-cdn.example/a\\'b.ps1']" in patterns  # quote escaped in the pattern
+    assert any(p.startswith("[file:hashes.'SHA-256'") for p in patterns)
+    assert len(indicators) == 4  # the bitcoin address has no STIX pattern here: left out and said so
+    assert "left out" in next(o for o in bundle["objects"] if o["type"] == "report")["description"]
+    for i in indicators:
+        start, end = (datetime.fromisoformat(i[k].replace("Z", "+00:00")) for k in ("valid_from", "valid_until"))
+        assert timedelta(days=1) <= end - start <= timedelta(days=90)
+    vulns = [o for o in bundle["objects"] if o["type"] == "vulnerability"]
+    assert [v["name"] for v in vulns] == ["CVE-2021-40444"]
+    assert vulns[0]["external_references"][0] == {"source_name": "cve", "external_id": "CVE-2021-40444"}
+
+
+def test_ioc_pattern_types():
+    assert ioc_pattern("IPv4", "1.2.3.4") == ("[ipv4-addr:value = '1.2.3.4']", "network")
+    assert ioc_pattern("md5", "9b2e4c6a8d0f1e3c5a7b9d1f3e5c7a9b")[1] == "hash"
+    assert ioc_pattern("file_path", "C:\\Temp\\x.exe")[0] == "[file:name = 'x.exe']"
+    assert ioc_pattern("registry_key", "HKCU\\Run")[0] == "[windows-registry-key:key = 'HKCU\\\\Run']"
+    assert ioc_pattern("bitcoin", "1Boat") is None
+
+
+def _with_attribution(analysis, insufficient: bool):
+    sections = dict(analysis.sections)
+    sections["attribution"] = Section("attribution", "Attribution", OK, "", {
+        "verdict": "best match APT29", "insufficient": insufficient,
+        "groups": [{"id": "G0016", "name": "APT29", "score": 3.2, "confidence": 0.62, "explained": [],
+                    "missing": [], "context": {}, "why": ""}], "campaigns": []})
+    return type(analysis)(case=analysis.case, provenance=analysis.provenance, evidence=analysis.evidence,
+                          sections=sections, detections=analysis.detections, documents=analysis.documents,
+                          generated=analysis.generated)
+
+
+def test_stix_attribution_only_when_sufficient(kb, analysis):
+    sure = case_bundle(_with_attribution(analysis, False), kb)
+    stix2.parse(json.dumps(sure), allow_custom=False)
+    rel = [o for o in sure["objects"] if o["type"] == "relationship" and o["relationship_type"] == "attributed-to"]
+    assert len(rel) == 1 and rel[0]["confidence"] == 62
+    iset = _objects(sure)[rel[0]["target_ref"]]
+    assert iset["type"] == "intrusion-set" and iset["name"] == "APT29"
+    assert iset["external_references"][0]["external_id"] == "G0016"
+    assert _objects(sure)[rel[0]["source_ref"]]["type"] == "campaign"
+    unsure = case_bundle(_with_attribution(analysis, True), kb)
+    assert not [o for o in unsure["objects"] if o["type"] == "intrusion-set"]
+
+
+def test_stix_bundle_is_deterministic(kb, analysis):
+    assert case_bundle(analysis, kb) == case_bundle(analysis, kb)
+
+
+def test_html_is_one_escaped_self_contained_file(kb, analysis, tmp_path):
+    written = write_outputs(analysis, kb, tmp_path, ["html"])
+    raw = written["html"].read_text(encoding="utf-8")
+    doc = lxml_html.fromstring(raw)
+    for sec in ("summary", "matrix", "lifecycle", "evidence", "attribution", "overlap", "anticipation",
+                "coverage", "mitigations", "indicators", "appendix"):
+        assert doc.get_element_by_id(sec) is not None, sec
+    # nothing is fetched: no external script, style sheet, image or frame
+    for el in doc.iter("script", "link", "img", "iframe"):
+        assert not el.get("src") and not el.get("href"), lxml_html.tostring(el)[:80]
+    # evidence is attacker-controlled: it shows as text, never as markup
+    assert XSS not in raw and "<script>alert(2)" not in raw
+    assert "&lt;script&gt;alert(&#39;xss&#39;)&lt;/script&gt;" in raw
+    scripts = [s.text or "" for s in doc.iter("script")]
+    data = [s for s in doc.iter("script") if s.get("id") == "figures-data"][0].text
+    assert "</" not in data and "<script" not in data.lower()
+    figures = json.loads(data)
+    heat = figures["matrix"]["data"][0]
+    assert heat["type"] == "heatmap"
+    scores = sorted(v for row in heat["z"] for v in row if v is not None)
+    assert scores == sorted(s for e in analysis.evidence for s in [e.score] * len(e.tactics))
+    assert len(heat["x"]) == len(kb.tactics)  # every tactic is a column, reached or not
+    assert any("Plotly" in s for s in scripts)  # the charting library is inlined
+    # every section whose part is missing or failed says so in words
+    for key, sec in analysis.sections.items():
+        if sec.status != "ok":
+            box = doc.get_element_by_id(key).find_class("status")
+            assert box and sec.message[:40] in box[0].text_content()
+
+
+def test_csv_and_markdown(kb, analysis, tmp_path):
+    written = write_outputs(analysis, kb, tmp_path, ["csv", "markdown", "json"])
+    rows = list(csv.DictReader(io.StringIO(written["csv"].read_text(encoding="utf-8"))))
+    assert len(rows) == len(analysis.case.observations)
+    assert {r["technique_id"] for r in rows} == set(analysis.case.technique_ids())
+    formula_rows = [r for r in rows if "HYPERLINK" in r["evidence"]]
+    assert formula_rows and all(r["evidence"].startswith("'=") for r in formula_rows)  # not run as a formula
+    md = written["markdown"].read_text(encoding="utf-8")
+    assert md.startswith("# Case report: sample-intrusion")
+    assert "## Top detections" in md and "## Report sentences" in md and "## Attribution" in md
+    assert XSS not in md and "&lt;script&gt;" in md
+    data = orjson.loads(written["json"].read_bytes())
+    assert data["knowledge_base"]["attack_version"] == kb.version
+    assert len(data["observations"]) == len(analysis.case.observations)
+    back = Case.from_dict({**data["case"], "observations": data["observations"]})
+    assert back.technique_ids() == analysis.case.technique_ids()
+    assert set(data["sections"]) == set(analysis.sections)
+
+
+def test_write_outputs_all_formats_and_bad_format(kb, analysis, tmp_path):
+    written = write_outputs(analysis, kb, tmp_path / "out")
+    assert {p.name for p in written.values()} == set(FILES.values())
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp file left
+    from ttpscope.errors import TtpscopeError
+
+    with pytest.raises(TtpscopeError, match="unknown export format"):
+        write_outputs(analysis, kb, tmp_path / "out", ["pdf"])
