@@ -35,6 +35,7 @@ kb_cli.app.command("cve")(defend_cli.cve)
 # observe
 app.command("detect")(detect_cli.detect_cmd)
 app.add_typer(rules_cli.app, name="rules")
+rules_cli.app.command("convert")(defend_cli.convert)
 app.add_typer(extract_cli.app, name="extract")
 # understand
 for _name, _fn in (("lifecycle", analyze_cli.lifecycle_cmd), ("attribute", analyze_cli.attribute_cmd),
