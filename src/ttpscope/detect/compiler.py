@@ -34,7 +34,6 @@ from sigma.conversion.base import Backend
 from sigma.conversion.state import ConversionState
 from sigma.exceptions import SigmaError
 from sigma.pipelines.common import windows_logsource_mapping
-from sigma.pipelines.sysmon import sysmon_pipeline
 from sigma.pipelines.sysmon.sysmon import sysmon_generic_logsource_eventid_mapping
 from sigma.pipelines.windows import windows_audit_pipeline, windows_logsource_pipeline
 from sigma.pipelines.windows.windows import generic_logsource_to_windows_audit_event_mapping
@@ -356,10 +355,33 @@ def _extra_services_pipeline() -> ProcessingPipeline:
     )
 
 
+def _defined_function(module_name: str, name: str):
+    """The plain function behind a pySigma ``@Pipeline``-decorated pipeline.
+
+    pySigma's ``Pipeline`` decorator is a process-wide singleton: every decorated pipeline shares one
+    instance whose ``func`` is the last one decorated, so after plugin autodiscovery (which imports pySigma's
+    own test pipelines, e.g. for ``rules convert --pipeline``) ``sysmon_pipeline()`` silently returns another
+    pipeline and Sysmon rules lose their channel condition. Re-running the defining module restores the
+    decorator long enough to take the function itself.
+    """
+    import importlib
+
+    module = importlib.import_module(module_name)
+    func = getattr(getattr(module, name), "func", None)
+    if func is None:  # a plain function: nothing to undo
+        return getattr(module, name)
+    if func.__module__ != module_name or func.__name__ != name:
+        func = getattr(importlib.reload(module), name).func
+    return func
+
+
+_SYSMON_PIPELINE = _defined_function("sigma.pipelines.sysmon.sysmon", "sysmon_pipeline")
+
+
 def variant_pipelines() -> dict[str, ProcessingPipeline]:
     """The processing pipelines, by variant name (built fresh: pipelines keep state while applied)."""
     return {
-        "sysmon": sysmon_pipeline() + windows_logsource_pipeline(),
+        "sysmon": _SYSMON_PIPELINE() + windows_logsource_pipeline(),
         "security": windows_audit_pipeline() + windows_logsource_pipeline(),
         "windows": windows_logsource_pipeline() + _extra_services_pipeline(),
         "generic": ProcessingPipeline(),
