@@ -7,7 +7,7 @@ import pytest
 from ttpscope.extract.entities import EntityMatcher
 from ttpscope.extract.explicit import ExplicitMatcher, measure_phrases
 from ttpscope.extract.features import refang, tokenize
-from ttpscope.extract.iocs import cve_ids, find_iocs
+from ttpscope.extract.iocs import find_iocs
 from ttpscope.extract.sentences import MAX_SENTENCE, split_sentences
 from ttpscope.kb import plain
 
@@ -138,8 +138,43 @@ Exploits CVE-2021-44228 and cve-2017-0199 (again CVE-2021-44228)."""
     assert "C:\\Users\\Public\\svc.exe" in iocs["file_path"] and "/tmp/.x/run.sh" in iocs["file_path"]
     assert "%APPDATA%\\Microsoft\\up.dll" in iocs["file_path"]
     assert iocs["registry_key"] == ["HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\Updater"]
-    assert cve_ids(text) == ["CVE-2021-44228", "CVE-2017-0199"]
+    from ttpscope.kb.vulns import extract_cves
+
+    assert extract_cves(text) == ["CVE-2021-44228", "CVE-2017-0199"]
 
 
 def test_no_iocs_in_plain_prose():
     assert find_iocs("The actor moved laterally. Then it waited for a week before acting again.") == {}
+
+
+def test_labelled_formats(kb, tmp_path):
+    import json
+
+    from ttpscope.errors import InputError
+    from ttpscope.extract.labelled import read_labelled
+
+    text = "The loader runs PowerShell. It sleeps for an hour. Then it deletes itself."
+    start = text.index("runs")
+    mat = {"signal": text, "version": "2", "metadata": "{}",
+           "asets": str([{"type": "SEGMENT", "annots": [[0, len(text), "x", "content", "gold"]]},
+                         {"type": "PowerShell (T1086)", "annots": [[start, start + 15]]},
+                         {"type": "File Deletion (T1070.004)", "annots": [[text.index("deletes"), len(text) - 1]]}])}
+    (tmp_path / "r1.mjson").write_text(json.dumps(mat))
+    ls = read_labelled(tmp_path / "r1.mjson", kb)
+    assert [(s.text, s.labels) for s in ls.sentences] == [
+        ("The loader runs PowerShell.", ["T1059.001"]),  # revoked T1086 remapped
+        ("It sleeps for an hour.", []),
+        ("Then it deletes itself.", ["T1070.004"])]
+    single = [{"text": "It used cmd.exe.", "label": "T1059.003", "doc_title": "d"},
+              {"text": "", "label": "T1059.003"}, {"text": "x", "label": "T0000"}, "junk"]
+    (tmp_path / "single.json").write_text(json.dumps(single))
+    ls = read_labelled(tmp_path / "single.json", kb)
+    assert ls.read == 4 and ls.accepted == 1 and ls.rejected == 3
+    assert any("[record 2]" in p and "T0000" in p for p in ls.problems)
+    table = {"sentence": {"0": "a b c", "1": "It used WMI."}, "labels": {"0": [], "1": ["T1047"]},
+             "doc_title": {"0": "D", "1": "D"}}
+    (tmp_path / "table.json").write_text(json.dumps(table))
+    assert [s.labels for s in read_labelled(tmp_path / "table.json", kb).sentences] == [[], ["T1047"]]
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InputError, match="bad.json.*not valid JSON"):
+        read_labelled(tmp_path / "bad.json", kb)

@@ -10,12 +10,12 @@
 
 from ttpscope.extract.classifier import TechniqueClassifier, get_classifier, kb_training_set, train_custom
 from ttpscope.extract.documents import Document, document_from_text, read_document
-from ttpscope.extract.iocs import cve_ids, find_iocs
+from ttpscope.extract.iocs import find_iocs
 from ttpscope.extract.pipeline import Extraction, TechniqueFinding, extract_document, extract_file
 from ttpscope.extract.sentences import Sentence, split_sentences
 
 __all__ = [
-    "Document", "Extraction", "Sentence", "TechniqueClassifier", "TechniqueFinding", "cve_ids",
+    "Document", "Extraction", "Sentence", "TechniqueClassifier", "TechniqueFinding",
     "document_from_text", "extract_document", "extract_file", "find_iocs", "get_classifier", "kb_training_set",
     "read_document", "split_sentences", "train_custom",
 ]

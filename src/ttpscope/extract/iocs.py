@@ -1,6 +1,6 @@
-"""Indicators of compromise and CVE ids in report text, reported apart from techniques.
+"""Indicators of compromise in report text, reported apart from techniques (CVE ids: ``kb.vulns.extract_cves``).
 
-Network indicators, hashes, e-mail addresses and CVE ids come from ``ioc-finder`` (maintained; it refangs
+Network indicators, hashes and e-mail addresses come from ``ioc-finder`` (maintained; it refangs
 ``hxxp``, ``[.]``, ``(dot)`` and friends through ``ioc-fanger``). It has no file paths or registry keys, so
 those two are matched here with small patterns. Only lines that can hold an indicator are handed to the
 library (it is the slow part), in bounded chunks, so a 20 MB report is read in bounded memory.
@@ -12,10 +12,9 @@ import re
 from collections import OrderedDict
 from typing import Callable, Iterable
 
-CVE = re.compile(r"\bCVE[-‐‑–_ ]?(\d{4})[-‐‑–_ ](\d{4,7})\b", re.I)
-# A candidate line: a dotted token (possibly defanged), an @, an IPv6-ish run, a long hex string or a CVE.
+# A candidate line: a dotted token (possibly defanged), an @, an IPv6-ish run or a long hex string.
 _CANDIDATE = re.compile(r"\w(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\))\w|@|\[at\]|\w::?\w+:|"
-                        r"\b[0-9a-fA-F]{32,}\b|CVE|hxxp", re.I)
+                        r"\b[0-9a-fA-F]{32,}\b|hxxp", re.I)
 _WIN_PATH = re.compile(r"(?<![\w\\])(?:[A-Za-z]:|%[A-Za-z_]+%)(?:\\{1,2}[^\\/:*?\"<>|\r\n\s,;']+)+")
 _UNIX_PATH = re.compile(r"(?<![\w/.:])/(?:tmp|var|etc|usr|bin|sbin|opt|home|root|dev|lib|Library|Users|"
                         r"Applications|System|private)(?:/[\w.@+-]+)+")
@@ -27,16 +26,9 @@ _REG_KEY = re.compile(r"\b(?:HKEY_LOCAL_MACHINE|HKEY_CURRENT_USER|HKEY_CLASSES_R
 _FILE_TLDS = frozenset("zip mov sh py pl ps rs md exe dll bat cmd js vbs doc docx xls xlsx pdf rar jar app txt"
                        .split())
 _CHUNK = 1 << 16
+_LINE = re.compile(r"[^\n]*\n?")
 _TYPES = (("urls", "url"), ("domains", "domain"), ("ipv4s", "ipv4"), ("ipv6s", "ipv6"),
           ("email_addresses", "email"), ("md5s", "md5"), ("sha1s", "sha1"), ("sha256s", "sha256"))
-
-
-def cve_ids(text: str) -> list[str]:
-    """Distinct CVE ids in order of first mention, normalised to ``CVE-YYYY-NNNN``."""
-    seen: OrderedDict[str, None] = OrderedDict()
-    for m in CVE.finditer(text):
-        seen[f"CVE-{m.group(1)}-{m.group(2)}"] = None
-    return list(seen)
 
 
 def find_iocs(text: str, progress: Callable[[int, int], None] | None = None) -> dict[str, list[str]]:
@@ -85,8 +77,11 @@ def _candidate_chunks(text: str):
     buf: list[str] = []
     size = 0
     pos = 0
-    for line in text.splitlines(keepends=True):
-        pos += len(line)
+    for m in _LINE.finditer(text):
+        line = m.group()
+        if not line:
+            break
+        pos = m.end()
         if _CANDIDATE.search(line):
             buf.append(line)
             size += len(line)

@@ -9,14 +9,13 @@
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ttpscope.extract.documents import Document, read_document
 from ttpscope.extract.entities import EntityMatcher
 from ttpscope.extract.features import refang
-from ttpscope.extract.iocs import cve_ids, find_iocs
+from ttpscope.extract.iocs import find_iocs
 from ttpscope.extract.sentences import Sentence, iter_sentences
 from ttpscope.model import Observation
 
@@ -107,36 +106,43 @@ def extract_document(doc: Document, kb, min_confidence: float | None = None, pro
     model = classifier or get_classifier(kb, progress=progress)
     floor = model.threshold if min_confidence is None else float(min_confidence)
     text = doc.text
-    sentences: list[Sentence] = []
+    entities = _entity_matcher(kb)
     findings: dict[str, TechniqueFinding] = {}
     observations: list[Observation] = []
+    mentions: dict[tuple[str, str], dict] = {}
     batch: list[Sentence] = []
     total = len(text)
+    n_sentences = 0
 
     def flush() -> None:
+        # sentences are classified in batches and not kept: memory stays bounded by the claims made
         preds = model.predict([_model_text(s.text) for s in batch], min_confidence=floor)
         for sent, cands in zip(batch, preds):
             for cand in cands:
                 _add_claim(kb, doc, sent, cand, findings, observations)
+            for kind, oid, start, end, surface in entities.find(sent.text, sent.start):
+                _add_mention(kb, mentions, kind, oid, start, end, surface, sent.text)
         if progress:
             progress("reading", batch[-1].end, total)
         batch.clear()
 
     for sent in iter_sentences(text):
-        sentences.append(sent)
+        n_sentences += 1
         batch.append(sent)
-        if len(batch) >= 2048:
+        if len(batch) >= 1024:
             flush()
     if batch:
         flush()
+    if progress:
+        progress("reading", total, total)
     techniques = sorted(findings.values(), key=lambda f: (-f.confidence, f.id))
     for f in techniques:
         f.evidence.sort(key=lambda e: (-e.confidence, e.start))
-    groups, software = _entities(kb, text, sentences, set(findings))
+    groups, software = _entities(kb, mentions, set(findings))
     iocs = find_iocs(text, progress=(lambda d, t: progress("indicators", d, t)) if progress else None) \
         if with_iocs else {}
     cves = _cves(kb, text, cve_mappings)
-    return Extraction(doc, len(sentences), techniques, observations, groups, software, iocs, cves,
+    return Extraction(doc, n_sentences, techniques, observations, groups, software, iocs, cves,
                       kb.provenance(), _model_summary(model), floor)
 
 
@@ -163,39 +169,26 @@ def _add_claim(kb, doc: Document, sent: Sentence, cand, findings: dict, observat
         confidence=round(min(1.0, max(0.0, cand.confidence)), 4)))
 
 
-def _sentence_at(starts: list[int], sentences: list[Sentence], offset: int) -> Sentence | None:
-    i = bisect.bisect_right(starts, offset) - 1
-    if 0 <= i < len(sentences) and sentences[i].start <= offset < sentences[i].end:
-        return sentences[i]
-    return None
+def _add_mention(kb, mentions: dict, kind: str, oid: str, start: int, end: int, surface: str,
+                 sentence: str) -> None:
+    entry = mentions.setdefault((kind, oid), {"id": oid, "name": kb.name_of(oid), "count": 0,
+                                              "aliases_matched": [], "mentions": []})
+    entry["count"] += 1
+    if surface not in entry["aliases_matched"] and len(entry["aliases_matched"]) < 20:
+        entry["aliases_matched"].append(surface)
+    if len(entry["mentions"]) < MAX_EVIDENCE:
+        entry["mentions"].append({"start": start, "end": end, "sentence": sentence})
 
 
-def _entities(kb, text: str, sentences: list[Sentence], observed: set[str]) -> tuple[list[dict], list[dict]]:
+def _entities(kb, mentions: dict, observed: set[str]) -> tuple[list[dict], list[dict]]:
     """Groups and software named in the text, with their sentences; their known techniques are context
     (``known_techniques``, and which of them this report shows: ``also_observed``), never claims."""
-    matcher = _entity_matcher(kb)
-    starts = [s.start for s in sentences]
-    found: dict[tuple[str, str], dict] = {}
-    for kind, oid, start, end, surface in matcher.find(text):
-        entry = found.setdefault((kind, oid), {"id": oid, "name": kb.name_of(oid), "surfaces": [], "mentions": []})
-        if surface not in entry["surfaces"]:
-            entry["surfaces"].append(surface)
-        sent = _sentence_at(starts, sentences, start)
-        entry["mentions"].append({"start": start, "end": end,
-                                  "sentence": sent.text if sent else text[max(0, start - 80):end + 80]})
     groups, software = [], []
-    for (kind, oid), entry in found.items():
+    for (kind, oid), entry in mentions.items():
         known = kb.group_techniques(oid) if kind == "group" else kb.software_techniques(oid)
-        entry["count"] = len(entry["mentions"])
-        entry["mentions"] = entry["mentions"][:MAX_EVIDENCE]
         entry["known_techniques"] = len(known)
         entry["also_observed"] = sorted(known & observed)
-        if kind == "group":
-            entry["aliases_matched"] = entry.pop("surfaces")
-            groups.append(entry)
-        else:
-            entry["aliases_matched"] = entry.pop("surfaces")
-            software.append(entry)
+        (groups if kind == "group" else software).append(entry)
     key = lambda e: (-e["count"], e["id"])  # noqa: E731
     return sorted(groups, key=key), sorted(software, key=key)
 
@@ -215,7 +208,9 @@ def _cves(kb, text: str, mappings) -> list[dict]:
     mapped to, by mapping type. These are what the vulnerability enables, kept apart from the techniques
     the text shows the adversary using."""
     out = []
-    for cve in cve_ids(text):
+    from ttpscope.kb.vulns import extract_cves
+
+    for cve in extract_cves(text):
         entry: dict = {"id": cve}
         if mappings is not None:
             from ttpscope.kb.vulns import resolve_mapping_techniques
