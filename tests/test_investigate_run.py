@@ -119,7 +119,15 @@ def test_mixed_good_and_bad_evidence(tmp_path, kb):
     assert {p.name for p in (tmp_path / "out").iterdir()} == OUTPUTS
 
 
-def test_logs_without_rules_continue_with_the_report(tmp_path):
+def test_logs_without_rules_continue_with_the_report(tmp_path, monkeypatch):
+    # a home where no SigmaHQ release was ever fetched, sharing the session's trained models and KB cache
+    session = Path(os.environ["TTPSCOPE_HOME"])
+    home = tmp_path / "home"
+    (home / "cache").mkdir(parents=True)
+    for kind in ("models", "kb"):
+        (session / "cache" / kind).mkdir(parents=True, exist_ok=True)
+        (home / "cache" / kind).symlink_to(session / "cache" / kind, target_is_directory=True)
+    monkeypatch.setenv("TTPSCOPE_HOME", str(home))
     ev = tmp_path / "evidence"
     ev.mkdir()
     shutil.copy(EXAMPLES / "evidence" / "fs01.jsonl", ev / "fs01.jsonl")
