@@ -98,7 +98,9 @@ def _serve(directory: Path):
     return server
 
 
-def test_rules_update_from_a_server_and_offline(tmp_path, case_dir):
+def test_rules_update_from_a_server_and_offline(tmp_path, case_dir, monkeypatch):
+    # its own home: the downloaded release becomes the default rule set, which other tests must not inherit
+    monkeypatch.setenv("TTPSCOPE_HOME", str(tmp_path / "home"))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("rules/windows/whoami.yml", RULE)

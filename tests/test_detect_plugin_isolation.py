@@ -13,10 +13,10 @@ import textwrap
 def test_sysmon_channel_check_survives_plugin_autodiscovery(tmp_path):
     code = textwrap.dedent(r'''
         import sys, orjson, pathlib
-        import sigma.pipelines.test  # decorated after sysmon: the shared decorator now answers with it
+        from ttpscope.detect.runner import detect  # imports the Sysmon pipeline
+        import sigma.pipelines.test  # decorated after it: the shared decorator now answers with this one
         from sigma.plugins import InstalledSigmaPlugins
         InstalledSigmaPlugins.autodiscover()
-        from ttpscope.detect.runner import detect
         d = pathlib.Path(sys.argv[1])
         (d / "r.yml").write_text("title: whoami\nid: 00000000-0000-0000-0000-0000000000b1\nlevel: high\n"
             "logsource:\n    category: process_creation\n    product: windows\n"

@@ -238,6 +238,9 @@ class AttributionModel:
                     self.W[i, j] = max(path_weight[v] for v, _ in paths)
         self.norm = np.maximum(self.W.sum(axis=1), 1e-9) ** p.size_exponent
         self._coverage: dict[str, np.ndarray] = {}
+        # per-technique memos: explanations ask for the same technique across every candidate
+        self._spread: dict[str, float] = {}
+        self._term: dict[str, np.ndarray] = {}
         # rarity over candidates: idf of each technique (for instance similarity)
         df = (self.W > 0).sum(axis=0)
         self.idf = np.log((1.0 + len(self.ids)) / (1.0 + df)) + 1.0
@@ -292,7 +295,10 @@ class AttributionModel:
 
     def spread(self, q: str) -> float:
         """Share of candidates whose profile covers q (smoothed): how common the technique is."""
-        return (float((self.coverage(q) > 0).sum()) + 0.5) / (len(self.ids) + 1.0)
+        hit = self._spread.get(q)
+        if hit is None:
+            hit = self._spread[q] = (float((self.coverage(q) > 0).sum()) + 0.5) / (len(self.ids) + 1.0)
+        return hit
 
     def information(self, weights: dict[str, float]) -> float:
         """Total rarity of a technique set, nats: how much it can say about who did it."""
@@ -300,10 +306,13 @@ class AttributionModel:
 
     def term(self, q: str) -> np.ndarray:
         """Per-candidate technique-likelihood contribution of one observed technique at confidence 1."""
-        lam = self.params.lam
-        prob = self.coverage(q) / self.norm
-        bg = float(prob.mean()) + 1e-9
-        return np.log((lam * prob + (1.0 - lam) * bg) / bg)
+        hit = self._term.get(q)
+        if hit is None:
+            lam = self.params.lam
+            prob = self.coverage(q) / self.norm
+            bg = float(prob.mean()) + 1e-9
+            hit = self._term[q] = np.log((lam * prob + (1.0 - lam) * bg) / bg)
+        return hit
 
     # -------------------------------------------------------------- instances
     def instance_similarity(self, weights: dict[str, float]) -> np.ndarray:
@@ -432,7 +441,7 @@ class AttributionModel:
         for tid, paths in prof.items():
             if tid in near or tid not in st.index:
                 continue
-            value = self.W[i, st.index[tid]] * -math.log(self.spread(tid))
+            value = float(self.W[i, st.index[tid]]) * -math.log(self.spread(tid))
             missing.append({"technique_id": tid, "name": self.kb.name_of(tid), "weight": round(value, 4),
                             "via": sorted(_via_label(v) for v in paths)})
         missing.sort(key=lambda d: (-d["weight"], d["technique_id"]))

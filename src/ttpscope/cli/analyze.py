@@ -118,9 +118,16 @@ def attribute_cmd(techniques: Optional[list[str]] = TechArgs, case: Optional[str
           "explains", "country" if not campaigns else "first seen", "strongest evidence"], rows, caption=kb.label)
     style = "yellow" if result.insufficient_evidence else "green"
     console.print(f"[{style}]{result.verdict}[/{style}]")
-    if ranked and ranked[0].missing:
-        console.print(f"Hunting leads for {ranked[0].name} (known, not observed): "
-                      + ", ".join(f"{m['technique_id']} {m['name']}" for m in ranked[0].missing))
+    best = ranked[0] if ranked else None
+    if best and best.closest_instance:
+        ci = best.closest_instance
+        console.print(f"Closest past evidence for {best.name}: {ci['kind']} {ci['name']} "
+                      f"(similarity {ci['similarity']:.2f})")
+    if best and best.text and best.text["shared_terms"]:
+        console.print(f"Evidence text shares with {best.name}'s procedures: {', '.join(best.text['shared_terms'])}")
+    if best and best.missing:
+        console.print(f"Hunting leads for {best.name} (known, not observed): "
+                      + ", ".join(f"{m['technique_id']} {m['name']}" for m in best.missing))
 
 
 def overlap_cmd(items: list[str] = typer.Argument(..., help="Cases (JSON file or workspace name/id), ATT&CK "
