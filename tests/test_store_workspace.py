@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -197,8 +198,7 @@ def test_killed_mid_write_leaves_a_consistent_workspace(tmp_path, delay):
     finally:
         child.wait()
     assert child.returncode == -signal.SIGKILL
-    lines = [first, *child.stdout.read().split()]
-    saved = max([int(x.split()[1]) for x in " ".join(lines).split("saved ")[1:]] or [0])
+    saved = max([int(n) for n in re.findall(r"saved (\d+)", child.stdout.read())] or [0])
     after = Workspace(path)
     case = after.get_case("victim")
     gen = case.meta["gen"]
