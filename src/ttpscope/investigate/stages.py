@@ -41,6 +41,14 @@ class SourceReport:
                 "reasons": self.reasons, "note": self.note, "used": self.used}
 
 
+def _not_analysed(reports: dict[Path, SourceReport], what: str, why: Exception
+                  ) -> tuple[list, list, dict[Path, SourceReport], list[str]]:
+    """A stage that could not run at all: every file says why, and so does one note."""
+    for rep in reports.values():
+        rep.note = f"not analysed: {why}"
+    return [], [], reports, [f"{len(reports)} {what} not analysed: {why}"]
+
+
 def find_rules(rules: str | Path | None) -> tuple[Path | None, str]:
     """The Sigma rule set to run: the one given (which must exist), else the SigmaHQ release cached by
     ``ttpscope rules update``; (None, why) when there is none."""
@@ -104,9 +112,7 @@ def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
     try:
         mod = _require("ttpscope.detect", "detect")
     except PartMissing as exc:
-        for rep in reports.values():
-            rep.note = f"not analysed: {exc}"
-        return [], [], reports, [f"{len(logs)} event log file(s) not analysed: {exc}"]
+        return _not_analysed(reports, "event log file(s)", exc)
     total = len(logs)
 
     def on_progress(stage: str, done: int, files_done: int) -> None:
@@ -119,9 +125,7 @@ def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
         try:
             result = mod.detect(list(names), rules, kb=kb, progress=on_progress)
         except TtpscopeError as exc:  # e.g. a rule folder with no usable rule: the reports can still be read
-            for rep in reports.values():
-                rep.note = f"not analysed: {exc}"
-            return [], [], reports, [f"{len(logs)} event log file(s) not analysed: {exc}"]
+            return _not_analysed(reports, "event log file(s)", exc)
         for det in result.detections:  # the case keeps the evidence's own file names, not temporary links
             det.source = _rename_source(str(det.source), names)
         for stats in result.ingest:
@@ -194,9 +198,7 @@ def extract_reports(docs: list[Evidence], kb, progress: Progress
     try:
         mod = _require("ttpscope.extract", "extract_file")
     except PartMissing as exc:
-        for rep in reports.values():
-            rep.note = f"not analysed: {exc}"
-        return [], [], reports, [f"{len(docs)} report(s) not analysed: {exc}"]
+        return _not_analysed(reports, "report(s)", exc)
     notes: list[str] = []
     mappings = _cve_mappings(notes)
     observations: list[Observation] = []
