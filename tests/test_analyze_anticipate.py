@@ -10,6 +10,7 @@ from ttpscope.analyze.anticipate import AnticipationModel, AnticipationParams, a
 def test_learns_what_co_occurs(kb):
     baskets = {f"G{i:04d}": {"T1566.001", "T1204.002", "T1547.001"} for i in range(1, 6)}
     baskets.update({f"S{i:04d}": {"T1486", "T1490"} for i in range(1, 6)})
+    baskets.update({f"C{i:04d}": {"T1566.001", "T1105"} for i in range(1, 3)})
     model = AnticipationModel(kb, baskets, AnticipationParams(later_bias=0, earlier_penalty=0))
     s = model.scores({"T1566.001": 1.0})
     ranked = [model.items[j] for j in np.argsort(-s)[:2]]
@@ -34,7 +35,9 @@ def test_predictions_on_the_real_kb(kb):
     assert r.reached_tactics == ["initial-access", "execution", "credential-access"]
     scores = [p.score for p in r.predictions]
     assert scores == sorted(scores, reverse=True)
-    assert all(p.profiles and p.because_of for p in r.predictions)
+    assert all(p.profiles for p in r.predictions) and any(p.because_of for p in r.predictions)
+    sims = [[x["similarity"] for x in p.profiles] for p in r.predictions]
+    assert all(0 < v <= 1 for row in sims for v in row) and all(row == sorted(row, reverse=True) for row in sims)
     assert any(p.later_stage for p in r.predictions)
     assert any(p.watch["data_components"] for p in r.predictions)
     assert any(p.watch["mitigations"] for p in r.predictions)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ttpscope.analyze._profiles import DIRECT, SOFTWARE, Corpus, Profiles
-from ttpscope.analyze.attribution import AttributionModel, AttributionParams, attribute, mask_actor_names
+from ttpscope.analyze.attribution import (AttributionModel, AttributionParams, actor_names, attribute,
+                                          mask_actor_names)
 from ttpscope.model import Case, Observation
 
 
@@ -31,7 +32,8 @@ def test_rare_technique_decides_and_common_one_says_little(kb):
     ranked = model.rank({"T1553.006": 1.0, "T1059.001": 1.0})
     assert ranked[0][0] == "G0001"
     i = model.ids.index("G0001")
-    assert model.term("T1553.006")[i] > 3 * model.term("T1059.001")[i] > 0
+    assert model.term("T1553.006")[i] > 0.5  # rare and known: strong evidence (log 2.5 with 4 groups)
+    assert abs(model.term("T1059.001")[i]) < 0.3  # everyone uses it: next to nothing
 
 
 def test_unexplained_noise_costs_every_candidate_alike(kb):
@@ -46,11 +48,13 @@ def test_subtechnique_rollup_gives_partial_credit(kb):
     d = (DIRECT, None)
     model = _model(kb, {"G0001": {"T1059.001": d}, "G0002": {"T1059": d}, "G0003": {"T1059.003": d},
                         "G0004": {"T1105": d}})
+    p = model.params
     m = model.coverage("T1059.001")
     exact, parent, sibling, none = (m[model.ids.index(g)] for g in ("G0001", "G0002", "G0003", "G0004"))
-    assert exact == 1.0 and parent == 0.5 and sibling == 0.25 and none == 0.0
+    assert exact == 1.0 and parent == p.parent_credit and sibling == p.sibling_credit and none == 0.0
+    assert 1.0 > p.parent_credit > p.sibling_credit > 0
     # an observed parent is matched by a group's sub-technique
-    assert model.coverage("T1059")[model.ids.index("G0001")] == 0.5
+    assert model.coverage("T1059")[model.ids.index("G0001")] == p.parent_credit
     explained, _ = model.explain("G0003", {"T1059.001": 1.0})
     assert explained[0].match == "sibling" and explained[0].matched_id == "T1059.003"
 
@@ -66,8 +70,8 @@ def test_software_path_counts_less_than_direct_use(kb):
 
 def test_observation_confidence_weighs_techniques(kb):
     model = _toy(kb)
-    strong = model.scores({"T1553.006": 1.0})
-    weak = model.scores({"T1553.006": 0.3})
+    strong = model.parts({"T1553.006": 1.0})["techniques"]
+    weak = model.parts({"T1553.006": 0.3})["techniques"]
     i = model.ids.index("G0001")
     assert weak[i] == pytest.approx(0.3 * strong[i])
 
@@ -109,11 +113,23 @@ def test_deterministic_and_sorted(kb):
 
 
 def _leak_free(kb, cid):
-    """Profiles without campaign ``cid`` and without links whose citations all come from its reports."""
+    """Profiles without campaign ``cid`` and without what its reports alone said."""
     cites = {c for p in kb.procedures_for(source_id=cid) for c in p.citations}
-    corpus = Corpus.from_kb(kb).without(drop_procedure=lambda p: bool(p.citations) and set(p.citations) <= cites,
-                                       drop_campaigns=[cid])
-    return Profiles.build(corpus)
+    return Profiles.build(Corpus.from_kb(kb).without(forget_citations=cites, drop_campaigns=[cid]))
+
+
+def test_forgetting_a_report_drops_only_what_it_alone_supports(kb):
+    corpus = Corpus.from_kb(kb)
+    shared = next(p for p in corpus.procedures if p.source_type == "group" and len(set(p.citations)) == 2)
+    alone = next(p for p in corpus.procedures if p.source_type == "group" and len(p.citations) == 1
+                 and p.citations[0] not in shared.citations)
+    kept = corpus.without(forget_citations={shared.citations[0], alone.citations[0]})
+    same = [p for p in kept.procedures if (p.source_id, p.technique_id) == (shared.source_id, shared.technique_id)]
+    assert same and same[0].citations == (shared.citations[1],)
+    assert not any(p.citations == alone.citations and p.technique_id == alone.technique_id
+                   and p.source_id == alone.source_id for p in kept.procedures)
+    profiles = Profiles.build(kept)
+    assert f"report:{shared.citations[0]}" not in profiles.instances["group"][shared.source_id]
 
 
 @pytest.mark.parametrize("cid", ["C0024", "C0022", "C0017"])
@@ -140,18 +156,32 @@ def test_group_context_from_misp(kb):
 
 
 def test_evidence_text_resembling_a_groups_procedures_lifts_it(kb):
-    proc = next(p for p in kb.procedures_for(source_id="G0016") if p.technique_id == "T1027.006")
-    ids = ["T1027.006"]
+    sentence = ("The actor used the SUNBURST backdoor, delivered through a trojanized SolarWinds Orion update, "
+                "and deployed TEARDROP and Raindrop loaders to run Cobalt Strike Beacon.")
+    ids = ["T1195.002", "T1059.001"]
     plain = attribute(ids, kb, top=200)
-    case = Case("text", [Observation("T1027.006", "text", "doc#1", evidence={"sentence": proc.description})])
+    case = Case("text", [Observation("T1195.002", "text", "doc#1", evidence={"sentence": sentence}),
+                         Observation("T1059.001", "manual", "analyst")])
     with_text = attribute(case, kb, top=200)
     rank = lambda r: [g.id for g in r.groups].index("G0016")  # noqa: E731
-    assert rank(with_text) <= rank(plain)
-    match = next(m for m in with_text.groups[rank(with_text)].explained if m.technique_id == "T1027.006")
-    assert match.text_similarity and match.text_similarity > 0.2
+    assert rank(with_text) < rank(plain)
+    apt29 = with_text.groups[rank(with_text)]
+    assert apt29.parts["text"] == max(g.parts["text"] for g in with_text.groups)  # the closest text
+    assert {"sunburst", "teardrop", "solarwinds"} <= set(apt29.text["shared_terms"])
+    assert plain.groups[0].text is None and "text" not in plain.groups[0].parts
 
 
-def test_actor_names_are_masked_in_procedure_text():
-    text = "[APT29](https://attack.mitre.org/groups/G0016) used [Cobalt Strike](https://attack.mitre.org/software/S0154).(Citation: X)"
+def test_closest_past_instance_is_shown(kb):
+    result = attribute(sorted(kb.campaign_techniques("C0024")), kb, top=1)
+    assert result.groups[0].closest_instance == {"kind": "campaign", "id": "C0024",
+                                                 "name": "SolarWinds Compromise", "similarity": 1.0}
+
+
+def test_actor_names_are_masked_in_procedure_text(kb):
+    text = ("[APT29](https://attack.mitre.org/groups/G0016) used [Cobalt Strike](https://attack.mitre.org/software/S0154)."
+            "(Citation: X) Cozy Bear, like the Lazarus Group during Operation Dream Job, used WellMess.")
     masked = mask_actor_names(text)
     assert "APT29" not in masked and "Cobalt Strike" in masked and "Citation" not in masked
+    words = mask_actor_names(text, actor_names(kb)).split()
+    assert not {"cozy", "lazarus", "dream"} & set(words)
+    assert {"cobalt", "strike", "wellmess", "used"} <= set(words)

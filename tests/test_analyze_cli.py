@@ -89,3 +89,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ttpscope", "anticipate"], capture_output=True, text=True,
                           cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")})
     assert proc.returncode == 2 and "no techniques" in proc.stderr
+
+
+def test_cases_from_the_workspace(kb):
+    from ttpscope.store import Workspace
+
+    ids = sorted(kb.campaign_techniques("C0024"))
+    case = Case("analyze-cli-ws-case", [Observation(t, "manual", "analyst", host="h2") for t in ids])
+    Workspace().save_case(case)
+    att = orjson.loads(run("attribute", "--case", "analyze-cli-ws-case", "--json", "--top", "5").stdout)
+    assert att and set(att[0]["explained"]) <= set(ids)
+    lc = orjson.loads(run("lifecycle", "analyze-cli-ws-case", "--json").stdout)
+    assert lc["case"]["id"] == case.id and lc["case"]["techniques"] == len(ids)
+    ov = orjson.loads(run("overlap", "analyze-cli-ws-case", "C0024", "C0025", "--json").stdout)
+    assert [i["kind"] for i in ov["items"]] == ["case", "campaign", "campaign"]
+    assert ov["pairs"][0]["a"] == "analyze-cli-ws-case" and ov["pairs"][0]["b"] == "C0024"
+    missing = runner.invoke(app, ["overlap", "no-such-thing-anywhere", "C0024"])
+    assert missing.exit_code != 0

@@ -178,22 +178,35 @@ def test_coverage_uses_the_server_rules_and_colours_the_matrix(kb, tmp_path, mon
     assert r.status_code == 409 and "--rules" in r.json()["detail"]
 
 
+def wait_for_job(client, job_id: str, limit_s: float = 600) -> dict:
+    """Poll a job until it ends (bounded, so a hung job fails the test instead of hanging it)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.2)
+
+
+@pytest.mark.slow  # the first report investigated trains the text model (minutes on a fresh home)
 def test_upload_starts_a_background_investigation_and_names_files_as_uploaded(setup):
     client, ws, *_ = setup
     r = client.post("/api/cases", headers=AUTH, data={"name": "upload test"},
                     files=[("file", ("../../etc/evil name.txt", b"The actor used PowerShell to download a payload.",
                                      "text/plain"))])
     assert r.status_code == 202
-    job_id = r.json()["job"]["id"]
-    for _ in range(600):
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed"):
-            break
-        time.sleep(0.1)
-    assert job["state"] in ("done", "failed")
-    shown = orjson.dumps(job).decode()
-    assert "ttpscope-upload-" not in shown  # no server temp path leaks into what the user sees
-    if job["state"] == "done":
-        assert ws.get_case(job["result"]["case_id"]).name == "upload test"
-    else:  # a part this build lacks (extraction) is named, with the file as the user called it
-        assert "evil name.txt" in job["error"]
+    job = wait_for_job(client, r.json()["job"]["id"])  # the first report also trains the text model
+    assert job["state"] == "done", job
+    assert "ttpscope-upload-" not in orjson.dumps(job).decode()  # no server temp path leaks to the user
+    assert [s["path"] for s in job["result"]["sources"]] == ["evil name.txt"]
+    case = ws.get_case(job["result"]["case_id"])
+    assert case.name == "upload test" and "T1059.001" in case.technique_ids()
+
+
+def test_upload_of_nothing_usable_fails_with_the_file_named(setup):
+    client, *_ = setup
+    r = client.post("/api/cases", headers=AUTH,
+                    files={"file": ("broken.pdf", b"%PDF-1.4 not really a pdf", "application/pdf")})
+    assert r.status_code == 202
+    job = wait_for_job(client, r.json()["job"]["id"])
+    assert job["state"] == "failed" and "broken.pdf" in job["error"] and "ttpscope-upload-" not in job["error"]

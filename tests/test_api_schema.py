@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,10 @@ def test_no_server_errors_on_generated_requests(tmp_path):
 
     cli = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
     assert cli, "schemathesis is not installed (it is in the [dev] extra)"
-    with served(tmp_path / "home", TOKEN, extra_args=("--bundle", "embedded"), log=tmp_path / "server.log") as url:
+    # the session's home (a trained text model is reused by the generated uploads), a workspace of its own
+    home = Path(os.environ["TTPSCOPE_HOME"])
+    with served(home, TOKEN, extra_args=("--bundle", "embedded", "--workspace", str(tmp_path / "ws.duckdb")),
+                log=tmp_path / "server.log") as url:
         run = subprocess.run(
             [cli, "run", url + "/openapi.json", "--checks", "not_a_server_error", "--max-examples", "15",
              "--seed", "20261127", "--generation-database", "none", "--workers", "2", "--no-color",

@@ -11,6 +11,23 @@ import pytest
 from ttpscope.detect.runner import detect
 
 
+# Each test runs on both paths of the engine: the SQL one (DuckDB) and the Python one for small classes.
+PATHS = {"duckdb": {"python_rows": 0}, "python": {"python_rows": 10**9}}
+
+
+@pytest.fixture(params=sorted(PATHS), autouse=True)
+def engine_path(request, monkeypatch):
+    import ttpscope.detect.engine as engine
+
+    original = engine.DuckDBEngine.__init__
+
+    def init(self, compiled, **kw):
+        original(self, compiled, **{**kw, **PATHS[request.param]})
+
+    monkeypatch.setattr(engine.DuckDBEngine, "__init__", init)
+    return request.param
+
+
 def run(tmp_path, detection: str, events: list[dict], logsource: str = "product: testing") -> list[int]:
     """Indexes (0-based) of the events the rule fires on."""
     rule = tmp_path / "rule.yml"

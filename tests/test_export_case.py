@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from datetime import datetime, timedelta
 
@@ -215,6 +216,9 @@ def test_write_outputs_all_formats_and_bad_format(kb, analysis, tmp_path):
     written = write_outputs(analysis, kb, tmp_path / "out")
     assert {p.name for p in written.values()} == set(FILES.values())
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp file left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~mask for p in written.values())  # not mkstemp's 0600
     from ttpscope.errors import TtpscopeError
 
     with pytest.raises(TtpscopeError, match="unknown export format"):

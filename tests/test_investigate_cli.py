@@ -79,8 +79,10 @@ def test_case_export_all_and_one(home, kb, tmp_path, run):
     one = run(home, "export", "cli-case", "--format", "stix", "--out", "-")
     assert one.returncode == 0, one.stderr
     assert stix2.parse(one.stdout, allow_custom=False).type == "bundle"
-    md = run(home, "export", "cli-case", "--format", "markdown", "--out", str(tmp_path))
+    md = run(home, "export", "cli-case", "--format", "markdown", "--out", str(tmp_path), "--json")
     assert md.returncode == 0, md.stderr
+    assert json.loads(md.stdout) == {"case": json.loads(run(home, "case", "show", "cli-case", "--json").stdout)[
+        "case"]["id"], "format": "markdown", "output": str(tmp_path / "report.md")}
     assert (tmp_path / "report.md").read_text().startswith("# Case report: cli-case")
 
 

@@ -5,6 +5,7 @@ Screenshots go to ci-artifacts/screenshots/."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -27,9 +28,11 @@ REPORT = ROOT / "examples" / "evidence" / "report-ashen-lantern.md"
 def server(tmp_path_factory):
     from ttpscope.api.launch import served
 
-    home = tmp_path_factory.mktemp("web-home")
-    with served(home, TOKEN, extra_args=("--bundle", "embedded", "--rules", str(ROOT / "examples" / "rules")),
-                log=home / "server.log") as url:
+    # the test session's home (its trained text model is reused); a workspace of the server's own
+    home, own = Path(os.environ["TTPSCOPE_HOME"]), tmp_path_factory.mktemp("web")
+    with served(home, TOKEN, extra_args=("--bundle", "embedded", "--rules", str(ROOT / "examples" / "rules"),
+                                         "--workspace", str(own / "workspace.duckdb")),
+                log=own / "server.log") as url:
         yield url
 
 
@@ -160,3 +163,55 @@ def test_upload_refused_without_the_right_token(server, page):
     page.wait_for_selector("#upload-status.error")
     assert "Bearer" in page.inner_text("#upload-status")
     assert "/upload" in page.url
+def follow_job_to_case(page) -> str:
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f]+$"), timeout=30_000)
+    assert page.locator("#job-progress").count() == 1
+    page.wait_for_url(re.compile(r"/cases/[0-9a-f]+$"), timeout=240_000)
+    return page.url.rsplit("/", 1)[-1]
+
+
+def test_upload_report_follow_progress_read_case_download_layer(server, page, kb):
+    page.goto(server + f"/upload#token={TOKEN}")
+    assert page.input_value("#token") == TOKEN  # taken from the address fragment, never sent to the server
+    page.set_input_files("#file", str(REPORT))
+    page.fill("#name", "ashen lantern (web)")
+    page.click("button:text('Investigate')")
+    case_id = follow_job_to_case(page)
+    assert "ashen lantern (web)" in page.inner_text("h1")
+    heat = set(page.eval_on_selector_all("#heatmap .cell.marked, #heatmap .sub.marked",
+                                         "els => els.map(e => e.dataset.id)"))
+    assert len(heat) >= 5, heat
+    visible = page.locator("#heatmap .cell:visible")
+    shown = visible.count()
+    assert shown == page.locator("#heatmap .cell.marked:visible, #heatmap .cell.has-marked-subs:visible").count()
+    page.uncheck("[data-only-marked]")  # the whole matrix again
+    assert visible.count() > shown
+    page.check("[data-only-marked]")
+    verdict = page.inner_text("#attribution-verdict")
+    assert verdict
+    rows = page.locator("#attribution-table tbody tr")
+    assert rows.count() >= 1 and re.search(r"G\d{4}", rows.first.inner_text())
+    page.screenshot(path=str(SHOTS / "case-ashen-lantern.png"), full_page=True)
+    with page.expect_download() as dl:
+        page.click("#download-layer")
+    layer = orjson.loads(Path(dl.value.path()).read_bytes())
+    assert validate_layer(layer, kb) == []
+    assert {c["techniqueID"] for c in layer["techniques"] if "score" in c} == heat
+    assert page.dialogs == []
+
+
+
+def test_pasted_report_with_script_renders_as_text(server, page):
+    script = "<script>alert('pasted')</script>"
+    hostile = ("The actor sent spearphishing emails with a malicious Word attachment. Then PowerShell downloaded "
+               f"a second stage and the operators dumped LSASS memory {script} with comsvcs.dll to steal "
+               "credentials.")
+    page.goto(server + f"/upload#token={TOKEN}")
+    page.fill("#text", hostile)
+    page.fill("#name", "pasted <b>text</b>")
+    page.click("button:text('Investigate')")
+    follow_job_to_case(page)
+    assert "pasted <b>text</b>" in page.inner_text("h1")
+    assert script in page.text_content("#evidence")  # shown as text in the evidence
+    assert page.dialogs == []
+    assert page.evaluate("document.querySelectorAll('main script').length") == 0

@@ -1,21 +1,26 @@
 """Anticipation: given observed techniques, the techniques most likely to come next, and what to watch.
 
 Learned from co-occurrence across the technique profiles ("baskets") of ATT&CK groups, campaigns and
-software, the way CTID's Technique Inference Engine learns from reports. Two recommenders are blended:
+software, the way CTID's Technique Inference Engine learns from reports. Two recommenders are blended,
+each min-max scaled over the candidate techniques:
 
-* item-kNN: ``sum over observed o of cos(o, t)``, the cosine of the two techniques' basket columns;
-* EASE (Steck 2019): a closed-form item-item linear model, ``B = I - P / diag(P)`` with
-  ``P = (X'X + l2 I)^-1``, which learns which techniques predict which while discounting those that
-  merely co-occur with everything.
+* neighbours (weight ``1 - ease_weight``): the ``neighbours`` baskets most like the observed set
+  (rarity-weighted cosine) vote for their techniques with weight ``cosine ** sharpness``: actors that did
+  what this one did, and what else they did. Measured on ``bench/anticipation_bench.py`` this is the
+  strongest single signal (a sharp vote of a few close actors beats averaging over all of them).
+* EASE (Steck 2019, weight ``ease_weight``): a closed-form item-item linear model, ``B = I - P / diag(P)``
+  with ``P = (X'X + l2 I)^-1``: which techniques predict which, discounting those that merely co-occur
+  with everything.
 
-Each is min-max scaled over the candidates and mixed with ``ease_weight``. Observed sub-techniques also
-count their parent at ``parent_credit`` (profiles list either level). Techniques whose tactics lie later in
-the lifecycle than the furthest tactic reached get ``later_bias`` more weight (``1 + later_bias``), those
-only earlier than every reached tactic ``earlier_penalty`` less: after credential access, lateral movement is
-the next question, initial access is history.
+Techniques whose tactics lie later in the lifecycle than the furthest tactic reached get ``later_bias``
+more weight (``1 + later_bias``), those only earlier than every reached tactic ``earlier_penalty`` less:
+after credential access, lateral movement is the next question, initial access is history. Observed
+sub-techniques can also count their parent (``parent_credit``; 0 by default: it did not help on the
+benchmark).
 
-Each prediction carries why (the observed techniques and the profiles that drive it) and what to watch:
-the data components and detection strategies that see it and the mitigations that counter it.
+Each prediction carries why (the profiles that vote for it and the observed techniques that predict it)
+and what to watch: the data components and detection strategies that see it and the mitigations that
+counter it.
 """
 
 from __future__ import annotations
@@ -32,11 +37,13 @@ from ttpscope.kb.base import KnowledgeBase
 
 @dataclass(frozen=True)
 class AnticipationParams:
-    """Tunable weights of the anticipation score (defaults chosen on ``bench/anticipation_bench.py``)."""
+    """Weights of the anticipation score (chosen on folds 1-2 of ``bench/anticipation_bench.py``)."""
 
-    ease_weight: float = 0.5  # share of EASE in the blend (rest: item-kNN)
-    l2: float = 30.0  # EASE ridge
-    parent_credit: float = 0.5  # an observed sub-technique counts its parent this much
+    neighbours: int = 50  # baskets that vote
+    sharpness: float = 7.0  # vote weight = cosine ** sharpness
+    ease_weight: float = 0.5  # share of EASE in the blend (rest: neighbours)
+    l2: float = 100.0  # EASE ridge
+    parent_credit: float = 0.0  # an observed sub-technique counts its parent this much
     later_bias: float = 0.2  # boost for techniques with a tactic after the furthest reached
     earlier_penalty: float = 0.2  # cut for techniques whose tactics all precede the earliest reached
     kinds: tuple[str, ...] = ("group", "campaign", "software")  # which profiles are baskets
@@ -53,7 +60,7 @@ def baskets_of(profiles: Profiles, kinds: Iterable[str]) -> dict[str, set[str]]:
 
 
 class AnticipationModel:
-    """Item-kNN + EASE over technique baskets; ``scores`` ranks every technique for an observed set."""
+    """Neighbour vote + EASE over technique baskets; ``scores`` ranks every technique for an observed set."""
 
     def __init__(self, kb: KnowledgeBase, baskets: Mapping[str, set[str]], params: AnticipationParams | None = None):
         self.kb = kb
@@ -69,10 +76,10 @@ class AnticipationModel:
                     X[r, j] = 1.0
         self.X = X
         self.popularity = X.sum(axis=0)
+        self.idf = np.log((1.0 + len(self.basket_ids)) / (1.0 + self.popularity))
+        weighted = X * self.idf
+        self.basket_vectors = weighted / np.maximum(np.linalg.norm(weighted, axis=1, keepdims=True), 1e-12)
         G = X.T @ X
-        norms = np.sqrt(np.maximum(np.diag(G), 1e-12))
-        self.cosine = G / norms[:, None] / norms[None, :]
-        np.fill_diagonal(self.cosine, 0.0)
         P = np.linalg.inv(G + self.params.l2 * np.eye(len(self.items)))
         B = -P / np.diag(P)[None, :]
         np.fill_diagonal(B, 0.0)
@@ -93,6 +100,16 @@ class AnticipationModel:
                 x[k] = max(x[k], self.params.parent_credit * c)
         return x
 
+    def neighbours(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row indexes of the voting baskets (closest first, ties by id) and their vote weights."""
+        q = x * self.idf
+        n = np.linalg.norm(q)
+        if n == 0:
+            return np.zeros(0, dtype=int), np.zeros(0)
+        sims = self.basket_vectors @ (q / n)
+        top = np.lexsort((np.arange(len(sims)), -sims))[:self.params.neighbours]
+        return top, np.clip(sims[top], 0.0, None) ** self.params.sharpness
+
     def scores(self, observed: Mapping[str, float]) -> np.ndarray:
         """A score for every technique in ``self.items``; observed ones get -inf."""
         p = self.params
@@ -101,7 +118,8 @@ class AnticipationModel:
         if not x.any():
             s = self.popularity.astype(float).copy()
         else:
-            s = (1 - p.ease_weight) * _scale(x @ self.cosine, mask) + p.ease_weight * _scale(x @ self.ease, mask)
+            top, votes = self.neighbours(x)
+            s = (1 - p.ease_weight) * _scale(votes @ self.X[top], mask) + p.ease_weight * _scale(x @ self.ease, mask)
         s = s * self.tactic_factor(observed)
         s[mask] = -np.inf
         return s
@@ -137,8 +155,8 @@ class Prediction:
     tactics: list[str]
     score: float
     later_stage: bool  # has a tactic after the furthest reached
-    because_of: list[dict[str, Any]]  # observed techniques that co-occur with it most
-    profiles: list[dict[str, Any]]  # groups / campaigns / software whose profiles drive it
+    because_of: list[dict[str, Any]]  # observed techniques that predict it (EASE weight)
+    profiles: list[dict[str, Any]]  # closest groups / campaigns / software that vote for it
     watch: dict[str, list[dict[str, Any]]]  # data_components, detection_strategies, mitigations
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,24 +223,22 @@ def anticipate(techniques: TechniqueInput, kb: KnowledgeBase, top: int = 10, *,
     obs_idx = [model.index[t] for t in res.techniques if t in model.index]
     reached_pos = sorted({p for j in obs_idx for p in model.tactic_pos[j]})
     tactic_names = kb.tactic_order()
-    obs_rows = model.X[:, obs_idx] if obs_idx else np.zeros((len(model.basket_ids), 0))
-    overlap_counts = obs_rows.sum(axis=1)
+    top_rows, votes = model.neighbours(model.query_vector(res.weights))
     preds = []
     for j in order:
         tid = model.items[j]
-        because = sorted(((model.cosine[k, j], model.items[k]) for k in obs_idx if model.cosine[k, j] > 0),
+        because = sorted(((model.ease[k, j], model.items[k]) for k in obs_idx if model.ease[k, j] > 0),
                          key=lambda x: (-x[0], x[1]))[:explain]
-        holders = np.nonzero(model.X[:, j])[0]
-        drivers = sorted(holders, key=lambda r: (-overlap_counts[r], model.basket_ids[r]))[:explain]
+        voters = [(v, r) for r, v in zip(top_rows, votes) if model.X[r, j] > 0 and v > 0][:explain]
         pos = model.tactic_pos[j]
         preds.append(Prediction(
             technique_id=tid, name=kb.name_of(tid), tactics=list(kb.techniques[tid].tactics),
             score=round(float(s[j]), 4),
             later_stage=bool(reached_pos and pos and pos[-1] > reached_pos[-1]),
-            because_of=[{"technique_id": t, "name": kb.name_of(t), "cosine": round(float(c), 3)} for c, t in because],
+            because_of=[{"technique_id": t, "name": kb.name_of(t), "weight": round(float(w), 4)} for w, t in because],
             profiles=[{"id": model.basket_ids[r], "name": kb.name_of(model.basket_ids[r]),
-                       "kind": _kind(model.basket_ids[r]), "shared_with_observed": int(overlap_counts[r])}
-                      for r in drivers if overlap_counts[r] > 0],
+                       "kind": _kind(model.basket_ids[r]),
+                       "similarity": round(float(v) ** (1.0 / model.params.sharpness), 4)} for v, r in voters],
             watch=watch_list(kb, tid)))
     return Anticipation(
         observed=res.techniques, reached_tactics=[tactic_names[p] for p in reached_pos], predictions=preds,

@@ -1,25 +1,30 @@
 """Attribution: which known groups (and, separately, which ATT&CK campaigns) best explain observed techniques.
 
-Method (a log-likelihood ratio with rarity built in). For each candidate ``e`` and observed technique ``q``:
+The score of a candidate ``e`` (a group, or a campaign) for observed techniques ``q`` with confidences
+``c_q`` has three parts, each measured on ``bench/attribution_bench.py``:
 
-* ``m_e(q)`` in [0, 1] is how well ``e``'s profile covers ``q``: the path weight when ``e`` uses ``q``
-  itself (direct ``uses`` 1.0, via one of its campaigns ``campaign``, via its software ``software``);
-  partial credit ``parent_credit`` when ``e`` is known for the parent technique or a sub-technique of ``q``
-  (sub-technique roll-up), ``sibling_credit`` for a sibling sub-technique.
-* ``bg(q)`` is the average coverage of ``q`` over all candidates: how common the technique is.
-* the score is ``sum_q c_q * log((lam * m_e(q) + (1 - lam) * bg(q)) / bg(q))`` where ``c_q`` is the
-  observation confidence. A technique every group uses adds almost nothing (``bg`` near 1); a rare one the
-  candidate is known for adds a lot; a technique the candidate is not known for costs ``log(1 - lam)``,
-  whatever it is, so a few noise techniques lower every candidate alike.
-* where observations carry report text, ``text_weight`` times the best TF-IDF cosine between that text and
-  the candidate's own procedure examples for the technique is added (names of groups and campaigns are
-  masked so that a sentence naming its actor does not decide the answer).
+1. Technique likelihood (rarity built in). ``W_e(t)`` is the path weight of technique ``t`` in ``e``'s
+   profile: 1 for its own ``uses`` link (``direct``) and its campaigns' (``campaign``), ``software`` for a
+   technique only its software has. ``m_e(q)`` rolls sub-techniques up: ``W_e(q)`` itself, else
+   ``parent_credit`` x the parent's or a sub-technique's weight, else ``sibling_credit`` x a sibling's.
+   ``p_e(q) = m_e(q) / |e|^size_exponent`` (big profiles explain everything a little less each), and the
+   part is ``sum_q c_q log((lam p_e(q) + (1 - lam) bg(q)) / bg(q))`` with ``bg(q)`` the mean of ``p`` over
+   candidates. A technique every group uses adds ~nothing; a rare one the candidate is known for adds a lot;
+   a technique it is not known for costs ``log(1 - lam)`` whatever it is, so noise lowers all alike.
+2. Closest past instance. Each candidate's evidence comes in instances (each report its own links cite,
+   each of its campaigns, each of its software). ``instance_weight * log sum_i exp(sharpness (cos_i - 1))``
+   over its instances, ``cos_i`` the rarity-weighted cosine between the observed set and instance ``i``:
+   a candidate with one past report that looks like this case scores well even if its overall profile is
+   broad. The closest instance is shown.
+3. Procedure text. Where observations carry report sentences, ``text_weight`` x the TF-IDF cosine between
+   them and the candidate's own procedure examples (group and campaign names masked on both sides, so a
+   sentence naming its actor does not decide the answer); the shared distinctive terms are shown.
 
-``confidence`` is a softmax of the scores at temperature ``temperature``, i.e. a posterior over the known
-candidates, fitted on the leak-free benchmark (``bench/attribution_bench.py``) so that, across benchmark
-queries, a top candidate with confidence p is right about p of the time. Below ``min_confidence`` for the
-top group, or when the observed techniques carry less than ``min_information`` nats of rarity in all
-(``sum_q -log bg(q)``: a few common techniques), the answer is flagged ``insufficient_evidence``.
+``confidence`` is a softmax of scores at ``temperature``: a posterior over the known candidates, with the
+temperature fitted on the benchmark's dev queries. Below ``min_confidence`` for the top group, or when the
+observed techniques carry less than ``min_information`` nats of rarity in all (``sum_q -log df(q)``,
+``df`` the share of groups whose profile covers ``q``: a few common techniques), the answer is flagged
+``insufficient_evidence``. The benchmark's reliability table shows what these numbers mean.
 """
 
 from __future__ import annotations
@@ -38,16 +43,19 @@ from ttpscope.kb.base import KnowledgeBase
 
 @dataclass(frozen=True)
 class AttributionParams:
-    """Tunable weights of the attribution score (defaults chosen on the benchmark, see module doc)."""
+    """Weights of the attribution score; defaults chosen on the dev half of benchmark (b) (see module doc)."""
 
-    direct: float = 1.0  # weight of a technique the group uses itself
+    direct: float = 1.0  # path weight of a technique the group uses itself
     campaign: float = 1.0  # ... that one of its attributed campaigns used
-    software: float = 0.5  # ... that one of its software uses
-    parent_credit: float = 0.5  # observed technique matched through parent / sub-technique
-    sibling_credit: float = 0.25  # observed sub-technique matched through a sibling sub-technique
-    lam: float = 0.9  # probability mass on the candidate's profile (rest: background)
-    text_weight: float = 1.0  # bonus per technique for procedure-text similarity (0..1 cosine)
-    temperature: float = 1.0  # softmax temperature for confidence
+    software: float = 0.4  # ... that only one of its software uses
+    parent_credit: float = 0.25  # observed technique matched through its parent / a sub-technique
+    sibling_credit: float = 0.125  # observed sub-technique matched through a sibling sub-technique
+    size_exponent: float = 0.5  # profile-size normalisation (0: none, 1: multinomial)
+    lam: float = 0.5  # mass on the candidate's profile (rest: background)
+    instance_weight: float = 1.0  # weight of the closest-past-instance part
+    instance_sharpness: float = 10.0  # softmax sharpness over instance cosines
+    text_weight: float = 20.0  # weight of the procedure-text cosine (0..1)
+    temperature: float = 2.0  # softmax temperature for confidence (fitted on benchmark (b) dev: 2.07)
     min_confidence: float = 0.2  # top group confidence below this: insufficient evidence
     min_information: float = 4.0  # total rarity (nats) of the observed techniques below this: insufficient
 
@@ -62,7 +70,6 @@ class Match:
     match: str  # exact | parent | subtechnique | sibling
     matched_id: str  # the profile technique that matched
     via: list[str]  # direct, software:S0154, campaign:C0024
-    text_similarity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +88,9 @@ class Candidate:
     explained: list[Match]
     missing: list[dict[str, Any]]  # techniques it is known for that were not observed: hunting leads
     context: dict[str, Any] = field(default_factory=dict)
+    parts: dict[str, float] = field(default_factory=dict)  # techniques / instances / text shares of the score
+    closest_instance: dict[str, Any] | None = None  # the past report, campaign or software most like this
+    text: dict[str, Any] | None = None  # {similarity, shared_terms} when evidence text was given
 
     def to_dict(self) -> dict[str, Any]:
         key = "group_id" if self.kind == "group" else "campaign_id"
@@ -91,6 +101,9 @@ class Candidate:
             "missing": [m["technique_id"] for m in self.missing],
             "explanation": [m.to_dict() for m in self.explained],
             "hunting_leads": self.missing,
+            "parts": {k: round(v, 4) for k, v in self.parts.items()},
+            "closest_instance": self.closest_instance,
+            "text": self.text,
             "context": self.context,
         }
 
@@ -149,13 +162,57 @@ class TechniqueStructure:
 _MASK_LINK = re.compile(r"\[([^\]]+)\]\(https?://attack\.mitre\.org/(groups|campaigns)/[^)]*\)")
 _ANY_LINK = re.compile(r"\[([^\]]+)\]\((?:https?://[^)]*)\)")
 _CITATION = re.compile(r"\(Citation:[^)]*\)")
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]|[A-Za-z0-9]")
 
 
-def mask_actor_names(text: str) -> str:
-    """Procedure markdown -> text with group and campaign names masked (they would give the answer away)."""
+class ActorNames:
+    """Every group and campaign name and alias of a KB, matched as whole word sequences (fast: a dict of
+    first words, not a regex alternation of a thousand names)."""
+
+    def __init__(self, kb: KnowledgeBase):
+        self.first: dict[str, list[tuple[str, ...]]] = {}
+        for obj in [*kb.groups.values(), *kb.campaigns.values()]:
+            for name in [obj.name, *obj.aliases]:
+                words = tuple(w.lower() for w in _WORD.findall(name))
+                if words and len("".join(words)) >= 3:
+                    self.first.setdefault(words[0], []).append(words)
+        for seqs in self.first.values():
+            seqs.sort(key=len, reverse=True)
+
+    def mask(self, text: str) -> str:
+        words = [w.lower() for w in _WORD.findall(text)]
+        out, i = [], 0
+        while i < len(words):
+            for seq in self.first.get(words[i], ()):
+                if tuple(words[i:i + len(seq)]) == seq:
+                    out.append("actor")
+                    i += len(seq)
+                    break
+            else:
+                out.append(words[i])
+                i += 1
+        return " ".join(out)
+
+
+_actor_names: dict[int, tuple[KnowledgeBase, ActorNames]] = {}
+
+
+def actor_names(kb: KnowledgeBase) -> ActorNames:
+    hit = _actor_names.get(id(kb))
+    if hit is None or hit[0] is not kb:
+        hit = (kb, ActorNames(kb))
+        _actor_names[id(kb)] = hit
+    return hit[1]
+
+
+def mask_actor_names(text: str, names: ActorNames | None = None) -> str:
+    """Procedure markdown -> plain text with group and campaign names masked (they would give the answer
+    away): ATT&CK links to groups and campaigns always, plain-text names and aliases too when ``names``
+    is given (the text then comes back lower-cased, as words)."""
     text = _MASK_LINK.sub(" actor ", text or "")
     text = _ANY_LINK.sub(r"\1", text)
-    return _CITATION.sub(" ", text)
+    text = _CITATION.sub(" ", text)
+    return names.mask(text) if names is not None else text
 
 
 class AttributionModel:
@@ -163,7 +220,8 @@ class AttributionModel:
 
     def __init__(self, kb: KnowledgeBase, profiles: dict[str, dict[str, list[Path]]],
                  params: AttributionParams | None = None, kind: str = "group",
-                 texts: dict[tuple[str, str], list[str]] | None = None):
+                 instances: dict[str, dict[str, set[str]]] | None = None,
+                 documents: dict[str, list[str]] | None = None):
         self.kb = kb
         self.kind = kind
         self.params = params or AttributionParams()
@@ -178,12 +236,39 @@ class AttributionModel:
                 j = self.structure.index.get(tid)
                 if j is not None:
                     self.W[i, j] = max(path_weight[v] for v, _ in paths)
+        self.norm = np.maximum(self.W.sum(axis=1), 1e-9) ** p.size_exponent
         self._coverage: dict[str, np.ndarray] = {}
-        self._texts = texts
+        # per-technique memos: explanations ask for the same technique across every candidate
+        self._spread: dict[str, float] = {}
+        self._term: dict[str, np.ndarray] = {}
+        # rarity over candidates: idf of each technique (for instance similarity)
+        df = (self.W > 0).sum(axis=0)
+        self.idf = np.log((1.0 + len(self.ids)) / (1.0 + df)) + 1.0
+        self._build_instances(instances or {})
+        self._documents = documents or {}
         self._text_index = None
-        self._sim_cache: dict[tuple[str, tuple[str, ...]], np.ndarray | None] = {}
 
-    # -------------------------------------------------------------- coverage
+    def _build_instances(self, instances: dict[str, dict[str, set[str]]]) -> None:
+        labels, owner, rows, cols = [], [], [], []
+        pos = {e: i for i, e in enumerate(self.ids)}
+        for eid in self.ids:
+            for label in sorted(instances.get(eid, {})):
+                cols_i = [self.structure.index[t] for t in instances[eid][label] if t in self.structure.index]
+                if cols_i:
+                    rows.extend([len(labels)] * len(cols_i))
+                    cols.extend(cols_i)
+                    labels.append(label)
+                    owner.append(pos[eid])
+        from scipy import sparse
+
+        m = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(labels), len(self.structure.ids)))
+        m = sparse.csr_matrix(m.multiply(self.idf[None, :]))
+        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+        self.instance_matrix = sparse.csr_matrix(m.multiply(1.0 / np.maximum(norms, 1e-12)[:, None]))
+        self.instance_labels = labels
+        self.instance_owner = np.array(owner, dtype=int)
+
+    # -------------------------------------------------------------- techniques
     def coverage(self, q: str) -> np.ndarray:
         """m_e(q) for every candidate: best of exact, parent/sub-technique and sibling credit."""
         hit = self._coverage.get(q)
@@ -208,64 +293,103 @@ class AttributionModel:
         self._coverage[q] = m
         return m
 
-    def background(self, q: str) -> float:
-        m = self.coverage(q)
-        return (float(m.sum()) + 0.5) / (len(self.ids) + 1.0)
+    def spread(self, q: str) -> float:
+        """Share of candidates whose profile covers q (smoothed): how common the technique is."""
+        hit = self._spread.get(q)
+        if hit is None:
+            hit = self._spread[q] = (float((self.coverage(q) > 0).sum()) + 0.5) / (len(self.ids) + 1.0)
+        return hit
 
     def information(self, weights: dict[str, float]) -> float:
         """Total rarity of a technique set, nats: how much it can say about who did it."""
-        return sum(c * -math.log(self.background(q)) for q, c in weights.items())
+        return sum(c * -math.log(self.spread(q)) for q, c in weights.items())
+
+    def term(self, q: str) -> np.ndarray:
+        """Per-candidate technique-likelihood contribution of one observed technique at confidence 1."""
+        hit = self._term.get(q)
+        if hit is None:
+            lam = self.params.lam
+            prob = self.coverage(q) / self.norm
+            bg = float(prob.mean()) + 1e-9
+            hit = self._term[q] = np.log((lam * prob + (1.0 - lam) * bg) / bg)
+        return hit
+
+    # -------------------------------------------------------------- instances
+    def instance_similarity(self, weights: dict[str, float]) -> np.ndarray:
+        """Cosine of the observed set with every past instance."""
+        v = np.zeros(len(self.structure.ids))
+        for q, c in weights.items():
+            j = self.structure.index.get(q)
+            if j is not None:
+                v[j] = c * self.idf[j]
+        n = np.linalg.norm(v)
+        if n == 0 or not self.instance_labels:
+            return np.zeros(len(self.instance_labels))
+        return self.instance_matrix @ (v / n)
+
+    def instance_part(self, sims: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(self.ids))
+        if not self.instance_labels:  # profiles without instances (hand-built): the part is absent
+            return out
+        if len(sims):
+            np.add.at(out, self.instance_owner, np.exp(self.params.instance_sharpness * (sims - 1.0)))
+        return np.log(out + 1e-12)
 
     # -------------------------------------------------------------- text
-    def _text_similarity(self, q: str, texts: list[str]) -> np.ndarray | None:
-        """Best cosine between evidence texts for q and each candidate's own procedure texts for q."""
-        if not self._texts or not texts:
-            return None
-        key = (q, tuple(texts))
-        if key in self._sim_cache:
-            return self._sim_cache[key]
+    def _text(self):
         if self._text_index is None:
             from sklearn.feature_extraction.text import TfidfVectorizer
 
-            wanted = set(self.ids)
-            keys = sorted(k for k in self._texts if k[0] in wanted)
-            docs = [mask_actor_names(" ".join(self._texts[k])) for k in keys]
-            vec = TfidfVectorizer(sublinear_tf=True, stop_words="english")
-            matrix = vec.fit_transform(docs) if docs else None
-            rows: dict[str, list[int]] = {}
-            for r, k in enumerate(keys):
-                rows.setdefault(k[1], []).append(r)
-            self._text_index = (vec, keys, matrix, rows)
-        vec, keys, matrix, rows_of = self._text_index
-        rows = rows_of.get(q)
-        out = None
-        if matrix is not None and rows:
-            query = vec.transform([mask_actor_names(" ".join(texts))])
-            sims = (matrix[rows] @ query.T).toarray().ravel()
-            out = np.zeros(len(self.ids))
-            pos = {e: i for i, e in enumerate(self.ids)}
-            for r, sim in zip(rows, sims):
-                i = pos[keys[r][0]]
-                out[i] = max(out[i], float(sim))
-        self._sim_cache[key] = out
-        return out
+            pattern = actor_names(self.kb)
+            docs = [mask_actor_names(" ".join(self._documents.get(e, [])), pattern) for e in self.ids]
+            vec = TfidfVectorizer(sublinear_tf=True, stop_words="english", max_df=0.5)
+            try:
+                matrix = vec.fit_transform(docs)
+            except ValueError:  # no text at all
+                vec, matrix = None, None
+            self._text_index = (vec, matrix, pattern)
+        return self._text_index
+
+    def text_vector(self, texts: dict[str, list[str]] | None):
+        """TF-IDF vector of all evidence sentences (names masked), or None."""
+        if not texts or self.params.text_weight <= 0 or not self._documents:
+            return None
+        vec, matrix, pattern = self._text()
+        joined = " ".join(t for ts in texts.values() for t in ts)
+        if vec is None or not joined.strip():
+            return None
+        return vec.transform([mask_actor_names(joined, pattern)])
+
+    def text_similarity(self, qvec) -> np.ndarray:
+        _, matrix, _ = self._text()
+        return (matrix @ qvec.T).toarray().ravel()
+
+    def shared_terms(self, i: int, qvec, limit: int = 8) -> list[str]:
+        vec, matrix, _ = self._text()
+        prod = matrix[i].multiply(qvec)
+        if prod.nnz == 0:
+            return []
+        names = vec.get_feature_names_out()
+        order = np.argsort(-prod.data)[:limit]
+        return [str(names[prod.indices[k]]) for k in order]
 
     # -------------------------------------------------------------- scoring
-    def term(self, q: str) -> np.ndarray:
-        """Per-candidate score contribution of one observed technique at confidence 1."""
-        lam = self.params.lam
-        bg = self.background(q)
-        return np.log((lam * self.coverage(q) + (1.0 - lam) * bg) / bg)
+    def parts(self, weights: dict[str, float], texts: dict[str, list[str]] | None = None
+              ) -> dict[str, np.ndarray]:
+        """The score's parts per candidate: techniques, instances, text."""
+        tech = np.zeros(len(self.ids))
+        for q, c in weights.items():
+            tech += c * self.term(q)
+        out = {"techniques": tech}
+        if weights and self.params.instance_weight > 0:
+            out["instances"] = self.params.instance_weight * self.instance_part(self.instance_similarity(weights))
+        qvec = self.text_vector(texts)
+        if qvec is not None:
+            out["text"] = self.params.text_weight * self.text_similarity(qvec)
+        return out
 
     def scores(self, weights: dict[str, float], texts: dict[str, list[str]] | None = None) -> np.ndarray:
-        total = np.zeros(len(self.ids))
-        for q, c in weights.items():
-            total += c * self.term(q)
-            if texts and self.params.text_weight > 0 and q in texts:
-                sim = self._text_similarity(q, texts[q])
-                if sim is not None:
-                    total += c * self.params.text_weight * sim
-        return total
+        return sum(self.parts(weights, texts).values(), np.zeros(len(self.ids)))
 
     def confidence(self, scores: np.ndarray) -> np.ndarray:
         if len(scores) == 0:
@@ -283,16 +407,15 @@ class AttributionModel:
         return [(self.ids[i], float(s[i]), float(conf[i])) for i in order]
 
     # -------------------------------------------------------------- explanation
-    def explain(self, eid: str, weights: dict[str, float], texts: dict[str, list[str]] | None = None,
-                leads: int = 10) -> tuple[list[Match], list[dict[str, Any]]]:
+    def explain(self, eid: str, weights: dict[str, float], leads: int = 10
+                ) -> tuple[list[Match], list[dict[str, Any]]]:
         """Observed techniques the candidate explains (with contributions), and its unobserved ones."""
         i = self.ids.index(eid)
         prof = self.profiles[eid]
         st, p = self.structure, self.params
         explained: list[Match] = []
         for q, c in sorted(weights.items()):
-            m = self.coverage(q)[i]
-            if m <= 0:
+            if self.coverage(q)[i] <= 0:
                 continue
             matched, how = q, "exact"
             if q not in prof:
@@ -306,17 +429,11 @@ class AttributionModel:
                 if best is None:
                     continue
                 matched, how = best[1], best[2]
-            sim = None
-            if texts and q in texts:
-                arr = self._text_similarity(q, texts[q])
-                sim = None if arr is None else round(float(arr[i]), 4)
-            contribution = c * float(self.term(q)[i]) + (c * p.text_weight * sim if sim else 0.0)
-            explained.append(Match(q, self.kb.name_of(q), round(contribution, 4), how, matched,
-                                   sorted(_via_label(v) for v in prof[matched]), sim))
+            explained.append(Match(q, self.kb.name_of(q), round(c * float(self.term(q)[i]), 4), how, matched,
+                                   sorted(_via_label(v) for v in prof[matched])))
         explained.sort(key=lambda m: (-m.contribution, m.technique_id))
-        observed = set(weights)
-        near = set(observed)
-        for q in observed:
+        near = set(weights)
+        for q in weights:
             near.update(st.children.get(q, []))
             if q in st.parent:
                 near.add(st.parent[q])
@@ -324,12 +441,23 @@ class AttributionModel:
         for tid, paths in prof.items():
             if tid in near or tid not in st.index:
                 continue
-            rarity = -math.log(self.background(tid))
-            value = self.W[i, st.index[tid]] * rarity
+            value = float(self.W[i, st.index[tid]]) * -math.log(self.spread(tid))
             missing.append({"technique_id": tid, "name": self.kb.name_of(tid), "weight": round(value, 4),
                             "via": sorted(_via_label(v) for v in paths)})
         missing.sort(key=lambda d: (-d["weight"], d["technique_id"]))
         return explained, missing[:leads]
+
+    def closest_instance(self, eid: str, sims: np.ndarray) -> dict[str, Any] | None:
+        i = self.ids.index(eid)
+        rows = np.nonzero(self.instance_owner == i)[0]
+        if not len(rows) or not len(sims):
+            return None
+        best = max(rows, key=lambda r: (sims[r], -r))
+        label = self.instance_labels[best]
+        kind, _, ref = label.partition(":")
+        return {"kind": kind, "id": ref if kind != "report" else None,
+                "name": self.kb.name_of(ref) if kind != "report" else ref,
+                "similarity": round(float(sims[best]), 4)}
 
 
 def _via_label(path: Path) -> str:
@@ -359,14 +487,20 @@ def model_for(kb: KnowledgeBase, params: AttributionParams | None = None, kind: 
     """The model over ``kb``'s own profiles (memoised), or over the given ``profiles``."""
     params = params or AttributionParams()
     if profiles is not None:
-        return AttributionModel(kb, profiles.of_kind(kind), params, kind, profiles.texts)
+        return build_model(kb, profiles, params, kind)
     key = (id(kb), params, kind)
     hit = _models.get(key)
     if hit is None or hit[0] is not kb:
-        _, prof = default_profiles(kb)
-        hit = (kb, AttributionModel(kb, prof.of_kind(kind), params, kind, prof.texts))
+        hit = (kb, build_model(kb, default_profiles(kb)[1], params, kind))
         _models[key] = hit
     return hit[1]
+
+
+def build_model(kb: KnowledgeBase, profiles: Profiles, params: AttributionParams | None = None,
+                kind: str = "group") -> AttributionModel:
+    """A model over the candidates of one kind ("group" or "campaign") of a profile set."""
+    return AttributionModel(kb, profiles.of_kind(kind), params, kind, profiles.instances.get(kind, {}),
+                            profiles.documents.get(kind, {}))
 
 
 def _verdict(res: ResolvedInput, top: Candidate | None, insufficient: bool, information: float,
@@ -404,12 +538,25 @@ def attribute(techniques_or_case: TechniqueInput, kb: KnowledgeBase, top: int = 
     def ranked(model: AttributionModel, ctx) -> list[Candidate]:
         if not res.weights:
             return []
+        parts = model.parts(res.weights, res.texts)
+        scores = sum(parts.values(), np.zeros(len(model.ids)))
+        conf = model.confidence(scores)
+        sims = model.instance_similarity(res.weights)
+        qvec = model.text_vector(res.texts)
         out = []
-        for eid, score, conf in model.rank(res.weights, res.texts)[:top]:
-            explained, missing = model.explain(eid, res.weights, res.texts, leads)
-            if explained:  # a candidate that explains nothing is no candidate
-                out.append(Candidate(eid, model.kind, model.kb.name_of(eid), len(out) + 1, score, conf,
-                                     explained, missing, ctx(kb, eid)))
+        for i in sorted(range(len(model.ids)), key=lambda i: (-scores[i], model.ids[i]))[:top]:
+            eid = model.ids[i]
+            explained, missing = model.explain(eid, res.weights, leads)
+            if not explained:  # a candidate that explains nothing is no candidate
+                continue
+            text = None
+            if qvec is not None:
+                text = {"similarity": round(float(parts["text"][i] / params.text_weight), 4),
+                        "shared_terms": model.shared_terms(i, qvec)}
+            out.append(Candidate(eid, model.kind, model.kb.name_of(eid), len(out) + 1, float(scores[i]),
+                                 float(conf[i]), explained, missing, ctx(kb, eid),
+                                 {k: float(v[i]) for k, v in parts.items()}, model.closest_instance(eid, sims),
+                                 text))
         return out
 
     groups = ranked(gmodel, group_context)
@@ -426,4 +573,4 @@ def attribute(techniques_or_case: TechniqueInput, kb: KnowledgeBase, top: int = 
 
 
 __all__ = ["Attribution", "AttributionModel", "AttributionParams", "Candidate", "Corpus", "Match",
-           "Profiles", "attribute", "mask_actor_names", "model_for"]
+           "Profiles", "attribute", "build_model", "mask_actor_names", "model_for"]

@@ -16,9 +16,10 @@ LayerOpt = typer.Option(None, "--layer", "--file", "-f",
 
 
 def load_case(ref: str):
-    """A Case by workspace name/id, else from a case JSON file."""
-    from ttpscope.errors import InputError, NotFoundError
+    """A Case from a case JSON file, else by name or id from the workspace (``ttpscope.store``)."""
+    from ttpscope.errors import InputError
     from ttpscope.model import Case
+    from ttpscope.store import Workspace
 
     path = Path(ref)
     if path.is_file():
@@ -26,11 +27,17 @@ def load_case(ref: str):
             return Case.from_json(path.read_bytes(), str(path))
         except OSError as exc:
             raise InputError(str(path), None, f"cannot read: {exc.strerror}") from exc
-    try:
-        from ttpscope.store import Workspace  # the workspace lands with the investigate work
-    except ImportError:
-        raise NotFoundError(f"no case file '{ref}' (the workspace is not available in this build)") from None
     return Workspace().get_case(ref)
+
+
+def _stored_case(ref: str):
+    """The workspace case of this name or id, or None (without creating anything)."""
+    from ttpscope.store import Workspace, default_path
+
+    if not default_path().exists():
+        return None
+    ws = Workspace()
+    return ws.get_case(ref) if ws.has_case(ref) else None
 
 
 def gather(techniques: list[str] | None, case: str | None, layer: Path | None, what: str = "techniques"):
@@ -111,12 +118,19 @@ def attribute_cmd(techniques: Optional[list[str]] = TechArgs, case: Optional[str
           "explains", "country" if not campaigns else "first seen", "strongest evidence"], rows, caption=kb.label)
     style = "yellow" if result.insufficient_evidence else "green"
     console.print(f"[{style}]{result.verdict}[/{style}]")
-    if ranked and ranked[0].missing:
-        console.print(f"Hunting leads for {ranked[0].name} (known, not observed): "
-                      + ", ".join(f"{m['technique_id']} {m['name']}" for m in ranked[0].missing))
+    best = ranked[0] if ranked else None
+    if best and best.closest_instance:
+        ci = best.closest_instance
+        console.print(f"Closest past evidence for {best.name}: {ci['kind']} {ci['name']} "
+                      f"(similarity {ci['similarity']:.2f})")
+    if best and best.text and best.text["shared_terms"]:
+        console.print(f"Evidence text shares with {best.name}'s procedures: {', '.join(best.text['shared_terms'])}")
+    if best and best.missing:
+        console.print(f"Hunting leads for {best.name} (known, not observed): "
+                      + ", ".join(f"{m['technique_id']} {m['name']}" for m in best.missing))
 
 
-def overlap_cmd(items: list[str] = typer.Argument(..., help="Cases (workspace name/id or JSON file), ATT&CK "
+def overlap_cmd(items: list[str] = typer.Argument(..., help="Cases (JSON file or workspace name/id), ATT&CK "
                                                   "campaigns or groups (id or name)."),
                 threshold: float = typer.Option(0.75, help="Cut the dendrogram at this distance (1 - similarity)."),
                 domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
@@ -126,9 +140,13 @@ def overlap_cmd(items: list[str] = typer.Argument(..., help="Cases (workspace na
 
     kb = load(domain, bundle)
     resolved = []
-    for ref in items:
+    for ref in items:  # a case file, then a stored case, then an ATT&CK campaign or group
         if Path(ref).is_file():
             resolved.append(load_case(ref))
+            continue
+        stored = _stored_case(ref)
+        if stored is not None:
+            resolved.append(stored)
             continue
         try:
             kb.campaign(ref)
@@ -139,7 +157,8 @@ def overlap_cmd(items: list[str] = typer.Argument(..., help="Cases (workspace na
         if kb.resolve_group(ref).id:
             resolved.append(ref)
             continue
-        resolved.append(load_case(ref))
+        raise NotFoundError(f"'{ref}' is not a case file, a stored case, or an ATT&CK campaign or group "
+                            f"in {kb.label}")
     result = overlap(resolved, kb, threshold=threshold)
     if json:
         print_json(result.to_dict())

@@ -122,7 +122,8 @@ def export_one_cmd(case: str = typer.Argument(..., help="Case id or name."),
                    fmt: str = typer.Option(..., "--format", "-f", help="html, layer, stix, json, csv or markdown."),
                    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file or folder, '-' for "
                                                       "standard output (default ./ttpscope-out/<case>/<file>)."),
-                   rules: Optional[Path] = RulesOpt, bundle: Optional[str] = BundleOpt) -> None:
+                   rules: Optional[Path] = RulesOpt, bundle: Optional[str] = BundleOpt,
+                   json_out: bool = JsonOpt) -> None:
     """Export one format of a stored case (the analyses are re-run; the evidence is not re-read)."""
     import sys
 
@@ -142,4 +143,7 @@ def export_one_cmd(case: str = typer.Argument(..., help="Case id or name."),
     if target.is_dir():
         target = target / FILES[fmt]
     write_atomic(target, content)
+    if json_out:
+        print_json({"case": analysis.case.id, "format": fmt, "output": str(target)})
+        return
     console.print(f"Wrote {target}")

@@ -26,6 +26,10 @@ def detect_cmd(
                                          "line (for big runs)."),
     case: Optional[str] = typer.Option(None, "--case", help="Add the observations and detections to this case "
                                        "of the workspace (created if new)."),
+    chains: bool = typer.Option(False, "--chains", help="Show activity chains: detections per host close in "
+                                "time, as ordered sequences of techniques and tactics."),
+    gap: str = typer.Option("30m", "--gap", help="Largest pause inside one chain (90s, 30m, 2h)."),
+    by_user: bool = typer.Option(False, "--by-user", help="Chains per host and user, not per host."),
     domain: str = DomainOpt,
     bundle: str = BundleOpt,
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
@@ -71,6 +75,8 @@ def detect_cmd(
         _notes(result, quiet=True)
         return
     _print_summary(result, kb)
+    if chains:
+        _print_chains(result, gap, by_user)
     if jsonl is not None:
         console.print(f"{len(result.detections):,} detections written to {jsonl}")
     if case:
@@ -102,6 +108,19 @@ def _print_summary(result, kb) -> None:
     table("Detections by rule level", ["level", "detections"], s["by_level"].items())
     table("Top rules", ["rule", "level", "techniques", "detections"],
           [(r["title"], r["level"], ", ".join(r["techniques"]), r["count"]) for r in s["by_rule"][:15]])
+
+
+def _print_chains(result, gap: str, by_user: bool) -> None:
+    from ttpscope.detect.correlate import cluster_activity, parse_gap
+
+    found = cluster_activity([d for d in result.detections if d.record is not None], parse_gap(gap), by_user)
+    rows = []
+    for c in found[:30]:
+        rows.append((c.host or "-", c.user or "-" if by_user else "", f"{c.start:%Y-%m-%d %H:%M:%S}",
+                     f"{(c.end - c.start).total_seconds():.0f}s", len(c.detections),
+                     " → ".join(c.tactics), ", ".join(c.techniques[:8]) + (" …" if len(c.techniques) > 8 else "")))
+    table(f"Activity chains (gap {gap}): {len(found)}", ["host", "user", "start", "span", "detections", "tactics",
+                                                        "techniques"], rows)
 
 
 def _notes(result, quiet: bool) -> None:

@@ -19,6 +19,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
           workers: int = typer.Option(1, min=1, max=8, help="Investigations run at once in the background."),
           rules: str = typer.Option(None, "--rules", help="Sigma rule file or folder for uploaded event logs "
                                     "(default: the cached SigmaHQ set of 'ttpscope rules update', if any)."),
+          workspace: str = typer.Option(None, "--workspace", help="Workspace file to serve (default: "
+                                        "TTPSCOPE_HOME/workspace.duckdb)."),
           cache_size: int = typer.Option(2048, min=0, help="Serialised knowledge-base answers kept in memory "
                                          "(0 = off)."),
           ) -> None:
@@ -32,7 +34,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
     allowed = sorted(LOOPBACK) if host in LOOPBACK else None
     settings = Settings(token=token, domain=domain, bundle=bundle, max_upload_bytes=max_upload_mib * 1024 * 1024,
                         allowed_hosts=allowed, investigation_workers=workers,
-                        view_cache_size=cache_size, rules=rules)
+                        view_cache_size=cache_size, rules=rules, workspace=workspace)
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host
     # plain echo, not Rich: these lines are copied and parsed, so they must never be wrapped

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionNOT, ConditionOR
 from sigma.conversion.base import Backend
 from sigma.conversion.state import ConversionState
 from sigma.exceptions import SigmaError
 from sigma.pipelines.common import windows_logsource_mapping
-from sigma.pipelines.sysmon import sysmon_pipeline
 from sigma.pipelines.sysmon.sysmon import sysmon_generic_logsource_eventid_mapping
 from sigma.pipelines.windows import windows_audit_pipeline, windows_logsource_pipeline
 from sigma.pipelines.windows.windows import generic_logsource_to_windows_audit_event_mapping
@@ -57,11 +56,13 @@ from sigma.types import (
 )
 
 
-COMPILER_VERSION = "2"  # bump when the IR or its semantics change: compiled-rule caches key on it
+COMPILER_VERSION = "3"  # bump when the IR or its semantics change: compiled-rule caches key on it
 
 # ---------------------------------------------------------------------------------------------- IR
-@dataclass(frozen=True, slots=True)
-class Pred:
+# Nodes are named tuples: hashable (so shared conditions dedupe), and the compiled-rule cache of the
+# SigmaHQ set unpickles in a fraction of the time dataclasses take. The trailing ``kind`` keeps nodes
+# of different types unequal even when their fields are.
+class Pred(NamedTuple):
     """One test on one field (``field`` None: any field, i.e. a keyword search).
 
     ops and values: ``eq``/``contains``/``startswith``/``endswith`` (str), ``in`` (tuple of str),
@@ -75,26 +76,27 @@ class Pred:
     op: str
     value: Any = None
     cased: bool = False
+    kind: str = "pred"
 
 
-@dataclass(frozen=True, slots=True)
-class And:
+class And(NamedTuple):
     args: tuple
+    kind: str = "and"
 
 
-@dataclass(frozen=True, slots=True)
-class Or:
+class Or(NamedTuple):
     args: tuple
+    kind: str = "or"
 
 
-@dataclass(frozen=True, slots=True)
-class Not:
+class Not(NamedTuple):
     arg: Any
+    kind: str = "not"
 
 
-@dataclass(frozen=True, slots=True)
-class Const:
+class Const(NamedTuple):
     value: bool
+    kind: str = "const"
 
 
 TRUE = Const(True)
@@ -353,10 +355,33 @@ def _extra_services_pipeline() -> ProcessingPipeline:
     )
 
 
+def _defined_function(module_name: str, name: str):
+    """The plain function behind a pySigma ``@Pipeline``-decorated pipeline.
+
+    pySigma's ``Pipeline`` decorator is a process-wide singleton: every decorated pipeline shares one
+    instance whose ``func`` is the last one decorated, so after plugin autodiscovery (which imports pySigma's
+    own test pipelines, e.g. for ``rules convert --pipeline``) ``sysmon_pipeline()`` silently returns another
+    pipeline and Sysmon rules lose their channel condition. Re-running the defining module restores the
+    decorator long enough to take the function itself.
+    """
+    import importlib
+
+    module = importlib.import_module(module_name)
+    func = getattr(getattr(module, name), "func", None)
+    if func is None:  # a plain function: nothing to undo
+        return getattr(module, name)
+    if func.__module__ != module_name or func.__name__ != name:
+        func = getattr(importlib.reload(module), name).func
+    return func
+
+
+_SYSMON_PIPELINE = _defined_function("sigma.pipelines.sysmon.sysmon", "sysmon_pipeline")
+
+
 def variant_pipelines() -> dict[str, ProcessingPipeline]:
     """The processing pipelines, by variant name (built fresh: pipelines keep state while applied)."""
     return {
-        "sysmon": sysmon_pipeline() + windows_logsource_pipeline(),
+        "sysmon": _SYSMON_PIPELINE() + windows_logsource_pipeline(),
         "security": windows_audit_pipeline() + windows_logsource_pipeline(),
         "windows": windows_logsource_pipeline() + _extra_services_pipeline(),
         "generic": ProcessingPipeline(),
@@ -417,7 +442,11 @@ def compile_rule(info, index: int = 0, backend_set: dict[str, IRBackend] | None 
     for name in names:
         backend = backend_set[name]
         try:
-            queries = backend.convert_rule(info.fresh_rule())
+            rule = info.fresh_rule()
+            backend.convert_rule(rule)
+            # the conversion result, also for rules a correlation references (pySigma returns [] for
+            # those, as their own output is switched off by the correlation's "generate: false")
+            queries = rule.get_conversion_result()
         except SigmaError as exc:
             errors.append(f"{name}: {' '.join(str(exc).split())}")
             continue

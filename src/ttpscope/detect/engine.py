@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -42,6 +43,7 @@ from ttpscope.detect.compiler import (
     python_regex,
     walk,
 )
+from ttpscope.detect.pyeval import evaluate_table
 from ttpscope.detect.sql import DUCKDB, KEYWORD, ColumnMap, render, sql_ident, sql_string
 from ttpscope.ingest.base import BASE_COLUMNS, EventBatch
 
@@ -68,7 +70,14 @@ class Plan:
     """SQL for one class and column set: the lowering statement and per-rule conditions."""
 
     rules: list[int]
-    lowering: str = ""  # SELECT list building the narrow lowered table
+    conditions: list = field(default_factory=list)  # folded IR, per rule
+    fields: dict[str, str] = field(default_factory=dict)  # lower name → column, of the fields read
+    keyword: bool = False  # some rule searches all fields
+    need_lower: set = field(default_factory=set)
+    need_orig: set = field(default_factory=set)
+    all_columns: list = field(default_factory=list)
+    lowering: str | None = None  # SQL, rendered on first use by the DuckDB path
+    sql_rules: list[int] = field(default_factory=list)
     exprs: list[str] = field(default_factory=list)
 
 
@@ -81,8 +90,8 @@ class DuckDBEngine:
     """
 
     def __init__(self, compiled: Iterable[CompiledRule], threads: int | None = None,
-                 memory_limit: str = "1GB", scan_rows: int = 1_000_000, max_pending_bytes: int = 384 << 20,
-                 chunk_rules: int = 100, temp_directory: str | None = None):
+                 memory_limit: str = "512MB", scan_rows: int = 1_000_000, max_pending_bytes: int = 256 << 20,
+                 chunk_rules: int = 100, python_rows: int = 1000, temp_directory: str | None = None):
         self._tmp = tempfile.TemporaryDirectory(prefix="ttpscope-duckdb-") if temp_directory is None else None
         config = {"threads": threads or min(2, os.cpu_count() or 1), "memory_limit": memory_limit,
                   "temp_directory": temp_directory or self._tmp.name, "preserve_insertion_order": False}
@@ -97,6 +106,7 @@ class DuckDBEngine:
         self.scan_rows = scan_rows
         self.max_pending_bytes = max_pending_bytes
         self.chunk_rules = chunk_rules
+        self.python_rows = python_rows  # classes smaller than this are evaluated in Python
         self.pending: dict[tuple, list[pa.Table]] = {}
         self.pending_rows: dict[tuple, int] = {}
         self.pending_bytes = 0
@@ -105,8 +115,10 @@ class DuckDBEngine:
         self.errors: list[tuple[int, str]] = []
         self.disabled: set[int] = set()
         self._re2: dict[str, bool] = {}
+        self.scan_log: list[tuple] = []  # (class, rows, rules, path, cpu seconds) per scan
         self._udf = False
-        self.stats = {"events": 0, "classes": 0, "scans": 0, "rules_planned": 0, "rule_evaluations": 0}
+        self.stats = {"events": 0, "classes": 0, "scans": 0, "python_scans": 0, "rules_planned": 0,
+                      "rule_evaluations": 0}
 
     # ------------------------------------------------------------------ loading
     def add(self, batch: EventBatch) -> list[RawHit]:
@@ -189,27 +201,33 @@ class DuckDBEngine:
                         need_orig.add(k)
                     else:
                         need_lower.add(k)
+        self.stats["rules_planned"] += len(rules)
+        needed = {k: by_lower[k] for k in (need_lower | need_orig) if k != KEYWORD}
+        return Plan(rules, conditions=conditions, fields=needed, keyword=KEYWORD in (need_lower | need_orig),
+                    need_lower=need_lower, need_orig=need_orig, all_columns=list(by_lower.values()))
+
+    def _render_sql(self, plan: Plan) -> None:
+        """The SQL of a plan, rendered on first use by the DuckDB path (the Python path never needs it)."""
         cmap = ColumnMap(python_regex=self._python_regex_sql, re2_ok=self._re2_ok)
         select = [ROW]
-        text_cols = [c for c in by_lower.values()]
-        all_text = ("concat_ws(chr(31), " + ", ".join(sql_ident(c) for c in text_cols) + ")") if text_cols else "''"
-        for i, k in enumerate(sorted(need_lower | need_orig)):
-            src = all_text if k == KEYWORD else sql_ident(by_lower[k])
-            if k in need_orig:
+        cols = plan.all_columns
+        all_text = ("concat_ws(chr(31), " + ", ".join(sql_ident(c) for c in cols) + ")") if cols else "''"
+        for i, k in enumerate(sorted(plan.need_lower | plan.need_orig)):
+            src = all_text if k == KEYWORD else sql_ident(plan.fields[k])
+            if k in plan.need_orig:
                 select.append(f"{src} AS o{i}")
                 cmap.orig[k] = f"o{i}"
-            if k in need_lower:
+            if k in plan.need_lower:
                 select.append(f"lower({src}) AS l{i}")
                 cmap.lower[k] = f"l{i}"
-        kept, exprs = [], []
-        for rule, cond in zip(rules, conditions):
+        plan.sql_rules, plan.exprs = [], []
+        for rule, cond in zip(plan.rules, plan.conditions):
             try:
-                exprs.append(render(cond, cmap))
-                kept.append(rule)
+                plan.exprs.append(render(cond, cmap))
+                plan.sql_rules.append(rule)
             except Exception as exc:  # an unsupported construct: this rule is disabled, with its reason
                 self._disable(rule, f"cannot render: {' '.join(str(exc).split())}")
-        self.stats["rules_planned"] += len(kept)
-        return Plan(kept, ", ".join(select), exprs)
+        plan.lowering = ", ".join(select)
 
     def _disable(self, rule: int, message: str) -> None:
         if rule not in self.disabled:
@@ -255,6 +273,34 @@ class DuckDBEngine:
         if not plan.rules:
             return []
         self.stats["rule_evaluations"] += table.num_rows * len(plan.rules)
+        started = time.process_time()
+        if table.num_rows < self.python_rows:
+            matched = self._scan_python(table, plan)
+        else:
+            matched = self._scan_duckdb(table, plan)
+        self.scan_log.append((self.keys[sig], table.num_rows, len(plan.rules),
+                              "arrow" if table.num_rows < self.python_rows else "duckdb",
+                              time.process_time() - started))
+        if not matched:
+            return []
+        rows = sorted(matched)
+        hits: list[RawHit] = []
+        for row, record in zip(rows, table.take(pa.array(rows, pa.int64())).to_pylist()):
+            event = {k: v for k, v in record.items() if v is not None}
+            for rule in sorted(set(matched[row])):
+                hits.append(RawHit(rule, event))
+        return hits
+
+    def _scan_python(self, table: pa.Table, plan: Plan) -> dict[int, list[int]]:
+        """Small and medium classes: Arrow compute kernels (planning SQL would cost more than it saves)."""
+        self.stats["python_scans"] += 1
+        rules = [r for r in plan.rules if r not in self.disabled]
+        conds = [c for r, c in zip(plan.rules, plan.conditions) if r not in self.disabled]
+        return evaluate_table(table, rules, conds, plan.fields, plan.keyword)
+
+    def _scan_duckdb(self, table: pa.Table, plan: Plan) -> dict[int, list[int]]:
+        if plan.lowering is None:
+            self._render_sql(plan)
         matched: dict[int, list[int]] = {}  # row → rule indexes
         data = table.select([c for c in table.column_names if c not in BASE_COLUMNS]).append_column(
             ROW, pa.array(range(table.num_rows), pa.int64()))
@@ -265,7 +311,7 @@ class DuckDBEngine:
                 source = "lowered"
             else:  # small: not worth a table
                 source = f"(SELECT {plan.lowering} FROM batch) AS lowered"
-            items = list(zip(plan.rules, plan.exprs))
+            items = [(r, e) for r, e in zip(plan.sql_rules, plan.exprs) if r not in self.disabled]
             for start in range(0, len(items), self.chunk_rules):
                 for row, rules in self._run_chunk(items[start:start + self.chunk_rules], source):
                     matched.setdefault(row, []).extend(rules)
@@ -273,15 +319,7 @@ class DuckDBEngine:
                 self.con.execute("DROP TABLE lowered")
         finally:
             self.con.unregister("batch")
-        if not matched:
-            return []
-        rows = sorted(matched)
-        hits: list[RawHit] = []
-        for row, record in zip(rows, table.take(pa.array(rows, pa.int64())).to_pylist()):
-            event = {k: v for k, v in record.items() if v is not None}
-            for rule in sorted(set(matched[row])):
-                hits.append(RawHit(rule, event))
-        return hits
+        return matched
 
     def _run_chunk(self, items: list[tuple[int, str]], source: str) -> list[tuple[int, list[int]]]:
         cases = ", ".join(f"CASE WHEN {expr} THEN {rule} END" for rule, expr in items)

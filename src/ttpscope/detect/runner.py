@@ -121,9 +121,11 @@ def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, in
 # ---------------------------------------------------------------------------------------------- run
 def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path | Iterable | None = None, *,
            kb=None, engine: str = "duckdb", progress: Callable[[str, int, int], None] | None = None,
-           engine_options: dict[str, Any] | None = None, cache: bool = True, **filters) -> DetectResult:
+           engine_options: dict[str, Any] | None = None, cache: bool = True,
+           compiled: list[CompiledRule] | None = None, **filters) -> DetectResult:
     """Run Sigma rules (a RuleSet, or paths loaded with ``filters``) over event logs.
 
+    ``compiled`` reuses :func:`compile_ruleset` output for the same RuleSet (several runs, one compile).
     ``progress(stage, done, total)`` is called with stage "compile" (rules) and "events" (events read,
     files done / total in ``done``/``total`` as (events, files)). Bad input never stops the run: it is
     counted per source in ``result.ingest``.
@@ -141,8 +143,9 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     if isinstance(rules, RuleSet) and filters:
         rs = rs.filter(**filters)
     t1 = time.perf_counter()
-    compiled = compile_ruleset(rs, cache=cache,
-                               progress=(lambda d, n: progress("compile", d, n)) if progress else None)
+    if compiled is None or len(compiled) != len(rs.rules):
+        compiled = compile_ruleset(rs, cache=cache,
+                                   progress=(lambda d, n: progress("compile", d, n)) if progress else None)
     t2 = time.perf_counter()
     compile_errors = [(rs.rules[c.index].id, rs.rules[c.index].path, c.error) for c in compiled if c.error]
     notes = sorted({c.note for c in compiled if c.note})
@@ -180,8 +183,23 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
         detections[key] = Detection(info.id, info.title, info.level, list(info.techniques), list(info.tactics),
                                     when, host, event_user(ev), src, record, ev, matched)
     ordered = sorted(detections.values(), key=Detection.sort_key)
+    correlations = 0
+    if rs.correlations:
+        from ttpscope.detect.correlate import correlate, spec_from_rule
+
+        specs = []
+        for info in rs.correlations:
+            try:
+                specs.append(spec_from_rule(info))
+            except (ValueError, AttributeError) as exc:
+                compile_errors.append((info.id, info.path, str(exc)))
+        found = correlate(ordered, specs)
+        correlations = len(found)
+        ordered = sorted(ordered + found, key=Detection.sort_key)
     t4 = time.perf_counter()
     engine_errors = [(rs.rules[i].id, msg) for i, msg in eng.errors]
+    notes.extend([f"{correlations} correlation match(es) from {len(rs.correlations)} correlation rule(s)"]
+                 if rs.correlations else [])
     return DetectResult(
         detections=ordered, ingest=reader.stats, rules=rs, compiled=compiled, compile_errors=compile_errors,
         engine_errors=engine_errors, notes=notes, engine=engine, kb=kb,

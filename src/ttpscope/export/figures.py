@@ -52,7 +52,7 @@ def matrix_heatmap(evidence: Iterable[TechniqueEvidence], kb) -> dict[str, Any]:
             if r < len(cells):
                 ev = cells[r]
                 zr.append(ev.score)
-                tr.append(f"<b>{esc(ev.id)}</b><br>{_wrap(ev.name, 16)}")
+                tr.append(f"<b>{esc(ev.id)}</b><br>{_wrap(ev.name, 14)}")
                 quote = esc(ev.quotes[0]["text"], 160) if ev.quotes else ""
                 hr.append(f"<b>{esc(ev.id)} {esc(ev.name)}</b><br>tactic: {esc(tactic.name)}<br>"
                           f"strength {ev.score}/100 · {ev.observations} observation(s), {ev.sources} source(s)"

@@ -21,6 +21,12 @@ FILES = {"html": "report.html", "layer": "layer.json", "stix": "bundle.json", "j
 FORMATS = tuple(FILES)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +37,7 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
             fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         try:

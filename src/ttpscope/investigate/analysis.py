@@ -300,7 +300,23 @@ def _attribution(ctx: Context):
     return "; ".join(att.notes[:3]), {
         "verdict": att.verdict, "insufficient": att.insufficient_evidence, "information": att.information,
         "groups": [row(c) for c in att.groups], "campaigns": [row(c) for c in att.campaigns[:5]],
-        "unexplained": att.unexplained, "unresolved": att.unresolved}
+        "unexplained": att.unexplained, "unresolved": att.unresolved, "named": named_in_reports(ctx.documents)}
+
+
+def named_in_reports(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groups and software the reports name (context for the attribution, never a claim of it)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for doc in documents:
+        name = Path(str(doc.get("name") or doc.get("path") or "")).name
+        for kind in ("groups", "software"):
+            for ent in doc.get(kind) or []:
+                row = rows.setdefault((kind, ent["id"]), {"kind": kind[:-1] if kind == "groups" else "software",
+                                                          "id": ent["id"], "name": ent.get("name", ent["id"]),
+                                                          "mentions": 0, "documents": []})
+                row["mentions"] += int(ent.get("count") or 1)
+                if name not in row["documents"]:
+                    row["documents"].append(name)
+    return sorted(rows.values(), key=lambda r: (r["kind"], -r["mentions"], r["id"]))
 
 
 @section("overlap")
@@ -442,8 +458,9 @@ def _indicators(ctx: Context):
         raise Empty("no report was read, so no indicators were extracted")
     iocs: dict[tuple[str, str], dict[str, Any]] = {}
     cves: dict[str, dict[str, Any]] = {}
+    linked = False
     for doc in ctx.documents:
-        name = doc.get("name") or doc.get("path") or doc.get("id")
+        name = Path(str(doc.get("name") or doc.get("path") or doc.get("id"))).name
         for ioc in doc.get("iocs") or []:
             key = (str(ioc.get("type")), str(ioc.get("value")))
             row = iocs.setdefault(key, {"type": key[0], "value": key[1], "documents": []})
@@ -452,6 +469,7 @@ def _indicators(ctx: Context):
         for cve in doc.get("cves") or []:
             cid = str(cve.get("id") if isinstance(cve, dict) else cve).upper()
             row = cves.setdefault(cid, {"id": cid, "techniques": [], "documents": []})
+            linked = linked or (isinstance(cve, dict) and "mapped" in cve)
             for t in (cve.get("techniques") or []) if isinstance(cve, dict) else []:
                 tid = t.get("id") if isinstance(t, dict) else t
                 if tid and tid not in row["techniques"]:
@@ -462,6 +480,9 @@ def _indicators(ctx: Context):
             "cves": sorted(cves.values(), key=lambda r: r["id"])}
     if not data["iocs"] and not data["cves"]:
         raise Empty(f"no IOC or CVE found in {len(ctx.documents)} report(s)")
+    if data["cves"] and not linked:
+        return ("CVEs are listed without the techniques they enable: point TTPSCOPE_CVE_MAPPINGS at CTID "
+                "Mappings Explorer files (e.g. the KEV mappings) to link them"), data
     return data
 
 

@@ -52,9 +52,12 @@ def find_rules(rules: str | Path | None) -> tuple[Path | None, str]:
     except PartMissing:
         return None, "no Sigma rule set was given"
     try:
-        return Path(default_rules_dir()), ""
+        cached = default_rules_dir()
     except TtpscopeError:
+        cached = None
+    if cached is None:
         return None, "no Sigma rule set was given and none is cached"
+    return Path(cached), ""
 
 
 def _owner(source: str, files: list[Path]) -> Path | None:

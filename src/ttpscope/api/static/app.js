@@ -52,6 +52,14 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
+  // "Show only the observed techniques": hides unmarked cells of a matrix (the full matrix without JS).
+  document.querySelectorAll("[data-only-marked]").forEach((box) => {
+    const apply = () => document.querySelectorAll(box.dataset.onlyMarked)
+      .forEach((m) => m.classList.toggle("only-marked", box.checked));
+    box.addEventListener("change", apply);
+    apply();
+  });
+
   const job = document.getElementById("job");
   if (job) followJob(job.dataset.id);
 

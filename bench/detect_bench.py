@@ -1,0 +1,495 @@
+"""Benchmark: ttpscope's DuckDB Sigma engine against the Zircolite method, same machine, same run.
+
+The peer is the Zircolite method, implemented here: rules converted with pySigma's SQLite backend (Sysmon
+and Windows-channel pipelines, as Zircolite's Sysmon rule set is built), events flattened to one wide
+table in Python's in-memory SQLite (TEXT COLLATE NOCASE columns), then one query per rule.
+
+Inputs (``../shared/data`` beside the repository):
+  evtx       the labelled attack EVTX files of EVTX-to-MITRE-Attack
+  otrf       the OTRF atomic Windows datasets (JSON lines inside zip / tar.gz archives)
+  generated  >= 5M JSON-lines events generated from the OTRF events (seeded; written to a cache folder,
+             never committed); the peer runs on its first ``--peer-max`` events (its events/s is what
+             is compared: a 5M-event peer run takes hours)
+  10m        the generated set read twice (10M events): ttpscope only, for its peak RSS
+
+Each (engine, input) runs in a child process so that peak RSS is its own. Printed: a table with events/s,
+wall time, peak RSS, rules compiled/failed, detections and ratios; the agreement of both engines on the
+EVTX set, each difference classified; the share of labelled EVTX files per tactic where a rule tagged with
+the file's technique (or its parent/sub-technique) fires. JSON: ``bench/results/detect_bench.json``.
+
+    PYTHONPATH=src python bench/detect_bench.py                 # everything
+    PYTHONPATH=src python bench/detect_bench.py --inputs evtx   # one input
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+import random
+import re
+import resource
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = (ROOT / ".." / "shared" / "data").resolve()
+RULES = DATA / "sigma" / "rules" / "windows"
+EVTX = DATA / "evtx" / "evtx-to-mitre-attack"
+OTRF = DATA / "otrf-atomic-windows"
+RESULTS = ROOT / "bench" / "results" / "detect_bench.json"
+CACHE = Path(os.environ.get("TTPSCOPE_BENCH_CACHE", "/tmp/ttpscope-bench"))
+SEED = 20240229
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's ttpscope, whatever is installed
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def otrf_archives() -> list[Path]:
+    return sorted(p for p in OTRF.rglob("*") if p.suffix in (".zip", ".gz") and "_metadata" not in p.parts)
+
+
+def iter_otrf_lines():
+    """Raw JSON lines of every OTRF archive (macOS metadata members skipped, truncated archives tolerated)."""
+    for path in otrf_archives():
+        try:
+            if path.suffix == ".zip":
+                with zipfile.ZipFile(path) as zf:
+                    for name in zf.namelist():
+                        if name.endswith(".json") and "__MACOSX" not in name:
+                            with zf.open(name) as fh:
+                                yield from fh
+            else:
+                with tarfile.open(path, "r|gz") as tf:
+                    for m in tf:
+                        if m.isfile() and m.name.endswith(".json") and not os.path.basename(m.name).startswith("._"):
+                            yield from tf.extractfile(m)
+        except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile):
+            continue
+
+
+def generated_file(events: int) -> Path:
+    """>= ``events`` JSON lines from the OTRF events: copies with their host, record number and time shifted
+    (seeded), so the classes and the rule hits keep OTRF's mix. Written once, reused."""
+    import orjson
+
+    path = CACHE / f"generated-{events}-{SEED}.jsonl"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    base = []
+    for raw in iter_otrf_lines():
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            base.append(obj)
+    rng = random.Random(SEED)
+    tmp = path.with_suffix(".partial")
+    written = 0
+    copy = 0
+    with tmp.open("wb") as fh:
+        while written < events:
+            order = list(range(len(base)))
+            rng.shuffle(order)
+            for i in order:
+                ev = dict(base[i])
+                for key in ("Hostname", "host", "computer_name"):
+                    if isinstance(ev.get(key), str):
+                        ev[key] = f"{ev[key]}-{copy}"
+                if "RecordNumber" in ev:
+                    ev["RecordNumber"] = written
+                fh.write(orjson.dumps(ev))
+                fh.write(b"\n")
+                written += 1
+                if written >= events:
+                    break
+            copy += 1
+    tmp.rename(path)
+    return path
+
+
+def inputs(name: str, peer_max: int, generated_events: int) -> tuple[list[Path], int | None]:
+    if name == "evtx":
+        return sorted(EVTX.rglob("*.evtx")), None
+    if name == "otrf":
+        return otrf_archives(), None
+    if name == "generated":
+        return [generated_file(generated_events)], peer_max
+    if name == "10m":
+        g = generated_file(generated_events)
+        return [g, g], None
+    raise SystemExit(f"unknown input {name}")
+
+
+# ---------------------------------------------------------------------------------------------- ttpscope
+def run_ttpscope(paths: list[Path]) -> dict:
+    from ttpscope.detect.rules import load_rules
+    from ttpscope.detect.runner import compile_ruleset, detect
+    from ttpscope.kb import load_kb
+
+    kb = load_kb("enterprise", "embedded")
+    t0 = time.perf_counter()
+    rs = load_rules(RULES, kb=kb)
+    compiled = compile_ruleset(rs)  # warm the compiled-rule cache, as Zircolite ships converted rule sets
+    t1 = time.perf_counter()
+    res = detect(paths, rs, kb=kb, compiled=compiled)
+    t2 = time.perf_counter()
+    events = res.totals()["read"]
+    hits = sorted({(d.rule_id, d.source, d.record) for d in res.detections})
+    return {"engine": "ttpscope", "events": events, "rejected": res.totals()["rejected"],
+            "prepare_s": t1 - t0, "run_s": t2 - t1, "events_per_s": events / (t2 - t1),
+            "rules": len(rs.rules), "compiled": sum(1 for c in compiled if not c.error),
+            "failed": len(res.compile_errors) + len(res.engine_errors),
+            "detections": len(res.detections), "hits": hits, "peak_rss_mb": peak_rss_mb(),
+            "timings": res.timings}
+
+
+# ---------------------------------------------------------------------------------------------- the peer
+def zircolite_flatten(obj, out: dict, prefix: str = "") -> None:
+    """Zircolite-style flattening: leaves keep their own name; XML attributes become Parent_Attr."""
+    for key, value in obj.items():
+        if key == "#attributes" and isinstance(value, dict):
+            for a, v in value.items():
+                if a != "xmlns":
+                    out[f"{prefix}_{a}" if prefix else a] = v
+        elif key == "#text":
+            out[prefix] = value
+        elif isinstance(value, dict):
+            zircolite_flatten(value, out, key)
+        else:
+            out[key.replace(" ", "")] = value
+
+
+def peer_events(paths: list[Path], max_events: int | None):
+    """(source, record, flat dict) from EVTX (evtx parser) and JSON lines (archives too), Zircolite-style."""
+    import evtx
+    import orjson
+
+    count = 0
+    for path in paths:
+        if path.suffix == ".evtx":
+            try:
+                for r in evtx.PyEvtxParser(str(path), skip_errors=True).records_json():
+                    flat: dict = {}
+                    zircolite_flatten(orjson.loads(r["data"]), flat)
+                    if "Name" in flat and "Provider_Name" not in flat:
+                        flat["Provider_Name"] = flat.pop("Name")
+                    yield str(path), int(flat.get("EventRecordID") or r["event_record_id"]), flat
+                    count += 1
+            except RuntimeError:
+                continue
+            continue
+        for source, lineno, raw in _json_lines(path):
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            flat = {}
+            zircolite_flatten(obj, flat)
+            yield source, lineno, flat
+            count += 1
+            if max_events and count >= max_events:
+                return
+
+
+def _json_lines(path: Path):
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as zf:
+            for name in sorted(zf.namelist()):
+                if name.endswith(".json") and "__MACOSX" not in name:
+                    with zf.open(name) as fh:
+                        for i, raw in enumerate(fh, 1):
+                            yield f"{path}!{name}", i, raw
+    elif path.name.endswith(".tar.gz"):
+        try:
+            with tarfile.open(path, "r|gz") as tf:
+                for m in tf:
+                    if m.isfile() and m.name.endswith(".json") and not os.path.basename(m.name).startswith("._"):
+                        for i, raw in enumerate(tf.extractfile(m), 1):
+                            yield f"{path}!{m.name}", i, raw
+        except (tarfile.TarError, EOFError, OSError):
+            return
+    else:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh:
+            for i, raw in enumerate(fh, 1):
+                yield str(path), i, raw
+
+
+def peer_rules():
+    """SigmaHQ rules → SQLite queries with pySigma's sqlite backend and Zircolite's Sysmon pipelines."""
+    from sigma.backends.sqlite import sqliteBackend
+    from sigma.collection import SigmaCollection
+    from sigma.pipelines.sysmon import sysmon_pipeline
+    from sigma.pipelines.windows import windows_logsource_pipeline
+
+    queries, failed = [], []
+    for path in sorted(RULES.rglob("*.yml")):
+        try:
+            coll = SigmaCollection.from_yaml(path.read_text(encoding="utf-8"))
+            backend = sqliteBackend(processing_pipeline=sysmon_pipeline() + windows_logsource_pipeline())
+            for rule in coll.rules:
+                for q in backend.convert_rule(rule):
+                    queries.append((str(rule.id), q))
+        except Exception as exc:  # the peer's own failures are counted and listed
+            failed.append((path.name, " ".join(str(exc).split())[:160]))
+    return queries, failed
+
+
+def run_peer(paths: list[Path], max_events: int | None) -> dict:
+    import orjson
+
+    t0 = time.perf_counter()
+    queries, failed = peer_rules()
+    t1 = time.perf_counter()
+    con = sqlite3.connect(":memory:")
+    con.create_function("regexp", 2, lambda p, v: v is not None and re.search(p, str(v)) is not None,
+                        deterministic=True)
+    columns: dict[str, str] = {}  # lower name → name
+    rows = []
+    meta = []
+    for source, record, flat in peer_events(paths, max_events):
+        for k in flat:
+            columns.setdefault(k.lower(), k)
+        rows.append(flat)
+        meta.append((source, record))
+    cols = list(columns.values())
+    con.execute("CREATE TABLE logs (row_id INTEGER PRIMARY KEY, "
+                + ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in cols) + ")")
+    lower_index = {c.lower(): i for i, c in enumerate(cols)}
+    placeholders = ", ".join("?" * (len(cols) + 1))
+
+    def value(v):
+        return v if v is None or isinstance(v, str) else orjson.dumps(v).decode() if isinstance(v, (list, dict)) \
+            else str(v).lower() if isinstance(v, bool) else str(v)
+
+    batch = []
+    for i, flat in enumerate(rows):
+        rec = [None] * (len(cols) + 1)
+        rec[0] = i
+        for k, v in flat.items():
+            rec[lower_index[k.lower()] + 1] = value(v)
+        batch.append(rec)
+        if len(batch) >= 10000:
+            con.executemany(f"INSERT INTO logs VALUES ({placeholders})", batch)
+            batch = []
+    if batch:
+        con.executemany(f"INSERT INTO logs VALUES ({placeholders})", batch)
+    del rows
+    hits = set()
+    query_errors = []
+    for rid, q in queries:
+        sql = q.replace("SELECT *", "SELECT row_id", 1) if q.startswith("SELECT *") else q
+        try:
+            for (row_id,) in con.execute(sql):
+                source, record = meta[row_id]
+                hits.add((rid, source, record))
+        except sqlite3.Error as exc:  # a query naming a column no event has, etc.
+            query_errors.append((rid, str(exc)[:120]))
+    t2 = time.perf_counter()
+    events = len(meta)
+    return {"engine": "zircolite-method", "events": events, "prepare_s": t1 - t0, "run_s": t2 - t1,
+            "events_per_s": events / (t2 - t1), "rules": len(queries) + len(failed),
+            "compiled": len(queries), "failed": len(failed), "failures": failed,
+            "query_errors": len(query_errors), "detections": len(hits), "hits": sorted(hits),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+# ---------------------------------------------------------------------------------------------- analysis
+_TECH = re.compile(r"^(T\d{4})(?:\.(\d{3}|x+))?", re.I)
+
+
+def labelled_files() -> dict[str, tuple[str, str]]:
+    """EVTX path → (tactic folder, technique id) from EVTX-to-MITRE-Attack's folder names."""
+    out = {}
+    for path in EVTX.rglob("*.evtx"):
+        rel = path.relative_to(EVTX).parts
+        if len(rel) >= 3 and rel[0].startswith("TA"):
+            m = _TECH.match(rel[1])
+            if m:
+                tid = m.group(1).upper() + (f".{m.group(2)}" if m.group(2) and m.group(2).isdigit() else "")
+                out[str(path)] = (rel[0], tid)
+    return out
+
+
+def tactic_share(hits, rule_techniques: dict[str, list[str]]) -> dict:
+    labels = labelled_files()
+    fired: dict[str, set[str]] = defaultdict(set)
+    for rid, source, _ in hits:
+        fired[source].update(rule_techniques.get(rid, []))
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for path, (tactic, tid) in labels.items():
+        parent = tid.split(".")[0]
+        ok = any(t == tid or t.split(".")[0] == parent for t in fired.get(path, ()))
+        per[tactic][0] += ok
+        per[tactic][1] += 1
+    total = [sum(v[0] for v in per.values()), sum(v[1] for v in per.values())]
+    return {"per_tactic": {k: {"hit": v[0], "files": v[1], "share": round(v[0] / v[1], 3)} for k, v in sorted(per.items())},
+            "all": {"hit": total[0], "files": total[1], "share": round(total[0] / total[1], 3) if total[1] else None}}
+
+
+def agreement(ours: list, peer: list) -> dict:
+    """Compare (rule, file, record) hits; classify each difference by re-reading the event and the rule."""
+    from ttpscope.detect.compiler import compile_rule, fields_of
+    from ttpscope.detect.rules import load_rules
+    from ttpscope.ingest import read_table
+
+    a, b = {tuple(h) for h in ours}, {tuple(h) for h in peer}
+    only_ours, only_peer = sorted(a - b), sorted(b - a)
+    rs = load_rules(RULES)
+    by_id = {r.id: r for r in rs.rules}
+    files = sorted({s for _, s, _ in only_ours + only_peer})
+    events = {}
+    if files:
+        table, reader = read_table(files)
+        for row in table.to_pylist():
+            events[(reader.sources[row["_src"]], row["_rec"])] = {k: v for k, v in row.items() if v is not None}
+    reasons: dict[str, Counter] = {"only_ttpscope": Counter(), "only_peer": Counter()}
+    examples: dict[str, list] = defaultdict(list)
+    for side, diff in (("only_ttpscope", only_ours), ("only_peer", only_peer)):
+        for rid, src, rec in diff:
+            ev = events.get((src, rec), {})
+            info = by_id.get(rid)
+            reason = _classify(side, ev, info, compile_rule, fields_of)
+            reasons[side][reason] += 1
+            if len(examples[reason]) < 3:
+                examples[reason].append({"rule": info.title if info else rid, "source": Path(src).name, "record": rec})
+    return {"ttpscope": len(a), "peer": len(b), "both": len(a & b), "only_ttpscope": len(only_ours),
+            "only_peer": len(only_peer),
+            "jaccard": round(len(a & b) / len(a | b), 4) if a | b else 1.0,
+            "reasons": {k: dict(v.most_common()) for k, v in reasons.items()}, "examples": dict(examples)}
+
+
+def _classify(side, ev, info, compile_rule, fields_of) -> str:
+    if info is None:
+        return "rule not in the ttpscope rule set"
+    channel, eid = ev.get("Channel"), ev.get("EventID")
+    if side == "only_ttpscope":
+        if channel == "Security" and eid in ("4688", "4657") and info.logsource.get("category"):
+            return "process/registry rule on Security 4688/4657 (windows-audit mapping; peer maps Sysmon only)"
+        cr = compile_rule(info)
+        text = repr(cr.variants)
+        missing = [f for v in cr.variants.values() for f in fields_of(v) if f and f not in ev]
+        if "Not(" in text and missing:
+            return "NOT over a field the event lacks (peer's SQL NULL makes the whole condition unknown)"
+        if any(f is None for v in cr.variants.values() for f in fields_of(v)):
+            return "keyword search (field-less values): peer's sqlite backend does not search all fields"
+        return "other (see examples)"
+    if side == "only_peer":
+        return "other (see examples)"
+    return "?"
+
+
+# ---------------------------------------------------------------------------------------------- driver
+def worker(engine: str, name: str, peer_max: int, generated_events: int) -> None:
+    paths, limit = inputs(name, peer_max, generated_events)
+    result = run_ttpscope(paths) if engine == "ttpscope" else run_peer(paths, limit)
+    result["input"] = name
+    sys.stdout.write(json.dumps(result, default=str))
+
+
+def child(engine: str, name: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", engine, "--inputs", name, "--peer-max", str(args.peer_max),
+           "--generated-events", str(args.generated_events)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"{engine} on {name} failed:\n{out.stderr[-3000:]}")
+    res = json.loads(out.stdout)
+    res["wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--inputs", default="evtx,otrf,generated,10m")
+    ap.add_argument("--peer-max", type=int, default=200_000, help="events the peer reads of the generated set")
+    ap.add_argument("--generated-events", type=int, default=5_000_000)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.worker, args.inputs, args.peer_max, args.generated_events)
+        return
+    names = [n.strip() for n in args.inputs.split(",") if n.strip()]
+    if any(n in ("generated", "10m") for n in names):
+        generated_file(args.generated_events)  # generate before timing anything
+    runs = []
+    for name in names:
+        ours = child("ttpscope", name, args)
+        peer = child("peer", name, args) if name != "10m" else None
+        runs.append((name, ours, peer))
+        print(f"{name}: ttpscope {ours['events_per_s']:,.0f} ev/s"
+              + (f", peer {peer['events_per_s']:,.0f} ev/s" if peer else ""), file=sys.stderr)
+    report(runs, args)
+
+
+def report(runs, args) -> None:
+    from ttpscope.detect.rules import load_rules
+
+    rows = []
+    out = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+           "rules": str(RULES), "runs": []}
+    for name, ours, peer in runs:
+        ratio = ours["events_per_s"] / peer["events_per_s"] if peer else None
+        for r in (ours, peer):
+            if r is None:
+                continue
+            rows.append((name, r["engine"], f"{r['events']:,}", f"{r['events_per_s']:,.0f}",
+                         f"{r['run_s']:.1f}", f"{r['peak_rss_mb']:,.0f}", f"{r['compiled']}/{r['rules']}",
+                         f"{r['detections']:,}", f"{ratio:.1f}x" if (r is ours and ratio) else ""))
+        out["runs"].append({"input": name, "ttpscope": {k: v for k, v in ours.items() if k != "hits"},
+                            "peer": {k: v for k, v in peer.items() if k != "hits"} if peer else None,
+                            "speedup": round(ratio, 2) if ratio else None})
+    header = ("input", "engine", "events", "events/s", "run s", "peak RSS MB", "rules compiled", "detections",
+              "speed-up")
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+    evtx = next(((o, p) for n, o, p in runs if n == "evtx"), None)
+    if evtx and evtx[1]:
+        rs = load_rules(RULES)
+        techniques = {r.id: r.techniques for r in rs.rules}
+        agree = agreement(evtx[0]["hits"], evtx[1]["hits"])
+        shares = {"ttpscope": tactic_share(evtx[0]["hits"], techniques),
+                  "peer": tactic_share(evtx[1]["hits"], techniques)}
+        out["agreement_evtx"] = agree
+        out["tactic_share_evtx"] = shares
+        print(f"\nAgreement on the EVTX set (rule, file, record): both {agree['both']:,}, only ttpscope "
+              f"{agree['only_ttpscope']:,}, only peer {agree['only_peer']:,} (Jaccard {agree['jaccard']})")
+        for side, reasons in agree["reasons"].items():
+            for reason, n in reasons.items():
+                print(f"  {side:14} {n:5}  {reason}")
+        print("\nLabelled EVTX files where a rule tagged with the file's technique fires, per tactic:")
+        for tactic in sorted(shares["ttpscope"]["per_tactic"]):
+            o, p = shares["ttpscope"]["per_tactic"][tactic], shares["peer"]["per_tactic"][tactic]
+            print(f"  {tactic:40} ttpscope {o['hit']:3}/{o['files']:<3} {o['share']:6.1%}   "
+                  f"peer {p['hit']:3}/{p['files']:<3} {p['share']:6.1%}")
+        o, p = shares["ttpscope"]["all"], shares["peer"]["all"]
+        print(f"  {'all':40} ttpscope {o['hit']:3}/{o['files']:<3} {o['share']:6.1%}   "
+              f"peer {p['hit']:3}/{p['files']:<3} {p['share']:6.1%}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2, default=str))
+    print(f"\nwritten {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

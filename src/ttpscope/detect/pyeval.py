@@ -1,0 +1,183 @@
+"""The same IR evaluated with Arrow compute kernels (module name kept short: Python-side evaluation): the engine's path for small and medium event classes.
+
+Why a second path: DuckDB plans every expression of a statement (~0.1 ms each, superlinear beyond a few
+hundred), so 1,100 process-creation rules cost seconds of planning whether the class holds 14 events or
+a million. Arrow's kernels (``pyarrow.compute``) run vectorised with no planning at all, so below
+``python_rows`` rows a class is evaluated here: each distinct predicate once per batch (rules share
+many, e.g. ``Image|endswith: \\powershell.exe``), conjunctions stop as soon as no row can match, and an OR
+of substring/prefix/suffix tests on one field is one RE2 alternation. Semantics are those of
+:mod:`ttpscope.detect.sql`: a test on a missing value is false, and ``not`` of it true. Patterns RE2
+cannot run (lookarounds, backreferences) go through Python's ``re``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ttpscope.detect.compiler import And, Const, Not, Or, Pred, python_regex
+from ttpscope.detect.sql import KEYWORD, like_pattern, regex_escape, regex_literal
+
+_ALT = {"contains": lambda v: regex_escape(v), "startswith": lambda v: "^" + regex_escape(v),
+        "endswith": lambda v: regex_escape(v) + "$", "eq": lambda v: "^" + regex_escape(v) + "$"}
+MIN_ALTERNATION = 3
+_RE2_OK: dict[str, bool] = {}
+
+
+def _re2_ok(pattern: str) -> bool:
+    ok = _RE2_OK.get(pattern)
+    if ok is None:
+        try:
+            pc.match_substring_regex(pa.array([""], pa.string()), pattern)
+            ok = True
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            ok = False
+        _RE2_OK[pattern] = ok
+    return ok
+
+
+class ArrowEvaluator:
+    """Evaluates folded rule conditions over one Arrow table (one event class)."""
+
+    def __init__(self, table: pa.Table, fields: dict[str, str], keyword: bool):
+        self.n = table.num_rows
+        self.orig: dict[str, pa.Array] = {}
+        for key, col in fields.items():
+            self.orig[key] = table.column(col).combine_chunks() if col in table.column_names \
+                else pa.nulls(self.n, pa.string())
+        if keyword:
+            cols = [table.column(c).combine_chunks() for c in table.column_names if not c.startswith("_")]
+            self.orig[KEYWORD] = pc.binary_join_element_wise(*cols, "\x1f", null_handling="skip") if cols \
+                else pa.array([""] * self.n, pa.string())
+        self.low: dict[str, pa.Array] = {}
+        self.memo: dict[Any, pa.Array] = {}
+        self.none = pa.array([False] * self.n, pa.bool_())
+        self.all = pa.array([True] * self.n, pa.bool_())
+
+    def lowered(self, key: str) -> pa.Array:
+        arr = self.low.get(key)
+        if arr is None:
+            arr = self.low[key] = pc.utf8_lower(self.orig[key])
+        return arr
+
+    def matches(self, node: Any) -> pa.Array:
+        """A boolean array, null-free: rows where the condition holds."""
+        return pc.fill_null(self.eval(node), False)
+
+    def eval(self, node: Any) -> pa.Array:
+        if isinstance(node, Pred):
+            out = self.memo.get(node)
+            if out is None:
+                out = self.memo[node] = self._pred(node)
+            return out
+        if isinstance(node, Const):
+            return self.all if node.value else self.none
+        if isinstance(node, Not):
+            return pc.invert(pc.fill_null(self.eval(node.arg), False))
+        if isinstance(node, And):
+            acc = None
+            for arg in node.args:
+                part = self.eval(arg)
+                acc = part if acc is None else pc.and_kleene(acc, part)
+                if not pc.any(pc.fill_null(acc, False)).as_py():
+                    return self.none  # no row can match: the other conjuncts are not evaluated
+            return acc
+        if isinstance(node, Or):
+            return self._or(node)
+        raise TypeError(f"not an IR node: {node!r}")
+
+    def _or(self, node: Or) -> pa.Array:
+        groups: dict[str, list[str]] = {}
+        rest = []
+        for a in node.args:
+            if isinstance(a, Pred) and not a.cased and a.field is not None and a.op in (*_ALT, "in"):
+                groups.setdefault(a.field.lower(), []).extend(
+                    [_ALT["eq"](v) for v in a.value] if a.op == "in" else [_ALT[a.op](a.value)])
+            rest.append(a)
+        parts = []
+        merged = {k for k, alts in groups.items() if len(alts) >= MIN_ALTERNATION}
+        for key in merged:
+            pattern = "|".join(groups[key])
+            memo_key = ("alt", key, pattern)
+            arr = self.memo.get(memo_key)
+            if arr is None:
+                arr = self.memo[memo_key] = pc.match_substring_regex(self.lowered(key), pattern)
+            parts.append(arr)
+        for a in rest:
+            if isinstance(a, Pred) and a.field is not None and a.field.lower() in merged and not a.cased \
+                    and a.op in (*_ALT, "in"):
+                continue
+            parts.append(self.eval(a))
+        acc = parts[0]
+        for part in parts[1:]:
+            acc = pc.or_kleene(acc, part)
+        return acc
+
+    def _pred(self, p: Pred) -> pa.Array:
+        key = KEYWORD if p.field is None else p.field.lower()
+        op, val = p.op, p.value
+        if key not in self.orig:
+            self.orig[key] = pa.nulls(self.n, pa.string())
+        if op == "null":
+            return pc.is_null(self.orig[key])
+        if op == "exists":
+            return pc.is_valid(self.orig[key])
+        if op == "fieldref":
+            other, mode = val[0].lower(), val[1]
+            a = self.lowered(key)
+            b = self.lowered(other) if other in self.orig else pa.nulls(self.n, pa.string())
+            if mode == "eq":
+                return pc.equal(a, b)
+            return pa.array([None if x is None or y is None else (x.startswith(y) if mode == "startswith"
+                                                                   else x.endswith(y))
+                             for x, y in zip(a.to_pylist(), b.to_pylist())], pa.bool_())
+        if op == "cmp":
+            operator, bound = val
+            nums = []
+            for v in self.orig[key].to_pylist():
+                try:
+                    nums.append(float(v))
+                except (TypeError, ValueError):
+                    nums.append(None)
+            arr = pa.array(nums, pa.float64())
+            fn = {"<": pc.less, "<=": pc.less_equal, ">": pc.greater, ">=": pc.greater_equal}[operator]
+            return fn(arr, bound)
+        if op == "re":
+            pattern, flags = val
+            full = regex_literal(pattern, flags)
+            if _re2_ok(full):
+                return pc.match_substring_regex(self.orig[key], full)
+            rx = python_regex(pattern, flags)
+            return pa.array([None if v is None else rx.search(v) is not None for v in self.orig[key].to_pylist()],
+                            pa.bool_())
+        col = self.orig[key] if p.cased else self.lowered(key)
+        if op == "eq":
+            return pc.equal(col, val)
+        if op == "in":
+            return pc.is_in(col, value_set=pa.array(list(val), pa.string()))
+        if op == "contains":
+            return pc.match_substring(col, val)
+        if op == "startswith":
+            return pc.starts_with(col, val)
+        if op == "endswith":
+            return pc.ends_with(col, val)
+        if op == "like":
+            return pc.match_like(col, like_pattern(val))
+        raise ValueError(f"unsupported predicate {op}")
+
+
+def evaluate_table(table: pa.Table, rules: list[int], conditions: list, fields: dict[str, str],
+                   keyword: bool) -> dict[int, list[int]]:
+    """Row index → rule indexes matched, for the rules' folded conditions over one class table."""
+    ev = ArrowEvaluator(table, fields, keyword)
+    out: dict[int, list[int]] = {}
+    for rule, cond in zip(rules, conditions):
+        mask = ev.matches(cond)
+        if mask.true_count:
+            for row in pc.indices_nonzero(mask).to_pylist():
+                out.setdefault(row, []).append(rule)
+    return out
+
+
