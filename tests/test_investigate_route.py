@@ -68,9 +68,9 @@ def test_archives_of_logs_go_to_the_ingest(tmp_path):
     (tmp_path / "logs.jsonl.gz").write_bytes(gzip.compress(b'{"EventID": 1}\n'))
     with tarfile.open(tmp_path / "logs.tar", "w") as tar:
         tar.add(tmp_path / "logs.zip", arcname="inner.zip")
-    for name in ("logs.zip", "logs.jsonl.gz", "logs.tar"):
+    for name, fmt in (("logs.zip", "zip"), ("logs.jsonl.gz", "gz"), ("logs.tar", "tar")):
         ev = classify(tmp_path / name)
-        assert (ev.kind, ev.format) == (LOG, "archive"), name
+        assert (ev.kind, ev.format) == (LOG, fmt), name
 
 
 def test_unusable_files_say_why(tmp_path):

@@ -119,7 +119,36 @@ def test_mixed_good_and_bad_evidence(tmp_path, kb):
     assert {p.name for p in (tmp_path / "out").iterdir()} == OUTPUTS
 
 
-def test_logs_without_rules_continue_with_the_report(tmp_path):
+def test_logs_are_read_by_content_whatever_their_names(tmp_path):
+    """A Sysmon JSON export saved as .log and a Parquet file saved as .bin are still read as what they are."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ev = tmp_path / "evidence"
+    ev.mkdir()
+    shutil.copy(EXAMPLES / "evidence" / "fs01.jsonl", ev / "fs01-export.log")
+    records = [json.loads(line) for line in (EXAMPLES / "evidence" / "dc01.jsonl").read_text().splitlines()]
+    keys = sorted({k for r in records for k in r})  # from_pylist would take the first record's keys only
+    pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in records]), ev / "dc01.bin")
+    ws = Workspace(tmp_path / "ws.duckdb")
+    result = investigate([ev], rules=EXAMPLES / "rules", name="renamed", workspace=ws, formats=[])
+    src = {Path(s.path).name: s for s in result.sources}
+    assert (src["fs01-export.log"].format, src["dc01.bin"].format) == ("jsonl", "parquet")
+    assert src["fs01-export.log"].accepted == 257 and src["dc01.bin"].accepted == len(records)
+    assert {"T1490", "T1003.003"} <= set(ws.get_case("renamed").technique_ids())
+    sources = {Path(d["source"]).name for d in ws.get_detections("renamed")}
+    assert sources == {"fs01-export.log", "dc01.bin"}  # the evidence's own names, not the links read
+
+
+def test_logs_without_rules_continue_with_the_report(tmp_path, monkeypatch):
+    # a home where no SigmaHQ release was ever fetched, sharing the session's trained models and KB cache
+    session = Path(os.environ["TTPSCOPE_HOME"])
+    home = tmp_path / "home"
+    (home / "cache").mkdir(parents=True)
+    for kind in ("models", "kb"):
+        (session / "cache" / kind).mkdir(parents=True, exist_ok=True)
+        (home / "cache" / kind).symlink_to(session / "cache" / kind, target_is_directory=True)
+    monkeypatch.setenv("TTPSCOPE_HOME", str(home))
     ev = tmp_path / "evidence"
     ev.mkdir()
     shutil.copy(EXAMPLES / "evidence" / "fs01.jsonl", ev / "fs01.jsonl")

@@ -45,8 +45,9 @@ def list_cmd(json_out: bool = JsonOpt) -> None:
     if json_out:
         print_json({"workspace": str(ws.path), "cases": cases})
         return
-    table(f"Cases in {ws.path}", ["id", "name", "updated", "techniques", "observations", "detections", "reports"],
-          [[c["id"], c["name"], c["updated"], c["techniques"], c["observations"], c["detections"], c["documents"]]
+    table(f"Cases in {ws.path}", ["id", "name", "updated (UTC)", "techniques", "obs.", "detections", "reports"],
+          [[c["id"], c["name"], (c["updated"] or "")[:16].replace("T", " "), c["techniques"], c["observations"],
+            c["detections"], c["documents"]]
            for c in cases], caption=None if cases else "no case yet: run 'ttpscope investigate EVIDENCE...'")
 
 

@@ -18,7 +18,10 @@ import orjson
 
 SNIFF_BYTES = 64 * 1024
 LOG, REPORT, UNKNOWN = "log", "report", "unknown"
-LOG_FORMATS = ("evtx", "jsonl", "json", "parquet", "csv", "archive")
+LOG_FORMATS = ("evtx", "jsonl", "json", "parquet", "csv", "zip", "gz", "tar")
+# the file name ending each format is read under by the ingest (which goes by names)
+SUFFIXES = {"evtx": ".evtx", "jsonl": ".jsonl", "json": ".json", "parquet": ".parquet", "csv": ".csv",
+            "zip": ".zip", "gz": ".gz", "tar": ".tar"}
 REPORT_FORMATS = ("txt", "md", "html", "pdf")
 
 
@@ -87,9 +90,13 @@ def classify(path: str | Path) -> Evidence:
         return Evidence(path, LOG, "parquet")
     if head.startswith(b"%PDF-"):
         return Evidence(path, REPORT, "pdf")
-    if head.startswith((b"PK\x03\x04", b"\x1f\x8b")) or head[257:262] == b"ustar":
-        # zip, gzip and tar archives of event logs are read by the ingest, member by member
-        return Evidence(path, LOG, "archive")
+    # zip, gzip and tar archives of event logs are read by the ingest, member by member
+    if head.startswith(b"PK\x03\x04"):
+        return Evidence(path, LOG, "zip")
+    if head.startswith(b"\x1f\x8b"):
+        return Evidence(path, LOG, "tar" if path.name.lower().endswith((".tar.gz", ".tgz")) else "gz")
+    if head[257:262] == b"ustar":
+        return Evidence(path, LOG, "tar")
     if head.startswith((b"7z\xbc\xaf", b"BZh", b"\xfd7zXZ", b"Rar!")):
         return Evidence(path, UNKNOWN, problem="an archive of a kind not read (7z, bzip2, xz, rar): unpack it "
                         "and give the files inside")

@@ -5,13 +5,15 @@ that fails is reported with its reason and never stops the others."""
 from __future__ import annotations
 
 import hashlib
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ttpscope.errors import InputError, TtpscopeError
 from ttpscope.investigate.analysis import PartMissing, _require
-from ttpscope.investigate.route import Evidence
+from ttpscope.investigate.route import SUFFIXES, Evidence
 from ttpscope.model import Observation
 
 Progress = Callable[[str, int, "int | None", str], None]
@@ -64,10 +66,34 @@ def _owner(source: str, files: list[Path]) -> Path | None:
     """The evidence file an ingest source belongs to (a file, or a member inside an archive file)."""
     for path in files:
         text = str(path)
-        if source == text or source.startswith(text + "!") or source.startswith(text + "/") or \
-                source.startswith(text + "::"):
+        if source == text or source.startswith(text + "!"):
             return path
     return None
+
+
+@contextmanager
+def _named_for_ingest(logs: list[Evidence]) -> Iterator[dict[Path, Path]]:
+    """{path the ingest reads: the evidence file}. The ingest picks a reader by file name, the routing went by
+    content: a file whose name says otherwise (Sysmon JSON saved as ``.log``, Parquet as ``.bin``) is shown to
+    the ingest through a symbolic link with the right ending, in a temporary folder."""
+    from ttpscope.ingest.base import detect_format
+
+    with tempfile.TemporaryDirectory(prefix="ttpscope-logs-") as tmp:
+        names: dict[Path, Path] = {}
+        for i, ev in enumerate(logs):
+            if detect_format(ev.path.name) == ev.format or ev.format not in SUFFIXES:
+                names[ev.path] = ev.path
+                continue
+            link = Path(tmp) / f"{i}-{ev.path.name}{SUFFIXES[ev.format]}"
+            link.symlink_to(ev.path.resolve())
+            names[link] = ev.path
+        yield names
+
+
+def _rename_source(source: str, names: dict[Path, Path]) -> str:
+    """An ingest source name (file, or file!member) with the evidence file's own path."""
+    owner = _owner(source, list(names))
+    return source if owner is None else str(names[owner]) + source[len(str(owner)):]
 
 
 def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
@@ -81,21 +107,27 @@ def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
         for rep in reports.values():
             rep.note = f"not analysed: {exc}"
         return [], [], reports, [f"{len(logs)} event log file(s) not analysed: {exc}"]
-    files = [e.path for e in logs]
+    total = len(logs)
 
-    def on_progress(stage: str, done: int, total: int) -> None:
+    def on_progress(stage: str, done: int, files_done: int) -> None:
         if stage == "compile":
-            progress("logs", 0, len(files), f"compiling rules {done}/{total}")
-        else:  # events: done = events read, total = files done
-            progress("logs", min(total, len(files)), len(files), f"{done:,} events read")
+            progress("logs", 0, total, f"compiling rules {done}/{files_done}")
+        else:  # events: done = events read, files_done = files finished
+            progress("logs", min(files_done, total), total, f"{done:,} events read")
 
-    try:
-        result = mod.detect(files, rules, kb=kb, progress=on_progress)
-    except TtpscopeError as exc:  # e.g. a rule folder with no usable rule: the reports can still be read
-        for rep in reports.values():
-            rep.note = f"not analysed: {exc}"
-        return [], [], reports, [f"{len(logs)} event log file(s) not analysed: {exc}"]
-    progress("logs", len(files), len(files), f"{len(result.detections):,} detections")
+    with _named_for_ingest(logs) as names:
+        try:
+            result = mod.detect(list(names), rules, kb=kb, progress=on_progress)
+        except TtpscopeError as exc:  # e.g. a rule folder with no usable rule: the reports can still be read
+            for rep in reports.values():
+                rep.note = f"not analysed: {exc}"
+            return [], [], reports, [f"{len(logs)} event log file(s) not analysed: {exc}"]
+        for det in result.detections:  # the case keeps the evidence's own file names, not temporary links
+            det.source = _rename_source(str(det.source), names)
+        for stats in result.ingest:
+            stats.source = _rename_source(str(stats.source), names)
+    progress("logs", total, total, f"{len(result.detections):,} detections")
+    files = [e.path for e in logs]
     for stats in result.ingest:
         owner = _owner(str(stats.source), files)
         if owner is None:
