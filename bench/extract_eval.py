@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "src"))
 TRAM = (ROOT / ".." / "shared" / "data" / "tram").resolve()
 
 from ttpscope.extract.classifier import (  # noqa: E402
-    REPORT_CALIBRATION, TechniqueClassifier, _calibrate, _family_labels, add_labelled, kb_training_set, norm_url)
+    REPORT_CALIBRATION, TechniqueClassifier, add_labelled, kb_training_set, norm_url)
 from ttpscope.extract.labelled import LabelledSentence, read_labelled  # noqa: E402
 from ttpscope.kb import load_kb  # noqa: E402
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fpdf  # fpdf2, a dev dependency: the tests write their own PDFs
 import pytest
 
 from ttpscope.errors import InputError
@@ -65,7 +66,6 @@ def test_html_is_sniffed_without_suffix():
 
 
 def test_pdf_text_layer(tmp_path):
-    fpdf = pytest.importorskip("fpdf", reason="fpdf2 is a dev dependency (pyproject [dev])")
     pdf = fpdf.FPDF()
     pdf.add_page()
     pdf.set_font("Helvetica", size=11)
@@ -83,7 +83,6 @@ def test_pdf_text_layer(tmp_path):
 
 
 def test_pdf_without_text_layer_is_a_clear_error(tmp_path):
-    fpdf = pytest.importorskip("fpdf")
     pdf = fpdf.FPDF()
     pdf.add_page()  # a page with no text at all, as a scan without OCR
     p = tmp_path / "scan.pdf"

@@ -136,6 +136,20 @@ def test_cli_json_and_highlight(kb, model, tmp_path):
     assert "<script" not in html.lower()
 
 
+def test_cli_adds_observations_to_a_workspace_case(kb, model, tmp_path):
+    from ttpscope.store.workspace import Workspace
+
+    report = tmp_path / "op.txt"
+    report.write_text(REPORT, encoding="utf-8")
+    proc = _cli(str(report), "--case", "op-example-extract", "--quiet")
+    assert proc.returncode == 0, proc.stderr.decode()
+    case = Workspace().get_case("op-example-extract")
+    assert "T1053.005" in case.technique_ids()
+    assert all(o.source_kind == "text" and o.document == str(report) for o in case.observations)
+    docs = Workspace().get_documents("op-example-extract")
+    assert docs and docs[0]["name"] == str(report) and docs[0]["sentences"] > 5
+
+
 def test_cli_table_and_stdin(model):
     proc = _cli("-", stdin=b"The implant uses rundll32.exe to load its DLL and creates a scheduled task.")
     assert proc.returncode == 0, proc.stderr.decode()

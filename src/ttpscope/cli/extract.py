@@ -86,6 +86,8 @@ def run(reports: list[str] = typer.Argument(..., help="Report files (.txt .md .h
         all_evidence: bool = typer.Option(False, "--all-evidence", help="JSON: every evidence sentence, not the "
                                           "best five per technique."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+        case: str = typer.Option(None, "--case", help="Add the observations (and the documents) to this "
+                                 "workspace case, created if needed."),
         domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
     """Techniques of each report with the sentences that support them; actors, software, IOCs, CVEs."""
     from pathlib import Path
@@ -114,6 +116,14 @@ def run(reports: list[str] = typer.Argument(..., help="Report files (.txt .md .h
             out.write_text(render_highlight(res), encoding="utf-8")
             if not json:
                 note(f"highlighted report written to {out}")
+    if case and results:
+        from ttpscope.store.workspace import Workspace
+
+        saved = Workspace().add_to_case(case, [o for r in results for o in r.observations],
+                                        documents=[_case_document(r) for r in results])
+        if not json:
+            note(f"{sum(len(r.observations) for r in results)} observations added to case '{saved.name}' "
+                 f"({saved.id})")
     if json:
         docs = [r.to_dict(None if all_evidence else 5) for r in results]
         print_json(docs[0] if len(reports) == 1 else {"reports": docs, "read": len(reports),
@@ -125,6 +135,19 @@ def run(reports: list[str] = typer.Argument(..., help="Report files (.txt .md .h
             console.print(f"{len(reports)} reports read: {len(results)} extracted, {failed} rejected")
     if failed and not results:
         raise typer.Exit(2)
+
+
+def _case_document(res) -> dict:
+    """A report as the workspace keeps it beside its case (the shape ``investigate`` stores too)."""
+    import hashlib
+
+    d = res.to_dict()
+    doc = d.pop("document")
+    return {**doc, "path": doc["name"], "sha256": hashlib.sha256(res.document.text.encode()).hexdigest(),
+            "techniques": d["techniques"], "groups": d["groups"], "software": d["software"],
+            "iocs": [{"type": k, "value": v} for k, vs in sorted(res.iocs.items()) for v in vs],
+            "cves": d["cves"], "model": d["model"], "min_confidence": d["min_confidence"],
+            "text": res.document.text}
 
 
 def _short(text: str, n: int = 140) -> str:

@@ -39,9 +39,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ttpscope.extract.explicit import ExplicitMatcher, measure_phrases
+from ttpscope.extract.explicit import ExplicitMatcher
 from ttpscope.extract.features import analyze
 from ttpscope.extract.labelled import LabelledSentence
+from ttpscope.kb import plain
 
 MODEL_SCHEMA = "ttpscope-extract-techniques-1"
 # Platt curve (a, c) and probability threshold of the ATT&CK-text-only model on TRAM's training reports.
@@ -90,8 +91,6 @@ _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
 
 
 def _sentences(text: str) -> list[str]:
-    from ttpscope.kb import plain
-
     return [s for s in _SENT_SPLIT.split(plain(text)) if len(s) > 20]
 
 
@@ -118,8 +117,6 @@ def kb_training_set(kb, exclude_urls: Iterable[str] = (), techniques: Iterable[s
             continue
         if excluded and any(norm_url(u) in excluded for u in proc.urls):
             continue
-        from ttpscope.kb import plain
-
         text = plain(proc.description)
         if len(text) > 10:
             ts.add(text, [proc.technique_id], 1.0, proc.source_id, False)
