@@ -52,7 +52,8 @@ def rules_dir(tmp_path):
     rule(d, "a/powershell.yml", title="Old PowerShell tag", id="00000000-0000-0000-0000-000000000001",
          tags=["attack.execution", "attack.t1086"], level="medium")
     rule(d, "a/stealth.yml", title="v19 tactic names", id="00000000-0000-0000-0000-000000000002",
-         tags=["attack.stealth", "attack.defense-impairment", "attack.t1562.001", "attack.t1685", "car.2016-04-002",
+         tags=["attack.stealth", "attack.defense-impairment", "attack.t1562.001", "attack.t1685", "attack.t1999",
+               "car.2016-04-002",
                "attack.s0002", "attack.g0016"], level="critical", status="stable", category="registry_set")
     rule(d, "b/untagged.yml", title="No tags at all", id="00000000-0000-0000-0000-000000000003", tags=[],
          level="low", status="experimental")
@@ -90,8 +91,9 @@ def test_load_maps_tags_and_keeps_going_past_bad_files(rules_dir, kb):
 
     v19 = by_id["2"]
     assert v19.tactics == ["defense-evasion"]  # stealth and defense-impairment on a v15.1 KB
-    assert v19.techniques == ["T1562.001"]
-    assert [t for t, _ in v19.unknown_tags] == ["attack.t1685"]
+    assert v19.techniques == ["T1562.001"]  # T1685 is v19's id for it
+    assert any(t == "attack.t1685" and "newer ATT&CK id" in n for t, n in v19.remapped_tags)
+    assert [t for t, _ in v19.unknown_tags] == ["attack.t1999"]
     assert "not in enterprise ATT&CK v15.1" in v19.unknown_tags[0][1]
     assert v19.software == ["S0002"] and v19.groups == ["G0016"]
     assert "car.2016-04-002" in v19.tags

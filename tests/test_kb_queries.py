@@ -115,3 +115,10 @@ def test_mobile_and_ics_domains_load(kb):
     assert ics.tactic_order()[-1] == "impact" and "inhibit-response-function" in ics.tactic_order()
     assert ics.technique("T0807").name == "Command-Line Interface"
     assert mobile.live_techniques() and ics.live_groups()
+
+
+def test_newer_release_ids_map_to_their_equivalent(kb):
+    res = kb.resolve_technique("T1685")  # v19's Disable or Modify Tools
+    assert res.id == "T1562.001" and "not in enterprise ATT&CK v15.1" in res.note and "equivalent" in res.note
+    assert kb.resolve_technique("T1685.005").id == "T1070.001"
+    assert kb.resolve_technique("T1687").id is None  # no published equivalence: kept unknown

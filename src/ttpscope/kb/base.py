@@ -37,6 +37,25 @@ TACTIC_EQUIVALENTS: dict[str, tuple[str, ...]] = {
     "defense-evasion": ("stealth", "defense-impairment"),
 }
 
+# Techniques ATT&CK v19 moved to new ids when it split Defense Evasion (Impair Defenses' sub-techniques
+# became techniques of Defense Impairment), as SigmaHQ and Atomic Red Team re-tagged them (SigmaHQ snapshot
+# 2026-08): new id -> the id the same behaviour has in earlier releases. Consulted only when the loaded
+# bundle does not know the id itself, so a v19 bundle answers with its own objects.
+NEWER_TECHNIQUE_EQUIVALENTS: dict[str, str] = {
+    "T1685": "T1562.001",      # Disable or Modify Tools
+    "T1685.001": "T1562.002",  # Disable or Modify Windows Event Log
+    "T1685.002": "T1562.008",  # Disable or Modify Cloud Log(s)
+    "T1685.004": "T1562.012",  # Disable or Modify Linux Audit System
+    "T1685.005": "T1070.001",  # Clear Windows Event Logs
+    "T1685.006": "T1070.002",  # Clear Linux or Mac System Logs
+    "T1686": "T1562.004",      # Disable or Modify System Firewall
+    "T1686.001": "T1562.007",  # Disable or Modify Cloud Firewall
+    "T1686.003": "T1562.004",  # host firewall
+    "T1688": "T1562.009",      # Safe Mode Boot
+    "T1689": "T1562.010",      # Downgrade Attack
+    "T1690": "T1562.003",      # Impair Command History Logging
+}
+
 _ID_PATTERNS = {
     "technique": re.compile(r"^T\d{4}(\.\d{3})?$", re.I),
     "tactic": re.compile(r"^TA\d{4}$", re.I),
@@ -264,6 +283,10 @@ class KnowledgeBase:
             return Resolution(query, current,
                               f"{tid} ({old_name}) is revoked in {self.label}; replaced by {current} "
                               f"({self.techniques[current].name})")
+        older = NEWER_TECHNIQUE_EQUIVALENTS.get(tid)
+        if older in self.techniques and not self.techniques[older].deprecated:
+            return Resolution(query, older, f"{tid} is not in {self.label} (a newer ATT&CK id); mapped to its "
+                                            f"equivalent {older} ({self.techniques[older].name})")
         return Resolution(query, None, f"{tid} is not in {self.label}")
 
     def technique(self, query: str) -> Technique:
