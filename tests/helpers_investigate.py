@@ -4,15 +4,13 @@ report sentences, with attacker-controlled text that must come out escaped every
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from browser import SHOTS
 
 from ttpscope.model import Case, Observation
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "ci-artifacts" / "screenshots"
 
 XSS = "<script>alert('xss')</script>"
 FORMULA = "=HYPERLINK(\"http://evil.example\",\"x\")"
@@ -67,10 +65,6 @@ def sample_case(name: str = "sample-intrusion") -> tuple[Case, list[dict], list[
     return case, dets, docs
 
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
 # what each figure draws once Plotly has rendered it
 DRAWN = """() => {
   const out = {};
@@ -86,22 +80,6 @@ DRAWN = """() => {
   }
   return out;
 }"""
-
-
-@contextmanager
-def chromium():
-    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the CI script does)")
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def open_report(browser, path: Path):

@@ -124,7 +124,7 @@ def test_serve_generates_and_prints_a_token_at_first_start(tmp_path):
     finally:
         stop(proc)
     out = proc.stdout.read()
-    assert f"write token (new" in out and saved in out and f"127.0.0.1:{port}/#token={saved}" in out
+    assert "write token (new" in out and saved in out and f"127.0.0.1:{port}/#token={saved}" in out
 
 
 def test_serve_with_a_bad_token_file_exits_with_one_line(tmp_path):

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers_investigate import SHOTS, check_report, chromium, colours, sample_case
+from browser import SHOTS, chromium
+from helpers_investigate import check_report, colours, sample_case
 
 from ttpscope.export.outputs import write_outputs
 from ttpscope.investigate.analysis import analyse_case

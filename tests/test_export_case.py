@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 import stix2
-from helpers_investigate import FORMULA, XSS, sample_case
+from helpers_investigate import XSS, sample_case
 from lxml import html as lxml_html
 
 from ttpscope.export.case_layer import case_layer

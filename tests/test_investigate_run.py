@@ -15,7 +15,8 @@ import pytest
 import stix2
 from lxml import html as lxml_html
 
-from helpers_investigate import SHOTS, check_report, chromium, colours
+from browser import SHOTS, chromium
+from helpers_investigate import check_report, colours
 
 from ttpscope.export.navigator import validate_layer
 from ttpscope.investigate import investigate

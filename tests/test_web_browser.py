@@ -12,14 +12,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from browser import SHOTS, chromium
+
 from ttpscope.export.navigator import make_layer, validate_layer
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "ci-artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 TOKEN = "browser-token-0123456789abcdef"
 REPORT = ROOT / "examples" / "evidence" / "report-ashen-lantern.md"
 
@@ -38,15 +36,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the CI script does)")
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
@@ -176,7 +167,7 @@ def test_upload_report_follow_progress_read_case_download_layer(server, page, kb
     page.set_input_files("#file", str(REPORT))
     page.fill("#name", "ashen lantern (web)")
     page.click("button:text('Investigate')")
-    case_id = follow_job_to_case(page)
+    follow_job_to_case(page)
     assert "ashen lantern (web)" in page.inner_text("h1")
     heat = set(page.eval_on_selector_all("#heatmap .cell.marked, #heatmap .sub.marked",
                                          "els => els.map(e => e.dataset.id)"))
