@@ -56,7 +56,7 @@ class DuckDBEngine(Planner):
     def __init__(self, compiled: Iterable[CompiledRule], threads: int | None = None,
                  memory_limit: str = "512MB", scan_rows: int = 50_000, rows_per_rule: int = 200,
                  max_pending_bytes: int = 256 << 20,
-                 chunk_rules: int = 100, python_rows: int = 1000, temp_directory: str | None = None):
+                 chunk_rules: int = 100, python_rows: int = 5000, temp_directory: str | None = None):
         self._tmp = tempfile.TemporaryDirectory(prefix="ttpscope-duckdb-") if temp_directory is None else None
         config = {"threads": threads or min(2, os.cpu_count() or 1), "memory_limit": memory_limit,
                   "temp_directory": temp_directory or self._tmp.name, "preserve_insertion_order": False}
