@@ -189,3 +189,16 @@ def test_missing_path_is_an_input_error(tmp_path):
 
     with pytest.raises(InputError, match="no such file"):
         EventReader(tmp_path / "nope.evtx")
+
+
+def test_jsonl_across_read_blocks(tmp_path, monkeypatch):
+    """Lines are never lost at block boundaries, whether a block ends inside a line or exactly at one."""
+    import ttpscope.ingest.readers as readers
+
+    line = orjson.dumps({"EventID": 1, "Pad": "x" * 50}) + b"\n"
+    path = tmp_path / "blocks.jsonl"
+    path.write_bytes(line * 1000)
+    for block in (len(line) * 10, len(line) * 10 + 7, 64):
+        monkeypatch.setattr(readers, "JSON_BLOCK", block)
+        recs, reader = rows(path)
+        assert reader.stats[0].accepted == 1000 and [r["_rec"] for r in recs][-1] == 1000

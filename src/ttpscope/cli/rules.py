@@ -115,7 +115,7 @@ def show_cmd(rule: str = typer.Argument(..., help="Rule id (or its first 8+ char
              domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
     """One rule: metadata, ATT&CK mapping and the conditions it compiles to, per log-source variant."""
     from ttpscope.detect.compiler import compile_rule
-    from ttpscope.detect.sql import ColumnMap, render
+    from ttpscope.detect.sql import render
 
     rs, kb = _load(paths, domain, bundle)
     info = rs.get(rule)

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple
 
-from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionNOT, ConditionOR
+from sigma.conditions import ConditionAND, ConditionNOT, ConditionOR
 from sigma.conversion.base import Backend
 from sigma.conversion.state import ConversionState
 from sigma.exceptions import SigmaError
@@ -42,13 +42,10 @@ from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import AddConditionTransformation
 from sigma.types import (
     CompareOperators,
-    SigmaBool,
     SigmaCasedString,
     SigmaCIDRExpression,
     SigmaCompareExpression,
-    SigmaExists,
     SigmaFieldReference,
-    SigmaNumber,
     SigmaRegularExpression,
     SigmaRegularExpressionFlag,
     SigmaString,

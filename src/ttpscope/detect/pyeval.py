@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ttpscope.detect.compiler import And, Const, Not, Or, Pred, python_regex
-from ttpscope.detect.sql import KEYWORD, like_pattern, regex_escape, regex_literal
+from ttpscope.detect.sql import keyword_regex, like_pattern, regex_escape, regex_literal
 
 _ALT = {"contains": lambda v: regex_escape(v), "startswith": lambda v: "^" + regex_escape(v),
         "endswith": lambda v: regex_escape(v) + "$", "eq": lambda v: "^" + regex_escape(v) + "$"}
@@ -47,10 +47,9 @@ class ArrowEvaluator:
         for key, col in fields.items():
             self.orig[key] = table.column(col).combine_chunks() if col in table.column_names \
                 else pa.nulls(self.n, pa.string())
-        if keyword:
-            cols = [table.column(c).combine_chunks() for c in table.column_names if not c.startswith("_")]
-            self.orig[KEYWORD] = pc.binary_join_element_wise(*cols, "\x1f", null_handling="skip") if cols \
-                else pa.array([""] * self.n, pa.string())
+        self.text = [table.column(c).combine_chunks() for c in table.column_names
+                     if not c.startswith("_")] if keyword else []
+        self.all_text: pa.Array | None = None
         self.low: dict[str, pa.Array] = {}
         self.memo: dict[Any, pa.Array] = {}
         self.none = pa.array([False] * self.n, pa.bool_())
@@ -88,15 +87,37 @@ class ArrowEvaluator:
             return self._or(node)
         raise TypeError(f"not an IR node: {node!r}")
 
+    def keyword(self, pattern: str) -> pa.Array:
+        """Rows where some field matches the pattern (a keyword search). The fields joined by a separator
+        are searched first, with one kernel call: a row no field of which matches is ruled out at once
+        (the usual case); only when some row matches are the fields searched one by one."""
+        arr = self.memo.get(("kw", pattern))
+        if arr is None:
+            if self.all_text is None:
+                self.all_text = pc.binary_join_element_wise(*self.text, "\x1f", null_handling="skip") \
+                    if self.text else pa.array([""] * self.n, pa.string())
+            arr = self.none
+            if pc.match_substring_regex(self.all_text, pattern).true_count:
+                for col in self.text:
+                    arr = pc.or_kleene(arr, pc.match_substring_regex(col, pattern))
+            self.memo[("kw", pattern)] = arr
+        return arr
+
     def _or(self, node: Or) -> pa.Array:
         groups: dict[str, list[str]] = {}
         rest = []
+        keywords = [a for a in node.args if isinstance(a, Pred) and a.field is None and not a.cased
+                    and a.op in ("contains", "eq")]
+        parts = []
+        if len(keywords) >= 2:
+            parts.append(self.keyword("(?i)" + "|".join(regex_escape(k.value) for k in keywords)))
         for a in node.args:
+            if len(keywords) >= 2 and a in keywords:
+                continue
             if isinstance(a, Pred) and not a.cased and a.field is not None and a.op in (*_ALT, "in"):
                 groups.setdefault(a.field.lower(), []).extend(
                     [_ALT["eq"](v) for v in a.value] if a.op == "in" else [_ALT[a.op](a.value)])
             rest.append(a)
-        parts = []
         merged = {k for k, alts in groups.items() if len(alts) >= MIN_ALTERNATION}
         for key in merged:
             pattern = "|".join(groups[key])
@@ -116,7 +137,9 @@ class ArrowEvaluator:
         return acc
 
     def _pred(self, p: Pred) -> pa.Array:
-        key = KEYWORD if p.field is None else p.field.lower()
+        if p.field is None:
+            return self.keyword(keyword_regex(p))
+        key = p.field.lower()
         op, val = p.op, p.value
         if key not in self.orig:
             self.orig[key] = pa.nulls(self.n, pa.string())

@@ -43,6 +43,7 @@ RULE_SUFFIXES = (".yml", ".yaml")
 _TECHNIQUE_TAG = re.compile(r"^t\d{4}(\.\d{3})?$", re.I)
 _GROUP_TAG = re.compile(r"^g\d{4}$", re.I)
 _SOFTWARE_TAG = re.compile(r"^s\d{4}$", re.I)
+_DATA_SOURCE_TAG = re.compile(r"^ds\d{4}$", re.I)
 
 
 @dataclass
@@ -242,6 +243,9 @@ def map_tags(tags: Iterable[str], kb) -> dict[str, list]:
                 remapped.append((tag, res.note))
             if res.id not in techniques:
                 techniques.append(res.id)
+        elif _DATA_SOURCE_TAG.match(name):  # a data source (kept in tags; not a technique nor tactic)
+            if name.upper() not in kb.data_sources:
+                unknown.append((tag, f"{name.upper()} is not a data source in {kb.label}"))
         elif _GROUP_TAG.match(name) or _SOFTWARE_TAG.match(name):
             gid = name.upper()
             pool, out = (kb.groups, groups) if gid.startswith("G") else (kb.software, software)

@@ -18,7 +18,7 @@ from sigma.exceptions import SigmaError
 
 from ttpscope.detect.compiler import ANY, ONE, And, Const, Not, Or, Pred
 
-KEYWORD = "\x00kw"  # column-map key of the all-fields text used by keyword searches
+KEYWORD = "\x00kw"  # stands for "any field" (keyword searches) in the column maps of the engine
 
 
 def sql_string(value: str) -> str:
@@ -36,6 +36,24 @@ def sql_string(value: str) -> str:
     if buf or not out:
         out.append("'" + "".join(buf).replace("'", "''") + "'")
     return out[0] if len(out) == 1 else "(" + " || ".join(out) + ")"
+
+
+def spark_string(value: str) -> str:
+    """A Spark SQL string literal (with ``spark.sql.parser.escapedStringLiterals`` on, so that a backslash
+    is itself): quotes and control characters are spelled with ``chr()``, as Spark has no quote doubling."""
+    out: list[str] = []
+    buf: list[str] = []
+    for ch in value:
+        if ch == "'" or ord(ch) < 32:
+            if buf:
+                out.append("'" + "".join(buf) + "'")
+                buf = []
+            out.append(f"chr({ord(ch)})")
+        else:
+            buf.append(ch)
+    if buf or not out:
+        out.append("'" + "".join(buf) + "'")
+    return out[0] if len(out) == 1 else "concat(" + ", ".join(out) + ")"
 
 
 def sql_ident(name: str) -> str:
@@ -64,6 +82,7 @@ class Dialect:
     regex: Callable[[str, str], str]  # (column, pattern literal) → boolean search
     to_double: Callable[[str], str]
     ident: Callable[[str], str] = sql_ident
+    string: Callable[[str], str] = sql_string
     like_escape: str = "'\\'"
     in_max: int = 10_000
 
@@ -79,12 +98,13 @@ DUCKDB = Dialect(
 
 SPARK = Dialect(
     name="spark",
-    contains=lambda c, v: f"(instr({c}, {v}) > 0)",
+    contains=lambda c, v: f"contains({c}, {v})",
     startswith=lambda c, v: f"startswith({c}, {v})",
     endswith=lambda c, v: f"endswith({c}, {v})",
     regex=lambda c, v: f"({c} RLIKE {v})",
     to_double=lambda c: f"TRY_CAST({c} AS DOUBLE)",
     ident=lambda name: "`" + name.replace("`", "``") + "`",
+    string=spark_string,
 )
 
 
@@ -94,6 +114,7 @@ class ColumnMap:
 
     lower: dict[str, str] = field(default_factory=dict)
     orig: dict[str, str] = field(default_factory=dict)
+    text: list[str] = field(default_factory=list)  # every field column, as stored: keyword searches
     python_regex: Callable[[str, str, str], str] | None = None  # (column, pattern, flags) → SQL, for RE2 misfits
     re2_ok: Callable[[str], bool] | None = None
 
@@ -119,10 +140,42 @@ _ALT = {"contains": lambda v: regex_escape(v), "startswith": lambda v: "^" + reg
 MIN_ALTERNATION = 3
 
 
+def keyword_regex(p: Pred) -> str:
+    """A keyword search (a value without a field) as a regular expression searched in each field: the
+    event matches when some field matches (SQL and Arrow paths alike; no copy of the event's text)."""
+    if p.op == "re":
+        return regex_literal(*p.value)
+    if p.op in ("contains", "eq"):
+        body = regex_escape(p.value)
+    elif p.op == "like":
+        parts = list(p.value)
+        while parts and parts[0] is ANY:
+            parts.pop(0)
+        while parts and parts[-1] is ANY:
+            parts.pop()
+        body = "".join(".*" if x is ANY else "." if x is ONE else regex_escape(x) for x in parts)
+    else:
+        raise SigmaError(f"unsupported keyword search {p.op}")
+    return body if p.cased else f"(?is){body}" if p.op == "like" else f"(?i){body}"
+
+
+def _render_keyword(pattern: str, cols: ColumnMap, d: Dialect) -> str:
+    if not cols.text:
+        return "false"
+    lit = d.string(pattern)
+    return "(" + " OR ".join(d.regex(c, lit) for c in cols.text) + ")"
+
+
 def _render_or(node: Or, cols: ColumnMap, d: Dialect) -> str:
     groups: dict[str, list[str]] = {}
     rest = []
+    keywords = [a for a in node.args if isinstance(a, Pred) and a.field is None and not a.cased
+                and a.op in ("contains", "eq")]
+    if len(keywords) >= 2:  # several keywords: one alternation searched in each field
+        rest.append(_render_keyword("(?i)" + "|".join(regex_escape(k.value) for k in keywords), cols, d))
     for a in node.args:
+        if len(keywords) >= 2 and a in keywords:
+            continue
         if isinstance(a, Pred) and not a.cased and a.op in _ALT and a.field is not None:
             groups.setdefault(a.field.lower(), []).append(_ALT[a.op](a.value))
         elif isinstance(a, Pred) and not a.cased and a.op == "in" and a.field is not None:
@@ -132,7 +185,7 @@ def _render_or(node: Or, cols: ColumnMap, d: Dialect) -> str:
     parts = []
     for key, alts in groups.items():
         if len(alts) >= MIN_ALTERNATION:
-            parts.append(d.regex(cols.lower[key], sql_string("|".join(alts))))
+            parts.append(d.regex(cols.lower[key], d.string("|".join(alts))))
         else:
             parts.extend(render(a, cols, d) for a in node.args
                          if isinstance(a, Pred) and a.field is not None and a.field.lower() == key
@@ -158,7 +211,9 @@ def render(node: Any, cols: ColumnMap, d: Dialect = DUCKDB) -> str:
 
 
 def _render_pred(p: Pred, cols: ColumnMap, d: Dialect) -> str:
-    key = KEYWORD if p.field is None else p.field.lower()
+    if p.field is None:
+        return _render_keyword(keyword_regex(p), cols, d)
+    key = p.field.lower()
     op = p.op
     if op == "null":
         return f"({cols.orig[key]} IS NULL)"
@@ -180,18 +235,18 @@ def _render_pred(p: Pred, cols: ColumnMap, d: Dialect) -> str:
             if cols.python_regex is None:
                 raise SigmaError(f"regular expression not supported by the engine: {pattern}")
             return cols.python_regex(col, pattern, flags)
-        return d.regex(col, sql_string(regex_literal(pattern, flags)))
+        return d.regex(col, d.string(regex_literal(pattern, flags)))
     col = cols.orig[key] if p.cased else cols.lower[key]
     if op == "eq":
-        return f"({col} = {sql_string(p.value)})"
+        return f"({col} = {d.string(p.value)})"
     if op == "in":
-        return f"({col} IN ({', '.join(sql_string(v) for v in p.value)}))"
+        return f"({col} IN ({', '.join(d.string(v) for v in p.value)}))"
     if op == "contains":
-        return d.contains(col, sql_string(p.value))
+        return d.contains(col, d.string(p.value))
     if op == "startswith":
-        return d.startswith(col, sql_string(p.value))
+        return d.startswith(col, d.string(p.value))
     if op == "endswith":
-        return d.endswith(col, sql_string(p.value))
+        return d.endswith(col, d.string(p.value))
     if op == "like":
-        return f"({col} LIKE {sql_string(like_pattern(p.value))} ESCAPE {d.like_escape})"
+        return f"({col} LIKE {d.string(like_pattern(p.value))} ESCAPE {d.like_escape})"
     raise SigmaError(f"unsupported predicate {op}")

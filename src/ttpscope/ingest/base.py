@@ -155,8 +155,8 @@ class Batcher:
     def _rows_table(self, rows: list) -> pa.Table:
         names: dict[str, None] = {}
         fields = [r[2] for r in rows]
-        for f in fields:
-            names.update(dict.fromkeys(f))
+        for keys in dict.fromkeys(tuple(f) for f in fields):  # events of one kind share their keys
+            names.update(dict.fromkeys(keys))
         columns = {
             "_src": pa.array([r[0] for r in rows], type=pa.int32()),
             "_rec": pa.array([r[1] for r in rows], type=pa.int64()),

@@ -228,6 +228,25 @@ def flatten_json_event(obj: dict) -> dict[str, str]:
     return out
 
 
+_SHAPES: dict[tuple, tuple | None] = {}  # key tuple of a flat object → its envelope copies (None: collision)
+_SHAPES_MAX = 4096
+
+
+def _shape(keys: tuple) -> tuple | None:
+    """For a set of flat keys: the (Sigma name, alias) copies rule 3 calls for, or None when two keys are
+    equal but for case. Events of one kind share their keys, so this is worked out once per kind."""
+    lower = {k.lower() for k in keys}
+    if len(lower) != len(keys):
+        return None
+    copies = []
+    for sigma_name, aliases in ENVELOPE_ALIASES.items():
+        if sigma_name.lower() not in lower:
+            present = [a for a in aliases if a in keys]
+            if present:
+                copies.append((sigma_name, tuple(present)))
+    return tuple(copies)
+
+
 def _flat_fast(obj: dict) -> dict[str, str] | None:
     """The common case, an already flat object (NXLog, flat exports), without the general machinery.
     Returns None when the object is nested or has names that collide ignoring case."""
@@ -236,16 +255,28 @@ def _flat_fast(obj: dict) -> dict[str, str] | None:
         kind = type(value)
         if kind is str:
             out[key] = value
+        elif kind is int:
+            out[key] = str(value)
         elif value is None:
             continue
         elif kind is dict:
             return None
         else:
             out[key] = text(value)
-    lower = {k.lower() for k in out}
-    if len(lower) != len(out):
+    keys = tuple(out)
+    shape = _SHAPES.get(keys, False)
+    if shape is False:
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        shape = _SHAPES[keys] = _shape(keys)
+    if shape is None:
         return None
-    _envelope(out, lower)
+    for sigma_name, aliases in shape:
+        for alias in aliases:  # first alias with a value (a JSON null is not in `out`)
+            value = out.get(alias)
+            if value is not None:
+                out[sigma_name] = value
+                break
     return out
 
 

@@ -1,0 +1,141 @@
+"""Per-class planning shared by the engines: which rules can fire on an event class, folded for it.
+
+An event class is a batch whose Channel, provider and EventID are constant and whose columns are known.
+For each class, every rule variant whose class constraints admit it is partially evaluated
+(:func:`~ttpscope.detect.compiler.fold`): predicates on the constant fields and on columns the class
+lacks fold away, and rules folding to false are dropped — a Sysmon rule never runs on Security events,
+and a process-creation rule runs on Sysmon 1 and on Security 4688 through its two variants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ttpscope.detect.compiler import CLASS_FIELDS, FALSE, CompiledRule, Pred, class_constraints, fold, make_or, walk
+from ttpscope.detect.sql import KEYWORD, ColumnMap, sql_ident
+from ttpscope.ingest.base import BASE_COLUMNS
+
+ROW = "__row"
+
+
+@dataclass
+class _Variant:
+    rule: int
+    condition: Any
+    constraints: dict[str, set[str]]
+
+
+@dataclass
+class Plan:
+    """SQL for one class and column set: the lowering statement and per-rule conditions."""
+
+    rules: list[int]
+    conditions: list = field(default_factory=list)  # folded IR, per rule
+    fields: dict[str, str] = field(default_factory=dict)  # lower name → column, of the fields read
+    keyword: bool = False  # some rule searches all fields
+    need_lower: set = field(default_factory=set)
+    need_orig: set = field(default_factory=set)
+    all_columns: list = field(default_factory=list)
+    lowering: str | None = None  # SQL, rendered on first use by the DuckDB path
+    sql_rules: list[int] = field(default_factory=list)
+    exprs: list[str] = field(default_factory=list)
+
+
+class Planner:
+    """Rule variants indexed by EventID, and the plans built from them per class and column set."""
+
+    def __init__(self, compiled: Iterable[CompiledRule]):
+        self.variants_by_eid: dict[str | None, list[_Variant]] = {}
+        for cr in compiled:
+            for cond in cr.variants.values():
+                v = _Variant(cr.index, cond, class_constraints(cond) or {})
+                for eid in v.constraints.get("EventID", {None}):
+                    self.variants_by_eid.setdefault(eid, []).append(v)
+        self.keys: dict[tuple, tuple] = {}  # lower-cased class key → the key as seen
+        self.plans: dict[tuple, Plan] = {}
+        self.errors: list[tuple[int, str]] = []
+        self.disabled: set[int] = set()
+        self.stats: dict[str, int] = {"rules_planned": 0}
+
+    def _plan(self, sig: tuple, columns: list[str]) -> Plan:
+        fields: dict[str, str] = {}
+        for c in columns:
+            if c not in BASE_COLUMNS:
+                fields.setdefault(c.lower(), c)
+        psig = (sig, frozenset(fields))
+        plan = self.plans.get(psig)
+        if plan is None:
+            plan = self.plans[psig] = self._build_plan(self.keys[sig], fields)
+        return plan
+
+    def _build_plan(self, key: tuple, by_lower: dict[str, str]) -> Plan:
+        constants: dict[str, str | None] = {}
+        for name, value in zip(CLASS_FIELDS, key):
+            if value is not None or name.lower() not in by_lower:
+                constants[name.lower()] = value
+        rest = frozenset(k for k in by_lower if k not in constants)
+        lowered_key = {f: (v.lower() if isinstance(v, str) else None) for f, v in zip(CLASS_FIELDS, key)}
+        per_rule: dict[int, list] = {}
+        eid = lowered_key["EventID"] if "eventid" in constants else None
+        candidates = self.variants_by_eid.get(None, []) + (self.variants_by_eid.get(eid, []) if eid else [])
+        if "eventid" not in constants:  # EventID is a column here: every variant is a candidate
+            candidates = [v for vs in self.variants_by_eid.values() for v in vs]
+        for v in candidates:
+            if v.rule in self.disabled:
+                continue
+            if any(f.lower() in constants and lowered_key[f] not in allowed for f, allowed in v.constraints.items()):
+                continue
+            cond = fold(v.condition, constants, rest)
+            if cond != FALSE:
+                per_rule.setdefault(v.rule, []).append(cond)
+        rules = sorted(per_rule)
+        conditions = [make_or(per_rule[r]) for r in rules]
+        if not rules:
+            return Plan([])
+
+        need_lower: set[str] = set()
+        need_orig: set[str] = set()
+        for cond in conditions:
+            for node in walk(cond):
+                if isinstance(node, Pred):
+                    k = KEYWORD if node.field is None else node.field.lower()
+                    if node.op == "fieldref":
+                        need_lower.update({k, node.value[0].lower()})
+                    elif node.op in ("null", "exists", "cmp", "re") or node.cased:
+                        need_orig.add(k)
+                    else:
+                        need_lower.add(k)
+        self.stats["rules_planned"] += len(rules)
+        needed = {k: by_lower[k] for k in (need_lower | need_orig) if k != KEYWORD}
+        return Plan(rules, conditions=conditions, fields=needed, keyword=KEYWORD in (need_lower | need_orig),
+                    need_lower=need_lower, need_orig=need_orig, all_columns=list(by_lower.values()))
+
+    def _disable(self, rule: int, message: str) -> None:
+        if rule not in self.disabled:
+            self.disabled.add(rule)
+            self.errors.append((rule, message))
+
+
+
+def lowering(plan: Plan, ident=sql_ident) -> tuple[list[str], ColumnMap]:
+    """The SELECT list that lowers each field the plan reads once (``l<i>``), keeps those read as stored
+    (``o<i>``) and every field for keyword searches (``t<j>``); and the column map to render against it."""
+    cmap = ColumnMap()
+    select = [ROW]
+    for i, k in enumerate(sorted((plan.need_lower | plan.need_orig) - {KEYWORD})):
+        src = ident(plan.fields[k])
+        if k in plan.need_orig:
+            select.append(f"{src} AS o{i}")
+            cmap.orig[k] = f"o{i}"
+        if k in plan.need_lower:
+            select.append(f"lower({src}) AS l{i}")
+            cmap.lower[k] = f"l{i}"
+    if plan.keyword:  # keyword searches read every field as stored
+        for j, col in enumerate(plan.all_columns):
+            k = col.lower()
+            if k not in cmap.orig:
+                select.append(f"{ident(col)} AS t{j}")
+                cmap.orig[k] = f"t{j}"
+            cmap.text.append(cmap.orig[k])
+    return select, cmap

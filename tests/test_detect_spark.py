@@ -1,0 +1,73 @@
+"""The Spark engine in a real local Spark session: the same hits as DuckDB on log-source and modifier cases."""
+
+from __future__ import annotations
+
+import textwrap
+
+import orjson
+import pytest
+
+from ttpscope.detect.runner import detect
+
+pyspark = pytest.importorskip("pyspark", reason="the [spark] extra is not installed")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from ttpscope.detect.spark import local_session
+
+    session = local_session("local[2]", "ttpscope-test")
+    yield session
+    session.stop()
+
+
+RULES = {
+    "proc": ("category: process_creation\nproduct: windows",
+             "sel:\n    Image|endswith: '\\whoami.exe'\n    ParentImage|endswith: '\\cmd.exe'\ncondition: sel"),
+    "reg": ("category: registry_set\nproduct: windows",
+            "sel:\n    TargetObject|contains: '\\CurrentVersion\\Run\\'\ncondition: sel"),
+    "quotes": ("product: testing",
+               "sel:\n    CommandLine|contains: 'it''s 100% a_b\\c'\ncondition: sel"),
+    "regex": ("product: testing",
+              "sel:\n    CommandLine|re: 'cmd\\.exe(?= /c)'\ncondition: sel"),
+    "cased": ("product: testing", "sel:\n    CommandLine|cased|contains: 'WHOAMI'\ncondition: sel"),
+    "keywords": ("product: testing", "keywords:\n    - 'readme'\n    - 'mimikatz'\ncondition: keywords"),
+    "notnull": ("product: testing",
+                "sel:\n    CommandLine|contains: 'x'\nfilter:\n    ParentImage|endswith: 'explorer.exe'\n"
+                "condition: sel and not filter"),
+    "numbers": ("product: testing", "sel:\n    Size|gte: 10\ncondition: sel"),
+}
+
+EVENTS = [
+    {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "Image": "C:\\W\\whoami.exe",
+     "ParentImage": "C:\\W\\cmd.exe"},
+    {"Channel": "Security", "EventID": 4688, "NewProcessName": "C:\\W\\whoami.exe", "ParentProcessName": "C:\\W\\cmd.exe"},
+    {"Channel": "Application", "EventID": 1, "Image": "C:\\W\\whoami.exe", "ParentImage": "C:\\W\\cmd.exe"},
+    {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 13,
+     "TargetObject": "HKLM\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\x"},
+    {"CommandLine": "x it's 100% a_b\\c x", "Size": "12"},
+    {"CommandLine": "cmd.exe /c WHOAMI", "Size": "9"},
+    {"CommandLine": "cmd.exe /k whoami readme.txt", "ParentImage": "C:\\explorer.exe"},
+    {"CommandLine": "its 1000 aXb\\c", "Note": "Invoke-Mimikatz"},
+]
+
+
+def test_spark_matches_duckdb(tmp_path, spark):
+    for name, (logsource, detection) in RULES.items():
+        (tmp_path / f"{name}.yml").write_text(
+            f"title: {name}\nid: 40000000-0000-0000-0000-{abs(hash(name)) % 10**12:012d}\nlevel: high\n"
+            f"logsource:\n{textwrap.indent(logsource, '    ')}\ndetection:\n{textwrap.indent(detection, '    ')}\n",
+            encoding="utf-8")
+    logs = tmp_path / "events.jsonl"
+    logs.write_bytes(b"\n".join(orjson.dumps(e) for e in EVENTS))
+    duck = detect(logs, tmp_path, cache=False, engine_options={"python_rows": 0})
+    sp = detect(logs, tmp_path, cache=False, engine="spark", engine_options={"spark": spark})
+    assert not sp.engine_errors and not duck.engine_errors
+    got = sorted((d.title, d.record) for d in sp.detections)
+    assert got == sorted((d.title, d.record) for d in duck.detections)
+    assert set(got) >= {("proc", 1), ("proc", 2), ("reg", 4), ("quotes", 5), ("regex", 6), ("cased", 6),
+                        ("keywords", 7), ("keywords", 8), ("numbers", 5)}
+    assert ("proc", 3) not in got and ("notnull", 7) not in got and ("notnull", 5) in got
+    assert sp.detections[0].event and sp.engine == "spark"
