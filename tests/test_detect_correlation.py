@@ -3,7 +3,6 @@ on timed events."""
 
 from __future__ import annotations
 
-import textwrap
 from datetime import datetime, timedelta, timezone
 
 import orjson

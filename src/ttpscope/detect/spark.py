@@ -26,13 +26,12 @@ from ttpscope.ingest.base import EventBatch
 
 
 def local_session(master: str = "local[2]", app: str = "ttpscope"):
-    """A local Spark session configured for the rendered SQL (backslashes in literals are themselves)."""
+    """A local Spark session for the rendered SQL (no UI, few shuffle partitions: the scans are narrow)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:  # pragma: no cover - depends on the extra
         raise TtpscopeError("the Spark engine needs pyspark: pip install 'ttpscope[spark]'") from exc
     return (SparkSession.builder.master(master).appName(app)
-            .config("spark.sql.parser.escapedStringLiterals", "true")
             .config("spark.ui.enabled", "false")
             .config("spark.sql.shuffle.partitions", "4")
             .getOrCreate())
@@ -47,7 +46,6 @@ class SparkEngine(Planner):
         Planner.__init__(self, compiled)
         self._own = spark is None
         self.spark = spark or local_session(master)
-        self.spark.conf.set("spark.sql.parser.escapedStringLiterals", "true")
         self._tmp = tempfile.TemporaryDirectory(prefix="ttpscope-spark-") if work_dir is None else None
         self.root = Path(work_dir or self._tmp.name)
         self.chunk_rules = chunk_rules

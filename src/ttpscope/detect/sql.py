@@ -39,12 +39,13 @@ def sql_string(value: str) -> str:
 
 
 def spark_string(value: str) -> str:
-    """A Spark SQL string literal (with ``spark.sql.parser.escapedStringLiterals`` on, so that a backslash
-    is itself): quotes and control characters are spelled with ``chr()``, as Spark has no quote doubling."""
+    """A Spark SQL string literal: quotes, backslashes and control characters are spelled with ``chr()``,
+    as Spark has no quote doubling and Spark 4 treats a backslash as an escape whatever
+    ``spark.sql.parser.escapedStringLiterals`` says (``'a\\'`` is a syntax error there)."""
     out: list[str] = []
     buf: list[str] = []
     for ch in value:
-        if ch == "'" or ord(ch) < 32:
+        if ch in "'\\" or ord(ch) < 32:
             if buf:
                 out.append("'" + "".join(buf) + "'")
                 buf = []
@@ -83,7 +84,7 @@ class Dialect:
     to_double: Callable[[str], str]
     ident: Callable[[str], str] = sql_ident
     string: Callable[[str], str] = sql_string
-    like_escape: str = "'\\'"
+    like_escape: str = " ESCAPE '\\'"  # "" where backslash is the default LIKE escape (Spark)
     in_max: int = 10_000
 
 
@@ -105,6 +106,7 @@ SPARK = Dialect(
     to_double=lambda c: f"TRY_CAST({c} AS DOUBLE)",
     ident=lambda name: "`" + name.replace("`", "``") + "`",
     string=spark_string,
+    like_escape="",
 )
 
 
@@ -248,5 +250,5 @@ def _render_pred(p: Pred, cols: ColumnMap, d: Dialect) -> str:
     if op == "endswith":
         return d.endswith(col, d.string(p.value))
     if op == "like":
-        return f"({col} LIKE {d.string(like_pattern(p.value))} ESCAPE {d.like_escape})"
+        return f"({col} LIKE {d.string(like_pattern(p.value))}{d.like_escape})"
     raise SigmaError(f"unsupported predicate {op}")
