@@ -124,6 +124,7 @@ IPv6 2001:db8::1; mail to ops[@]evil[.]com; md5 d41d8cd98f00b204e9800998ecf8427e
 sha1 da39a3ee5e6b4b0d3255bfef95601890afd80709 sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 Dropped C:\\Users\\Public\\svc.exe and %APPDATA%\\Microsoft\\up.dll and /tmp/.x/run.sh; saved invoice.zip.
 Run key HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\Updater set.
+Markdown code: `C:\\ProgramData\\k.ps1` under `HKLM\\SOFTWARE\\Policies\\X`.
 Exploits CVE-2021-44228 and cve-2017-0199 (again CVE-2021-44228)."""
     iocs = find_iocs(text)
     assert "http://evil.com/a.exe" in iocs["url"] and "https://cdn.example.net/x.js" in iocs["url"]
@@ -137,7 +138,9 @@ Exploits CVE-2021-44228 and cve-2017-0199 (again CVE-2021-44228)."""
     assert len(iocs["sha256"]) == 1
     assert "C:\\Users\\Public\\svc.exe" in iocs["file_path"] and "/tmp/.x/run.sh" in iocs["file_path"]
     assert "%APPDATA%\\Microsoft\\up.dll" in iocs["file_path"]
-    assert iocs["registry_key"] == ["HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\Updater"]
+    assert iocs["registry_key"] == ["HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\Updater",
+                                    "HKLM\\SOFTWARE\\Policies\\X"]  # backticks of Markdown code are not part of it
+    assert "C:\\ProgramData\\k.ps1" in iocs["file_path"]
     from ttpscope.kb.vulns import extract_cves
 
     assert extract_cves(text) == ["CVE-2021-44228", "CVE-2017-0199"]

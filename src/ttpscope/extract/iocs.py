@@ -15,12 +15,13 @@ from typing import Callable, Iterable
 # A candidate line: a dotted token (possibly defanged), an @, an IPv6-ish run or a long hex string.
 _CANDIDATE = re.compile(r"\w(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\))\w|@|\[at\]|\w::?\w+:|"
                         r"\b[0-9a-fA-F]{32,}\b|hxxp", re.I)
-_WIN_PATH = re.compile(r"(?<![\w\\])(?:[A-Za-z]:|%[A-Za-z_]+%)(?:\\{1,2}[^\\/:*?\"<>|\r\n\s,;']+)+")
+# a backtick ends a path or key: reports quote them as Markdown code (`C:\x\y.exe`)
+_WIN_PATH = re.compile(r"(?<![\w\\])(?:[A-Za-z]:|%[A-Za-z_]+%)(?:\\{1,2}[^\\/:*?\"<>|\r\n\s,;'`]+)+")
 _UNIX_PATH = re.compile(r"(?<![\w/.:])/(?:tmp|var|etc|usr|bin|sbin|opt|home|root|dev|lib|Library|Users|"
                         r"Applications|System|private)(?:/[\w.@+-]+)+")
 _REG_KEY = re.compile(r"\b(?:HKEY_LOCAL_MACHINE|HKEY_CURRENT_USER|HKEY_CLASSES_ROOT|HKEY_USERS|"
-                      r"HKEY_CURRENT_CONFIG|HKLM|HKCU|HKCR|HKU)(?::)?(?:\\{1,2}[^\\\r\n\"'<>|,;]+?)+"
-                      r"(?=[\s\"',;)\]]|$)")
+                      r"HKEY_CURRENT_CONFIG|HKLM|HKCU|HKCR|HKU)(?::)?(?:\\{1,2}[^\\\r\n\"'<>|,;`]+?)+"
+                      r"(?=[\s\"',;)\]`]|$)")
 # File extensions that are also top-level domains: "invoice.zip" or "run.sh" is a file, not a domain,
 # unless it is seen in a URL or e-mail address.
 _FILE_TLDS = frozenset("zip mov sh py pl ps rs md exe dll bat cmd js vbs doc docx xls xlsx pdf rar jar app txt"
