@@ -32,6 +32,22 @@ def test_kb_cve_json(shared_data):
     assert {"id": "T1190", "mapping_type": "exploitation_technique"}.items() <= data["techniques"][0].items()
 
 
+def test_kb_cve_offline_is_one_clear_line(tmp_path):
+    """No --mappings: the official KEV file is downloaded; an unreachable server is exit 2 with what to do."""
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TTPSCOPE_HOME": str(tmp_path),
+           "TTPSCOPE_CVE_MAPPINGS": f"http://127.0.0.1:{port}/kev.json"}
+    proc = subprocess.run([sys.executable, "-m", "ttpscope", "kb", "cve", "CVE-2021-44228", "--bundle", "embedded"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"127.0.0.1:{port}/kev.json: cannot reach the server" in proc.stderr
+    assert "--mappings PATH" in proc.stderr
+
+
 def test_emulate_json_markdown_layer(shared_data, tmp_path):
     md, layer = tmp_path / "plan.md", tmp_path / "plan.json"
     data = ok_json("emulate", "FIN7", "--atomics", str(shared_data / "atomic-red-team" / "Indexes-CSV"),

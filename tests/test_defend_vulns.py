@@ -161,3 +161,11 @@ def test_url_is_downloaded_once_and_cached(tmp_path):
     again = load_mappings([url])  # server is gone: the cached copy answers
     assert again.cves() == ["CVE-2000-0009"]
     assert hits == ["/kev.json"]
+
+
+def test_mapping_source_list_keeps_urls_whole():
+    from ttpscope.kb.vulns import split_sources
+
+    assert split_sources("/a/kev.json:https://h:8443/m.json:http://x/y.csv:/b", ":") == [
+        "/a/kev.json", "https://h:8443/m.json", "http://x/y.csv", "/b"]
+    assert split_sources(r"C:\m\kev.json;https://h/m.json", ";") == [r"C:\m\kev.json", "https://h/m.json"]

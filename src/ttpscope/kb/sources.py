@@ -83,15 +83,14 @@ def _cached_name(url: str) -> Path:
     return cache_dir("bundles") / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".json")
 
 
-def http_get(url: str) -> bytes:
-    """GET a URL; an unreachable server becomes an OfflineError naming the URL."""
+def http_get(url: str, hint: str = "give a local file with --bundle PATH") -> bytes:
+    """GET a URL; an unreachable server becomes an OfflineError naming the URL and what to do offline."""
     import requests
 
     try:
         response = requests.get(url, timeout=TIMEOUT)
     except requests.RequestException as exc:
-        raise OfflineError(f"{url}: cannot reach the server ({type(exc).__name__}); "
-                           f"offline? give a local file with --bundle PATH") from exc
+        raise OfflineError(f"{url}: cannot reach the server ({type(exc).__name__}); offline? {hint}") from exc
     if response.status_code != 200:
         raise InputError(url, None, f"HTTP {response.status_code}")
     return response.content

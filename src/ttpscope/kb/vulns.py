@@ -145,7 +145,7 @@ def _fetch(url: str, refresh: bool) -> Path:
     target = cache_dir("mappings") / (hashlib.sha256(url.encode()).hexdigest()[:24] + suffix)
     if target.is_file() and not refresh:
         return target
-    data = http_get(url)
+    data = http_get(url, "give mapping files with --mappings PATH or TTPSCOPE_CVE_MAPPINGS")
     tmp = target.with_suffix(target.suffix + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(target)
@@ -325,8 +325,22 @@ def default_sources() -> list[str]:
     """``TTPSCOPE_CVE_MAPPINGS`` (paths/URLs separated by the OS path separator), else the official KEV URL."""
     env = os.environ.get("TTPSCOPE_CVE_MAPPINGS", "").strip()
     if env:
-        return [s for s in env.split(os.pathsep) if s.strip()]
+        return split_sources(env)
     return [OFFICIAL_KEV_URL]
+
+
+def split_sources(text: str, sep: str = os.pathsep) -> list[str]:
+    """Split a path list; on POSIX the separator ':' also occurs in URLs (``https://h:8443/x``), so a
+    scheme and the port after a host are joined back to their URL."""
+    out: list[str] = []
+    for piece in text.split(sep):
+        if out and sep == ":" and (
+                (out[-1].lower() in ("http", "https") and piece.startswith("//"))
+                or (out[-1].lower().startswith(("http://", "https://")) and re.match(r"\d+(/|$)", piece))):
+            out[-1] += ":" + piece
+        else:
+            out.append(piece)
+    return [s.strip() for s in out if s.strip()]
 
 
 def resolve_mapping_techniques(mappings: list[CveMapping], kb, resolver=None) -> tuple[list[CveMapping], list[str]]:
