@@ -21,6 +21,8 @@ def detect_cmd(
     tactic: list[str] = typer.Option(None, "--tactic", help="Only rules of this tactic; repeatable."),
     status: Optional[str] = typer.Option(None, "--status", help="Only rules of these statuses (comma list)."),
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark (pyspark local mode)."),
+    workers: int = typer.Option(0, "--workers", min=0,
+                                help="Processes sharing the input files (duckdb engine); 0: one per CPU."),
     json: bool = JsonOpt,
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Write the detections to FILE, one JSON object a "
                                          "line (for big runs)."),
@@ -58,7 +60,8 @@ def detect_cmd(
             progress.update(tasks["events"], info=f"{done:,} events, {total} files done")
 
     with progress:
-        result = detect(logs, rules or None, kb=kb, engine=engine, progress=on_progress, **filters)
+        result = detect(logs, rules or None, kb=kb, engine=engine, progress=on_progress, workers=workers,
+                        **filters)
 
     if jsonl is not None:
         with jsonl.open("wb") as fh:

@@ -63,7 +63,7 @@ class ArrowEvaluator:
 
     def matches(self, node: Any) -> pa.Array:
         """A boolean array, null-free: rows where the condition holds."""
-        return pc.fill_null(self.eval(node), False)
+        return _no_nulls(self.eval(node))
 
     def eval(self, node: Any) -> pa.Array:
         if isinstance(node, Pred):
@@ -74,13 +74,13 @@ class ArrowEvaluator:
         if isinstance(node, Const):
             return self.all if node.value else self.none
         if isinstance(node, Not):
-            return pc.invert(pc.fill_null(self.eval(node.arg), False))
+            return pc.invert(_no_nulls(self.eval(node.arg)))
         if isinstance(node, And):
             acc = None
             for arg in node.args:
                 part = self.eval(arg)
                 acc = part if acc is None else pc.and_kleene(acc, part)
-                if not pc.any(pc.fill_null(acc, False)).as_py():
+                if not acc.true_count:
                     return self.none  # no row can match: the other conjuncts are not evaluated
             return acc
         if isinstance(node, Or):
@@ -189,6 +189,10 @@ class ArrowEvaluator:
         if op == "like":
             return pc.match_like(col, like_pattern(val))
         raise ValueError(f"unsupported predicate {op}")
+
+
+def _no_nulls(arr: pa.Array) -> pa.Array:
+    return arr if arr.null_count == 0 else pc.fill_null(arr, False)
 
 
 def evaluate_table(table: pa.Table, rules: list[int], conditions: list, fields: dict[str, str],

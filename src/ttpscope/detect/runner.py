@@ -11,7 +11,10 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import pickle
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +23,10 @@ from typing import Any, Callable, Iterable
 from ttpscope.detect.compiler import COMPILER_VERSION, CompiledRule, backends, compile_rule, fields_of
 from ttpscope.detect.results import Detection, event_user, observations_of
 from ttpscope.detect.rules import RuleSet, load_rules
-from ttpscope.ingest.base import EventReader, IngestStats
+from ttpscope.ingest.base import EventReader, IngestStats, expand_sources
 
 ENGINES = ("duckdb", "spark")
+PARALLEL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
 
 
 @dataclass
@@ -37,6 +41,7 @@ class DetectResult:
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "duckdb"
     kb: Any = None
+    workers: int = 1  # processes that scanned the input
 
     def observations(self):
         return observations_of(self.detections, self.kb)
@@ -122,13 +127,16 @@ def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, in
 def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path | Iterable | None = None, *,
            kb=None, engine: str = "duckdb", progress: Callable[[str, int, int], None] | None = None,
            engine_options: dict[str, Any] | None = None, cache: bool = True,
-           compiled: list[CompiledRule] | None = None, **filters) -> DetectResult:
+           compiled: list[CompiledRule] | None = None, workers: int = 1, **filters) -> DetectResult:
     """Run Sigma rules (a RuleSet, or paths loaded with ``filters``) over event logs.
 
     ``compiled`` reuses :func:`compile_ruleset` output for the same RuleSet (several runs, one compile).
     ``progress(stage, done, total)`` is called with stage "compile" (rules) and "events" (events read,
     files done / total in ``done``/``total`` as (events, files)). Bad input never stops the run: it is
     counted per source in ``result.ingest``.
+
+    ``workers`` > 1 (or 0: one per CPU) splits the input files between that many processes, each with its
+    own DuckDB engine (same rules, same results; used when there are several files and at least 8 MiB).
     """
     if engine not in ENGINES:
         from ttpscope.errors import InputError
@@ -150,28 +158,24 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     compile_errors = [(rs.rules[c.index].id, rs.rules[c.index].path, c.error) for c in compiled if c.error]
     notes = sorted({c.note for c in compiled if c.note})
 
-    reader = EventReader(logs, on_progress=(lambda e, f, n: progress("events", e, f)) if progress else None)
-    if engine == "spark":
-        from ttpscope.detect.spark import SparkEngine
-
-        eng = SparkEngine(compiled, **(engine_options or {}))
+    files = expand_sources(logs)
+    workers = workers or os.cpu_count() or 1
+    if engine == "duckdb" and workers > 1 and len(files) > 1 \
+            and sum(f.stat().st_size for f in files) >= PARALLEL_MIN_BYTES:
+        workers = min(workers, len(files))
+        hits, ingest, errors = _scan_parallel(files, compiled, engine_options or {}, workers, progress)
     else:
-        from ttpscope.detect.engine import DuckDBEngine
-
-        eng = DuckDBEngine(compiled, **(engine_options or {}))
-    try:
-        raw = list(eng.run(reader.batches()))
-    finally:
-        eng.close()
+        workers = 1
+        hits, ingest, errors = _scan(files, compiled, engine, engine_options or {}, progress)
     t3 = time.perf_counter()
 
     rule_fields = {c.index: sorted({f for v in c.variants.values() for f in fields_of(v) if f})
                    for c in compiled}
     detections: dict[tuple, Detection] = {}
-    for hit in raw:
-        info = rs.rules[hit.rule]
-        ev = dict(hit.event)
-        src = reader.sources[ev.pop("_src")]
+    for rule, src, event in hits:
+        info = rs.rules[rule]
+        ev = dict(event)
+        ev.pop("_src", None)
         record = ev.pop("_rec", None)
         when = ev.pop("_time", None)
         host = ev.pop("_host", None)
@@ -179,7 +183,7 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
         if key in detections:  # the same rule on the same event (e.g. two variants): once
             continue
         lower = {k.lower(): k for k in ev}
-        matched = {lower[f.lower()]: ev[lower[f.lower()]] for f in rule_fields.get(hit.rule, []) if f.lower() in lower}
+        matched = {lower[f.lower()]: ev[lower[f.lower()]] for f in rule_fields.get(rule, []) if f.lower() in lower}
         detections[key] = Detection(info.id, info.title, info.level, list(info.techniques), list(info.tactics),
                                     when, host, event_user(ev), src, record, ev, matched)
     ordered = sorted(detections.values(), key=Detection.sort_key)
@@ -197,12 +201,102 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
         correlations = len(found)
         ordered = sorted(ordered + found, key=Detection.sort_key)
     t4 = time.perf_counter()
-    engine_errors = [(rs.rules[i].id, msg) for i, msg in eng.errors]
+    engine_errors = [(rs.rules[i].id, msg) for i, msg in errors]
     notes.extend([f"{correlations} correlation match(es) from {len(rs.correlations)} correlation rule(s)"]
                  if rs.correlations else [])
     return DetectResult(
-        detections=ordered, ingest=reader.stats, rules=rs, compiled=compiled, compile_errors=compile_errors,
-        engine_errors=engine_errors, notes=notes, engine=engine, kb=kb,
+        detections=ordered, ingest=ingest, rules=rs, compiled=compiled, compile_errors=compile_errors,
+        engine_errors=engine_errors, notes=notes, engine=engine, kb=kb, workers=workers,
         timings={"load_rules": t1 - t0, "compile": t2 - t1, "scan": t3 - t2, "results": t4 - t3,
-                 "total": t4 - t0, "events_per_s": (sum(s.read for s in reader.stats) / (t3 - t2)) if t3 > t2 else 0},
+                 "total": t4 - t0, "events_per_s": (sum(s.read for s in ingest) / (t3 - t2)) if t3 > t2 else 0},
     )
+
+
+# ---------------------------------------------------------------------------------------------- scanning
+Hit = tuple  # (rule index, source name, event with _rec/_time/_host)
+
+
+def _make_engine(compiled, engine: str, options: dict):
+    if engine == "spark":
+        from ttpscope.detect.spark import SparkEngine
+
+        return SparkEngine(compiled, **options)
+    from ttpscope.detect.engine import DuckDBEngine
+
+    return DuckDBEngine(compiled, **options)
+
+
+def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None, on_events=None
+          ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]]]:
+    """One process: read the files, run the engine; hits name their source."""
+    if on_events is None and progress:
+        def on_events(e, f, n):
+            progress("events", e, f)
+    reader = EventReader(files, on_progress=on_events)
+    eng = _make_engine(compiled, engine, options)
+    try:
+        raw = list(eng.run(reader.batches()))
+    finally:
+        eng.close()
+    return [(h.rule, reader.sources[h.event["_src"]], h.event) for h in raw], reader.stats, list(eng.errors)
+
+
+# Set in the parent just before the workers fork, so they inherit the compiled rules instead of
+# unpickling them; the counters carry progress (events read, files done) back to the parent.
+_SHARED: dict[str, Any] = {}
+
+
+def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]]]:
+    files, options = args
+    events, done = _SHARED["events"], _SHARED["files"]
+    last = [0, 0]
+
+    def on_events(e, f, n):
+        with events.get_lock():
+            events.value += e - last[0]
+        with done.get_lock():
+            done.value += f - last[1]
+        last[:] = [e, f]
+    return _scan(files, _SHARED["compiled"], "duckdb", options, on_events=on_events)
+
+
+def _shares(files: list[Path], n: int) -> list[list[Path]]:
+    """Files split in n shares of about equal bytes (largest first onto the lightest share), each kept in
+    input order."""
+    loads = [[0, i, []] for i in range(n)]
+    for f in sorted(files, key=lambda f: -f.stat().st_size):
+        share = min(loads)
+        share[0] += f.stat().st_size
+        share[2].append(f)
+    order = {f: i for i, f in enumerate(files)}
+    return [sorted(share, key=order.__getitem__) for _, _, share in loads if share]
+
+
+def _scan_parallel(files: list[Path], compiled, options: dict, workers: int, progress=None
+                   ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]]]:
+    """Worker processes, one share of the files each; results merged in the input order of the files.
+    DuckDB threads are divided between the workers."""
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    options = {"threads": max(1, (os.cpu_count() or 1) // workers), **options}
+    shares = _shares(files, workers)
+    with tempfile.TemporaryDirectory(prefix="ttpscope-workers-") as tmp:
+        args = [(share, {"temp_directory": os.path.join(tmp, str(i)), **options})
+                for i, share in enumerate(shares)]
+        _SHARED.update(compiled=compiled, events=ctx.Value("q", 0), files=ctx.Value("q", 0))
+        try:
+            with ctx.Pool(len(shares)) as pool:
+                pending = pool.map_async(_scan_share, args)
+                while not pending.ready():
+                    pending.wait(0.25)
+                    if progress:
+                        progress("events", _SHARED["events"].value, _SHARED["files"].value)
+                results = pending.get()
+        finally:
+            _SHARED.clear()
+    order = {str(f): i for i, f in enumerate(files)}
+    hits = [h for part in results for h in part[0]]
+    stats = sorted((s for part in results for s in part[1]),
+                   key=lambda s: order.get(s.source.split("!", 1)[0], len(order)))
+    errors = list({rule: (rule, msg) for part in results for rule, msg in part[2]}.values())
+    return hits, stats, errors
