@@ -197,3 +197,22 @@ def test_values_are_literal_never_sql(tmp_path):
 def test_unicode_case_folding(tmp_path):
     events = [{"Path": "C:\\Users\\ÉLODIE\\Desktop"}, {"Path": "C:\\Users\\elodie"}]
     assert run(tmp_path, "sel:\n    Path|contains: '\\élodie\\'\ncondition: sel", events) == [0]
+
+
+def test_field_spelled_two_ways_in_one_class(tmp_path):
+    """Events of one class spelling a field "message" and "Message" (NXLog exports do): one column, so
+    keyword and field searches see both (the SQL path once missed the second spelling)."""
+    events = [{"Channel": "Windows PowerShell", "EventID": "800", "message": "benign"},
+              {"Channel": "Windows PowerShell", "EventID": "800", "Message": "x\nmimikatz # lsadump::backupkeys"},
+              {"Channel": "Windows PowerShell", "EventID": "800", "message": "sekurlsa::logonpasswords"}]
+    assert run(tmp_path, """\
+        keywords:
+            - 'lsadump::'
+            - 'sekurlsa::'
+        condition: keywords
+        """, events) == [1, 2]
+    assert run(tmp_path, """\
+        sel:
+            Message|contains: '::'
+        condition: sel
+        """, events) == [1, 2]

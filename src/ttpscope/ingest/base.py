@@ -126,6 +126,9 @@ class Batcher:
         self.buffers: dict[tuple, list[tuple[int, int, dict]]] = {}
         self.counts: dict[tuple, int] = {}
         self.buffered = 0
+        # field name → its first spelling: "message" and "Message" from two events are one column (as
+        # Sigma and DuckDB compare names), else a class would carry both and a search could miss one
+        self.spelling: dict[str, str] = {}
 
     def add(self, src: int, rec: int, fields: dict) -> Iterator[EventBatch]:
         key = (fields.get("Channel"), fields.get("Provider_Name"), fields.get("EventID"))
@@ -157,6 +160,11 @@ class Batcher:
         fields = [r[2] for r in rows]
         for keys in dict.fromkeys(tuple(f) for f in fields):  # events of one kind share their keys
             names.update(dict.fromkeys(keys))
+        respell = {n: c for n in names if (c := self.spelling.setdefault(n.lower(), n)) != n}
+        if respell:
+            fields = [{respell.get(k, k): v for k, v in f.items()} if any(k in respell for k in f) else f
+                      for f in fields]
+            names = dict.fromkeys(respell.get(n, n) for n in names)
         columns = {
             "_src": pa.array([r[0] for r in rows], type=pa.int32()),
             "_rec": pa.array([r[1] for r in rows], type=pa.int64()),
