@@ -75,17 +75,15 @@ class DuckDBEngine(Planner):
         self._re2: dict[str, bool] = {}
         self.scan_log: list[tuple] = []  # (class, rows, rules, path, cpu seconds) per scan
         self._udf = False
-        self.stats.update({"events": 0, "classes": 0, "scans": 0, "python_scans": 0, "rule_evaluations": 0})
+        self.stats.update({"events": 0, "scans": 0, "python_scans": 0, "rule_evaluations": 0})
 
     # ------------------------------------------------------------------ loading
     def add(self, batch: EventBatch) -> list[RawHit]:
         """Queue a batch under its class; scan a class when it is big or when queued memory is too high."""
         if batch.num_rows == 0:
             return []
-        sig = tuple(v.lower() if isinstance(v, str) else v for v in batch.key)
-        if sig not in self.keys:
-            self.keys[sig] = batch.key
-            self.stats["classes"] += 1
+        sig, new = self._class_of(batch)
+        if new:
             # scan early enough to overlap with reading, late enough that planning stays a few µs a row
             rules = len(self._plan(sig, batch.table.column_names).rules)
             self.thresholds[sig] = max(self.scan_rows, rules * self.rows_per_rule)
@@ -102,7 +100,7 @@ class DuckDBEngine(Planner):
     def finish(self) -> list[RawHit]:
         """Scan every class still holding events."""
         hits: list[RawHit] = []
-        for sig in sorted(self.pending, key=lambda k: tuple("" if v is None else v for v in k)):
+        for sig in self._in_order(self.pending):
             hits.extend(self._scan(sig))
         return hits
 

@@ -56,7 +56,21 @@ class Planner:
         self.plans: dict[tuple, Plan] = {}
         self.errors: list[tuple[int, str]] = []
         self.disabled: set[int] = set()
-        self.stats: dict[str, int] = {"rules_planned": 0}
+        self.stats: dict[str, int] = {"rules_planned": 0, "classes": 0}
+
+    def _class_of(self, batch) -> tuple[tuple, bool]:
+        """The batch's class signature (key lower-cased) and whether this class is new (then registered)."""
+        sig = tuple(v.lower() if isinstance(v, str) else v for v in batch.key)
+        if sig in self.keys:
+            return sig, False
+        self.keys[sig] = batch.key
+        self.stats["classes"] += 1
+        return sig, True
+
+    @staticmethod
+    def _in_order(sigs) -> list[tuple]:
+        """Class signatures in a deterministic order (None sorts first)."""
+        return sorted(sigs, key=lambda k: tuple("" if v is None else v for v in k))
 
     def _plan(self, sig: tuple, columns: list[str]) -> Plan:
         fields: dict[str, str] = {}

@@ -160,10 +160,10 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
 
     files = expand_sources(logs)
     workers = workers or os.cpu_count() or 1
-    if engine == "duckdb" and workers > 1 and len(files) > 1 \
-            and sum(f.stat().st_size for f in files) >= PARALLEL_MIN_BYTES:
+    sizes = {f: f.stat().st_size for f in files} if engine == "duckdb" and workers > 1 and len(files) > 1 else {}
+    if sizes and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
         workers = min(workers, len(files))
-        hits, ingest, errors = _scan_parallel(files, compiled, engine_options or {}, workers, progress)
+        hits, ingest, errors = _scan_parallel(files, sizes, compiled, engine_options or {}, workers, progress)
     else:
         workers = 1
         hits, ingest, errors = _scan(files, compiled, engine, engine_options or {}, progress)
@@ -260,26 +260,26 @@ def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str
     return _scan(files, _SHARED["compiled"], "duckdb", options, on_events=on_events)
 
 
-def _shares(files: list[Path], n: int) -> list[list[Path]]:
+def _shares(files: list[Path], sizes: dict[Path, int], n: int) -> list[list[Path]]:
     """Files split in n shares of about equal bytes (largest first onto the lightest share), each kept in
     input order."""
     loads = [[0, i, []] for i in range(n)]
-    for f in sorted(files, key=lambda f: -f.stat().st_size):
+    for f in sorted(files, key=lambda f: -sizes[f]):
         share = min(loads)
-        share[0] += f.stat().st_size
+        share[0] += sizes[f]
         share[2].append(f)
     order = {f: i for i, f in enumerate(files)}
     return [sorted(share, key=order.__getitem__) for _, _, share in loads if share]
 
 
-def _scan_parallel(files: list[Path], compiled, options: dict, workers: int, progress=None
-                   ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]]]:
+def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options: dict, workers: int,
+                   progress=None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]]]:
     """Worker processes, one share of the files each; results merged in the input order of the files.
     DuckDB threads are divided between the workers."""
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     options = {"threads": max(1, (os.cpu_count() or 1) // workers), **options}
-    shares = _shares(files, workers)
+    shares = _shares(files, sizes, workers)
     with tempfile.TemporaryDirectory(prefix="ttpscope-workers-") as tmp:
         args = [(share, {"temp_directory": os.path.join(tmp, str(i)), **options})
                 for i, share in enumerate(shares)]

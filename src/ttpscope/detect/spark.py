@@ -53,18 +53,16 @@ class SparkEngine(Planner):
         self.columns: dict[tuple, dict[str, str]] = {}
         self.parts: dict[tuple, int] = {}
         self._next_row = 0
-        self.stats.update({"events": 0, "classes": 0, "scans": 0})
+        self.stats.update({"events": 0, "scans": 0})
 
     def add(self, batch: EventBatch) -> list[RawHit]:
         if batch.num_rows == 0:
             return []
-        sig = tuple(v.lower() if isinstance(v, str) else v for v in batch.key)
-        if sig not in self.dirs:
-            self.keys[sig] = batch.key
+        sig, new = self._class_of(batch)
+        if new:
             self.dirs[sig] = self.root / f"c{len(self.dirs)}"
             self.dirs[sig].mkdir(parents=True)
             self.columns[sig] = {}
-            self.stats["classes"] += 1
         table = batch.table.append_column(
             ROW, pa.array(range(self._next_row, self._next_row + batch.num_rows), pa.int64()))
         self._next_row += batch.num_rows
@@ -81,7 +79,7 @@ class SparkEngine(Planner):
 
     def finish(self) -> list[RawHit]:
         hits: list[RawHit] = []
-        for sig in sorted(self.dirs, key=lambda k: tuple("" if v is None else v for v in k)):
+        for sig in self._in_order(self.dirs):
             hits.extend(self._scan(sig))
         return hits
 
