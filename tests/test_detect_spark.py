@@ -51,6 +51,7 @@ EVENTS = [
     {"CommandLine": "cmd.exe /c WHOAMI", "Size": "9"},
     {"CommandLine": "cmd.exe /k whoami readme.txt", "ParentImage": "C:\\explorer.exe"},
     {"CommandLine": "its 1000 aXb\\c", "Note": "Invoke-Mimikatz"},
+    {"commandline": "cmd.exe /c WHOAMI"},  # the same field spelled otherwise: one column for Spark too
 ]
 
 
@@ -69,5 +70,6 @@ def test_spark_matches_duckdb(tmp_path, spark):
     assert got == sorted((d.title, d.record) for d in duck.detections)
     assert set(got) >= {("proc", 1), ("proc", 2), ("reg", 4), ("quotes", 5), ("regex", 6), ("cased", 6),
                         ("keywords", 7), ("keywords", 8), ("numbers", 5)}
+    assert ("cased", 9) in got and ("regex", 9) in got
     assert ("proc", 3) not in got and ("notnull", 7) not in got and ("notnull", 5) in got
     assert sp.detections[0].event and sp.engine == "spark"

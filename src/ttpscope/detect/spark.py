@@ -50,7 +50,6 @@ class SparkEngine(Planner):
         self.root = Path(work_dir or self._tmp.name)
         self.chunk_rules = chunk_rules
         self.dirs: dict[tuple, Path] = {}
-        self.columns: dict[tuple, dict[str, str]] = {}
         self.parts: dict[tuple, int] = {}
         self._next_row = 0
         self.stats.update({"events": 0, "scans": 0})
@@ -62,15 +61,10 @@ class SparkEngine(Planner):
         if new:
             self.dirs[sig] = self.root / f"c{len(self.dirs)}"
             self.dirs[sig].mkdir(parents=True)
-            self.columns[sig] = {}
         table = batch.table.append_column(
             ROW, pa.array(range(self._next_row, self._next_row + batch.num_rows), pa.int64()))
         self._next_row += batch.num_rows
-        cols = self.columns[sig]
-        for name in table.column_names:
-            cols.setdefault(name.lower(), name)
-        # one spelling per column across parts, so that Spark merges the files' schemas
-        table = table.rename_columns([cols[n.lower()] for n in table.column_names])
+        # the parts' schemas merge: the reader gives a field one spelling across all batches
         n = self.parts.get(sig, 0)
         pq.write_table(table, self.dirs[sig] / f"part-{n:05d}.parquet")
         self.parts[sig] = n + 1
