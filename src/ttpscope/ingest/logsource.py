@@ -58,12 +58,15 @@ class Family:
 
     ``recognise(fields)`` returns the record's :class:`LogSource`, or ``None`` when the record is not of
     this family. ``entities`` maps an entity kind (see :data:`ENTITY_KINDS`) to the field names that hold
-    it, first present wins.
+    it, first present wins. ``renames`` maps a field name as the family's records spell it to the name
+    Sigma rules of that log source use (e.g. Entra ID's diagnostic export ``properties.resultType`` →
+    ``ResultType``), applied at ingest so that every engine sees the rules' names.
     """
 
     name: str
     recognise: Callable[[Mapping[str, str]], LogSource | None]
     entities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    renames: Mapping[str, str] = field(default_factory=dict)
 
     def entity(self, fields: Mapping[str, str], kind: str) -> str | None:
         for name in self.entities.get(kind, ()):
