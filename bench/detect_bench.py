@@ -369,6 +369,7 @@ def agreement(ours: list, peer: list) -> dict:
     from ttpscope.detect.compiler import compile_rule, fields_of
     from ttpscope.detect.rules import load_rules
     from ttpscope.ingest import read_table
+    from ttpscope.ingest.base import REC, SRC
 
     a, b = {tuple(h) for h in ours}, {tuple(h) for h in peer}
     only_ours, only_peer = sorted(a - b), sorted(b - a)
@@ -379,7 +380,7 @@ def agreement(ours: list, peer: list) -> dict:
     if files:
         table, reader = read_table(files)
         for row in table.to_pylist():
-            events[(reader.sources[row["_src"]], row["_rec"])] = {k: v for k, v in row.items() if v is not None}
+            events[(reader.sources[row[SRC]], row[REC])] = {k: v for k, v in row.items() if v is not None}
     reasons: dict[str, Counter] = {"only_ttpscope": Counter(), "only_peer": Counter()}
     examples: dict[str, list] = defaultdict(list)
     for side, diff in (("only_ttpscope", only_ours), ("only_peer", only_peer)):

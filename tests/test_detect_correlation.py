@@ -114,7 +114,7 @@ def result(tmp_path_factory):
     events += [ev(3000, EventID=7045, Computer="WS4"), ev(3600, EventID=4624, Computer="WS4", WorkstationName="WS4")]
     logs = d / "events.jsonl"
     logs.write_bytes(b"\n".join(orjson.dumps(e) for e in events))
-    return detect(logs, d, cache=False)
+    return detect(logs, d, cache=False, logsource="product=testing")  # a declared log source
 
 
 def by_title(result, title):

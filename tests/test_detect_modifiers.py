@@ -11,21 +11,18 @@ import pytest
 from ttpscope.detect.runner import detect
 
 
-# Each test runs on both paths of the engine: the SQL one (DuckDB) and the Python one for small classes.
+# Each test runs on both paths of the engine: the SQL one (DuckDB) and the Python one for small classes,
+# chosen through the engine's own option.
 PATHS = {"duckdb": {"python_rows": 0}, "python": {"python_rows": 10**9}}
+OPTIONS: dict = {}
 
 
 @pytest.fixture(params=sorted(PATHS), autouse=True)
-def engine_path(request, monkeypatch):
-    import ttpscope.detect.engine as engine
-
-    original = engine.DuckDBEngine.__init__
-
-    def init(self, compiled, **kw):
-        original(self, compiled, **{**kw, **PATHS[request.param]})
-
-    monkeypatch.setattr(engine.DuckDBEngine, "__init__", init)
-    return request.param
+def engine_path(request):
+    OPTIONS.clear()
+    OPTIONS.update(PATHS[request.param])
+    yield request.param
+    OPTIONS.clear()
 
 
 def run(tmp_path, detection: str, events: list[dict], logsource: str = "product: testing") -> list[int]:
@@ -45,11 +42,17 @@ def run(tmp_path, detection: str, events: list[dict], logsource: str = "product:
         """) + textwrap.indent(textwrap.dedent(detection), "    "), encoding="utf-8")
     logs = tmp_path / "events.jsonl"
     logs.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
-    result = detect(logs, rule, cache=False)
+    # the events name no log source: the rule's own is declared for them
+    result = detect(logs, rule, cache=False, engine_options=dict(OPTIONS), logsource=_declared(logsource))
     assert not result.rules.errors, result.rules.errors
     assert not result.compile_errors, result.compile_errors
     assert not result.engine_errors, result.engine_errors
     return sorted(d.record - 1 for d in result.detections)
+
+
+def _declared(logsource: str) -> str:
+    """'product: testing' (the rule's logsource block) → 'product=testing' (as --logsource takes it)."""
+    return ",".join("=".join(p.strip() for p in line.split(":", 1)) for line in logsource.splitlines() if ":" in line)
 
 
 CMD = [
@@ -210,9 +213,9 @@ def test_field_spelled_two_ways_in_one_class(tmp_path):
             - 'lsadump::'
             - 'sekurlsa::'
         condition: keywords
-        """, events) == [1, 2]
+        """, events, logsource="product: windows") == [1, 2]
     assert run(tmp_path, """\
         sel:
             Message|contains: '::'
         condition: sel
-        """, events) == [1, 2]
+        """, events, logsource="product: windows") == [1, 2]

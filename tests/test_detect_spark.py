@@ -63,8 +63,10 @@ def test_spark_matches_duckdb(tmp_path, spark):
             encoding="utf-8")
     logs = tmp_path / "events.jsonl"
     logs.write_bytes(b"\n".join(orjson.dumps(e) for e in EVENTS))
-    duck = detect(logs, tmp_path, cache=False, engine_options={"python_rows": 0})
-    sp = detect(logs, tmp_path, cache=False, engine="spark", engine_options={"spark": spark})
+    # the "testing" events are of no known log source: declared, as a user would
+    duck = detect(logs, tmp_path, cache=False, engine_options={"python_rows": 0}, logsource="product=testing")
+    sp = detect(logs, tmp_path, cache=False, engine="spark", engine_options={"spark": spark},
+                logsource="product=testing")
     assert not sp.engine_errors and not duck.engine_errors
     got = sorted((d.title, d.record) for d in sp.detections)
     assert got == sorted((d.title, d.record) for d in duck.detections)

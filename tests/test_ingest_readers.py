@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ttpscope.ingest import EventReader, read_table
+from ttpscope.ingest.base import HOST, REC, TIME
 from ttpscope.ingest.flatten import flatten_json_event
 
 FIREWALL = "evtx/evtx-to-mitre-attack/TA0005-Defense Evasion/T1562.004-Impair Defenses-Disable or Modify System Firewall/" \
@@ -36,8 +37,8 @@ def test_evtx_fields_time_host_and_counts(shared_data):
     ev = r4688[0]
     assert ev["Channel"] == "Security" and ev["Provider_Name"] == "Microsoft-Windows-Security-Auditing"
     assert ev["NewProcessName"] and ev["CommandLine"] is not None
-    assert ev["_host"] == ev["Computer"] and ev["_time"] is not None
-    assert ev["_rec"] == int(ev["EventRecordID"])
+    assert ev[HOST] == ev["Computer"] and ev[TIME] is not None
+    assert ev[REC] == int(ev["EventRecordID"])
 
 
 def test_evtx_batches_are_narrow_per_class(shared_data):
@@ -94,7 +95,7 @@ def test_jsonl_bad_lines_counted_and_skipped(tmp_path):
     assert [r for r, _ in stats.samples] == [2, 4, 5]
     assert stats.reasons["not valid JSON"] == 2 and stats.reasons["not a JSON object"] == 1
     assert [r["Image"] for r in recs] == ["a.exe", "c.exe"]
-    assert [r["_rec"] for r in recs] == [1, 6]  # record = line number
+    assert [r[REC] for r in recs] == [1, 6]  # record = line number
     last = recs[1]
     assert (last["Flag"], last["N"], last["L"], last.get("Nothing")) == ("true", "3", "x\ny", None)
 
@@ -201,4 +202,4 @@ def test_jsonl_across_read_blocks(tmp_path, monkeypatch):
     for block in (len(line) * 10, len(line) * 10 + 7, 64):
         monkeypatch.setattr(readers, "JSON_BLOCK", block)
         recs, reader = rows(path)
-        assert reader.stats[0].accepted == 1000 and [r["_rec"] for r in recs][-1] == 1000
+        assert reader.stats[0].accepted == 1000 and [r[REC] for r in recs][-1] == 1000

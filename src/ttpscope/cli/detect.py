@@ -23,6 +23,9 @@ def detect_cmd(
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark (pyspark local mode)."),
     workers: int = typer.Option(0, "--workers", min=0,
                                 help="Processes sharing the input files (duckdb engine); 0: one per CPU."),
+    logsource: Optional[str] = typer.Option(None, "--logsource", help="The Sigma log source of events ttpscope "
+                                            "does not recognise, e.g. 'product=zeek,service=conn' (else they are "
+                                            "not analysed)."),
     json: bool = JsonOpt,
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Write the detections to FILE, one JSON object a "
                                          "line (for big runs)."),
@@ -61,7 +64,7 @@ def detect_cmd(
 
     with progress:
         result = detect(logs, rules or None, kb=kb, engine=engine, progress=on_progress, workers=workers,
-                        **filters)
+                        logsource=logsource, **filters)
 
     if jsonl is not None:
         with jsonl.open("wb") as fh:
@@ -97,6 +100,9 @@ def _print_summary(result, kb) -> None:
                   f"{ing['accepted']:,} accepted, {ing['rejected']:,} rejected · "
                   f"{rules['compiled']:,}/{rules['loaded']:,} rules compiled{share} · "
                   f"{s['detections']:,} detections · engine {s['engine']} · scan {t.get('scan', 0):.1f}s")
+    vis = s["visibility"]["all"]
+    console.print(f"log sources: {vis['with_data']:,} of {vis['rules']:,} rules had events of their log source, "
+                  f"{vis['without_data']:,} had none")
     rejected = [x for x in result.ingest if x.rejected]
     if rejected:
         table("Rejected input", ["source", "read", "rejected", "why"],
@@ -127,6 +133,15 @@ def _print_chains(result, gap: str, by_user: bool) -> None:
 
 
 def _notes(result, quiet: bool) -> None:
+    if result.not_analysed:
+        total = sum(result.not_analysed.values())
+        note(f"{total:,} event(s) of an unknown log source not analysed (declare it with --logsource "
+             "product=…,service=…): " + ", ".join(f"{Path(src).name} ×{n:,}" for src, n in
+                                                  sorted(result.not_analysed.items(), key=lambda kv: -kv[1])[:5]))
+    if quiet:
+        vis = result.visibility()["all"]
+        note(f"{vis['with_data']:,} of {vis['rules']:,} rules had events of their log source, "
+             f"{vis['without_data']:,} had none")
     failed = result.compile_errors + [(rid, None, msg) for rid, msg in result.engine_errors]
     if failed:
         note(f"{len(failed)} rule(s) failed to compile or run" + ("" if quiet else ":"))

@@ -53,7 +53,7 @@ from sigma.types import (
 )
 
 
-COMPILER_VERSION = "3"  # bump when the IR or its semantics change: compiled-rule caches key on it
+COMPILER_VERSION = "4"  # bump when the IR or its semantics change: compiled-rule caches key on it
 
 # ---------------------------------------------------------------------------------------------- IR
 # Nodes are named tuples: hashable (so shared conditions dedupe), and the compiled-rule cache of the
@@ -381,7 +381,7 @@ def variant_pipelines() -> dict[str, ProcessingPipeline]:
         "sysmon": _SYSMON_PIPELINE() + windows_logsource_pipeline(),
         "security": windows_audit_pipeline() + windows_logsource_pipeline(),
         "windows": windows_logsource_pipeline() + _extra_services_pipeline(),
-        "generic": ProcessingPipeline(),
+        "plain": ProcessingPipeline(),
     }
 
 
@@ -390,13 +390,21 @@ AUDIT_CATEGORIES = frozenset(generic_logsource_to_windows_audit_event_mapping)
 MAPPED_SERVICES = frozenset(windows_logsource_mapping) | frozenset(EXTRA_SERVICE_CHANNELS)
 WINDOWS_CATEGORIES = frozenset({"ps_module", "ps_script", "ps_classic_start", "ps_classic_provider_start",
                                 "ps_classic_script"})
+# variants whose pipelines add the Windows channel / EventID conditions: they run on Windows event log
+# classes (those with a Channel), where folding those conditions decides what runs where
+CHANNEL_VARIANTS = frozenset({"sysmon", "security", "windows"})
 
 
 def variants_for(logsource: dict[str, str | None]) -> tuple[list[str], str | None]:
-    """Which variants a rule compiles to, and a note when its log source has no known Windows channel."""
+    """Which variants a rule compiles to, and a note on where it can run.
+
+    Every rule gets the ``plain`` variant (its fields as written, no added condition), which runs only on
+    classes whose log source admits the rule's (:meth:`~ttpscope.ingest.logsource.LogSource.admits`):
+    CloudTrail rules on CloudTrail, Defender XDR tables for Windows process rules. A Windows rule whose
+    category or service has a Windows event log also gets the channel variants (:data:`CHANNEL_VARIANTS`)."""
     product, category, service = logsource.get("product"), logsource.get("category"), logsource.get("service")
     if product != "windows":
-        return ["generic"], None
+        return ["plain"], None
     if category:
         out = []
         if category in SYSMON_CATEGORIES:
@@ -406,12 +414,25 @@ def variants_for(logsource: dict[str, str | None]) -> tuple[list[str], str | Non
         if category in WINDOWS_CATEGORIES:
             out.append("windows")
         if out:
-            return out, None
-        return ["generic"], (f"log source category '{category}' has no Windows channel mapping: the rule runs "
-                             "on every event")
+            return out + ["plain"], None
+        return ["plain"], (f"log source category '{category}' has no Windows event log mapping: the rule runs "
+                           "only on sources declared or recognised as that category")
     if service and service not in MAPPED_SERVICES:
-        return ["generic"], f"log source service '{service}' has no Windows channel mapping: the rule runs on every event"
-    return ["windows"], None
+        return ["plain"], (f"log source service '{service}' has no Windows channel mapping: the rule runs only "
+                           "on sources declared or recognised as that service")
+    return ["windows", "plain"], None
+
+
+def runs_on(variant: str, rule_logsource: dict, channel_variants: bool, source, has_channel: bool) -> bool:
+    """Whether a rule's variant runs on an event class of log source ``source`` (``has_channel``: the
+    class's events name their Windows event log). Channel variants run on Windows event log classes; the
+    plain variant where the class's log source admits the rule's, and on Windows event logs only for
+    rules without a channel variant (else the channel variant, with its field mapping, is the one)."""
+    if variant in CHANNEL_VARIANTS:
+        return has_channel and source.product == "windows"
+    if channel_variants and has_channel:
+        return False
+    return source.admits(rule_logsource)
 
 
 @dataclass
@@ -423,6 +444,7 @@ class CompiledRule:
     variants: dict[str, Any] = field(default_factory=dict)  # variant name → IR
     error: str | None = None
     note: str | None = None
+    logsource: dict = field(default_factory=dict)  # the rule's {product, category, service}
 
 
 def backends() -> dict[str, IRBackend]:
@@ -432,7 +454,7 @@ def backends() -> dict[str, IRBackend]:
 
 def compile_rule(info, index: int = 0, backend_set: dict[str, IRBackend] | None = None) -> CompiledRule:
     """Compile one :class:`~ttpscope.detect.rules.RuleInfo` (a detection rule) into IR variants."""
-    out = CompiledRule(index, info.id)
+    out = CompiledRule(index, info.id, logsource={k: v for k, v in (info.logsource or {}).items() if v})
     names, out.note = variants_for(info.logsource)
     errors = []
     backend_set = backend_set or backends()

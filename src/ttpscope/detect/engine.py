@@ -34,12 +34,14 @@ import pyarrow as pa
 from ttpscope.detect.compiler import CompiledRule, python_regex
 from ttpscope.detect.planner import ROW, Plan, Planner, lowering
 from ttpscope.detect.pyeval import evaluate_table
-from ttpscope.detect.sql import render, sql_string
-from ttpscope.ingest.base import BASE_COLUMNS, EventBatch
+from ttpscope.detect.sql import render, sql_ident, sql_string
+from ttpscope.ingest.base import EventBatch, is_internal
+
+QROW = sql_ident(ROW)
 
 @dataclass
 class RawHit:
-    """A rule index and the event (its non-null fields, with ``_src``, ``_rec``, ``_time``, ``_host``)."""
+    """A rule index and the event (its non-null fields, with ingest's internal columns)."""
 
     rule: int
     event: dict[str, Any]
@@ -82,6 +84,7 @@ class DuckDBEngine(Planner):
         """Queue a batch under its class; scan a class when it is big or when queued memory is too high."""
         if batch.num_rows == 0:
             return []
+        self._count_unknown(batch)
         sig, new = self._class_of(batch)
         if new:
             # scan early enough to overlap with reading, late enough that planning stays a few µs a row
@@ -191,7 +194,7 @@ class DuckDBEngine(Planner):
         if plan.lowering is None:
             self._render_sql(plan)
         matched: dict[int, list[int]] = {}  # row → rule indexes
-        data = table.select([c for c in table.column_names if c not in BASE_COLUMNS]).append_column(
+        data = table.select([c for c in table.column_names if not is_internal(c)]).append_column(
             ROW, pa.array(range(table.num_rows), pa.int64()))
         self.con.register("batch", data)
         try:
@@ -212,7 +215,7 @@ class DuckDBEngine(Planner):
 
     def _run_chunk(self, items: list[tuple[int, str]], source: str) -> list[tuple[int, list[int]]]:
         cases = ", ".join(f"CASE WHEN {expr} THEN {rule} END" for rule, expr in items)
-        sql = (f"SELECT {ROW}, hits FROM (SELECT {ROW}, list_filter([{cases}], lambda x: x IS NOT NULL) AS hits "
+        sql = (f"SELECT {QROW}, hits FROM (SELECT {QROW}, list_filter([{cases}], lambda x: x IS NOT NULL) AS hits "
                f"FROM {source}) WHERE len(hits) > 0")
         try:
             return self.con.execute(sql).fetchall()

@@ -1,7 +1,10 @@
 """Per-class planning shared by the engines: which rules can fire on an event class, folded for it.
 
-An event class is a batch whose Channel, provider and EventID are constant and whose columns are known.
-For each class, every rule variant whose class constraints admit it is partially evaluated
+An event class is a batch whose Channel, provider, EventID and log source are constant and whose columns
+are known. A rule variant is a candidate for a class only where its log source applies
+(:func:`~ttpscope.detect.compiler.runs_on`): a class of unknown log source gets no rules at all, and is
+counted as not analysed. For each class, every candidate variant whose class constraints admit it is
+partially evaluated
 (:func:`~ttpscope.detect.compiler.fold`): predicates on the constant fields and on columns the class
 lacks fold away, and rules folding to false are dropped — a Sysmon rule never runs on Security events,
 and a process-creation rule runs on Sysmon 1 and on Security 4688 through its two variants.
@@ -9,14 +12,17 @@ and a process-creation rule runs on Sysmon 1 and on Security 4688 through its tw
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ttpscope.detect.compiler import CLASS_FIELDS, FALSE, CompiledRule, Pred, class_constraints, fold, make_or, walk
-from ttpscope.detect.sql import KEYWORD, ColumnMap, sql_ident
-from ttpscope.ingest.base import BASE_COLUMNS
+import pyarrow.compute as pc
 
-ROW = "__row"
+from ttpscope.detect.compiler import (CHANNEL_VARIANTS, CLASS_FIELDS, FALSE, CompiledRule, Pred, class_constraints,
+                                      fields_of, fold, make_or, runs_on, walk)
+from ttpscope.detect.sql import KEYWORD, ColumnMap, sql_ident
+from ttpscope.ingest.base import ROW, SRC, class_order, is_internal
+from ttpscope.ingest.logsource import UNKNOWN
 
 
 @dataclass
@@ -24,6 +30,10 @@ class _Variant:
     rule: int
     condition: Any
     constraints: dict[str, set[str]]
+    name: str = "plain"
+    logsource: dict = field(default_factory=dict)
+    channel_variants: bool = False  # the rule also has channel variants
+    fields: frozenset = frozenset()  # lower-cased fields the condition reads
 
 
 @dataclass
@@ -48,8 +58,10 @@ class Planner:
     def __init__(self, compiled: Iterable[CompiledRule]):
         self.variants_by_eid: dict[str | None, list[_Variant]] = {}
         for cr in compiled:
-            for cond in cr.variants.values():
-                v = _Variant(cr.index, cond, class_constraints(cond) or {})
+            channel_variants = any(name in CHANNEL_VARIANTS for name in cr.variants)
+            for name, cond in cr.variants.items():
+                v = _Variant(cr.index, cond, class_constraints(cond) or {}, name, cr.logsource, channel_variants,
+                             frozenset(f.lower() for f in fields_of(cond) if f))
                 for eid in v.constraints.get("EventID", {None}):
                     self.variants_by_eid.setdefault(eid, []).append(v)
         self.keys: dict[tuple, tuple] = {}  # lower-cased class key → the key as seen
@@ -57,6 +69,15 @@ class Planner:
         self.errors: list[tuple[int, str]] = []
         self.disabled: set[int] = set()
         self.stats: dict[str, int] = {"rules_planned": 0, "classes": 0}
+        self.with_data: set[int] = set()  # rules whose log source some class has (visibility)
+        self.not_analysed: Counter = Counter()  # source name → events of an unknown log source
+
+    def _count_unknown(self, batch) -> None:
+        """Count the events of a class no rule can run on (unknown log source), per source."""
+        if batch.logsource.known:
+            return
+        for item in pc.value_counts(batch.table.column(SRC)).to_pylist():
+            self.not_analysed[batch.sources[item["values"]]] += item["counts"]
 
     def _class_of(self, batch) -> tuple[tuple, bool]:
         """The batch's class signature (key lower-cased) and whether this class is new (then registered)."""
@@ -70,12 +91,12 @@ class Planner:
     @staticmethod
     def _in_order(sigs) -> list[tuple]:
         """Class signatures in a deterministic order (None sorts first)."""
-        return sorted(sigs, key=lambda k: tuple("" if v is None else v for v in k))
+        return sorted(sigs, key=class_order)
 
     def _plan(self, sig: tuple, columns: list[str]) -> Plan:
         fields: dict[str, str] = {}
         for c in columns:
-            if c not in BASE_COLUMNS:
+            if not is_internal(c):
                 fields.setdefault(c.lower(), c)
         psig = (sig, frozenset(fields))
         plan = self.plans.get(psig)
@@ -84,6 +105,10 @@ class Planner:
         return plan
 
     def _build_plan(self, key: tuple, by_lower: dict[str, str]) -> Plan:
+        source = key[3] if len(key) > 3 else UNKNOWN
+        if not source.known:
+            return Plan([])
+        has_channel = key[0] is not None
         constants: dict[str, str | None] = {}
         for name, value in zip(CLASS_FIELDS, key):
             if value is not None or name.lower() not in by_lower:
@@ -96,10 +121,12 @@ class Planner:
         if "eventid" not in constants:  # EventID is a column here: every variant is a candidate
             candidates = [v for vs in self.variants_by_eid.values() for v in vs]
         for v in candidates:
-            if v.rule in self.disabled:
+            if v.rule in self.disabled or not runs_on(v.name, v.logsource, v.channel_variants, source, has_channel):
                 continue
             if any(f.lower() in constants and lowered_key[f] not in allowed for f, allowed in v.constraints.items()):
                 continue
+            if v.rule not in self.with_data and fold(v.condition, constants, rest | v.fields) != FALSE:
+                self.with_data.add(v.rule)  # the class is of the rule's log source, whatever its columns
             cond = fold(v.condition, constants, rest)
             if cond != FALSE:
                 per_rule.setdefault(v.rule, []).append(cond)
@@ -136,7 +163,7 @@ def lowering(plan: Plan, ident=sql_ident) -> tuple[list[str], ColumnMap]:
     """The SELECT list that lowers each field the plan reads once (``l<i>``), keeps those read as stored
     (``o<i>``) and every field for keyword searches (``t<j>``); and the column map to render against it."""
     cmap = ColumnMap()
-    select = [ROW]
+    select = [ident(ROW)]
     for i, k in enumerate(sorted((plan.need_lower | plan.need_orig) - {KEYWORD})):
         src = ident(plan.fields[k])
         if k in plan.need_orig:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ttpscope.detect.compiler import And, Const, Not, Or, Pred, python_regex
+from ttpscope.ingest.base import is_internal
 from ttpscope.detect.sql import keyword_regex, like_pattern, regex_escape, regex_literal
 
 _ALT = {"contains": lambda v: regex_escape(v), "startswith": lambda v: "^" + regex_escape(v),
@@ -48,7 +49,7 @@ class ArrowEvaluator:
             self.orig[key] = table.column(col).combine_chunks() if col in table.column_names \
                 else pa.nulls(self.n, pa.string())
         self.text = [table.column(c).combine_chunks() for c in table.column_names
-                     if not c.startswith("_")] if keyword else []
+                     if not is_internal(c)] if keyword else []
         self.all_text: pa.Array | None = None
         self.low: dict[str, pa.Array] = {}
         self.memo: dict[Any, pa.Array] = {}

@@ -54,6 +54,11 @@ class Detection:
     record: int | None
     event: dict[str, Any]
     matched: dict[str, Any] = field(default_factory=dict)  # the event's values of the fields the rule tests
+    logsource: str | None = None  # the event's log source, e.g. "windows/sysmon/process_creation"
+    src_ip: str | None = None
+    dst_ip: str | None = None
+    account: str | None = None  # cloud account / tenant / project
+    region: str | None = None
 
     def sort_key(self) -> tuple:
         return (self.time or datetime.min.replace(tzinfo=timezone.utc), self.source, self.record or 0, self.rule_id)
@@ -64,7 +69,8 @@ class Detection:
             "techniques": list(self.techniques), "tactics": list(self.tactics),
             "time": self.time.isoformat().replace("+00:00", "Z") if self.time else None,
             "host": self.host, "user": self.user, "source": self.source, "record": self.record,
-            "event": self.event,
+            "logsource": self.logsource, "src_ip": self.src_ip, "dst_ip": self.dst_ip, "account": self.account,
+            "region": self.region, "event": self.event,
         }
 
     def observations(self, kb=None) -> list[Observation]:

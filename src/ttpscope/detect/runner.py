@@ -23,7 +23,9 @@ from typing import Any, Callable, Iterable
 from ttpscope.detect.compiler import COMPILER_VERSION, CompiledRule, backends, compile_rule, fields_of
 from ttpscope.detect.results import Detection, event_user, observations_of
 from ttpscope.detect.rules import RuleSet, load_rules
-from ttpscope.ingest.base import EventReader, IngestStats, expand_sources
+from ttpscope.ingest.base import (ACCOUNT, DST_IP, HOST, LOGSOURCE, REC, REGION, SRC, SRC_IP, TIME, USER,
+                                  EventReader, IngestStats, expand_sources, is_internal)
+from ttpscope.ingest.logsource import LogSource, parse_logsource
 
 ENGINES = ("duckdb", "spark")
 PARALLEL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
@@ -42,6 +44,27 @@ class DetectResult:
     engine: str = "duckdb"
     kb: Any = None
     workers: int = 1  # processes that scanned the input
+    not_analysed: dict[str, int] = field(default_factory=dict)  # source → events of an unknown log source
+    with_data: set[int] = field(default_factory=set)  # rule indexes whose log source the input has
+
+    def visibility(self) -> dict[str, Any]:
+        """Per rule set (and per product the rules name): how many rules had data of their log source in
+        the input, and how many had none — what coverage can count as seen or blind."""
+        def tally(indexes):
+            with_data = sum(1 for i in indexes if i in self.with_data)
+            return {"rules": len(indexes), "with_data": with_data, "without_data": len(indexes) - with_data}
+
+        by_product: dict[str, list[int]] = {}
+        by_set: dict[str, list[int]] = {}
+        for c in self.compiled:
+            if c.error:
+                continue
+            info = self.rules.rules[c.index]
+            by_product.setdefault(c.logsource.get("product") or "-", []).append(c.index)
+            by_set.setdefault(_rule_set_of(info.path), []).append(c.index)
+        return {"all": tally([c.index for c in self.compiled if not c.error]),
+                "by_rule_set": {k: tally(v) for k, v in sorted(by_set.items())},
+                "by_product": {k: tally(v) for k, v in sorted(by_product.items(), key=lambda kv: -len(kv[1]))}}
 
     def observations(self):
         return observations_of(self.detections, self.kb)
@@ -70,12 +93,26 @@ class DetectResult:
                       "compiled": compiled_ok, "failed": len(self.compile_errors) + len(self.engine_errors),
                       "compiled_share": round(compiled_ok / len(self.compiled), 4) if self.compiled else None},
             "detections": len(self.detections),
+            "not_analysed": {"events": sum(self.not_analysed.values()), "by_source": dict(self.not_analysed)},
+            "visibility": self.visibility(),
             "by_technique": dict(sorted(by_tech.items(), key=lambda kv: (-kv[1], kv[0]))),
             "by_level": dict(sorted(by_level.items(), key=lambda kv: (-kv[1], kv[0]))),
             "by_rule": sorted(by_rule.values(), key=lambda r: (-r["count"], r["rule_id"])),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "kb": self.kb.provenance() if self.kb is not None else None,
         }
+
+
+def _rule_set_of(path: str | None) -> str:
+    """The rule set a rule file belongs to: the SigmaHQ top folder (``rules``, ``rules-emerging-threats``,
+    ...) when the path has one, else the rule's folder."""
+    if not path:
+        return "-"
+    parts = Path(path).parts
+    for part in reversed(parts[:-1]):
+        if part == "rules" or part.startswith("rules-"):
+            return part
+    return parts[-2] if len(parts) > 1 else "-"
 
 
 # ---------------------------------------------------------------------------------------------- compile cache
@@ -106,7 +143,7 @@ def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, in
         key = _rule_key(info)
         hit = store.get(key)
         if hit is not None:
-            out.append(CompiledRule(i, info.id, hit.variants, hit.error, hit.note))
+            out.append(CompiledRule(i, info.id, hit.variants, hit.error, hit.note, hit.logsource))
         else:
             bset = bset or backends()
             cr = compile_rule(info, i, bset)
@@ -127,7 +164,8 @@ def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, in
 def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path | Iterable | None = None, *,
            kb=None, engine: str = "duckdb", progress: Callable[[str, int, int], None] | None = None,
            engine_options: dict[str, Any] | None = None, cache: bool = True,
-           compiled: list[CompiledRule] | None = None, workers: int = 1, **filters) -> DetectResult:
+           compiled: list[CompiledRule] | None = None, workers: int = 1,
+           logsource: LogSource | str | dict | None = None, **filters) -> DetectResult:
     """Run Sigma rules (a RuleSet, or paths loaded with ``filters``) over event logs.
 
     ``compiled`` reuses :func:`compile_ruleset` output for the same RuleSet (several runs, one compile).
@@ -137,11 +175,16 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
 
     ``workers`` > 1 (or 0: one per CPU) splits the input files between that many processes, each with its
     own DuckDB engine (same rules, same results; used when there are several files and at least 8 MiB).
+
+    ``logsource`` declares the log source (a LogSource, ``"product=…,service=…"`` or a dict) of events no
+    log-source family recognises; without it such events are not analysed (``result.not_analysed``).
+    Rules run only on events of their own log source.
     """
     if engine not in ENGINES:
         from ttpscope.errors import InputError
 
         raise InputError("--engine", engine, f"unknown engine; use one of {', '.join(ENGINES)}")
+    declared = _declared(logsource)
     if kb is None:
         from ttpscope.kb import load_kb
 
@@ -163,10 +206,12 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     sizes = {f: f.stat().st_size for f in files} if engine == "duckdb" and workers > 1 and len(files) > 1 else {}
     if sizes and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
         workers = min(workers, len(files))
-        hits, ingest, errors = _scan_parallel(files, sizes, compiled, engine_options or {}, workers, progress)
+        hits, ingest, errors, seen = _scan_parallel(files, sizes, compiled, engine_options or {}, workers, progress,
+                                                    declared)
     else:
         workers = 1
-        hits, ingest, errors = _scan(files, compiled, engine, engine_options or {}, progress)
+        hits, ingest, errors, seen = _scan(files, compiled, engine, engine_options or {}, progress,
+                                           declared=declared)
     t3 = time.perf_counter()
 
     rule_fields = {c.index: sorted({f for v in c.variants.values() for f in fields_of(v) if f})
@@ -174,18 +219,18 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     detections: dict[tuple, Detection] = {}
     for rule, src, event in hits:
         info = rs.rules[rule]
-        ev = dict(event)
-        ev.pop("_src", None)
-        record = ev.pop("_rec", None)
-        when = ev.pop("_time", None)
-        host = ev.pop("_host", None)
-        key = (info.id, src, record)
+        key = (info.id, src, event.get(REC))
         if key in detections:  # the same rule on the same event (e.g. two variants): once
             continue
+        ev = {k: v for k, v in event.items() if not is_internal(k)}
+        record, when, host = event.get(REC), event.get(TIME), event.get(HOST)
         lower = {k.lower(): k for k in ev}
         matched = {lower[f.lower()]: ev[lower[f.lower()]] for f in rule_fields.get(rule, []) if f.lower() in lower}
         detections[key] = Detection(info.id, info.title, info.level, list(info.techniques), list(info.tactics),
-                                    when, host, event_user(ev), src, record, ev, matched)
+                                    when, host, event_user(ev) or event.get(USER), src, record, ev, matched,
+                                    logsource=event.get(LOGSOURCE), src_ip=event.get(SRC_IP),
+                                    dst_ip=event.get(DST_IP), account=event.get(ACCOUNT),
+                                    region=event.get(REGION))
     ordered = sorted(detections.values(), key=Detection.sort_key)
     correlations = 0
     if rs.correlations:
@@ -207,13 +252,27 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     return DetectResult(
         detections=ordered, ingest=ingest, rules=rs, compiled=compiled, compile_errors=compile_errors,
         engine_errors=engine_errors, notes=notes, engine=engine, kb=kb, workers=workers,
+        not_analysed=dict(seen["not_analysed"]), with_data=set(seen["with_data"]),
         timings={"load_rules": t1 - t0, "compile": t2 - t1, "scan": t3 - t2, "results": t4 - t3,
                  "total": t4 - t0, "events_per_s": (sum(s.read for s in ingest) / (t3 - t2)) if t3 > t2 else 0},
     )
 
 
 # ---------------------------------------------------------------------------------------------- scanning
-Hit = tuple  # (rule index, source name, event with _rec/_time/_host)
+Hit = tuple  # (rule index, source name, event with ingest's internal columns)
+
+
+def _declared(logsource) -> LogSource | None:
+    if logsource is None or isinstance(logsource, LogSource):
+        return logsource
+    from ttpscope.errors import InputError
+
+    try:
+        if isinstance(logsource, dict):
+            return LogSource(**{k: (str(v).lower() if v else None) for k, v in logsource.items()})
+        return parse_logsource(str(logsource))
+    except (ValueError, TypeError) as exc:
+        raise InputError("--logsource", str(logsource), str(exc)) from None
 
 
 def _make_engine(compiled, engine: str, options: dict):
@@ -226,19 +285,22 @@ def _make_engine(compiled, engine: str, options: dict):
     return DuckDBEngine(compiled, **options)
 
 
-def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None, on_events=None
-          ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]]]:
-    """One process: read the files, run the engine; hits name their source."""
+def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None, on_events=None,
+          declared: LogSource | None = None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
+    """One process: read the files, run the engine; hits name their source. The last item says which
+    rules had data of their log source and how many events of each source were of none."""
     if on_events is None and progress:
         def on_events(e, f, n):
             progress("events", e, f)
-    reader = EventReader(files, on_progress=on_events)
+    reader = EventReader(files, on_progress=on_events, logsource=declared)
     eng = _make_engine(compiled, engine, options)
     try:
         raw = list(eng.run(reader.batches()))
     finally:
         eng.close()
-    return [(h.rule, reader.sources[h.event["_src"]], h.event) for h in raw], reader.stats, list(eng.errors)
+    seen = {"with_data": set(eng.with_data), "not_analysed": dict(eng.not_analysed)}
+    return ([(h.rule, reader.sources[h.event[SRC]], h.event) for h in raw], reader.stats, list(eng.errors),
+            seen)
 
 
 # Set in the parent just before the workers fork, so they inherit the compiled rules instead of
@@ -246,8 +308,8 @@ def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None
 _SHARED: dict[str, Any] = {}
 
 
-def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]]]:
-    files, options = args
+def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
+    files, options, declared = args
     events, done = _SHARED["events"], _SHARED["files"]
     last = [0, 0]
 
@@ -257,7 +319,7 @@ def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str
         with done.get_lock():
             done.value += f - last[1]
         last[:] = [e, f]
-    return _scan(files, _SHARED["compiled"], "duckdb", options, on_events=on_events)
+    return _scan(files, _SHARED["compiled"], "duckdb", options, on_events=on_events, declared=declared)
 
 
 def _shares(files: list[Path], sizes: dict[Path, int], n: int) -> list[list[Path]]:
@@ -273,7 +335,8 @@ def _shares(files: list[Path], sizes: dict[Path, int], n: int) -> list[list[Path
 
 
 def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options: dict, workers: int,
-                   progress=None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]]]:
+                   progress=None, declared: LogSource | None = None
+                   ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
     """Worker processes, one share of the files each; results merged in the input order of the files.
     DuckDB threads are divided between the workers."""
     methods = multiprocessing.get_all_start_methods()
@@ -281,7 +344,7 @@ def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options:
     options = {"threads": max(1, (os.cpu_count() or 1) // workers), **options}
     shares = _shares(files, sizes, workers)
     with tempfile.TemporaryDirectory(prefix="ttpscope-workers-") as tmp:
-        args = [(share, {"temp_directory": os.path.join(tmp, str(i)), **options})
+        args = [(share, {"temp_directory": os.path.join(tmp, str(i)), **options}, declared)
                 for i, share in enumerate(shares)]
         _SHARED.update(compiled=compiled, events=ctx.Value("q", 0), files=ctx.Value("q", 0))
         try:
@@ -299,4 +362,8 @@ def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options:
     stats = sorted((s for part in results for s in part[1]),
                    key=lambda s: order.get(s.source.split("!", 1)[0], len(order)))
     errors = list({rule: (rule, msg) for part in results for rule, msg in part[2]}.values())
-    return hits, stats, errors
+    seen = {"with_data": set().union(*(part[3]["with_data"] for part in results)), "not_analysed": {}}
+    for part in results:
+        for source, n in part[3]["not_analysed"].items():
+            seen["not_analysed"][source] = seen["not_analysed"].get(source, 0) + n
+    return hits, stats, errors, seen

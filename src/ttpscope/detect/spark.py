@@ -24,6 +24,8 @@ from ttpscope.detect.sql import SPARK, render
 from ttpscope.errors import TtpscopeError
 from ttpscope.ingest.base import EventBatch
 
+QROW = SPARK.ident(ROW)
+
 
 def local_session(master: str = "local[2]", app: str = "ttpscope"):
     """A local Spark session for the rendered SQL (no UI, few shuffle partitions: the scans are narrow)."""
@@ -57,6 +59,7 @@ class SparkEngine(Planner):
     def add(self, batch: EventBatch) -> list[RawHit]:
         if batch.num_rows == 0:
             return []
+        self._count_unknown(batch)
         sig, new = self._class_of(batch)
         if new:
             self.dirs[sig] = self.root / f"c{len(self.dirs)}"
@@ -106,8 +109,8 @@ class SparkEngine(Planner):
         if not matched:
             return []
         rows = sorted(matched)
-        self.spark.createDataFrame([(r,) for r in rows], f"{ROW} long").createOrReplaceTempView("hit_rows")
-        events = self.spark.sql(f"SELECT b.* FROM batch b LEFT SEMI JOIN hit_rows h ON b.{ROW} = h.{ROW}").collect()
+        self.spark.createDataFrame([(r,) for r in rows], f"{QROW} long").createOrReplaceTempView("hit_rows")
+        events = self.spark.sql(f"SELECT b.* FROM batch b LEFT SEMI JOIN hit_rows h ON b.{QROW} = h.{QROW}").collect()
         hits = []
         for rec in sorted((r.asDict() for r in events), key=lambda r: r[ROW]):
             row = rec.pop(ROW)
@@ -118,7 +121,7 @@ class SparkEngine(Planner):
 
     def _run_chunk(self, items: list[tuple[int, str]]) -> list[tuple[int, list[int]]]:
         cases = ", ".join(f"CASE WHEN {expr} THEN {rule} END" for rule, expr in items)
-        sql = (f"SELECT {ROW}, hits FROM (SELECT {ROW}, filter(array({cases}), x -> x IS NOT NULL) AS hits "
+        sql = (f"SELECT {QROW}, hits FROM (SELECT {QROW}, filter(array({cases}), x -> x IS NOT NULL) AS hits "
                f"FROM lowered) WHERE size(hits) > 0")
         try:
             return [(r[0], list(r[1])) for r in self.spark.sql(sql).collect()]

@@ -1,15 +1,20 @@
 """Streaming event ingest: sources → flat records → narrow Arrow batches, one event class per batch.
 
 Every reader yields ``(record, fields)`` pairs (``fields`` flattened by :mod:`ttpscope.ingest.flatten`).
-The :class:`Batcher` groups them by *event class* — (``Channel``, ``Provider_Name``, ``EventID``) — so that
-each Arrow batch holds only the columns its class uses: a Sysmon process-creation batch has ~25 columns,
-not the thousand-odd union of every field seen (that wide table is what cost 11 GB in the naive engine).
-Memory stays bounded: a class is flushed at ``batch_rows`` rows, and the largest class is flushed whenever
-all buffered rows exceed ``max_buffered``.
+The :class:`Batcher` recognises each record's log-source family and :class:`~ttpscope.ingest.logsource.LogSource`
+(:mod:`ttpscope.ingest.logsource`; cached per record shape), applies the family's field renames, and groups
+records by *event class* — (``Channel``, ``Provider_Name``, ``EventID``, log source) — so that each Arrow
+batch holds only the columns its class uses: a Sysmon process-creation batch has ~25 columns, not the
+thousand-odd union of every field seen (that wide table is what cost 11 GB in the naive engine). Memory
+stays bounded: a class is flushed at ``batch_rows`` rows, and the largest class is flushed whenever all
+buffered rows exceed ``max_buffered``.
 
-Columns of every batch: ``_src`` (int32, index into :attr:`EventReader.sources`), ``_rec`` (int64: EVTX
-EventRecordID, else the line/row number), ``_time`` (timestamp[us, UTC], may be null), ``_host`` (string),
-then the event's fields as strings.
+Columns of every batch: the internal columns (:data:`BASE_COLUMNS`, all named with the prefix
+:data:`INTERNAL_PREFIX` ``"::"``, which no event field keeps: an event field spelled so is stored as
+``"_::…"``) — :data:`SRC` (int32, index into :attr:`EventReader.sources`), :data:`REC` (int64: EVTX
+EventRecordID, else the line/row number), :data:`TIME` (timestamp[us, UTC], may be null), then the
+entities :data:`HOST`, :data:`USER`, :data:`SRC_IP`, :data:`DST_IP`, :data:`ACCOUNT`, :data:`REGION` and
+:data:`LOGSOURCE` (the class's log-source label), strings — then the event's fields as strings.
 """
 
 from __future__ import annotations
@@ -24,10 +29,31 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ttpscope.errors import InputError
-from ttpscope.ingest.flatten import HOST_FIELDS, TIME_FIELDS, first_of
+from ttpscope.ingest import windows  # noqa: F401  (registers the Windows families)
+from ttpscope.ingest.flatten import HOST_FIELDS, TIME_FIELDS
+from ttpscope.ingest.logsource import UNKNOWN, Family, LogSource, discriminators, recognise
 
-BASE_COLUMNS = ("_src", "_rec", "_time", "_host")
+# Internal columns live under a prefix no event field keeps (the batcher escapes such a field), so that a
+# Splunk export's own `_time` or a field named `_rec` never collides with them.
+INTERNAL_PREFIX = "::"
+SRC, REC, TIME, HOST = "::src", "::rec", "::time", "::host"
+USER, SRC_IP, DST_IP, ACCOUNT, REGION = "::user", "::src_ip", "::dst_ip", "::account", "::region"
+LOGSOURCE = "::logsource"
+ROW = "::row"  # row numbers the engines add
+ENTITY_COLUMNS = {"time": TIME, "host": HOST, "user": USER, "src_ip": SRC_IP, "dst_ip": DST_IP,
+                  "account": ACCOUNT, "region": REGION}
+BASE_COLUMNS = (SRC, REC, TIME, HOST, USER, SRC_IP, DST_IP, ACCOUNT, REGION, LOGSOURCE)
 CLASS_FIELDS = ("Channel", "Provider_Name", "EventID")
+# entity fields of records no family recognises (or of a declared source)
+DEFAULT_ENTITIES = {"time": TIME_FIELDS, "host": HOST_FIELDS,
+                    "user": ("User", "TargetUserName", "SubjectUserName", "AccountName", "UserName", "user.name"),
+                    "src_ip": ("src_ip", "SourceIp", "source.ip", "id.orig_h", "sourceIPAddress"),
+                    "dst_ip": ("dst_ip", "DestinationIp", "destination.ip", "id.resp_h")}
+
+
+def is_internal(name: str) -> bool:
+    """Whether a column is one of ingest's (or an engine's) own, not an event field."""
+    return name.startswith(INTERNAL_PREFIX)
 MAX_SAMPLES = 20
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -65,11 +91,11 @@ class IngestStats:
 
 @dataclass
 class EventBatch:
-    """Events of one class (same Channel, provider and EventID) as an Arrow table."""
+    """Events of one class (same Channel, provider, EventID and log source) as an Arrow table."""
 
-    key: tuple[str | None, str | None, str | None]  # (Channel, Provider_Name, EventID)
+    key: tuple  # (Channel, Provider_Name, EventID, LogSource)
     table: pa.Table
-    sources: list[str]  # _src indexes into this list (shared with the reader)
+    sources: list[str]  # SRC indexes into this list (shared with the reader)
 
     @property
     def channel(self) -> str | None:
@@ -84,11 +110,15 @@ class EventBatch:
         return self.key[2]
 
     @property
+    def logsource(self) -> LogSource:
+        return self.key[3] if len(self.key) > 3 else UNKNOWN
+
+    @property
     def num_rows(self) -> int:
         return self.table.num_rows
 
     def fields(self) -> list[str]:
-        return [c for c in self.table.column_names if c not in BASE_COLUMNS]
+        return [c for c in self.table.column_names if not is_internal(c)]
 
 
 def parse_times(values) -> pa.Array:
@@ -116,26 +146,83 @@ def parse_times(values) -> pa.Array:
     return pa.array(out, type=TIMESTAMP)
 
 
-class Batcher:
-    """Accumulates flat records per event class and emits narrow Arrow batches."""
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What the batcher does with every record of one shape: its family and log source, the renames and
+    fills to apply, and where each entity is (candidate field names present in the shape)."""
 
-    def __init__(self, sources: list[str], batch_rows: int = 16_384, max_buffered: int = 49_152):
+    family: Family | None
+    source: LogSource
+    renames: tuple[tuple[str, str], ...]
+    fill: tuple[tuple[str, str], ...]
+    entities: tuple[tuple[str, ...], ...]  # per ENTITY_COLUMNS kind
+
+
+SHAPE_CACHE_MAX = 16_384
+
+
+class Batcher:
+    """Accumulates flat records per event class and emits narrow Arrow batches.
+
+    ``declared``: the log source of records no family recognises (``--logsource``), else they are of the
+    unknown source, which no rule runs on.
+    """
+
+    def __init__(self, sources: list[str], batch_rows: int = 16_384, max_buffered: int = 49_152,
+                 declared: LogSource | None = None):
         self.sources = sources
         self.batch_rows = batch_rows
         self.max_buffered = max_buffered
-        self.buffers: dict[tuple, list[tuple[int, int, dict]]] = {}
+        self.declared = declared
+        self.buffers: dict[tuple, list[tuple[int, int, dict, tuple]]] = {}
         self.counts: dict[tuple, int] = {}
         self.buffered = 0
         # field name → its first spelling: "message" and "Message" from two events are one column (as
         # Sigma and DuckDB compare names), else a class would carry both and a search could miss one
         self.spelling: dict[str, str] = {}
+        self.shapes: dict[tuple, _Shape] = {}
+        self.discriminators = discriminators()
+
+    def _shape(self, fields: dict) -> _Shape:
+        family, source = recognise(fields)
+        if family is None and self.declared is not None:
+            source = self.declared
+        renames = []
+        names = set(fields)
+        for name in fields:
+            if name.startswith(INTERNAL_PREFIX):
+                renames.append((name, "_" + name))
+        if family is not None:
+            for old, new in family.renames.items():
+                if old in names and new not in names:
+                    renames.append((old, new))
+        final = (names - {o for o, _ in renames}) | {n for _, n in renames}
+        fill = tuple((k, v) for k, v in (family.fill.items() if family else ()) if k not in final)
+        final |= {k for k, _ in fill}
+        where = family.entities if family is not None else DEFAULT_ENTITIES
+        entities = tuple(tuple(n for n in where.get(kind, ()) if n in final) for kind in ENTITY_COLUMNS)
+        return _Shape(family, source, tuple(renames), fill, entities)
 
     def add(self, src: int, rec: int, fields: dict) -> Iterator[EventBatch]:
-        key = (fields.get("Channel"), fields.get("Provider_Name"), fields.get("EventID"))
+        get = fields.get
+        ckey = (tuple(fields), *[get(d) for d in self.discriminators])
+        shape = self.shapes.get(ckey)
+        if shape is None:
+            if len(self.shapes) >= SHAPE_CACHE_MAX:
+                self.shapes.clear()
+            shape = self.shapes[ckey] = self._shape(fields)
+        if shape.renames or shape.fill:
+            fields = dict(fields)
+            for old, new in shape.renames:
+                fields[new] = fields.pop(old)
+            fields.update(shape.fill)
+            get = fields.get
+        ents = tuple(next((v for n in names if (v := get(n))), None) for names in shape.entities)
+        key = (get("Channel"), get("Provider_Name"), get("EventID"), shape.source)
         buf = self.buffers.get(key)
         if buf is None:
             buf = self.buffers[key] = []
-        buf.append((src, rec, fields))
+        buf.append((src, rec, fields, ents))
         yield from self._counted(key, 1)
 
     def _counted(self, key: tuple, n: int) -> Iterator[EventBatch]:
@@ -147,15 +234,15 @@ class Batcher:
             yield self._flush(max(self.counts, key=self.counts.__getitem__))
 
     def flush_all(self) -> Iterator[EventBatch]:
-        for key in sorted(self.counts, key=lambda k: tuple("" if v is None else v for v in k)):
+        for key in sorted(self.counts, key=class_order):
             yield self._flush(key)
 
     def _flush(self, key: tuple) -> EventBatch:
         rows = self.buffers.pop(key)
         self.buffered -= self.counts.pop(key)
-        return EventBatch(key, self._rows_table(rows), self.sources)
+        return EventBatch(key, self._rows_table(rows, key[3]), self.sources)
 
-    def _rows_table(self, rows: list) -> pa.Table:
+    def _rows_table(self, rows: list, source: LogSource = UNKNOWN) -> pa.Table:
         names: dict[str, None] = {}
         fields = [r[2] for r in rows]
         for keys in dict.fromkeys(tuple(f) for f in fields):  # events of one kind share their keys
@@ -166,16 +253,23 @@ class Batcher:
                       for f in fields]
             names = dict.fromkeys(respell.get(n, n) for n in names)
         columns = {
-            "_src": pa.array([r[0] for r in rows], type=pa.int32()),
-            "_rec": pa.array([r[1] for r in rows], type=pa.int64()),
-            "_time": parse_times([first_of(f, TIME_FIELDS) for f in fields]),
-            "_host": pa.array([first_of(f, HOST_FIELDS) for f in fields], type=pa.string()),
+            SRC: pa.array([r[0] for r in rows], type=pa.int32()),
+            REC: pa.array([r[1] for r in rows], type=pa.int64()),
+            TIME: parse_times([r[3][0] for r in rows]),
         }
+        for i, column in enumerate(list(ENTITY_COLUMNS.values())[1:], start=1):
+            columns[column] = pa.array([r[3][i] for r in rows], type=pa.string())
+        columns[LOGSOURCE] = pa.array([source.label() if source.known else None] * len(rows), type=pa.string())
         # dicts → columns in C++: a struct array built from the dicts, then split
         struct = pa.array(fields, type=pa.struct([(n, pa.string()) for n in names]))
         for name, column in zip(names, struct.flatten()):
             columns[name] = column
         return pa.table(columns)
+
+
+def class_order(key: tuple) -> tuple:
+    """A deterministic order of class keys (None first; the log source by its label)."""
+    return tuple("" if v is None else v.label() if isinstance(v, LogSource) else v for v in key)
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -213,10 +307,13 @@ class EventReader:
     ``EventReader(paths).batches()`` yields :class:`EventBatch` objects; ``stats`` holds one
     :class:`IngestStats` per source (archive members count as sources of their own). ``on_progress``,
     when set, is called as ``on_progress(events_read, files_done, files_total)`` every few thousand events.
+    ``logsource``: the declared log source of records no family recognises.
     """
 
     def __init__(self, paths, batch_rows: int = 16_384, max_buffered: int = 49_152,
-                 on_progress: Callable[[int, int, int], None] | None = None, evtx_threads: int = 1):
+                 on_progress: Callable[[int, int, int], None] | None = None, evtx_threads: int = 1,
+                 logsource: LogSource | None = None):
+        self.logsource = logsource
         self.files = expand_sources(paths)
         self.sources: list[str] = []
         self.stats: list[IngestStats] = []
@@ -229,7 +326,7 @@ class EventReader:
     def batches(self) -> Iterator[EventBatch]:
         from ttpscope.ingest import readers
 
-        batcher = Batcher(self.sources, self.batch_rows, self.max_buffered)
+        batcher = Batcher(self.sources, self.batch_rows, self.max_buffered, declared=self.logsource)
         for done, path in enumerate(self.files):
             # problems of the file as a whole (unreadable archive, unknown format) are counted here
             file_stats = IngestStats(str(path), detect_format(path.name) or "unknown")
@@ -260,6 +357,6 @@ def read_table(paths, **kwargs) -> tuple[pa.Table, EventReader]:
     reader = EventReader(paths, **kwargs)
     tables = [b.table for b in reader.batches()]
     if not tables:
-        return pa.table({"_src": pa.array([], pa.int32()), "_rec": pa.array([], pa.int64()),
-                         "_time": pa.array([], TIMESTAMP), "_host": pa.array([], pa.string())}), reader
+        return pa.table({c: pa.array([], pa.int32() if c == SRC else pa.int64() if c == REC
+                                     else TIMESTAMP if c == TIME else pa.string()) for c in BASE_COLUMNS}), reader
     return pa.concat_tables(tables, promote_options="default"), reader

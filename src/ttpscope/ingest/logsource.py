@@ -43,7 +43,7 @@ class LogSource:
 
     @property
     def known(self) -> bool:
-        return self.product is not None
+        return any(v is not None for v in (self.product, self.service, self.category))
 
     def label(self) -> str:
         return "/".join(v for v in (self.product, self.service, self.category) if v) or "unknown"
@@ -60,13 +60,22 @@ class Family:
     this family. ``entities`` maps an entity kind (see :data:`ENTITY_KINDS`) to the field names that hold
     it, first present wins. ``renames`` maps a field name as the family's records spell it to the name
     Sigma rules of that log source use (e.g. Entra ID's diagnostic export ``properties.resultType`` →
-    ``ResultType``), applied at ingest so that every engine sees the rules' names.
+    ``ResultType``), applied at ingest so that every engine sees the rules' names; a rename whose target
+    the record already has is skipped. ``fill`` gives fields a value when the record lacks them (Sentinel's
+    ``SecurityEvent`` without ``Channel`` is still the Security log). ``entities`` are looked up after the
+    renames.
+
+    Recognition is cached per record *shape* (its field names) and the values of the
+    ``discriminators`` of every registered family (plus Channel, Provider_Name and EventID): a family whose
+    answer depends on a field's value, not only on which fields are present, names that field there.
     """
 
     name: str
     recognise: Callable[[Mapping[str, str]], LogSource | None]
     entities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     renames: Mapping[str, str] = field(default_factory=dict)
+    fill: Mapping[str, str] = field(default_factory=dict)
+    discriminators: tuple[str, ...] = ()
 
     def entity(self, fields: Mapping[str, str], kind: str) -> str | None:
         for name in self.entities.get(kind, ()):
@@ -77,6 +86,28 @@ class Family:
 
 
 FAMILIES: list[Family] = []
+BASE_DISCRIMINATORS = ("Channel", "Provider_Name", "EventID")
+
+
+def discriminators() -> tuple[str, ...]:
+    """Fields whose values (not only presence) decide some family's log source."""
+    return tuple(dict.fromkeys([*BASE_DISCRIMINATORS, *(d for f in FAMILIES for d in f.discriminators)]))
+
+
+def parse_logsource(text: str) -> LogSource:
+    """``product=aws,service=cloudtrail`` (as given to ``--logsource``) → a LogSource."""
+    values: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or key not in ("product", "service", "category") or not value:
+            raise ValueError(f"'{part}': expected product=…, service=… or category=…")
+        values[key] = value.lower()
+    if not values:
+        raise ValueError(f"'{text}': name at least one of product, service, category")
+    return LogSource(**values)
 
 
 def register(family: Family) -> Family:
