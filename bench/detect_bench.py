@@ -366,7 +366,8 @@ def tactic_share(hits, rule_techniques: dict[str, list[str]]) -> dict:
 
 def agreement(ours: list, peer: list) -> dict:
     """Compare (rule, file, record) hits; classify each difference by re-reading the event and the rule."""
-    from ttpscope.detect.compiler import compile_rule, fields_of
+    from ttpscope.detect.compiler import compile_rule
+    from ttpscope.detect.ir import fields_of
     from ttpscope.detect.rules import load_rules
     from ttpscope.ingest import read_table
     from ttpscope.ingest.base import REC, SRC

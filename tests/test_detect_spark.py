@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def spark():
-    from ttpscope.detect.spark import local_session
+    from ttpscope.detect.engines.spark import local_session
 
     session = local_session("local[2]", "ttpscope-test")
     yield session

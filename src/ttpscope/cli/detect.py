@@ -20,7 +20,7 @@ def detect_cmd(
                                         "(or a sub-technique of it); repeatable."),
     tactic: list[str] = typer.Option(None, "--tactic", help="Only rules of this tactic; repeatable."),
     status: Optional[str] = typer.Option(None, "--status", help="Only rules of these statuses (comma list)."),
-    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark (pyspark local mode)."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded), arrow (Arrow kernels only) or spark (pyspark local mode)."),
     workers: int = typer.Option(0, "--workers", min=0,
                                 help="Processes sharing the input files (duckdb engine); 0: one per CPU."),
     logsource: Optional[str] = typer.Option(None, "--logsource", help="The Sigma log source of events ttpscope "

@@ -2,10 +2,10 @@
 
 An event class is a batch whose Channel, provider, EventID and log source are constant and whose columns
 are known. A rule variant is a candidate for a class only where its log source applies
-(:func:`~ttpscope.detect.compiler.runs_on`): a class of unknown log source gets no rules at all, and is
+(:func:`~ttpscope.detect.variants.runs_on`): a class of unknown log source gets no rules at all, and is
 counted as not analysed. For each class, every candidate variant whose class constraints admit it is
 partially evaluated
-(:func:`~ttpscope.detect.compiler.fold`): predicates on the constant fields and on columns the class
+(:func:`~ttpscope.detect.ir.fold`): predicates on the constant fields and on columns the class
 lacks fold away, and rules folding to false are dropped — a Sysmon rule never runs on Security events,
 and a process-creation rule runs on Sysmon 1 and on Security 4688 through its two variants.
 """
@@ -18,8 +18,9 @@ from typing import Any, Iterable
 
 import pyarrow.compute as pc
 
-from ttpscope.detect.compiler import (CHANNEL_VARIANTS, CLASS_FIELDS, FALSE, CompiledRule, Pred, class_constraints,
-                                      fields_of, fold, make_or, runs_on, walk)
+from ttpscope.detect.compiler import CompiledRule
+from ttpscope.detect.ir import CLASS_FIELDS, FALSE, Pred, class_constraints, fields_of, fold, make_or, walk
+from ttpscope.detect.variants import CHANNEL_VARIANTS, runs_on
 from ttpscope.detect.sql import KEYWORD, ColumnMap, sql_ident
 from ttpscope.ingest.base import ROW, SRC, class_order, is_internal
 from ttpscope.ingest.logsource import UNKNOWN

@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ttpscope.detect.compiler import COMPILER_VERSION, CompiledRule, backends, compile_rule, fields_of
+from ttpscope.detect.compiler import COMPILER_VERSION, CompiledRule, backends, compile_rule
+from ttpscope.detect.ir import fields_of
 from ttpscope.detect.results import Detection, event_user, observations_of
 from ttpscope.detect.rules import RuleSet, load_rules
 from ttpscope.ingest.base import (ACCOUNT, DST_IP, HOST, LOGSOURCE, REC, REGION, SRC, SRC_IP, TIME, USER,
                                   EventReader, IngestStats, expand_sources, is_internal)
 from ttpscope.ingest.logsource import LogSource, parse_logsource
 
-ENGINES = ("duckdb", "spark")
+from ttpscope.detect.engines import ENGINES, make_engine
 PARALLEL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
 
 
@@ -275,16 +276,6 @@ def _declared(logsource) -> LogSource | None:
         raise InputError("--logsource", str(logsource), str(exc)) from None
 
 
-def _make_engine(compiled, engine: str, options: dict):
-    if engine == "spark":
-        from ttpscope.detect.spark import SparkEngine
-
-        return SparkEngine(compiled, **options)
-    from ttpscope.detect.engine import DuckDBEngine
-
-    return DuckDBEngine(compiled, **options)
-
-
 def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None, on_events=None,
           declared: LogSource | None = None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
     """One process: read the files, run the engine; hits name their source. The last item says which
@@ -293,7 +284,7 @@ def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None
         def on_events(e, f, n):
             progress("events", e, f)
     reader = EventReader(files, on_progress=on_events, logsource=declared)
-    eng = _make_engine(compiled, engine, options)
+    eng = make_engine(engine, compiled, **options)
     try:
         raw = list(eng.run(reader.batches()))
     finally:

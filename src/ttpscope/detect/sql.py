@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from sigma.exceptions import SigmaError
 
-from ttpscope.detect.compiler import ANY, ONE, And, Const, Not, Or, Pred
+from ttpscope.detect.ir import ANY, ONE, And, Const, Not, Or, Pred
 
 KEYWORD = "\x00kw"  # stands for "any field" (keyword searches) in the column maps of the engine
 

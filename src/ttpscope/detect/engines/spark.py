@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ttpscope.detect.compiler import CompiledRule
-from ttpscope.detect.engine import RawHit
+from ttpscope.detect.engines.base import RawHit
 from ttpscope.detect.planner import ROW, Planner, lowering
 from ttpscope.detect.sql import SPARK, render
 from ttpscope.errors import TtpscopeError
@@ -41,7 +41,7 @@ def local_session(master: str = "local[2]", app: str = "ttpscope"):
 
 class SparkEngine(Planner):
     """``add(batch)`` writes Parquet; ``finish()`` runs every class on Spark. Same interface and results
-    as :class:`~ttpscope.detect.engine.DuckDBEngine`."""
+    as :class:`~ttpscope.detect.engines.duckdb.DuckDBEngine`."""
 
     def __init__(self, compiled: Iterable[CompiledRule], spark=None, master: str = "local[2]",
                  chunk_rules: int = 200, work_dir: str | None = None):

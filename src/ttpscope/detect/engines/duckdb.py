@@ -15,7 +15,7 @@ How it runs, and why (every choice below was measured on the SigmaHQ Windows set
    matches (the planner is superlinear in expressions per statement; chunks of ~100 plan fastest). Only
    rows with hits come back. The optimizer is off for these scan-project-filter statements: it tripled
    planning time and changed nothing in execution.
-4. **Classes under ``python_rows`` rows run on Arrow compute kernels** (:mod:`ttpscope.detect.pyeval`):
+4. **Classes under ``python_rows`` rows run on Arrow compute kernels** (:mod:`ttpscope.detect.engines.arrow`):
    no planning at all, the same semantics. On the 10k-event EVTX set (257 classes, most under 100 events)
    this halved the engine's CPU time; on classes of tens of thousands of rows DuckDB is faster.
 """
@@ -24,30 +24,23 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
-from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Iterable
 
 import duckdb
 import pyarrow as pa
 
-from ttpscope.detect.compiler import CompiledRule, python_regex
-from ttpscope.detect.planner import ROW, Plan, Planner, lowering
-from ttpscope.detect.pyeval import evaluate_table
+from ttpscope.detect.compiler import CompiledRule
+from ttpscope.detect.engines.arrow import evaluate_table
+from ttpscope.detect.engines.base import ClassQueue
+from ttpscope.detect.ir import python_regex
+from ttpscope.detect.planner import ROW, Plan, lowering
 from ttpscope.detect.sql import render, sql_ident, sql_string
 from ttpscope.ingest.base import EventBatch, is_internal
 
 QROW = sql_ident(ROW)
 
-@dataclass
-class RawHit:
-    """A rule index and the event (its non-null fields, with ingest's internal columns)."""
 
-    rule: int
-    event: dict[str, Any]
-
-
-class DuckDBEngine(Planner):
+class DuckDBEngine(ClassQueue):
     """Runs compiled Sigma rules over event batches on an embedded DuckDB.
 
     Use ``add(batch)`` for each ingest batch (returns hits when a class got scanned to free memory) and
@@ -64,54 +57,11 @@ class DuckDBEngine(Planner):
                   "temp_directory": temp_directory or self._tmp.name, "preserve_insertion_order": False}
         self.con = duckdb.connect(config=config)
         self.con.execute("PRAGMA disable_optimizer")
-        Planner.__init__(self, compiled)
-        self.scan_rows = scan_rows
-        self.rows_per_rule = rows_per_rule
-        self.thresholds: dict[tuple, int] = {}  # per class: rows to gather before a scan
-        self.max_pending_bytes = max_pending_bytes
+        ClassQueue.__init__(self, compiled, scan_rows, rows_per_rule, max_pending_bytes)
         self.chunk_rules = chunk_rules
-        self.python_rows = python_rows  # classes smaller than this are evaluated in Python
-        self.pending: dict[tuple, list[pa.Table]] = {}
-        self.pending_rows: dict[tuple, int] = {}
-        self.pending_bytes = 0
+        self.python_rows = python_rows  # classes smaller than this are evaluated with Arrow kernels
         self._re2: dict[str, bool] = {}
-        self.scan_log: list[tuple] = []  # (class, rows, rules, path, cpu seconds) per scan
         self._udf = False
-        self.stats.update({"events": 0, "scans": 0, "python_scans": 0, "rule_evaluations": 0})
-
-    # ------------------------------------------------------------------ loading
-    def add(self, batch: EventBatch) -> list[RawHit]:
-        """Queue a batch under its class; scan a class when it is big or when queued memory is too high."""
-        if batch.num_rows == 0:
-            return []
-        self._count_unknown(batch)
-        sig, new = self._class_of(batch)
-        if new:
-            # scan early enough to overlap with reading, late enough that planning stays a few µs a row
-            rules = len(self._plan(sig, batch.table.column_names).rules)
-            self.thresholds[sig] = max(self.scan_rows, rules * self.rows_per_rule)
-        self.pending.setdefault(sig, []).append(batch.table)
-        self.pending_rows[sig] = self.pending_rows.get(sig, 0) + batch.num_rows
-        self.pending_bytes += batch.table.nbytes
-        self.stats["events"] += batch.num_rows
-        if self.pending_rows[sig] >= self.thresholds[sig]:
-            return self._scan(sig)
-        if self.pending_bytes > self.max_pending_bytes:
-            return self._scan(max(self.pending_rows, key=self.pending_rows.__getitem__))
-        return []
-
-    def finish(self) -> list[RawHit]:
-        """Scan every class still holding events."""
-        hits: list[RawHit] = []
-        for sig in self._in_order(self.pending):
-            hits.extend(self._scan(sig))
-        return hits
-
-    def run(self, batches: Iterable[EventBatch]) -> Iterator[RawHit]:
-        """All hits of all batches (each class scanned when full and at the end)."""
-        for batch in batches:
-            yield from self.add(batch)
-        yield from self.finish()
 
     def _render_sql(self, plan: Plan) -> None:
         """The SQL of a plan, rendered on first use by the DuckDB path (the Python path never needs it)."""
@@ -155,33 +105,10 @@ class DuckDBEngine(Planner):
         return f"sigma_re({col}, {sql_string(pattern)}, {sql_string(flags)})"
 
     # ------------------------------------------------------------------ scanning
-    def _scan(self, sig: tuple) -> list[RawHit]:
-        tables = self.pending.pop(sig)
-        self.pending_rows.pop(sig)
-        self.pending_bytes -= sum(t.nbytes for t in tables)
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
-        plan = self._plan(sig, table.column_names)
-        self.stats["scans"] += 1
-        if not plan.rules:
-            return []
-        self.stats["rule_evaluations"] += table.num_rows * len(plan.rules)
-        started = time.process_time()
+    def _match(self, table: pa.Table, plan: Plan) -> tuple[dict[int, list[int]], str]:
         if table.num_rows < self.python_rows:
-            matched = self._scan_python(table, plan)
-        else:
-            matched = self._scan_duckdb(table, plan)
-        self.scan_log.append((self.keys[sig], table.num_rows, len(plan.rules),
-                              "arrow" if table.num_rows < self.python_rows else "duckdb",
-                              time.process_time() - started))
-        if not matched:
-            return []
-        rows = sorted(matched)
-        hits: list[RawHit] = []
-        for row, record in zip(rows, table.take(pa.array(rows, pa.int64())).to_pylist()):
-            event = {k: v for k, v in record.items() if v is not None}
-            for rule in sorted(set(matched[row])):
-                hits.append(RawHit(rule, event))
-        return hits
+            return self._scan_python(table, plan), "arrow"
+        return self._scan_duckdb(table, plan), "duckdb"
 
     def _scan_python(self, table: pa.Table, plan: Plan) -> dict[int, list[int]]:
         """Small and medium classes: Arrow compute kernels (planning SQL would cost more than it saves)."""
