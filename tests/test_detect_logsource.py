@@ -140,3 +140,83 @@ def test_sigmahq_regression_gold_standard(shared_data, kb, capsys, python_rows):
     # A few cases under-count: their EVTX holds several events the rule matches (e.g. AnyDesk writing
     # user.conf.new three times); firing more often than match_count is right, firing less would not be.
     assert all(got > want for _, _, want, got in count_mismatch), count_mismatch
+
+
+# ---------------------------------------------------------------------------------------------- log sources
+def test_full_sigmahq_set_on_windows_evtx_fires_only_windows_rules(shared_data, kb):
+    """The whole SigmaHQ rule set over the real EVTX folder: every detection comes from a rule whose log
+    source is Windows (or names no product); none from Zeek, Cisco, macOS, Linux ... rules."""
+    rs = load_rules(shared_data / "sigma" / "rules", kb=kb)
+    products = {r.id: r.logsource.get("product") for r in rs.rules}
+    assert {"zeek", "cisco", "macos", "linux", "aws"} <= set(products.values())
+    result = detect(shared_data / "evtx", rs, kb=kb)
+    assert result.detections
+    by_product = Counter(products[d.rule_id] or "-" for d in result.detections)
+    assert set(by_product) == {"windows"}, by_product
+    assert all(d.logsource and d.logsource.startswith("windows") for d in result.detections)
+    vis = result.summary()["visibility"]
+    assert vis["by_product"]["windows"]["with_data"] > 1000
+    assert vis["by_product"]["zeek"]["with_data"] == 0 and vis["by_product"]["zeek"]["without_data"] > 0
+    assert vis["all"]["with_data"] + vis["all"]["without_data"] == vis["all"]["rules"]
+
+
+LINES = [{"message": f"user deleted file {i}", "_time": f"2024-05-01T12:00:{i:02d}Z", "_rec": "7", "_src": "x",
+          "__row": "1"} for i in range(50)]
+
+
+@pytest.fixture(scope="module")
+def unknown_logs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("unknown")
+    write_rule(d, "kw", "product: acme\nservice: audit\n", "keywords:\n    - 'deleted'\ncondition: keywords\n",
+               "00000000-0000-0000-0000-0000000000b1")
+    write_rule(d, "win", "product: windows\ncategory: process_creation\n",
+               "sel:\n    CommandLine|contains: 'deleted'\ncondition: sel\n", "00000000-0000-0000-0000-0000000000b2")
+    logs = d / "events.jsonl"
+    logs.write_bytes(b"\n".join(orjson.dumps(e) for e in LINES))
+    return d, logs
+
+
+def test_unknown_source_is_not_analysed_until_declared(unknown_logs):
+    rules, logs = unknown_logs
+    result = detect(logs, rules, cache=False)
+    assert result.detections == [] and result.not_analysed == {str(logs): 50}
+    summary = result.summary()
+    assert summary["not_analysed"]["events"] == 50 and summary["visibility"]["all"]["with_data"] == 0
+    declared = detect(logs, rules, cache=False, logsource="product=acme,service=audit")
+    assert declared.not_analysed == {} and {d.title for d in declared.detections} == {"kw"}
+    assert declared.summary()["visibility"]["all"] == {"rules": 2, "with_data": 1, "without_data": 1}
+
+
+@pytest.mark.parametrize("engine, options", [("duckdb", {"python_rows": 0}), ("duckdb", {}), ("arrow", {})],
+                         ids=["duckdb-sql", "duckdb-arrow-path", "arrow"])
+def test_fields_named_like_internal_columns(unknown_logs, engine, options):
+    """Splunk's `_time`, `_rec`, `_src`, `__row` are event fields: 50 hits stay 50 detections, each with
+    its own record and the Splunk time (issue 15 item 3)."""
+    rules, logs = unknown_logs
+    result = detect(logs, rules, cache=False, engine=engine, engine_options=options, logsource="product=acme")
+    assert not result.engine_errors
+    result = detect(logs, rules, cache=False, engine=engine, engine_options=options,
+                    logsource="product=acme,service=audit")
+    assert not result.engine_errors
+    assert [d.record for d in result.detections] == list(range(1, 51))
+    assert result.detections[3].time.isoformat() == "2024-05-01T12:00:03+00:00"
+    assert result.detections[0].event["_rec"] == "7" and result.detections[0].event["__row"] == "1"
+
+
+def test_defender_xdr_table_runs_windows_process_rules(tmp_path):
+    write_rule(tmp_path, "proc", "category: process_creation\nproduct: windows\n",
+               "sel:\n    Image|endswith: '\\whoami.exe'\n    CommandLine|contains: '/all'\ncondition: sel\n",
+               "00000000-0000-0000-0000-0000000000d1")
+    write_rule(tmp_path, "svc", "service: security\nproduct: windows\n",
+               "sel:\n    CommandLine|contains: '/all'\ncondition: sel\n", "00000000-0000-0000-0000-0000000000d2")
+    rows = [{"Timestamp": "2024-01-01T10:00:00Z", "DeviceName": "ws1", "ActionType": "ProcessCreated",
+             "FolderPath": "C:\\Windows\\System32\\whoami.exe", "ProcessCommandLine": "whoami /all",
+             "InitiatingProcessFileName": "cmd.exe", "ProcessId": 42, "AccountName": "bob"},
+            {"Timestamp": "2024-01-01T10:00:01Z", "DeviceName": "ws1", "ActionType": "ProcessCreated",
+             "FolderPath": "C:\\Windows\\notepad.exe", "ProcessCommandLine": "notepad /all",
+             "InitiatingProcessFileName": "cmd.exe", "ProcessId": 43}]
+    logs = tmp_path / "DeviceProcessEvents.jsonl"
+    logs.write_bytes(b"\n".join(orjson.dumps(r) for r in rows))
+    result = detect(logs, tmp_path, cache=False)
+    assert [(d.title, d.record, d.host, d.user) for d in result.detections] == [("proc", 1, "ws1", "bob")]
+    assert result.detections[0].logsource == "windows/process_creation"

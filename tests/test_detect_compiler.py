@@ -1,0 +1,164 @@
+"""The detection layers on their own: inline YAML → IR (compiler, variants), IR → SQL text (sql), and which
+rules survive folding for one event class (planner)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pyarrow as pa
+import pytest
+
+from ttpscope.detect.compiler import compile_rule
+from ttpscope.detect.ir import ANY, FALSE, TRUE, And, Not, Or, Pred, fold
+from ttpscope.detect.planner import Planner
+from ttpscope.detect.rules import load_rules
+from ttpscope.detect.sql import DUCKDB, SPARK, ColumnMap, render, spark_string, sql_ident, sql_string
+from ttpscope.ingest.base import EventBatch
+from ttpscope.ingest.logsource import UNKNOWN, LogSource
+
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+
+
+def rule(tmp_path, logsource: str, detection: str, name: str = "r", rid: str = "00000000-0000-0000-0000-0000000000c1"):
+    path = tmp_path / f"{name}.yml"
+    path.write_text(f"title: {name}\nid: {rid}\nlevel: high\nlogsource:\n" + textwrap.indent(logsource, "    ")
+                    + "\ndetection:\n" + textwrap.indent(textwrap.dedent(detection), "    "), encoding="utf-8")
+    return path
+
+
+def compiled(tmp_path, logsource, detection, kb, **kw):
+    rs = load_rules(rule(tmp_path, logsource, detection, **kw), kb=kb, cache=False)
+    assert not rs.errors
+    return compile_rule(rs.rules[0])
+
+
+# ---------------------------------------------------------------------------------------------- IR
+def test_inline_yaml_to_ir(tmp_path, kb):
+    cr = compiled(tmp_path, "product: zeek\nservice: conn", """\
+        sel:
+            id.resp_p: 3389
+            history|startswith: 'Sh'
+        filter:
+            id.orig_h|cidr: '10.0.0.0/8'
+        condition: sel and not filter
+        """, kb)
+    assert cr.error is None and set(cr.variants) == {"plain"} and cr.logsource == {"product": "zeek", "service": "conn"}
+    assert cr.variants["plain"] == And((Pred("id.resp_p", "eq", "3389"), Pred("history", "startswith", "sh"),
+                                        Not(Pred("id.orig_h", "startswith", "10."))))
+
+
+def test_modifiers_to_ir(tmp_path, kb):
+    cr = compiled(tmp_path, "product: testing", """\
+        sel:
+            CommandLine|contains|all: ['-enc', 'Bypass']
+            Image|endswith: ['\\\\a.exe', '\\\\b.exe']
+            User|cased: 'Admin'
+            Path: 'C:\\\\*\\\\x?.dll'
+            Size|gte: 10
+            Note|re: '(?i)mimi'
+        kw:
+            - 'sekurlsa'
+        condition: sel or kw
+        """, kb)
+    sel, kw = cr.variants["plain"].args
+    assert sel.args[:2] == (Pred("CommandLine", "contains", "-enc"), Pred("CommandLine", "contains", "bypass"))
+    assert sel.args[2] == Or((Pred("Image", "endswith", "\\a.exe"), Pred("Image", "endswith", "\\b.exe")))
+    assert Pred("User", "eq", "Admin", cased=True) in sel.args
+    like = next(a for a in sel.args if isinstance(a, Pred) and a.op == "like")
+    assert like.field == "Path" and like.value[0] == "c:\\" and like.value[1] is ANY
+    assert Pred("Size", "cmp", (">=", 10.0)) in sel.args and Pred("Note", "re", ("(?i)mimi", ""), cased=True) in sel.args
+    assert kw == Pred(None, "contains", "sekurlsa")
+
+
+def test_windows_variants_carry_channel_and_field_mapping(tmp_path, kb):
+    cr = compiled(tmp_path, "product: windows\ncategory: process_creation",
+                  "sel:\n    Image|endswith: '\\\\whoami.exe'\ncondition: sel\n", kb)
+    assert set(cr.variants) == {"sysmon", "security", "plain"}
+    cmap = _cmap("channel", "eventid", "image", "newprocessname", "provider_name")
+    assert "'microsoft-windows-sysmon/operational'" in render(cr.variants["sysmon"], cmap)
+    security = render(cr.variants["security"], cmap)
+    # Image → NewProcessName (column l3), never Image (l2)
+    assert security == "((l0 = 'security') AND (l1 = '4688') AND suffix(l3, '\\whoami.exe'))"
+    assert render(cr.variants["plain"], cmap) == "suffix(l2, '\\whoami.exe')"
+
+
+def test_unmapped_windows_category_has_only_the_plain_variant(tmp_path, kb):
+    cr = compiled(tmp_path, "product: windows\ncategory: file_access", "sel:\n    FileName: x\ncondition: sel\n", kb)
+    assert set(cr.variants) == {"plain"} and "file_access" in cr.note
+
+
+# ---------------------------------------------------------------------------------------------- SQL
+def _cmap(*fields: str) -> ColumnMap:
+    cmap = ColumnMap()
+    for i, f in enumerate(fields):
+        cmap.lower[f] = f"l{i}"
+        cmap.orig[f] = f"o{i}"
+    cmap.text = [f"o{i}" for i in range(len(fields))]
+    return cmap
+
+
+def test_sql_text_and_escaping():
+    cmap = _cmap("commandline", "size")
+    assert render(Pred("CommandLine", "contains", "it's 100%"), cmap) == "contains(l0, 'it''s 100%')"
+    assert render(Pred("CommandLine", "like", ("a_b", ANY, "50%\\")), cmap) == \
+        "(l0 LIKE 'a\\_b%50\\%\\\\' ESCAPE '\\')"
+    assert render(Pred("CommandLine", "eq", "x\x00y'; DROP TABLE t; --"), cmap) == \
+        "(l0 = ('x' || chr(0) || 'y''; DROP TABLE t; --'))"
+    assert render(Not(Pred("CommandLine", "eq", "a")), cmap) == "(NOT coalesce((l0 = 'a'), false))"
+    assert render(Pred("Size", "cmp", (">=", 10.0)), cmap) == "(TRY_CAST(o1 AS DOUBLE) >= 10.0)"
+    assert render(Pred(None, "contains", "mimi"), cmap) == \
+        "(regexp_matches(o0, '(?i)mimi') OR regexp_matches(o1, '(?i)mimi'))"
+    or3 = Or(tuple(Pred("CommandLine", "contains", v) for v in ("a.b", "c", "d")))
+    assert render(or3, cmap) == "regexp_matches(l0, 'a\\.b|c|d')"  # one alternation
+    assert render(TRUE, cmap) == "true" and render(FALSE, cmap) == "false"
+    assert sql_ident('we"ird') == '"we""ird"' and sql_string("") == "''"
+    # Spark: no quote doubling, backslashes spelled out
+    assert spark_string("it's a\\b") == "concat('it', chr(39), 's a', chr(92), 'b')"
+    assert render(Pred("CommandLine", "startswith", "x"), cmap, SPARK) == "startswith(l0, 'x')"
+    assert DUCKDB.ident("::row") == '"::row"' and SPARK.ident("a`b") == "`a``b`"
+
+
+# ---------------------------------------------------------------------------------------------- planner
+def _batch(key: tuple, columns: dict) -> EventBatch:
+    n = len(next(iter(columns.values())))
+    return EventBatch(key, pa.table({c: pa.array(v, pa.string()) for c, v in columns.items()}), ["s"])
+
+
+def test_fold_constants_and_missing_columns():
+    cond = And((Pred("Channel", "eq", "security"), Pred("Image", "endswith", "x.exe")))
+    assert fold(cond, {"channel": "Security"}, frozenset({"image"})) == Pred("Image", "endswith", "x.exe")
+    assert fold(cond, {"channel": "System"}, frozenset({"image"})) == FALSE
+    assert fold(cond, {"channel": "Security"}, frozenset()) == FALSE  # a field the class lacks
+    assert fold(Not(Pred("Image", "exists")), {}, frozenset()) == TRUE
+
+
+def test_rules_surviving_folding_for_one_class(tmp_path, kb):
+    for name, logsource, det in [
+            ("proc", "product: windows\ncategory: process_creation", "sel:\n    Image|endswith: '\\\\whoami.exe'"),
+            ("ps", "product: windows\ncategory: ps_script", "sel:\n    ScriptBlockText|contains: 'x'"),
+            ("logon", "product: windows\nservice: security", "sel:\n    EventID: 4624"),
+            ("zeek", "product: zeek\nservice: conn", "sel:\n    id.resp_p: 3389"),
+            ("nolog", "product: windows\ncategory: process_creation", "sel:\n    Missing: x")]:
+        rule(tmp_path, logsource, det + "\ncondition: sel\n", name, f"00000000-0000-0000-0000-{len(name):012d}")
+    rs = load_rules(tmp_path, kb=kb, cache=False)
+    titles = [r.title for r in rs.rules]
+    planner = Planner([compile_rule(r, i) for i, r in enumerate(rs.rules)])
+
+    def survivors(key, columns):
+        batch = _batch(key, columns)
+        sig, _ = planner._class_of(batch)
+        return sorted(titles[i] for i in planner._plan(sig, batch.table.column_names).rules)
+
+    sysmon1 = (SYSMON, "Microsoft-Windows-Sysmon", "1", LogSource("windows", "sysmon", "process_creation"))
+    assert survivors(sysmon1, {"Image": ["C:\\whoami.exe"]}) == ["proc"]
+    sec4624 = ("Security", "Microsoft-Windows-Security-Auditing", "4624", LogSource("windows", "security"))
+    assert survivors(sec4624, {"TargetUserName": ["a"]}) == ["logon"]
+    zeek = (None, None, None, LogSource("zeek", "conn"))
+    assert survivors(zeek, {"id.resp_p": ["3389"]}) == ["zeek"]
+    # the same fields, of no known source: nothing runs
+    assert survivors((None, None, None, UNKNOWN), {"id.resp_p": ["3389"], "Image": ["x"]}) == []
+    # a Defender XDR process table (no channel): the Windows process rules' plain variant
+    xdr = (None, None, None, LogSource("windows", None, "process_creation"))
+    assert survivors(xdr, {"Image": ["C:\\whoami.exe"]}) == ["proc"]
+    # visibility: the class of "nolog"'s log source was seen even though it lacks the rule's field
+    assert {titles[i] for i in planner.with_data} == {"proc", "logon", "zeek", "nolog"}
