@@ -130,6 +130,7 @@ def test_cloudtrail_records_document_one_event_per_record_and_gz(tmp_path):
         assert [f["eventName"] for _, f in records] == ["ListBuckets", "GetObject", "PutBucketPolicy"]
         assert sources(records) == {"aws/cloudtrail": 3}
         assert records[1][1]["requestParameters.bucketName"] == "loot"
+        assert orjson.loads(records[1][1]["requestParameters"]) == {"bucketName": "loot"}  # whole, for |contains
         assert entity(records[1][1], "user") == "mallory"
 
 

@@ -53,7 +53,7 @@ def read_records_document(raw: bytes, stats: IngestStats) -> Iterator[tuple[int,
             stats.reject(i, f"CloudTrail record {i}: not a JSON object but a {type(rec).__name__}")
             continue
         stats.accept()
-        yield i, flatten_json_event(rec)
+        yield i, whole_objects(flatten_json_event(rec))
 
 
 def _split_records(raw: bytes, stats: IngestStats) -> Iterator[tuple[int, dict]]:
@@ -88,7 +88,7 @@ def _split_records(raw: bytes, stats: IngestStats) -> Iterator[tuple[int, dict]]
             stats.reject(index, f"CloudTrail record {index} (line {line}): not a JSON object")
         else:
             stats.accept()
-            yield index, flatten_json_event(rec)
+            yield index, whole_objects(flatten_json_event(rec))
         pos = end
 
 
@@ -128,8 +128,21 @@ def _element_end(raw: bytes, pos: int) -> int:
     return n
 
 
-def sniff_cloudtrail(text: str, suffix: str) -> str | None:
-    return "cloudtrail" if is_records_document(text[:256].encode()) else None
+WHOLE_OBJECTS = ("requestParameters", "responseElements")
+
+
+def whole_objects(fields: dict[str, str]) -> dict[str, str]:
+    """A flat CloudTrail record also gets ``requestParameters`` and ``responseElements`` whole, as JSON
+    text of their flattened leaves: a few SigmaHQ rules search them as one field
+    (``requestParameters|contains: Suspended``)."""
+    for name in WHOLE_OBJECTS:
+        if name in fields:
+            continue
+        prefix = name + "."
+        leaves = {k[len(prefix):]: v for k, v in fields.items() if k.startswith(prefix)}
+        if leaves:
+            fields[name] = orjson.dumps(leaves).decode()
+    return fields
 
 
 # ---------------------------------------------------------------------------------------------- family

@@ -136,7 +136,8 @@ def _source(path: str) -> LogSource:
 
 def recognise(fields: Mapping[str, str]) -> LogSource | None:
     path = fields.get("_path") or fields.get("@stream")  # @stream: RockNSM's JSON writer
-    if path and ("ts" in fields or "uid" in fields or "fuid" in fields):
+    if path and ("ts" in fields or "uid" in fields or "fuid" in fields or fields.get("@proc") == "zeek"
+                 or path == "loaded_scripts"):  # Zeek's inventory of its scripts: no time, no connection
         return _source(path)
     if "ts" in fields and ("uid" in fields or "fuid" in fields or "id" in fields or "id.orig_h" in fields):
         if "certificate.serial" in fields:
