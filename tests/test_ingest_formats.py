@@ -296,3 +296,25 @@ def test_folder_of_text_logs_is_found_by_content(tmp_path):
     (tmp_path / "notes.log").write_text("just some words\n")
     (tmp_path / "audit.log").write_text('type=EXECVE msg=audit(1700000000.100:10): argc=1 a0="id"\n')
     assert [p.name for p in expand_sources(tmp_path)] == ["audit.log"]
+
+
+def test_syslog_text_with_sysmon_for_linux_xml(tmp_path):
+    xml = ('<Event><System><Provider Name="Linux-Sysmon"/><EventID>1</EventID><TimeCreated '
+           'SystemTime="2022-05-11T18:10:22.003485000Z"/><Channel>Linux-Sysmon/Operational</Channel><Computer>UBUNTU5'
+           '</Computer></System><EventData><Data Name="Image">/usr/bin/whoami</Data><Data Name="CommandLine">whoami'
+           '</Data><Data Name="ParentImage">/bin/bash</Data></EventData></Event>')
+    path = tmp_path / "syslog"
+    path.write_text("Nov 10 07:48:16 ubuntu5 sshd[1201]: Failed password for invalid user admin from 203.0.113.5\n"
+                    f"May 11 18:10:22 UBUNTU5 sysmon: {xml}\n"
+                    "this line is no syslog\n"
+                    "<86>1 2024-01-02T03:04:05.123Z web01 CRON 4242 - - (root) CMD (run-parts /etc/cron.hourly)\n")
+    assert sniff(path).format == "syslog"
+    records, all_stats = flat_records(path)
+    (stats,) = all_stats
+    assert (stats.read, stats.accepted, stats.rejected) == (4, 3, 1) and stats.samples[0][0] == 3
+    assert [recognise(f)[1] for _, f in records] == [LogSource("linux", "sshd"), LogSource("linux", None, "process_creation"),
+                                                     LogSource("linux", "cron")]
+    sysmon = records[1][1]
+    assert sysmon["CommandLine"] == "whoami" and sysmon["ParentImage"] == "/bin/bash"
+    assert entity(sysmon, "host") == "UBUNTU5" and entity(sysmon, "time") == "2022-05-11T18:10:22.003485000Z"
+    assert entity(records[0][1], "host") == "ubuntu5"

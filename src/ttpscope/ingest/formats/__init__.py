@@ -4,7 +4,7 @@ every family with :mod:`ttpscope.ingest.logsource`, every text-format sniffer wi
 :data:`ttpscope.ingest.sniff.TEXT_SNIFFERS`, and gives the ingest:
 
 * :data:`FORMAT_READERS` — format name → ``reader(opener, stats)`` yielding ``(record, fields)``, for the
-  formats that are not JSON lines (Zeek TSV, raw auditd, CloudTrail ``Records`` documents);
+  formats that are not JSON lines (Zeek TSV, raw auditd, syslog text, CloudTrail ``Records`` documents);
 * :func:`expand` — called on each flat JSON record: unwraps what a carrier hides (Sysmon for Linux XML and
   auoms records inside syslog rows, Zeek JSON epoch times, CloudTrail's request and response objects whole); other records pass after a few key lookups;
 * :func:`records_document` — whether a JSON document is a CloudTrail ``Records`` file, which is read
@@ -23,9 +23,10 @@ FORMAT_READERS: dict[str, Callable] = {
     "zeek-tsv": zeek.read_zeek_tsv,
     "auditd": auditd.read_auditd,
     "cloudtrail": cloudtrail.read_cloudtrail,
+    "syslog": linux.read_syslog,
 }
 
-for _sniffer in (zeek.sniff_zeek, auditd.sniff_auditd):
+for _sniffer in (zeek.sniff_zeek, auditd.sniff_auditd, linux.sniff_syslog):
     if _sniffer not in _sniff.TEXT_SNIFFERS:
         _sniff.TEXT_SNIFFERS.append(_sniffer)
 

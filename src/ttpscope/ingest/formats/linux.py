@@ -11,6 +11,8 @@ Shapes read (all arrive as JSON lines, through the JSON reader):
   (``Image``, ``CommandLine``, ``ParentImage``...; ``EventID``, ``Computer`` from ``System``); records that
   already have the EVTX shape are flattened by the JSON reader. The category follows the EventID (1
   process_creation, 3 network_connection, 11 file_event...), ``product: linux``.
+* **Syslog text** (RFC 3164 / 5424 lines, e.g. ``/var/log/syslog`` where Sysmon for Linux writes its
+  XML): :func:`read_syslog` gives each line the Syslog table's names and unwraps it the same way.
 * **auoms** (the Azure Monitor audit daemon) records in syslog rows: the ``k=v`` payload becomes fields,
   ``type`` the auoms record type; an ``AUOMS_EXECVE`` record also gets the process-creation fields.
 
@@ -21,8 +23,9 @@ message (a key lookup for every other record).
 from __future__ import annotations
 
 import html
+import io
 import re
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
@@ -169,6 +172,61 @@ def _auoms_process(out: dict[str, str]) -> None:
                 break
 
 
+# ---------------------------------------------------------------------------------------------- syslog text
+_RFC3164 = re.compile(r"(?:<(\d{1,3})>)?([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) (\S+) "
+                      r"([^\s:\[]+)(?:\[(\d+)\])?: ?(.*)\Z", re.S)
+_RFC5424 = re.compile(r"<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|\[.*?\](?:\[.*?\])*) ?(.*)\Z", re.S)
+_SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+def parse_syslog_line(line: str) -> dict[str, str] | None:
+    """One syslog text line (RFC 3164 / RFC 5424 / rsyslog's ISO-timestamped form) → the Syslog table's
+    field names (``EventTime``, ``HostName``, ``ProcessName``, ``ProcessID``, ``SyslogMessage``), or None."""
+    m = _RFC5424.match(line)
+    if m is not None:
+        pri, when, host, app, pid, _msgid, _sd, message = m.groups()
+    else:
+        m = _RFC3164.match(line)
+        if m is None:
+            return None
+        pri, when, host, app, pid, message = m.groups()
+    fields = {"EventTime": when, "HostName": host, "ProcessName": app, "SyslogMessage": message}
+    if pid and pid != "-":
+        fields["ProcessID"] = pid
+    if pri:
+        fields["SeverityLevel"] = _SEVERITIES[int(pri) & 7]
+        fields["Facility"] = str(int(pri) >> 3)
+    return fields
+
+
+def read_syslog(opener, stats) -> Iterator[tuple[int, dict]]:
+    """Syslog text → one event per line, unwrapped like a syslog row (Sysmon for Linux XML, audit
+    records); a line that is not syslog is rejected with its number."""
+    with opener() as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
+        for lineno, line in enumerate(text, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = parse_syslog_line(line)
+            if fields is None:
+                stats.reject(lineno, f"line {lineno}: not a syslog line: {line[:80]!r}")
+                continue
+            stats.accept()
+            yield lineno, expand(fields)
+
+
+def sniff_syslog(text: str, suffix: str) -> str | None:
+    """Syslog text: its first line and most of the next ones (more than half) (but a possibly cut last one) are syslog."""
+    lines = [ln for ln in text.splitlines()[:21] if ln.strip()][:20]
+    if len(lines) > 1:
+        lines = lines[:-1]
+    if not lines or not (_RFC5424.match(lines[0]) or _RFC3164.match(lines[0])):
+        return None
+    good = sum(1 for ln in lines if _RFC5424.match(ln) or _RFC3164.match(ln))
+    return "syslog" if good * 2 > len(lines) else None
+
+
 # ---------------------------------------------------------------------------------------------- family
 SYSMON_CATEGORIES = {"1": "process_creation", "3": "network_connection", "5": "process_termination",
                      "9": "raw_access_thread", "11": "file_event", "23": "file_delete", "26": "file_delete",
@@ -196,6 +254,8 @@ def recognise_sysmon(fields: Mapping[str, str]) -> LogSource | None:
 def recognise_syslog(fields: Mapping[str, str]) -> LogSource | None:
     if fields.get("Type") == "Syslog" and "SyslogMessage" in fields:  # Azure Monitor's Syslog table
         program = fields.get("ProcessName")
+    elif "SyslogMessage" in fields and "ProcessName" in fields and "HostName" in fields:  # syslog text
+        program = fields.get("ProcessName")
     elif "MESSAGE" in fields and ("_HOSTNAME" in fields or "SYSLOG_IDENTIFIER" in fields):  # journald
         program = fields.get("SYSLOG_IDENTIFIER") or fields.get("_COMM")
     elif "message" in fields and ("syslog.facility" in fields or "log.syslog.facility.name" in fields
@@ -209,7 +269,7 @@ def recognise_syslog(fields: Mapping[str, str]) -> LogSource | None:
 
 SYSMON = register(Family(
     "linux-sysmon", recognise_sysmon,
-    entities={"time": ("UtcTime", "TimeCreated", "TimeGenerated", "EventTime"),
+    entities={"time": ("TimeCreated", "UtcTime", "TimeGenerated", "EventTime"),
               "host": ("Computer", "HostName"),
               "user": ("User", "TargetUser", "SourceUser"),
               "src_ip": ("SourceIp", "HostIP"),
