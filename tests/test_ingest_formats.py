@@ -318,3 +318,29 @@ def test_syslog_text_with_sysmon_for_linux_xml(tmp_path):
     assert sysmon["CommandLine"] == "whoami" and sysmon["ParentImage"] == "/bin/bash"
     assert entity(sysmon, "host") == "UBUNTU5" and entity(sysmon, "time") == "2022-05-11T18:10:22.003485000Z"
     assert entity(records[0][1], "host") == "ubuntu5"
+
+
+def test_s3_honeybucket_export_is_cloudtrail(shared_data):
+    records, all_stats = flat_records(shared_data / OTRF / "atomic/aws/discovery/aws_s3_honeybucketlogs.zip")
+    counted(all_stats, 301)
+    assert sources(records) == {"aws/cloudtrail": 301}
+    family, _ = recognise(records[0][1])
+    assert family.renames["Event Name"] == "eventName" and entity(records[0][1], "src_ip") == "177.131.167.145"
+    assert collections.Counter(f["Event Name"] for _, f in records)["ListObjects"] > 0
+
+
+def test_epoch_times_become_iso_for_the_timeline(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(o) for o in (
+        {"ts": 1588205198.89971, "uid": "C1", "id.orig_h": "10.0.1.4", "id.resp_h": "10.0.0.4", "proto": "udp",
+         "conn_state": "SF"},  # Zeek JSON without _path
+        {"action": "org.remove_member", "actor": "heidi", "org": "acme", "@timestamp": 1704164645000},
+        {"MESSAGE": "Accepted publickey for root", "_HOSTNAME": "web01", "SYSLOG_IDENTIFIER": "sshd",
+         "__REALTIME_TIMESTAMP": "1704164645123456"})))
+    records, all_stats = flat_records(path)
+    counted(all_stats, 3)
+    zeek, github, journald = (f for _, f in records)
+    assert recognise(zeek)[1] == LogSource("zeek", "conn") and entity(zeek, "time") == "2020-04-30T00:06:38.899710Z"
+    assert recognise(github)[1] == LogSource("github", "audit") and entity(github, "time") == "2024-01-02T03:04:05.000Z"
+    assert recognise(journald)[1] == LogSource("linux", "sshd")
+    assert entity(journald, "time") == "2024-01-02T03:04:05.123456Z" and entity(journald, "host") == "web01"

@@ -6,7 +6,7 @@ every family with :mod:`ttpscope.ingest.logsource`, every text-format sniffer wi
 * :data:`FORMAT_READERS` — format name → ``reader(opener, stats)`` yielding ``(record, fields)``, for the
   formats that are not JSON lines (Zeek TSV, raw auditd, syslog text, CloudTrail ``Records`` documents);
 * :func:`expand` — called on each flat JSON record: unwraps what a carrier hides (Sysmon for Linux XML and
-  auoms records inside syslog rows, Zeek JSON epoch times, CloudTrail's request and response objects whole); other records pass after a few key lookups;
+  auoms records inside syslog rows, Zeek and GitHub epoch times, CloudTrail's request and response objects whole); other records pass after a few key lookups;
 * :func:`records_document` — whether a JSON document is a CloudTrail ``Records`` file, which is read
   record by record rather than as one event.
 """
@@ -38,10 +38,12 @@ def expand(fields: dict[str, str]) -> dict[str, str]:
     """One flat JSON record with what its carrier hides unwrapped (see the module docstring)."""
     if "SyslogMessage" in fields or "MESSAGE" in fields:
         return linux.expand(fields)
-    if "_path" in fields or "@stream" in fields:
+    if "_path" in fields or "@stream" in fields or ("ts" in fields and ("uid" in fields or "fuid" in fields)):
         return zeek.expand_json(fields)
     if "eventSource" in fields and "awsRegion" in fields:
         return cloudtrail.whole_objects(fields)
+    if "action" in fields and "actor" in fields:
+        return github.iso_times(fields)
     message = fields.get("message")
     if message and message.startswith(("<Event", "type=")):
         return linux.expand(fields)

@@ -166,3 +166,24 @@ FAMILY = register(Family(
               "src_ip": ("sourceIPAddress",),
               "account": ("recipientAccountId", "userIdentity.accountId"),
               "region": ("awsRegion",)}))
+
+
+# The honey-bucket alert export (Breach Insider; OTRF's S3 honey-bucket dataset): a CSV of CloudTrail S3
+# data events under display names. Its log source is CloudTrail's; the names become CloudTrail's own.
+# The export has no eventSource (rules that name one do not match) and writes userIdentity and
+# requestParameters as Python-dict text.
+HONEYBUCKET_RENAMES = {"Event Type": "eventType", "Event Name": "eventName", "Request ID": "requestID",
+                       "User ID": "userIdentity", "Request Parameters": "requestParameters",
+                       "Event ID": "eventID", "Event DateTime": "eventTime", "Source IP": "sourceIPAddress",
+                       "Request User Agent": "userAgent"}
+
+
+def recognise_honeybucket(fields: Mapping[str, str]) -> LogSource | None:
+    if "Event Name" in fields and "Alarm DateTime" in fields and "Source IP" in fields:
+        return CLOUDTRAIL
+    return None
+
+
+HONEYBUCKET = register(Family(
+    "aws-s3-honeybucket", recognise_honeybucket, renames=HONEYBUCKET_RENAMES,
+    entities={"time": ("Event DateTime", "eventTime"), "src_ip": ("Source IP", "sourceIPAddress")}))

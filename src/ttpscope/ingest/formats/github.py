@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Mapping
 
 from ttpscope.ingest.logsource import Family, LogSource, register
@@ -18,6 +19,17 @@ def recognise(fields: Mapping[str, str]) -> LogSource | None:
     if "_document_id" in fields or "org" in fields or "business" in fields or "repo" in fields:
         return AUDIT
     return None
+
+
+def iso_times(fields: dict[str, str]) -> dict[str, str]:
+    """GitHub writes ``@timestamp`` and ``created_at`` as epoch milliseconds: ISO-8601 UTC instead, so
+    the event has a time on the timeline."""
+    for name in ("@timestamp", "created_at"):
+        value = fields.get(name)
+        if value and value.isdigit() and len(value) >= 12:
+            when = datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+            fields[name] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return fields
 
 
 FAMILY = register(Family(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import io
 import re
+from datetime import datetime, timezone
 from typing import Iterator, Mapping
 
 from defusedxml import ElementTree
@@ -113,6 +114,10 @@ def _message_body(fields: Mapping[str, str], message: str) -> str:
 def expand(fields: dict[str, str]) -> dict[str, str]:
     """A syslog-carried record → its own fields (Sysmon for Linux XML, auoms or audit ``k=v``); any other
     record unchanged."""
+    realtime = fields.get("__REALTIME_TIMESTAMP")  # journald: epoch microseconds
+    if realtime and realtime.isdigit():
+        fields["__REALTIME_TIMESTAMP"] = datetime.fromtimestamp(int(realtime) / 1e6, tz=timezone.utc).isoformat(
+            timespec="microseconds").replace("+00:00", "Z")
     message = fields.get("SyslogMessage") or fields.get("MESSAGE") or fields.get("message")
     if not message:
         return fields
