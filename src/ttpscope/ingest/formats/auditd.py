@@ -31,7 +31,6 @@ from ttpscope.ingest.base import IngestStats
 from ttpscope.ingest.logsource import Family, LogSource, register
 
 _STAMP = re.compile(r"(?:^|\s)msg=audit\((\d+(?:\.\d+)?):(\d+)\):\s?")
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*\Z")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+\Z")
 # records that only add detail to an event (never its characteristic type)
 AUXILIARY = frozenset({"SYSCALL", "CWD", "PATH", "PROCTITLE", "SOCKADDR", "EOE", "BPRM_FCAPS", "MMAP",
@@ -47,48 +46,43 @@ class Truncated(ValueError):
     """A quoted or bracketed value that never closes: the line was cut short."""
 
 
+_TOKEN = re.compile(r'(?<!\S)([A-Za-z_][\w\-]*)=(?:"([^"]*)"|\'([^\']*)\'|(\[[^\]]*\])|(\S*))')
+
+
 def parse_kv(text: str, quoted: set[str] | None = None, strict: bool = False) -> dict[str, str]:
-    """``k=v k="quoted v" k=[...]`` → dict. A token that is not ``key=value`` (an unquoted value with
-    spaces, as auoms writes ``proctitle``) continues the previous value. ``quoted`` collects the keys
-    whose value was quoted (literal, never hex); ``strict`` raises :class:`Truncated` on an open quote."""
+    """``k=v k="quoted v" k=[...]`` → dict. Text between tokens that is not ``key=value`` (an unquoted
+    value with spaces, as auoms writes ``proctitle``) continues the previous unquoted value. ``quoted``
+    collects the keys whose value was quoted (literal, never hex); ``strict`` raises :class:`Truncated`
+    on a quote that never closes."""
     out: dict[str, str] = {}
     last = None
-    i, n = 0, len(text)
-    while i < n:
-        while i < n and text[i] == " ":
-            i += 1
-        if i >= n:
-            break
-        eq = text.find("=", i)
-        sp = text.find(" ", i)
-        if eq < 0 or (0 <= sp < eq) or not _KEY.match(text, i, eq):
-            end = n if sp < 0 else sp  # not a key: a continuation of the previous unquoted value
-            if last is not None:
-                out[last] = f"{out[last]} {text[i:end]}"
-            i = end
-            continue
-        key = text[i:eq]
-        j = eq + 1
-        if j < n and text[j] in "\"'[":
-            close = text.find("]" if text[j] == "[" else text[j], j + 1)
-            if close < 0:
+    end = 0
+    for m in _TOKEN.finditer(text):
+        if last is not None and m.start() > end + 1:
+            gap = text[end:m.start()].strip()
+            if gap:
+                out[last] = f"{out[last]} {gap}"
+        key, dq, sq, bracket, bare = m.groups()
+        if dq is not None or sq is not None:
+            out[key] = dq if dq is not None else sq
+            if quoted is not None:
+                quoted.add(key)
+            last = None  # a quoted value is whole
+        elif bracket is not None:
+            out[key] = bracket
+            last = None
+        else:
+            if bare[:1] in ("\"", "'", "["):
                 if strict:
                     raise Truncated(f"the value of {key} never closes")
-                close = n
-            if text[j] == "[":
-                out[key] = text[j:close + 1]
-            else:
-                out[key] = text[j + 1:close]
-                if quoted is not None:
-                    quoted.add(key)
-            i = close + 1
-            last = None  # a quoted value is whole
-        else:
-            end = text.find(" ", j)
-            end = n if end < 0 else end
-            out[key] = text[j:end]
-            i = end
+                bare = bare[1:]
+            out[key] = bare
             last = key
+        end = m.end()
+    if last is not None and end < len(text):
+        gap = text[end:].strip()
+        if gap:
+            out[last] = f"{out[last]} {gap}"
     return out
 
 

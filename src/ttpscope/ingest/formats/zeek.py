@@ -53,6 +53,8 @@ def read_zeek_tsv(opener, stats: IngestStats) -> Iterator[tuple[int, dict]]:
     path = None
     names: list[str] = []
     convert: list[str] = []
+    plain: list[tuple[int, str]] = []
+    special: list[tuple[int, str, str]] = []
     with opener() as fh:
         text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="\n")
         for lineno, line in enumerate(text, 1):
@@ -78,6 +80,9 @@ def read_zeek_tsv(opener, stats: IngestStats) -> Iterator[tuple[int, dict]]:
                     types = value.split(sep)
                     convert = [("time" if t == "time" else "bool" if t == "bool"
                                 else "list" if t.startswith(("set[", "vector[")) else "") for t in types]
+                # columns read as they are, and those converted (time, bool, set/vector)
+                plain = [(i, n) for i, (n, k) in enumerate(zip(names, convert + [""] * len(names))) if not k]
+                special = [(i, n, k) for i, (n, k) in enumerate(zip(names, convert)) if k]
                 continue
             if not names:
                 stats.reject(lineno, f"line {lineno}: a data line before the #fields header")
@@ -86,11 +91,15 @@ def read_zeek_tsv(opener, stats: IngestStats) -> Iterator[tuple[int, dict]]:
             if len(cells) != len(names):
                 stats.reject(lineno, f"line {lineno}: {len(cells)} columns, the #fields header names {len(names)}")
                 continue
-            fields: dict[str, str] = {}
+            missing = (unset, empty)
+            escaped = "\\x" in line
+            fields = {name: (_unescape(cells[i]) if escaped else cells[i]) for i, name in plain
+                      if cells[i] not in missing}
             if path:
                 fields["_path"] = path
-            for name, kind, cell in zip(names, convert, cells):
-                if cell == unset or cell == empty:
+            for i, name, kind in special:
+                cell = cells[i]
+                if cell in missing:
                     continue
                 if kind == "time":
                     value = _iso(cell)
@@ -98,10 +107,8 @@ def read_zeek_tsv(opener, stats: IngestStats) -> Iterator[tuple[int, dict]]:
                         continue
                 elif kind == "bool":
                     value = "true" if cell == "T" else "false" if cell == "F" else cell
-                elif kind == "list":
-                    value = "\n".join(_unescape(v) for v in cell.split(set_sep))
                 else:
-                    value = _unescape(cell)
+                    value = "\n".join(_unescape(v) for v in cell.split(set_sep))
                 fields[name] = value
             stats.accept()
             yield lineno, fields
