@@ -228,6 +228,14 @@ def test_auoms_records_inside_syslog_rows(shared_data):
     assert "Type" not in b64  # the Sentinel table name does not shadow auditd's type (names ignore case)
 
 
+def test_vm_insights_connections_link_the_linux_host_to_its_peer(shared_data):
+    records, all_stats = flat_records(shared_data / LOG4SHELL / "vminsights_vmconnection_log4shell_cve2021_44228_jndi_reference.zip")
+    counted(all_stats, 5)
+    assert sources(records) == {"azure/vmconnection": 5}
+    java = next(f for _, f in records if f.get("ProcessName") == "java")
+    assert entity(java, "host") == "UBUNTU5" and entity(java, "dst_ip") == "192.168.2.6"
+
+
 # ---------------------------------------------------------------------------------------------- other families
 FAMILY_SHAPES = [
     ({"time": "2024-01-02T03:04:05Z", "resourceId": "/tenants/t1/providers/Microsoft.aadiam",

@@ -33,8 +33,7 @@ def open_members(path: Path, stats: IngestStats) -> Iterator[tuple[str, str, Ope
         try:
             with zipfile.ZipFile(path) as zf:
                 for info in sorted(zf.infolist(), key=lambda i: i.filename):
-                    inner = detect_format(info.filename) or (
-                        None if info.is_dir() else sniff_text(zf.open(info).read(SNIFF_HEAD)))
+                    inner = detect_format(info.filename) or (None if info.is_dir() else _sniffed_member(zf, info))
                     if info.is_dir() or inner in (None, "zip", "tar", "gz") or _metadata_member(info.filename):
                         continue
                     yield f"{path}!{info.filename}", inner, (lambda zf=zf, info=info: zf.open(info))
@@ -81,6 +80,11 @@ def _sniffed(path: Path) -> str | None:
             return sniff_text(fh.read(SNIFF_HEAD), path.suffix.lower())
     except OSError:
         return None
+
+
+def _sniffed_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
+    with zf.open(info) as fh:
+        return sniff_text(fh.read(SNIFF_HEAD))
 
 
 def _metadata_member(name: str) -> bool:

@@ -122,3 +122,18 @@ M365_FAMILY = register(Family(
     entities={"time": ("CreationTime", "TimeGenerated"), "user": ("UserId", "UserKey"),
               "src_ip": ("ClientIP", "ClientIPAddress", "ActorIpAddress"),
               "account": ("OrganizationId", "TenantId")}))
+
+
+# Azure Monitor VM insights connection records (``VMConnection``): no SigmaHQ rule reads them, but they tie
+# a VM's processes to their network peers, so they carry a log source and entities of their own.
+VMCONNECTION = LogSource("azure", "vmconnection")
+
+
+def recognise_vmconnection(fields: Mapping[str, str]) -> LogSource | None:
+    return VMCONNECTION if fields.get("Type") == "VMConnection" else None
+
+
+VMCONNECTION_FAMILY = register(Family(
+    "azure-vmconnection", recognise_vmconnection,
+    entities={"time": ("TimeGenerated",), "host": ("Computer",), "src_ip": ("SourceIp",),
+              "dst_ip": ("DestinationIp", "RemoteIp")}))
