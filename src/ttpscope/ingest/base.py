@@ -286,6 +286,14 @@ def detect_format(name: str) -> str | None:
     return None
 
 
+def _text_log(path: Path) -> bool:
+    """A file named by nothing that holds a text log format (Zeek ``conn.log``, ``audit.log``)."""
+    from ttpscope.ingest.readers import _sniffed
+
+    plausible = path.suffix.lower() in (".log", "") or path.name.lower().startswith("audit.log")
+    return plausible and _sniffed(path) is not None
+
+
 def expand_sources(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Files and folders (recursively: every file of a known format) → sorted list of files."""
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
@@ -293,7 +301,7 @@ def expand_sources(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     for item in items:
         p = Path(item).expanduser()
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and detect_format(f.name)))
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and (detect_format(f.name) or _text_log(f))))
         elif p.is_file():
             out.append(p)
         else:

@@ -20,6 +20,7 @@ import orjson
 
 from ttpscope.ingest.base import IngestStats, detect_format
 from ttpscope.ingest.flatten import flatten_evtx_event, flatten_json_event
+from ttpscope.ingest.formats import FORMAT_READERS, expand, read_records_document, records_document, sniff_text
 
 Opener = Callable[[], IO[bytes]]
 WHOLE_JSON_LIMIT = 256 * 1024 * 1024  # a .json document (not lines) is parsed whole up to this size
@@ -27,12 +28,12 @@ WHOLE_JSON_LIMIT = 256 * 1024 * 1024  # a .json document (not lines) is parsed w
 
 def open_members(path: Path, stats: IngestStats) -> Iterator[tuple[str, str, Opener]]:
     """The event sources inside one file: the file itself, or the members of an archive."""
-    fmt = detect_format(path.name)
+    fmt = detect_format(path.name) or _sniffed(path)
     if fmt == "zip":
         try:
             with zipfile.ZipFile(path) as zf:
                 for info in sorted(zf.infolist(), key=lambda i: i.filename):
-                    inner = detect_format(info.filename)
+                    inner = detect_format(info.filename) or (None if info.is_dir() else _sniffed_member(zf, info))
                     if info.is_dir() or inner in (None, "zip", "tar", "gz") or _metadata_member(info.filename):
                         continue
                     yield f"{path}!{info.filename}", inner, (lambda zf=zf, info=info: zf.open(info))
@@ -43,21 +44,47 @@ def open_members(path: Path, stats: IngestStats) -> Iterator[tuple[str, str, Ope
             with tarfile.open(path, mode="r|*") as tf:
                 for member in tf:
                     inner = detect_format(member.name)
+                    handle = None
+                    if inner is None and member.isfile():  # a text log named by nothing: sniff its head
+                        handle = tf.extractfile(member)
+                        data = handle.read() if handle is not None else b""
+                        inner = sniff_text(data[:SNIFF_HEAD])
+                        handle = io.BytesIO(data)
                     if not member.isfile() or inner in (None, "zip", "tar", "gz") or _metadata_member(member.name):
                         continue
-                    handle = tf.extractfile(member)
+                    handle = handle or tf.extractfile(member)
                     if handle is not None:
                         yield f"{path}!{member.name}", inner, (lambda h=handle: h)
         except (tarfile.TarError, OSError, EOFError) as exc:
             stats.reject(None, f"truncated or unreadable tar archive: {exc}")
     elif fmt == "gz":
         inner_name = path.name[:-3]
-        inner = detect_format(inner_name) or "jsonl"
+        inner = detect_format(inner_name)
+        if inner is None:
+            with gzip.open(path, "rb") as fh:
+                inner = sniff_text(fh.read(SNIFF_HEAD)) or "jsonl"
         yield str(path), inner, (lambda: gzip.open(path, "rb"))
     elif fmt is None:
         stats.reject(None, "unknown format: expected .evtx, .json, .jsonl, .ndjson, .parquet, .csv or an archive")
     else:
         yield str(path), fmt, (lambda: open(path, "rb"))
+
+
+SNIFF_HEAD = 64 * 1024
+
+
+def _sniffed(path: Path) -> str | None:
+    """The text log format of a file whose name says nothing (Zeek ``conn.log``, ``audit.log``)."""
+    try:
+        with path.open("rb") as fh:
+            return sniff_text(fh.read(SNIFF_HEAD), path.suffix.lower())
+    except OSError:
+        return None
+
+
+def _sniffed_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
+    with zf.open(info) as fh:
+        return sniff_text(fh.read(SNIFF_HEAD))
 
 
 def _metadata_member(name: str) -> bool:
@@ -69,7 +96,10 @@ def _metadata_member(name: str) -> bool:
 def read(fmt: str, opener: Opener, stats: IngestStats, evtx_threads: int = 1) -> Iterator[tuple[int, dict]]:
     """Dispatch to the reader of one format; any failure to open is a counted rejection, never fatal."""
     try:
-        if fmt == "evtx":
+        reader = FORMAT_READERS.get(fmt)  # Zeek TSV, raw auditd, CloudTrail Records (ingest.formats)
+        if reader is not None:
+            yield from reader(opener, stats)
+        elif fmt == "evtx":
             yield from read_evtx(opener, stats, evtx_threads)
         elif fmt in ("jsonl", "json"):
             yield from read_json(opener, stats)
@@ -177,6 +207,9 @@ def read_json(opener: Opener, stats: IngestStats) -> Iterator[tuple[int, dict]]:
             if not more:
                 break
             buf += more
+        if records_document(buf[:256]):  # a CloudTrail {"Records": [...]} file: one event per record
+            yield from read_records_document(buf + fh.read(WHOLE_JSON_LIMIT), stats)
+            return
         first = next((ln for ln in buf.split(b"\n", 64) if ln.strip()), b"")
         if first and first.lstrip()[:1] in (b"{", b"["):
             try:
@@ -224,7 +257,7 @@ def _json_line(obj, lineno: int, stats: IngestStats) -> Iterator[tuple[int, dict
         stats.reject(lineno, f"not a JSON object: a {type(obj).__name__}")
         return
     stats.accept()
-    yield lineno, flatten_json_event(obj)
+    yield lineno, expand(flatten_json_event(obj))
 
 
 def _json_document(raw: bytes, stats: IngestStats) -> Iterator[tuple[int, dict]]:

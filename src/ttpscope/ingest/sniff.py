@@ -121,6 +121,8 @@ def sniff(path: str | Path) -> Sniffed:
         return Sniffed(UNKNOWN, problem="XML event export: convert to EVTX or JSON lines first")
     if suffix in (".yml", ".yaml") and ("detection:" in text and "logsource:" in text):
         return Sniffed(UNKNOWN, problem="a Sigma rule: give rule folders with --rules")
+    import ttpscope.ingest.formats  # noqa: F401  (registers the text formats' sniffers)
+
     for text_sniffer in TEXT_SNIFFERS:  # formats registered by their readers (Zeek TSV, auditd, ...)
         fmt = text_sniffer(text, suffix)
         if fmt:
