@@ -32,6 +32,7 @@ from ttpscope.errors import InputError
 from ttpscope.ingest import windows  # noqa: F401  (registers the Windows families)
 from ttpscope.ingest.flatten import HOST_FIELDS, TIME_FIELDS
 from ttpscope.ingest.logsource import UNKNOWN, Family, LogSource, discriminators, recognise
+from ttpscope.ingest.sniff import LOG, sniff
 
 # Internal columns live under a prefix no event field keeps (the batcher escapes such a field), so that a
 # Splunk export's own `_time` or a field named `_rec` never collides with them.
@@ -273,10 +274,17 @@ def class_order(key: tuple) -> tuple:
 
 
 # ---------------------------------------------------------------------------------------------- sources
-READERS: dict[str, Callable] = {}  # format name → reader(path_or_member, stats) yielding (record, fields)
+# format name → reader(opener, stats) yielding (record, fields); the built-in readers register in
+# ttpscope.ingest.readers, other formats (Zeek TSV, auditd, ...) beside them. The format of a file is
+# judged by content (ttpscope.ingest.sniff), never by its name.
+READERS: dict[str, Callable] = {}
+LOG_SUFFIXES = (".evtx", ".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv", ".log", ".zip", ".tar.gz",
+                ".tgz", ".tar", ".gz")
 
 
 def detect_format(name: str) -> str | None:
+    """The format a file name suggests — only to pick files out of folders and to name a source whose
+    content could not be read; the reader always goes by content."""
     low = name.lower()
     for suffix, fmt in ((".evtx", "evtx"), (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"),
                         (".parquet", "parquet"), (".csv", "csv"), (".zip", "zip"), (".tar.gz", "tar"),
@@ -286,26 +294,25 @@ def detect_format(name: str) -> str | None:
     return None
 
 
-def _text_log(path: Path) -> bool:
-    """A file named by nothing that holds a text log format (Zeek ``conn.log``, ``audit.log``)."""
-    from ttpscope.ingest.readers import _sniffed
-
-    plausible = path.suffix.lower() in (".log", "") or path.name.lower().startswith("audit.log")
-    return plausible and _sniffed(path) is not None
+def _path_of(item) -> Path:
+    return Path(item[0] if isinstance(item, tuple) else item).expanduser()
 
 
-def expand_sources(paths: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Files and folders (recursively: every file of a known format) → sorted list of files."""
-    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+def expand_sources(paths) -> list[Path]:
+    """Files and folders (recursively: every file whose content is an event log, and every file whose name
+    says it should be one, so that a damaged one is reported) → sorted list of files. Items may be
+    ``(path, format)`` pairs."""
+    items = [paths] if isinstance(paths, (str, Path, tuple)) else list(paths)
     out: list[Path] = []
     for item in items:
-        p = Path(item).expanduser()
+        p = _path_of(item)
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and (detect_format(f.name) or _text_log(f))))
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
+                              and (f.name.lower().endswith(LOG_SUFFIXES) or sniff(f).kind == LOG)))
         elif p.is_file():
             out.append(p)
         else:
-            raise InputError(str(item), None, "no such file or folder")
+            raise InputError(str(_path_of(item)), None, "no such file or folder")
     return out
 
 
@@ -313,16 +320,24 @@ class EventReader:
     """Reads event sources into narrow Arrow batches, counting what each source gave.
 
     ``EventReader(paths).batches()`` yields :class:`EventBatch` objects; ``stats`` holds one
-    :class:`IngestStats` per source (archive members count as sources of their own). ``on_progress``,
-    when set, is called as ``on_progress(events_read, files_done, files_total)`` every few thousand events.
+    :class:`IngestStats` per source (archive members count as sources of their own). A file's format is
+    the one given — ``(path, format)`` items or ``formats={path: format}``, as a caller that sniffed the
+    file knows it — else :func:`ttpscope.ingest.sniff.sniff` judges it by content (never by name).
+    ``on_progress``, when set, is called as ``on_progress(events_read, files_done, files_total)`` every
+    few thousand events.
     ``logsource``: the declared log source of records no family recognises.
     """
 
     def __init__(self, paths, batch_rows: int = 16_384, max_buffered: int = 49_152,
                  on_progress: Callable[[int, int, int], None] | None = None, evtx_threads: int = 1,
-                 logsource: LogSource | None = None):
+                 logsource: LogSource | None = None, formats: dict | None = None):
         self.logsource = logsource
-        self.files = expand_sources(paths)
+        items = [paths] if isinstance(paths, (str, Path, tuple)) else list(paths)
+        self.files = expand_sources(items)
+        self.formats: dict[Path, str] = {Path(k).expanduser(): v for k, v in (formats or {}).items()}
+        for item in items:
+            if isinstance(item, tuple) and item[1]:
+                self.formats[_path_of(item)] = item[1]
         self.sources: list[str] = []
         self.stats: list[IngestStats] = []
         self.batch_rows = batch_rows
@@ -336,18 +351,23 @@ class EventReader:
 
         batcher = Batcher(self.sources, self.batch_rows, self.max_buffered, declared=self.logsource)
         for done, path in enumerate(self.files):
-            # problems of the file as a whole (unreadable archive, unknown format) are counted here
-            file_stats = IngestStats(str(path), detect_format(path.name) or "unknown")
-            for name, fmt, opener in readers.open_members(path, file_stats):
+            # problems of the file as a whole (unreadable archive, not a log) are counted here
+            fmt = self.formats.get(path)
+            file_stats = IngestStats(str(path), fmt or detect_format(path.name) or "unknown")
+            for member in readers.open_members(path, file_stats, fmt):
                 src = len(self.sources)
-                self.sources.append(name)
-                stats = IngestStats(name, fmt)
+                self.sources.append(member.name)
+                stats = IngestStats(member.name, member.format)
                 self.stats.append(stats)
-                for rec, fields in readers.read(fmt, opener, stats, evtx_threads=self.evtx_threads):
-                    yield from batcher.add(src, rec, fields)
-                    self.events_read += 1
-                    if self.on_progress and self.events_read & 4095 == 0:
-                        self.on_progress(self.events_read, done, len(self.files))
+                try:
+                    for rec, fields in readers.read(member.format, member.opener(), stats,
+                                                    evtx_threads=self.evtx_threads):
+                        yield from batcher.add(src, rec, fields)
+                        self.events_read += 1
+                        if self.on_progress and self.events_read & 4095 == 0:
+                            self.on_progress(self.events_read, done, len(self.files))
+                finally:
+                    member.stream.close()
             if file_stats.rejected:
                 self.stats.append(file_stats)
             if self.on_progress:

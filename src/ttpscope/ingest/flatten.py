@@ -72,14 +72,31 @@ def text(value: Any) -> str | None:
         return "false"
     if isinstance(value, (int, float)):
         return str(value)
-    if isinstance(value, list):
-        if all(not isinstance(v, (dict, list)) for v in value):
+    if isinstance(value, (list, tuple)):
+        if all(not isinstance(v, (dict, list, tuple)) for v in value):
             return "\n".join(t for t in map(text, value) if t is not None)
-        return orjson.dumps(value).decode()
+        return _dumps(value)
     if isinstance(value, dict):
-        if "#text" in value:  # an XML element with attributes, rendered by the evtx parser
+        if "#text" in value and not isinstance(value["#text"], (dict, list)):  # an XML element with attributes
             return text(value["#text"])
-        return orjson.dumps(value).decode()
+        return _dumps(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):  # Parquet binary columns
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _dumps(value: Any) -> str:
+    """A nested value as JSON text. orjson stops at 254 levels: deeper values raise ValueError, and the
+    reader rejects that one record."""
+    try:
+        return orjson.dumps(value, default=_json_default).decode()
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"value not representable as JSON text: {exc}") from None
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", errors="replace")
     return str(value)
 
 
@@ -126,11 +143,17 @@ def _data_items(out: _Out, data: Any) -> None:
 def flatten_evtx_event(event: dict) -> dict[str, str]:
     """``{"Event": {...}}`` or its inner object → flat fields (rule 1)."""
     ev = event.get("Event", event)
+    if type(ev) is not dict:
+        return flatten_json_event({"Event": ev}) if ev is not event else {}
     fast = _evtx_fast(ev)
     if fast is not None:
         return fast
     out = _Out()
-    _evtx_system(ev.get("System") or {}, out.put)
+    system = ev.get("System")
+    if type(system) is dict:
+        _evtx_system(system, out.put)
+    elif system is not None:  # not the EVTX shape after all (a list, a text): kept as a field
+        out.put("System", text(system))
     if "EventData" in ev:
         _data_items(out, ev["EventData"])
     user_data = ev.get("UserData")
@@ -147,7 +170,7 @@ def _evtx_system(system: dict, put) -> None:
     for key, value in system.items():
         if type(value) is dict:
             attrs = value.get("#attributes")
-            if attrs:
+            if type(attrs) is dict:
                 for attr, attr_value in attrs.items():
                     name = _SYSTEM_ATTRS.get((key, attr))
                     if name and attr_value is not None:
@@ -162,10 +185,12 @@ def _evtx_fast(ev: dict) -> dict[str, str] | None:
     """The common EVTX record (System + flat EventData of scalars), built as a plain dict; None sends the
     record to the general path (UserData, nested or unnamed data, spaced or case-colliding names)."""
     data = ev.get("EventData")
-    if "UserData" in ev or len(ev) > 3 or (data is not None and type(data) is not dict):
+    system = ev.get("System")
+    if "UserData" in ev or len(ev) > 3 or (data is not None and type(data) is not dict) or \
+            (system is not None and type(system) is not dict):
         return None
     out: dict[str, str] = {}
-    _evtx_system(ev.get("System") or {}, out.__setitem__)
+    _evtx_system(system or {}, out.__setitem__)
     if data:
         for key, value in data.items():
             if " " in key or key in ("Data", "#text", "#attributes"):
@@ -185,17 +210,24 @@ def _evtx_fast(ev: dict) -> dict[str, str] | None:
 
 
 def _flatten_into(out: _Out, obj: dict, prefix: str) -> None:
-    for key, value in obj.items():
-        name = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict) and value and "#text" not in value:
-            _flatten_into(out, value, name)
-        else:
+    """Nested objects → dotted names, depth first in key order; iterative, so no depth is too deep."""
+    stack = [(prefix, iter(obj.items()))]
+    while stack:
+        base, items = stack[-1]
+        for key, value in items:
+            name = f"{base}.{key}" if base else key
+            if isinstance(value, dict) and value and "#text" not in value:
+                stack.append((name, iter(value.items())))
+                break
             out.put(name, text(value))
+        else:
+            stack.pop()
 
 
 def flatten_json_event(obj: dict) -> dict[str, str]:
     """A JSON object from a JSON-lines or JSON source → flat Sigma fields (rules 1–5)."""
-    if "Event" in obj and isinstance(obj["Event"], dict) and "System" in obj["Event"]:
+    event = obj.get("Event")
+    if type(event) is dict and type(event.get("System")) is dict:
         return flatten_evtx_event(obj)
     flat = _flat_fast(obj)
     if flat is not None:

@@ -79,31 +79,6 @@ def _owner(source: str, files: list[Path]) -> Path | None:
     return None
 
 
-@contextmanager
-def _named_for_ingest(logs: list[Evidence]) -> Iterator[dict[Path, Path]]:
-    """{path the ingest reads: the evidence file}. The ingest picks a reader by file name, the routing went by
-    content: a file whose name says otherwise (Sysmon JSON saved as ``.log``, Parquet as ``.bin``) is shown to
-    the ingest through a symbolic link with the right ending, in a temporary folder."""
-    from ttpscope.ingest.base import detect_format
-
-    with tempfile.TemporaryDirectory(prefix="ttpscope-logs-") as tmp:
-        names: dict[Path, Path] = {}
-        for i, ev in enumerate(logs):
-            if detect_format(ev.path.name) == ev.format or ev.format not in SUFFIXES:
-                names[ev.path] = ev.path
-                continue
-            link = Path(tmp) / f"{i}-{ev.path.name}{SUFFIXES[ev.format]}"
-            link.symlink_to(ev.path.resolve())
-            names[link] = ev.path
-        yield names
-
-
-def _rename_source(source: str, names: dict[Path, Path]) -> str:
-    """An ingest source name (file, or file!member) with the evidence file's own path."""
-    owner = _owner(source, list(names))
-    return source if owner is None else str(names[owner]) + source[len(str(owner)):]
-
-
 def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
                 ) -> tuple[list[Observation], list[dict[str, Any]], dict[Path, SourceReport], list[str]]:
     """Run the Sigma rules over the event logs (``ttpscope.detect.detect``): observations, detections (rule
@@ -121,15 +96,10 @@ def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
         else:  # events: done = events read, files_done = files finished
             progress("logs", min(files_done, total), total, f"{done:,} events read")
 
-    with _named_for_ingest(logs) as names:
-        try:
-            result = mod.detect(list(names), rules, kb=kb, progress=on_progress)
-        except TtpscopeError as exc:  # e.g. a rule folder with no usable rule: the reports can still be read
-            return _not_analysed(reports, "event log file(s)", exc)
-        for det in result.detections:  # the case keeps the evidence's own file names, not temporary links
-            det.source = _rename_source(str(det.source), names)
-        for stats in result.ingest:
-            stats.source = _rename_source(str(stats.source), names)
+    try:  # the ingest judges each file's format by content, with the same sniffer as the routing
+        result = mod.detect([(e.path, e.format) for e in logs], rules, kb=kb, progress=on_progress)
+    except TtpscopeError as exc:  # e.g. a rule folder with no usable rule: the reports can still be read
+        return _not_analysed(reports, "event log file(s)", exc)
     progress("logs", total, total, f"{len(result.detections):,} detections")
     files = [e.path for e in logs]
     for stats in result.ingest:
