@@ -331,3 +331,38 @@ def test_after_kill_9_the_next_server_marks_the_job_failed_and_removes_its_uploa
         stop(again)
         again.stdout.close()
         again.stderr.close()
+
+
+MALFORMED_LAYER_CELLS = {
+    "scores of ±1e308": [{"techniqueID": "T1059", "score": 1e308}, {"techniqueID": "T1003", "score": -1e308}],
+    "a list as tactic": [{"techniqueID": "T1059", "tactic": ["execution"]}],
+    "a list as color": [{"techniqueID": "T1059", "color": ["#ff0000"]}],
+    "a number as metadata": [{"techniqueID": "T1059", "metadata": 5}],
+    "a number as techniqueID": [{"techniqueID": 1059}],
+    "an object as comment": [{"techniqueID": "T1059", "comment": {"a": 1}}],
+}
+
+
+@pytest.mark.parametrize("what", sorted(MALFORMED_LAYER_CELLS))
+def test_malformed_layers_are_answered_422_with_a_one_line_reason(client, what):
+    raw = orjson.dumps({"name": "l", "domain": "enterprise-attack", "versions": {"layer": "4.5"},
+                        "techniques": MALFORMED_LAYER_CELLS[what]})
+    upload = ("layer.json", raw, "application/json")
+    api = client.post("/api/layers/read", files={"file": upload})
+    assert api.status_code == 422 and api.json()["record"] == "techniques[0]"
+    assert "\n" not in api.json()["detail"] and "techniques[0]." in api.json()["detail"]
+    home = client.post("/", files={"layer": upload})
+    assert home.status_code == 422 and "techniques[0]." in home.text
+    compare = client.post("/compare", files={"layer_a": upload, "layer_b": upload})
+    assert compare.status_code == 422 and "techniques[0]." in compare.text
+
+
+def test_cli_layer_with_a_non_string_technique_id_is_one_line(tmp_path):
+    layer = tmp_path / "layer.json"
+    layer.write_bytes(orjson.dumps({"name": "l", "techniques": [{"techniqueID": 1059, "score": 1}]}))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    done = subprocess.run([sys.executable, "-m", "ttpscope", "attribute", "--layer", str(layer),
+                           "--bundle", "embedded"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "techniqueID 1059" in lines[0] and str(layer) in lines[0], done.stderr
