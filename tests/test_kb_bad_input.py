@@ -98,3 +98,37 @@ def test_done_when_commands(tmp_path, args, expect):
     if args[1] == "group":
         assert {"aliases", "techniques", "software", "campaigns"} <= data.keys()
         assert all({"id", "name", "via"} <= t.keys() for t in data["techniques"])
+
+
+WRONG_TYPES = {  # object type to damage -> (field, wrong value)
+    "external_references a string": ("attack-pattern", "external_references", "https://attack.mitre.org"),
+    "kill_chain_phases a number": ("attack-pattern", "kill_chain_phases", 7),
+    "tactic_refs a number": ("x-mitre-matrix", "tactic_refs", 12),
+    "id an object": ("attack-pattern", "id", {"nested": "attack-pattern--1"}),
+    "a number as a kill chain phase name": ("attack-pattern", "kill_chain_phases",
+                                            [{"kill_chain_name": "mitre-ics-attack", "phase_name": 3}]),
+    "a list of numbers as aliases": ("intrusion-set", "aliases", [1, 2]),
+}
+
+
+@pytest.mark.parametrize("what", sorted(WRONG_TYPES))
+def test_wrong_typed_fields_reject_the_object_with_a_counted_reason(tmp_path, shared_data, what):
+    otype, field, value = WRONG_TYPES[what]
+    bundle = json.loads((shared_data / "attack" / "ics-attack-18.1.json").read_text())
+    clean = load_bundle_file(shared_data / "attack" / "ics-attack-18.1.json")
+    assert not any("rejected" in w for w in clean.warnings)  # the real bundle loses nothing
+    victim = next(o for o in bundle["objects"] if o["type"] == otype and not o.get("revoked"))
+    victim[field] = value
+    path = tmp_path / "damaged.json"
+    path.write_text(json.dumps(bundle))
+    kb = load_bundle_file(path, domain="ics")
+    rejected = [w for w in kb.warnings if "rejected" in w]
+    assert len(rejected) == 2 and f"'{field}" in rejected[0] and "1 of" in rejected[1], kb.warnings
+    if otype == "attack-pattern":  # only the damaged technique is lost
+        assert len(kb.techniques) == len(clean.techniques) - 1 and kb.procedures
+    elif otype == "intrusion-set":
+        assert len(kb.groups) == len(clean.groups) - 1
+    else:  # without its matrix the tactics are unknown, the techniques still load
+        assert len(kb.techniques) == len(clean.techniques)
+    proc = run_cli("kb", "info", "--bundle", str(path), "--domain", "ics", home=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "rejected" in proc.stderr, proc.stderr

@@ -17,8 +17,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Iterable
 from ttpscope.errors import InputError
 from ttpscope.kb import KnowledgeBase, plain
 from ttpscope.kb.aliases import normalize
-from ttpscope.paths import cache_dir
+from ttpscope.paths import cache_dir, load_cache, save_cache
 
 from ttpscope.analyze.crosswalk import resolve_any_release
 from ttpscope.analyze.profile import DEFAULT_VIA
@@ -204,12 +202,10 @@ def load_atomics(paths: Iterable[str | Path]) -> AtomicIndex:
         return _memo[key]
     # the YAML indexes take seconds to parse: keep the parsed index on disk, keyed by the files' identity
     cache_file = cache_dir("atomics") / (hashlib.sha256(repr(key).encode()).hexdigest()[:24] + ".pickle")
-    if cache_file.is_file():
-        try:
-            _memo[key] = pickle.loads(cache_file.read_bytes())
-            return _memo[key]
-        except Exception:  # a stale or truncated cache is rebuilt, never fatal
-            pass
+    cached = load_cache(cache_file, AtomicIndex, "Atomic Red Team index cache")
+    if cached is not None:
+        _memo[key] = cached
+        return cached
     index = AtomicIndex()
     for f in files:
         try:
@@ -220,9 +216,7 @@ def load_atomics(paths: Iterable[str | Path]) -> AtomicIndex:
         except OSError as exc:
             raise InputError(str(f), None, f"cannot read: {exc.strerror}") from exc
     _memo[key] = index
-    tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
-    os.replace(tmp, cache_file)
+    save_cache(cache_file, index, "Atomic Red Team index cache")
     return index
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from ttpscope.api.deps import kb_of, need
-from ttpscope.api.security import require_token
+from ttpscope.api.security import public_meta, require_token
 from ttpscope.errors import NotFoundError
 
 router = APIRouter(prefix="/api", tags=["cases"])
@@ -33,7 +33,9 @@ def case_summary(case) -> dict[str, Any]:
 
 
 def get_case(request: Request, case_id: str):
-    return workspace(request).get_case(case_id)
+    case = workspace(request).get_case(case_id)
+    public_meta(case.meta)  # no server path (rule folder, evidence) reaches a client
+    return case
 
 
 @router.get("/cases", summary="Cases in the workspace, newest first")
@@ -84,7 +86,7 @@ def list_jobs(request: Request) -> dict:
 def show_job(job_id: str, request: Request) -> dict:
     job = request.app.state.jobs.get(job_id)
     if job is None:
-        raise NotFoundError(f"no job '{job_id}' (jobs are kept in memory until the server restarts)")
+        raise NotFoundError(f"no job '{job_id}' (the server keeps its last 200 jobs)")
     return job.to_dict()
 
 
@@ -104,6 +106,7 @@ def case_analysis(request: Request, case_id: str):
     if key not in cache:
         analysis = analyse_case(case, request.app.state.kb, detections=ws.get_detections(case.id),
                                 documents=ws.get_documents(case.id), rules=case.meta.get("rules"), workspace=ws)
+        public_meta(case.meta)  # after the analysis used the real rule folder
         while len(cache) >= 16:
             cache.pop(next(iter(cache)))
         cache[key] = analysis

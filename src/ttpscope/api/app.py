@@ -41,6 +41,9 @@ class Settings:
     workspace: str | None = None  # workspace path; None = the default under TTPSCOPE_HOME
     rules: str | None = None  # Sigma rules for uploaded event logs (None: the cached SigmaHQ set, if any)
     investigation_workers: int = 1
+    job_seconds: float | None = 1800.0  # wall-clock budget of one investigation (None: unlimited)
+    job_memory_mib: int | None = 4096  # address-space budget of one investigation's process (None: unlimited)
+    max_pending_jobs: int = 8  # queued + running; beyond, uploads answer 503 with Retry-After
     view_cache_size: int = 2048  # serialised KB views kept in memory (0 = off)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -114,10 +117,26 @@ class BodyLimit:
             await self._refusal("")(scope, receive, send)
 
 
+def _job_manager(settings: Settings):
+    """Investigations under the settings' budgets; their records beside the workspace file (``<file>.jobs``);
+    upload folders a killed server left behind are removed here."""
+    from pathlib import Path
+
+    from ttpscope.api.jobs import Budget, JobManager
+    from ttpscope.api.uploads import remove_stale
+    from ttpscope.store.workspace import default_path
+
+    remove_stale()
+    ws = Path(settings.workspace).expanduser() if settings.workspace else default_path()
+    return JobManager(workers=settings.investigation_workers, max_pending=settings.max_pending_jobs,
+                      store=ws.with_name(ws.name + ".jobs"),
+                      budget=Budget(settings.job_seconds, settings.job_memory_mib))
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for one ATT&CK domain; the knowledge base is loaded here, once."""
     from ttpscope.api import api_analyses, api_cases, api_kb, pages
-    from ttpscope.api.jobs import JobManager
+    from ttpscope.api.jobs import QueueFullError, redact_paths
     from ttpscope.api.matrix import mark_for, matrix_view
     from ttpscope.kb import load_kb
 
@@ -149,7 +168,7 @@ def create_app(settings: Settings) -> FastAPI:
                                       autoescape=select_autoescape(default=True, default_for_string=True),
                                       trim_blocks=True, lstrip_blocks=True)
     app.state.templates.globals["mark_for"] = mark_for
-    app.state.jobs = JobManager(workers=settings.investigation_workers)
+    app.state.jobs = _job_manager(settings)
 
     @app.middleware("http")
     async def _guard(request: Request, call_next):
@@ -163,6 +182,8 @@ def create_app(settings: Settings) -> FastAPI:
         return response
 
     def _error(request: Request, status: int, detail: str, extra: dict | None = None) -> Response:
+        detail = redact_paths(detail)  # no server path reaches a client
+        extra = {k: redact_paths(v) if isinstance(v, str) else v for k, v in (extra or {}).items()}
         if request.url.path.startswith("/api/") or request.url.path == "/openapi.json":
             return ORJSONResponse({"detail": detail, **(extra or {})}, status_code=status)
         return pages.error_page(request, status, detail)
@@ -178,6 +199,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(OfflineError)
     async def _offline(request: Request, exc: OfflineError):
         return _error(request, 503, str(exc))
+
+    @app.exception_handler(QueueFullError)
+    async def _busy(request: Request, exc: QueueFullError):
+        response = _error(request, 503, str(exc))
+        response.headers["retry-after"] = "30"
+        return response
 
     @app.exception_handler(TtpscopeError)
     async def _other(request: Request, exc: TtpscopeError):

@@ -20,37 +20,47 @@ def start(app, evidence, name, kb):
     """Queue an investigation of ``evidence`` (list of uploads.Evidence); returns the Job.
 
     The case is saved in the server's workspace; no output files are written (the case page and the
-    export endpoints render them on demand).
+    export endpoints render them on demand). The job runs in a child process under the server's job budget,
+    in the folder the uploads are staged in, so the case records the uploads' own names, never a server path.
     """
     from ttpscope.api.api_cases import workspace_of
     from ttpscope.api.uploads import remove, stage
 
-    investigate = need("investigate")
+    need("investigate")
     settings = app.state.settings
     ws = workspace_of(app)
     folder, staged = stage(evidence)
     title = (name or ", ".join(label for _, label in staged))[:120]
-
-    def run(progress):
-        def on_progress(stage_name: str, done: int, total: int | None, detail: str) -> None:
-            start_at, span = _STAGES.get(stage_name, (None, 0.0))
-            fraction = None if start_at is None else start_at + span * (done / total if total else 0.0)
-            progress(f"{stage_name}: {detail}" if detail else stage_name, fraction)
-
-        try:
-            result = investigate([p for p, _ in staged], name=title, domain=kb.domain, bundle=settings.bundle,
-                                 rules=settings.rules, workspace=ws, formats=(), progress=on_progress)
-        except TtpscopeError as exc:  # name the uploads as the user knows them, not the server's temp paths
-            raise TtpscopeError(_as_labels(str(exc), folder, staged)) from exc
-        return {"case_id": result.case.id, "name": result.case.name,
-                "warnings": [_as_labels(w, folder, staged) for w in result.warnings],
-                "sources": [{**s.to_dict(), "path": _as_labels(str(s.path), folder, staged)} for s in result.sources]}
-
-    return app.state.jobs.submit("investigate", title, run, cleanup=lambda: remove(folder))
+    kwargs = {"files": [p.name for p, _ in staged], "labels": [label for _, label in staged], "name": title,
+              "domain": kb.domain, "bundle": settings.bundle, "rules": settings.rules, "workspace": str(ws.path)}
+    return app.state.jobs.submit_child("investigate", title, run_investigation, kwargs, cleanup=lambda: remove(folder),
+                                       cwd=folder, folder=folder)
 
 
-def _as_labels(text: str, folder, staged) -> str:
-    """Replace the staged temp paths in a message by the uploads' own names."""
-    for path, label in staged:
-        text = text.replace(str(path), label).replace(path.name, label)
-    return text.replace(str(folder), "(upload)")
+def run_investigation(progress, *, files, labels, name, domain, bundle, rules, workspace) -> dict:
+    """The job itself (in the child process, in the staging folder): investigate the staged files."""
+    from ttpscope.investigate import investigate
+    from ttpscope.store import Workspace
+
+    staged = list(zip(files, labels))
+
+    def on_progress(stage_name: str, done: int, total: int | None, detail: str) -> None:
+        start_at, span = _STAGES.get(stage_name, (None, 0.0))
+        fraction = None if start_at is None else start_at + span * (done / total if total else 0.0)
+        progress(_as_labels(f"{stage_name}: {detail}" if detail else stage_name, staged), fraction)
+
+    try:
+        result = investigate(files, name=name, domain=domain, bundle=bundle, rules=rules,
+                             workspace=Workspace(workspace), formats=(), progress=on_progress)
+    except TtpscopeError as exc:  # name the uploads as the user knows them, not the server's file names
+        raise TtpscopeError(_as_labels(str(exc), staged)) from exc
+    return {"case_id": result.case.id, "name": result.case.name,
+            "warnings": [_as_labels(w, staged) for w in result.warnings],
+            "sources": [{**s.to_dict(), "path": _as_labels(str(s.path), staged)} for s in result.sources]}
+
+
+def _as_labels(text: str, staged) -> str:
+    """Replace the staged file names in a message by the uploads' own names."""
+    for file, label in staged:
+        text = text.replace(file, label)
+    return text

@@ -106,22 +106,9 @@ def coverage_marks(report: dict) -> tuple[Marks, dict]:
 
 def layer_from_bytes(raw: bytes, source: str, kb) -> dict:
     """Parse and validate an uploaded Navigator layer held in memory (never written to disk)."""
-    import orjson
+    from ttpscope.export.navigator import load_layer
 
-    from ttpscope.export.navigator import validate_layer
-
-    try:
-        layer = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(source, None, f"not valid JSON ({exc})") from exc
-    if not isinstance(layer, dict) or not isinstance(layer.get("techniques"), list):
-        raise InputError(source, None, "not a Navigator layer (no 'techniques' list)")
-    # Only what the matrix needs must be right; other fields (versions, gradient) are Navigator's business.
-    problems = [p for p in validate_layer(layer, kb) if p.startswith("techniques[")]
-    if problems:
-        raise InputError(source, problems[0].split(".")[0].split(" ")[0],
-                         "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""))
-    return layer
+    return load_layer(raw, source, kb)
 
 
 def layer_marks(kb, layer: dict) -> tuple[Marks, dict]:

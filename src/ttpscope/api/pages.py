@@ -289,7 +289,7 @@ def upload_page(request: Request):
 def job_page(request: Request, job_id: str):
     job = request.app.state.jobs.get(job_id)
     if job is None:
-        raise NotFoundError(f"no job '{job_id}' (jobs are kept in memory until the server restarts)")
+        raise NotFoundError(f"no job '{job_id}' (the server keeps its last 200 jobs)")
     return render(request, "job.html", title=f"Investigating {job.title}", job=job.to_dict())
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from fastapi import HTTPException, Request, status
 
@@ -71,3 +71,24 @@ def require_token(request: Request) -> None:
                             detail="this endpoint changes data: send 'Authorization: Bearer <token>' "
                                    "(the token was printed when the server started)",
                             headers={"WWW-Authenticate": "Bearer"})
+
+
+def public_meta(meta: dict) -> dict:
+    """A case's ``meta`` as clients may see it: the server's rule folder, evidence and source paths reduced to
+    their last component, warnings without server paths. Changes ``meta`` in place and returns it; call it
+    after the analysis has used the real paths."""
+    from ttpscope.api.jobs import redact_paths
+
+    def name(value):
+        return PurePath(value).name if isinstance(value, str) and ("/" in value or "\\" in value) else value
+
+    if meta.get("rules"):
+        meta["rules"] = name(meta["rules"])
+    if isinstance(meta.get("evidence"), list):
+        meta["evidence"] = [name(v) for v in meta["evidence"]]
+    for source in meta.get("sources") or ():
+        if isinstance(source, dict) and "path" in source:
+            source["path"] = name(source["path"])
+    if isinstance(meta.get("warnings"), list):
+        meta["warnings"] = [redact_paths(w) if isinstance(w, str) else w for w in meta["warnings"]]
+    return meta

@@ -1,18 +1,30 @@
-"""Checking uploaded evidence before anything is done with it: count, size, type (by name and content).
+"""Checking uploaded evidence before anything is done with it: count, size, and what it is by its content.
+
+What a file is, is judged by the same sniffer ``investigate`` routes with (:func:`ttpscope.ingest.sniff.sniff`),
+so a zip named ``logs.json`` is taken for the zip it is, and an archive is only accepted when what it expands
+to stays within the server's bounds (total size and ratio, counted while decompressing in small pieces).
 
 The client's file name is only ever a label: evidence is written (when the library needs a path) into a
-fresh temporary folder under names the server makes up, so no request can name a path.
+fresh folder under names the server makes up, so no request can name a path. Those folders live under
+``TTPSCOPE_HOME/uploads`` and carry the server's pid, so a server started after a crash removes what a dead
+one left behind (:func:`remove_stale`).
 """
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import shutil
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import HTTPException, UploadFile
+
+from ttpscope.ingest.sniff import LOG, REPORT, SNIFF_BYTES, sniff
 
 # extension -> (kind, leading bytes it must start with, or None)
 ALLOWED: dict[str, tuple[str, bytes | None]] = {
@@ -20,11 +32,17 @@ ALLOWED: dict[str, tuple[str, bytes | None]] = {
     ".json": ("log", None), ".jsonl": ("log", None), ".ndjson": ("log", None),
     ".csv": ("log", None), ".log": ("log", None),
     ".parquet": ("log", b"PAR1"),
+    ".zip": ("log", b"PK\x03\x04"), ".gz": ("log", b"\x1f\x8b"), ".tgz": ("log", b"\x1f\x8b"),
+    ".tar": ("log", None),
     ".txt": ("report", None), ".md": ("report", None), ".markdown": ("report", None),
     ".html": ("report", None), ".htm": ("report", None),
     ".pdf": ("report", b"%PDF"),
 }
-_BINARY = {".evtx", ".parquet", ".pdf"}
+ARCHIVES = ("zip", "gz", "tar")
+MAX_EXPANDED_BYTES = 1024 * 1024 * 1024  # what one uploaded archive may expand to
+MAX_RATIO = 200  # expanded : compressed; real logs compress 5-50 times, bombs thousands of times
+MAX_MEMBERS = 10_000
+_PIECE = 1024 * 1024
 
 
 @dataclass
@@ -35,6 +53,88 @@ class Evidence:
     suffix: str
     kind: str  # log | report
     data: bytes
+    format: str | None = None  # as the sniffer judged it
+
+
+def uploads_root() -> Path:
+    from ttpscope.paths import home
+
+    root = home() / "uploads"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _judge(label: str, data: bytes):
+    """The sniffer's verdict on these bytes (it reads the head of a file, so only the head is written)."""
+    name = "upload" + ("".join(Path(label.lower()).suffixes[-2:]) if label.lower().endswith((".tar.gz",))
+                       else Path(label).suffix.lower())
+    with tempfile.TemporaryDirectory(prefix=f"sniff-{os.getpid()}-", dir=uploads_root()) as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(data[:SNIFF_BYTES])
+        return sniff(path)
+
+
+def expanded_size(data: bytes, fmt: str, limit: int) -> int:
+    """How many bytes an archive expands to, counted piece by piece and stopped once over ``limit``.
+
+    Members that cannot be read (corrupt, encrypted, an unsupported method) are left to the ingest, which
+    reports them per member; they count for what could be read.
+    """
+    total = 0
+    if fmt == "zip":
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return len(data)
+        members = archive.infolist()
+        if len(members) > MAX_MEMBERS:
+            return limit + 1
+        for info in members:
+            if info.is_dir():
+                continue
+            try:
+                with archive.open(info) as fh:
+                    while piece := fh.read(_PIECE):
+                        total += len(piece)
+                        if total > limit:
+                            return total
+            except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError,
+                    ValueError):
+                continue
+        return total
+    if fmt == "gz":  # gzip (and tar.gz): every member of the stream, without trusting its size trailer
+        rest = data
+        while rest:
+            inflate = zlib.decompressobj(wbits=31)
+            try:
+                chunk = inflate.decompress(rest, _PIECE)
+                while True:
+                    total += len(chunk)
+                    if total > limit:
+                        return total
+                    if inflate.eof or not inflate.unconsumed_tail:
+                        break
+                    chunk = inflate.decompress(inflate.unconsumed_tail, _PIECE)
+                if not inflate.eof:
+                    chunk = inflate.flush()
+                    total += len(chunk)
+            except zlib.error:
+                return total
+            rest = inflate.unused_data if inflate.eof else b""
+            if rest and not rest.startswith(b"\x1f\x8b"):
+                break
+        return total
+    return len(data)  # an uncompressed tar is its own size
+
+
+def _bound(label: str, data: bytes, fmt: str) -> None:
+    if fmt not in ("zip", "gz"):
+        return
+    limit = min(MAX_EXPANDED_BYTES, max(len(data), 64 * 1024) * MAX_RATIO)
+    size = expanded_size(data, fmt, limit)
+    if size > limit:
+        raise HTTPException(413, detail=f"{label}: a {fmt} archive expanding to more than {limit // (1024 * 1024)} "
+                                        f"MiB ({MAX_RATIO}x its size at most) is not accepted")
 
 
 def _label(name: str | None, index: int) -> str:
@@ -66,9 +166,13 @@ async def read_uploads(files: list[UploadFile], text: str | None, max_files: int
         kind, magic = ALLOWED[suffix]
         if magic is not None and not data.startswith(magic):
             raise HTTPException(415, detail=f"{label}: named {suffix} but its content is not {suffix[1:].upper()}")
-        if suffix not in _BINARY and b"\x00" in data[:8192]:
-            raise HTTPException(415, detail=f"{label}: named {suffix} but the content is binary, not text")
-        out.append(Evidence(label, suffix, kind, data))
+        judged = _judge(label, data)
+        if judged.kind not in (LOG, REPORT):
+            raise HTTPException(415, detail=f"{label}: {judged.problem or 'not an event log or a report'}")
+        if judged.format in ARCHIVES:  # by content, whatever the name says
+            _bound(label, data, judged.format)
+        kind = judged.kind  # routed by content later, as investigate does
+        out.append(Evidence(label, suffix, kind, data, judged.format))
     if text and text.strip():
         if len(text) > max_text_chars:
             raise HTTPException(413, detail=f"pasted text of {len(text)} characters is over the "
@@ -81,20 +185,50 @@ async def read_uploads(files: list[UploadFile], text: str | None, max_files: int
 
 
 def stage(evidence: list[Evidence]) -> tuple[Path, list[tuple[Path, str]]]:
-    """Write evidence to a fresh private temp folder; returns (folder, [(path, label)]).
+    """Write evidence to a fresh private folder under :func:`uploads_root`; returns (folder, [(path, label)]).
 
     File names are made here: ``NN-<label stem reduced to letters, digits, - and _>.<checked suffix>``, so
     reports keep a recognisable name in the case while no client text can steer the path.
     """
-    folder = Path(tempfile.mkdtemp(prefix="ttpscope-upload-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=uploads_root()))
     staged = []
-    for i, ev in enumerate(evidence):
-        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(ev.label).stem).strip("-")[:60] or "evidence"
-        path = folder / f"{i:02d}-{stem}{ev.suffix}"
-        path.write_bytes(ev.data)
-        staged.append((path, ev.label))
+    try:
+        for i, ev in enumerate(evidence):
+            double = ev.label.lower().endswith(".tar.gz")
+            stem = re.sub(r"[^A-Za-z0-9_-]+", "-", ev.label[:-7] if double else Path(ev.label).stem).strip("-")[:60]
+            path = folder / f"{i:02d}-{stem or 'evidence'}{'.tar.gz' if double else ev.suffix}"
+            path.write_bytes(ev.data)
+            staged.append((path, ev.label))
+    except BaseException:  # a full disk: nothing half-staged stays behind
+        remove(folder)
+        raise
     return folder, staged
 
 
 def remove(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(root: Path | None = None) -> list[Path]:
+    """Remove upload folders whose server process is gone (killed, crashed); returns what was removed.
+
+    Folders of live servers (this one included) are left alone: several servers may share a home.
+    """
+    root = root or uploads_root()
+    removed = []
+    for folder in root.iterdir():
+        owner = folder.name.removeprefix("sniff-").split("-", 1)[0]
+        if folder.is_dir() and owner.isdigit() and not _alive(int(owner)):
+            remove(folder)
+            removed.append(folder)
+    return removed

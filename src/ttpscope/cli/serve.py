@@ -23,6 +23,10 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
                                         "TTPSCOPE_HOME/workspace.duckdb)."),
           cache_size: int = typer.Option(2048, min=0, help="Serialised knowledge-base answers kept in memory "
                                          "(0 = off)."),
+          job_timeout: float = typer.Option(1800, min=0, help="Seconds one investigation may run before it is "
+                                            "stopped (0 = no limit)."),
+          job_memory_mib: int = typer.Option(4096, min=0, help="Address space one investigation's process may "
+                                             "use, MiB (0 = no limit)."),
           ) -> None:
     """Serve the ATT&CK matrix explorer, case pages and the REST API (OpenAPI at /openapi.json)."""
     import uvicorn
@@ -34,7 +38,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
     allowed = sorted(LOOPBACK) if host in LOOPBACK else None
     settings = Settings(token=token, domain=domain, bundle=bundle, max_upload_bytes=max_upload_mib * 1024 * 1024,
                         allowed_hosts=allowed, investigation_workers=workers,
-                        view_cache_size=cache_size, rules=rules, workspace=workspace)
+                        view_cache_size=cache_size, rules=rules, workspace=workspace,
+                        job_seconds=job_timeout or None, job_memory_mib=job_memory_mib or None)
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host
     # plain echo, not Rich: these lines are copied and parsed, so they must never be wrapped

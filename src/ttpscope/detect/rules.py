@@ -329,6 +329,13 @@ def _parse_file(path: Path):
                                      collect_filters=True, resolve_references=False)
 
 
+def _parse_entries(value) -> bool:
+    """The parsed-rule cache's shape: {path: ((size, mtime_ns), pickled collection)}."""
+    return isinstance(value, dict) and all(
+        isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], tuple) and isinstance(v[1], bytes)
+        for v in value.values())
+
+
 class _ParseCache:
     """Per-file pickle of parse results, keyed by (path, size, mtime_ns) and the pySigma version."""
 
@@ -339,14 +346,10 @@ class _ParseCache:
         self.file: Path | None = None
         if not enabled:
             return
-        from ttpscope.paths import cache_dir
+        from ttpscope.paths import cache_dir, load_cache
 
         self.file = cache_dir("rules") / f"parsed-pysigma-{_pkg_version('pysigma')}.pickle"
-        try:
-            with self.file.open("rb") as fh:
-                self.entries = pickle.load(fh)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
-            self.entries = {}
+        self.entries = load_cache(self.file, _parse_entries, "parsed-rule cache") or {}
 
     @staticmethod
     def key(path: Path) -> tuple:
@@ -359,10 +362,13 @@ class _ParseCache:
         hit = self.entries.get(str(path))
         if hit is None or hit[0] != self.key(path):
             return None
+        from sigma.collection import SigmaCollection
+
         try:
-            return pickle.loads(hit[1])
+            coll = pickle.loads(hit[1])
         except Exception:  # a stale or foreign entry: parse again
             return None
+        return coll if isinstance(coll, SigmaCollection) else None
 
     def put(self, path: Path, collection) -> None:
         if not self.enabled:
@@ -376,10 +382,9 @@ class _ParseCache:
     def save(self) -> None:
         if not (self.enabled and self.dirty and self.file):
             return
-        tmp = self.file.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            pickle.dump(self.entries, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(self.file)
+        from ttpscope.paths import save_cache
+
+        save_cache(self.file, self.entries, "parsed-rule cache")
 
 
 def default_rules_dir() -> Path | None:

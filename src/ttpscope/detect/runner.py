@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import pickle
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -124,19 +123,19 @@ def _rule_key(info) -> str:
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
+def _compiled_store(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, CompiledRule) for v in value.values())
+
+
 def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, int], None] | None = None
                     ) -> list[CompiledRule]:
     """Compile every rule of a RuleSet, with a per-rule disk cache (pySigma conversion costs ~4 ms a rule)."""
-    from ttpscope.paths import cache_dir
+    from ttpscope.paths import cache_dir, load_cache, save_cache
 
     store: dict[str, CompiledRule] = {}
     file = cache_dir("rules") / f"compiled-{COMPILER_VERSION}.pickle"
     if cache:
-        try:
-            with file.open("rb") as fh:
-                store = pickle.load(fh)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
-            store = {}
+        store = load_cache(file, _compiled_store, "compiled-rule cache") or {}
     out: list[CompiledRule] = []
     bset = None
     dirty = False
@@ -154,10 +153,7 @@ def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, in
         if progress:
             progress(i + 1, len(rs.rules))
     if cache and dirty:
-        tmp = file.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            pickle.dump(store, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(file)
+        save_cache(file, store, "compiled-rule cache")
     return out
 
 

@@ -103,45 +103,93 @@ def validate_layer(layer: Any, kb=None) -> list[str]:
     if layer.get("domain") not in DOMAIN_NAMES.values():
         problems.append(f"domain {layer.get('domain')!r} is not one of {sorted(DOMAIN_NAMES.values())}")
     tactics = {t.shortname for t in kb.tactics.values()} if kb is not None else None
-    for i, cell in enumerate(layer.get("techniques") or []):
-        if not isinstance(cell, dict):
-            problems.append(f"techniques[{i}] is not an object")
-            continue
-        if not _TECH.match(str(cell.get("techniqueID", ""))):
-            problems.append(f"techniques[{i}].techniqueID {cell.get('techniqueID')!r} is not T1234 or T1234.567")
-        if "tactic" in cell and tactics is not None and cell["tactic"] not in tactics:
-            problems.append(f"techniques[{i}].tactic {cell['tactic']!r} is not a tactic shortname of this domain")
-        if "score" in cell and not isinstance(cell["score"], (int, float)):
-            problems.append(f"techniques[{i}].score is not a number")
-        if cell.get("color") and not _COLOR.match(cell["color"]):
-            problems.append(f"techniques[{i}].color {cell['color']!r} is not a hex colour")
-        for m in cell.get("metadata") or []:
-            if not isinstance(m, dict) or not ({"name", "value"} <= m.keys() or "divider" in m):
-                problems.append(f"techniques[{i}].metadata entries need name and value")
-                break
+    techniques = layer.get("techniques")
+    for i, cell in enumerate(techniques if isinstance(techniques, list) else []):
+        problems += cell_problems(i, cell, tactics)
     gradient = layer.get("gradient")
     if gradient is not None:
-        if not isinstance(gradient, dict) or not all(_COLOR.match(c) for c in gradient.get("colors", [])):
+        colours = gradient.get("colors", []) if isinstance(gradient, dict) else None
+        if not isinstance(colours, list) or not all(isinstance(c, str) and _COLOR.match(c) for c in colours):
             problems.append("gradient.colors must be hex colours")
     return problems
+
+
+MAX_SCORE = 1e15  # beyond, score ranges overflow to infinity when they are normalised
+
+
+def cell_problems(i: int, cell: Any, tactics: set[str] | None = None) -> list[str]:
+    """What is wrong with ``techniques[i]`` of a layer: every field ttpscope reads, checked for its type."""
+    if not isinstance(cell, dict):
+        return [f"techniques[{i}] is not an object"]
+    out = []
+    tid = cell.get("techniqueID")
+    if not isinstance(tid, str) or not _TECH.match(tid):
+        out.append(f"techniques[{i}].techniqueID {_short(tid)} is not T1234 or T1234.567")
+    if "tactic" in cell:
+        tactic = cell["tactic"]
+        if not isinstance(tactic, str):
+            out.append(f"techniques[{i}].tactic is a {type(tactic).__name__}, not a tactic shortname")
+        elif tactics is not None and tactic not in tactics:
+            out.append(f"techniques[{i}].tactic {_short(tactic)} is not a tactic shortname of this domain")
+    score = cell.get("score")
+    if score is not None:
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            out.append(f"techniques[{i}].score is not a number")
+        elif not -MAX_SCORE <= score <= MAX_SCORE:
+            out.append(f"techniques[{i}].score {score:g} is outside ±{MAX_SCORE:g}")
+    color = cell.get("color")
+    if color and (not isinstance(color, str) or not _COLOR.match(color)):
+        out.append(f"techniques[{i}].color {_short(color)} is not a hex colour")
+    if "comment" in cell and cell["comment"] is not None and not isinstance(cell["comment"], str):
+        out.append(f"techniques[{i}].comment is a {type(cell['comment']).__name__}, not text")
+    if "enabled" in cell and not isinstance(cell["enabled"], bool):
+        out.append(f"techniques[{i}].enabled is not true or false")
+    metadata = cell.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, list):
+            out.append(f"techniques[{i}].metadata is a {type(metadata).__name__}, not a list")
+        elif not all(isinstance(m, dict) and ({"name", "value"} <= m.keys() or "divider" in m) for m in metadata):
+            out.append(f"techniques[{i}].metadata entries need name and value")
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def load_layer(raw: bytes, source: str, kb=None) -> dict[str, Any]:
+    """The one layer loader: bytes of a Navigator layer -> the layer, every technique cell checked.
+
+    Raises :class:`InputError` with a one-line reason (the first three problems) for anything that is not
+    valid JSON, not a layer, or has a cell whose fields have the wrong type. With ``kb``, tactic shortnames
+    are checked against the domain. Other fields (versions, gradient) are Navigator's business.
+    """
+    try:
+        layer = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(source, None, f"not valid JSON ({exc})") from exc
+    if not isinstance(layer, dict) or not isinstance(layer.get("techniques"), list):
+        raise InputError(source, None, "not a Navigator layer (no 'techniques' list)")
+    tactics = {t.shortname for t in kb.tactics.values()} if kb is not None else None
+    problems = [p for i, cell in enumerate(layer["techniques"]) for p in cell_problems(i, cell, tactics)]
+    if problems:
+        raise InputError(source, problems[0].split(".")[0].split(" ")[0],
+                         "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""))
+    return layer
 
 
 def read_layer(path: str | Path) -> list[dict[str, Any]]:
     """Techniques of a Navigator layer file: [{id, score, tactic, comment}] of enabled cells."""
     path = Path(path)
     try:
-        layer = orjson.loads(path.read_bytes())
+        raw = path.read_bytes()
     except OSError as exc:
         raise InputError(str(path), None, f"cannot read: {exc.strerror}") from exc
-    except orjson.JSONDecodeError as exc:
-        raise InputError(str(path), None, f"not valid JSON ({exc})") from exc
-    if not isinstance(layer, dict) or not isinstance(layer.get("techniques"), list):
-        raise InputError(str(path), None, "not a Navigator layer (no 'techniques' list)")
+    layer = load_layer(raw, str(path))
     out = []
-    for i, cell in enumerate(layer["techniques"]):
-        tid = cell.get("techniqueID") if isinstance(cell, dict) else None
-        if not tid or not _TECH.match(tid):
-            raise InputError(str(path), f"techniques[{i}]", f"techniqueID {tid!r} is not T1234 or T1234.567")
+    for cell in layer["techniques"]:
+        tid = cell["techniqueID"]
         if cell.get("enabled", True) is False:
             continue
         out.append({"id": tid, "score": cell.get("score"), "tactic": cell.get("tactic"),

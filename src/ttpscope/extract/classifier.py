@@ -30,8 +30,6 @@ same way on TRAM's 120 training reports (never its test reports) by
 from __future__ import annotations
 
 import hashlib
-import os
-import pickle
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -382,18 +380,16 @@ def custom_model_path(kb):
 
 
 def save_model(model: TechniqueClassifier, path) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    from ttpscope.paths import save_cache
+
+    save_cache(path, model, "classifier model")
 
 
 def _load(path) -> TechniqueClassifier | None:
-    try:
-        model = pickle.loads(path.read_bytes())
-    except Exception:  # a stale or truncated cache is retrained, never fatal
-        return None
-    if not isinstance(model, TechniqueClassifier) or model.info.get("schema") != MODEL_SCHEMA:
+    from ttpscope.paths import load_cache
+
+    model = load_cache(path, TechniqueClassifier, "classifier model")  # unreadable: retrained, never fatal
+    if model is None or model.info.get("schema") != MODEL_SCHEMA:
         return None
     return model
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-import pickle
 from pathlib import Path
 
 from ttpscope import __version__
 from ttpscope.kb.base import DOMAINS, KnowledgeBase, plain
 from ttpscope.kb.loader import build_kb, parse_bundle
 from ttpscope.kb.sources import BundleSource, resolve_source
-from ttpscope.paths import cache_dir
+from ttpscope.paths import cache_dir, load_cache, save_cache
 
 __all__ = ["DOMAINS", "KnowledgeBase", "load_kb", "load_bundle_file", "plain"]
 
@@ -64,16 +63,13 @@ def load_kb(domain: str = "enterprise", bundle: str | None = None, include_depre
     cache_file = None
     if use_cache and os.environ.get("TTPSCOPE_NO_KB_CACHE") != "1":
         cache_file = cache_dir("kb") / f"{_cache_key(src, include_deprecated)}.pickle"
-        if cache_file.is_file():
-            gc_was_enabled = gc.isenabled()
-            gc.disable()  # unpickling ~40k small objects: the cyclic GC only slows it down
-            try:
-                kb = pickle.loads(cache_file.read_bytes())
-            except Exception:  # a stale or truncated cache is rebuilt, never fatal
-                kb = None
-            finally:
-                if gc_was_enabled:
-                    gc.enable()
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # unpickling ~40k small objects: the cyclic GC only slows it down
+        try:
+            kb = load_cache(cache_file, KnowledgeBase, "knowledge-base cache")
+        finally:
+            if gc_was_enabled:
+                gc.enable()
     if kb is None:
         objects = parse_bundle(src.path.read_bytes(), src.label)
         kb = build_kb(objects, src.label, version=src.version, include_deprecated=include_deprecated)
@@ -83,10 +79,7 @@ def load_kb(domain: str = "enterprise", bundle: str | None = None, include_depre
 
             raise InputError(src.label, None, f"this is an ATT&CK {kb.domain} bundle, not {wanted}")
         if cache_file is not None:
-            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-            with open(tmp, "wb") as fh:
-                pickle.dump(kb, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, cache_file)
+            save_cache(cache_file, kb, "knowledge-base cache")
     # The KB is read-only from here on: move its ~40k objects out of the cyclic GC's generations so that
     # later collections don't rescan them (measured: 10 ms saved on the first query after a warm load).
     gc.freeze()

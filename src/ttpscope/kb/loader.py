@@ -52,11 +52,86 @@ def parse_bundle(raw: bytes, source: str) -> list[dict[str, Any]]:
     return data["objects"]
 
 
+# Every field the loader reads, with the shape it must have when present. A bundle from a URL or a TAXII
+# server can hold anything: an object with a wrong-typed field is rejected (and counted), never a crash.
+_STR, _OPT_STR, _BOOL, _STRS, _DICTS = "a string", "a string or null", "true or false", "a list of strings", \
+    "a list of objects"
+_FIELDS: dict[str, str] = {
+    "id": _STR, "type": _STR, "name": _STR, "description": _OPT_STR, "revoked": _BOOL,
+    "x_mitre_deprecated": _BOOL, "external_references": _DICTS, "kill_chain_phases": _DICTS,
+    "x_mitre_platforms": _STRS, "x_mitre_data_sources": _STRS, "x_mitre_detection": _OPT_STR,
+    "x_mitre_is_subtechnique": _BOOL, "aliases": _STRS, "x_mitre_aliases": _STRS, "first_seen": _OPT_STR,
+    "last_seen": _OPT_STR, "tactic_refs": _STRS, "x_mitre_shortname": _STR, "x_mitre_data_source_ref": _OPT_STR,
+    "x_mitre_log_sources": _DICTS, "x_mitre_log_source_references": _DICTS, "x_mitre_analytic_refs": _STRS,
+    "relationship_type": _STR, "source_ref": _STR, "target_ref": _STR,
+}
+# fields of the nested objects that are read
+_NESTED: dict[str, tuple[str, ...]] = {
+    "external_references": ("source_name", "external_id", "url"), "kill_chain_phases": ("kill_chain_name", "phase_name"),
+    "x_mitre_log_sources": ("name", "channel"),
+    "x_mitre_log_source_references": ("x_mitre_data_component_ref", "name", "channel"),
+}
+
+
+def _shape_ok(value: Any, shape: str) -> bool:
+    if shape == _STR:
+        return isinstance(value, str)
+    if shape == _OPT_STR:
+        return value is None or isinstance(value, str)
+    if shape == _BOOL:
+        return value is None or isinstance(value, bool)
+    if shape == _STRS:
+        return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    return value is None or (isinstance(value, list) and all(isinstance(v, dict) for v in value))
+
+
+def object_problem(obj: Any) -> str | None:
+    """Why an object of a bundle cannot be loaded (a wrong-typed field), or None when it can."""
+    if not isinstance(obj, dict):
+        return f"is a {type(obj).__name__}, not an object"
+    for key, shape in _FIELDS.items():
+        if key in obj and not _shape_ok(obj[key], shape):
+            return f"'{key}' is {_kind(obj[key])}, not {shape}"
+    for key, inner in _NESTED.items():
+        for i, item in enumerate(obj.get(key) or ()):
+            if key == "kill_chain_phases" and not isinstance(item.get("phase_name"), str):
+                return f"'{key}[{i}]' has no phase_name"
+            for field in inner:
+                if item.get(field) is not None and not isinstance(item[field], str):
+                    return f"'{key}[{i}].{field}' is {_kind(item[field])}, not a string"
+    return None
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
 def _attack_ref(obj: dict[str, Any]) -> tuple[str | None, str]:
     for ref in obj.get("external_references") or ():
         if ref.get("source_name") in ("mitre-attack", "mitre-mobile-attack", "mitre-ics-attack") and ref.get("external_id"):
             return ref["external_id"], ref.get("url", "")
     return None, ""
+
+
+def _checked(objects: list[Any], source: str, warnings: list[str]) -> list[dict[str, Any]]:
+    """The loadable objects; each rejected one is counted, the first ten named with their reason."""
+    kept, rejected = [], 0
+    for i, obj in enumerate(objects):
+        if isinstance(obj, dict) and ("type" not in obj or "id" not in obj):
+            kept.append(obj)  # reported below as an object without type/id
+            continue
+        problem = object_problem(obj)
+        if problem is None:
+            kept.append(obj)
+            continue
+        rejected += 1
+        if rejected <= 10:
+            ident = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else f"#{i}"
+            warnings.append(f"{source}: object {ident} rejected: {problem}")
+    if rejected:
+        warnings.append(f"{source}: {rejected} of {len(objects)} objects rejected for wrong-typed fields; "
+                        "the rest loaded")
+    return kept
 
 
 def _bundle_domain(objects: list[dict[str, Any]]) -> str | None:
@@ -83,12 +158,18 @@ def bundle_version(objects: list[dict[str, Any]]) -> str | None:
 
 def build_kb(objects: list[dict[str, Any]], source: str, version: str | None = None,
              domain: str | None = None, include_deprecated: bool = False, misp: bool = True) -> KnowledgeBase:
-    """Build a KnowledgeBase from the objects of one ATT&CK domain bundle."""
+    """Build a KnowledgeBase from the objects of one ATT&CK domain bundle.
+
+    Objects with a wrong-typed field are left out, counted in ``kb.warnings``; the rest of the bundle loads.
+    """
+    rejected: list[str] = []
+    objects = _checked(objects, source, rejected)
     domain = domain or _bundle_domain(objects)
     if domain is None:
         raise InputError(source, None, "no ATT&CK matrix or technique found: not an ATT&CK bundle")
     version = bundle_version(objects) or version or "unknown"
     kb = KnowledgeBase(domain=domain, version=version, source=source, include_deprecated=include_deprecated)
+    kb.warnings.extend(rejected)
     kill_chain = next(k for k, d in KILL_CHAINS.items() if d == domain)
 
     by_stix: dict[str, dict[str, Any]] = {}
