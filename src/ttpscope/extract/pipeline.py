@@ -31,10 +31,11 @@ class Evidence:
     method: str
     confidence: float
     detail: str | None = None
+    kind: str = "prose"  # the structure the sentence came from (ttpscope.extract.sentences.Sentence.kind)
 
     def to_dict(self) -> dict:
         d = {"sentence": self.sentence, "start": self.start, "end": self.end, "method": self.method,
-             "confidence": round(self.confidence, 4)}
+             "confidence": round(self.confidence, 4), "kind": self.kind}
         if self.detail:
             d["detail"] = self.detail
         return d
@@ -49,11 +50,26 @@ class TechniqueFinding:
     tactics: list[str]
     confidence: float
     evidence: list[Evidence] = field(default_factory=list)
+    score: float = 0.0  # document-level strength: see document_score
 
     def to_dict(self, max_evidence: int | None = MAX_EVIDENCE) -> dict:
         ev = self.evidence if max_evidence is None else self.evidence[:max_evidence]
         return {"id": self.id, "name": self.name, "tactics": self.tactics, "confidence": round(self.confidence, 4),
-                "sentences": len(self.evidence), "evidence": [e.to_dict() for e in ev]}
+                "score": round(self.score, 4), "sentences": len(self.evidence), "evidence": [e.to_dict() for e in ev]}
+
+
+# How much one sentence of each structure counts towards a technique's document-level score: a table cell,
+# a code line or a caption says less than a sentence of prose (it has no verb tying it to the adversary).
+KIND_WEIGHT = {"prose": 1.0, "bullet": 1.0, "caption": 0.6, "command": 0.6, "code": 0.5, "table": 0.4}
+
+
+def document_score(evidence: list[Evidence]) -> float:
+    """Noisy-or of the evidence sentences, each weighted by its structure (``KIND_WEIGHT``): a technique
+    stated in several sentences scores above one scraped from a single table cell."""
+    miss = 1.0
+    for ev in evidence:
+        miss *= 1.0 - KIND_WEIGHT.get(ev.kind, 0.0) * max(0.0, min(1.0, ev.confidence))
+    return 1.0 - miss
 
 
 @dataclass
@@ -111,22 +127,27 @@ def extract_document(doc: Document, kb, min_confidence: float | None = None, pro
     observations: list[Observation] = []
     mentions: dict[tuple[str, str], dict] = {}
     batch: list[Sentence] = []
+    kinds: dict[str, int] = {}
     total = len(text)
     n_sentences = 0
 
     def flush() -> None:
-        # sentences are classified in batches and not kept: memory stays bounded by the claims made
-        preds = model.predict([_model_text(s.text) for s in batch], min_confidence=floor)
-        for sent, cands in zip(batch, preds):
+        # sentences are classified in batches and not kept: memory stays bounded by the claims made.
+        # Headings, TOC lines, table headers and boilerplate are context: never classified into a claim.
+        claimable = [s for s in batch if not s.is_context]
+        preds = model.predict([_model_text(s.text) for s in claimable], min_confidence=floor) if claimable else []
+        for sent, cands in zip(claimable, preds):
             for cand in cands:
                 _add_claim(kb, doc, sent, cand, findings, observations)
+        for sent in batch:
+            kinds[sent.kind] = kinds.get(sent.kind, 0) + 1
             for kind, oid, start, end, surface in entities.find(sent.text, sent.start):
                 _add_mention(kb, mentions, kind, oid, start, end, surface, sent.text)
         if progress:
             progress("reading", batch[-1].end, total)
         batch.clear()
 
-    for sent in iter_sentences(text):
+    for sent in iter_sentences(text, hints=doc.hints):
         n_sentences += 1
         batch.append(sent)
         if len(batch) >= 1024:
@@ -135,9 +156,10 @@ def extract_document(doc: Document, kb, min_confidence: float | None = None, pro
         flush()
     if progress:
         progress("reading", total, total)
-    techniques = sorted(findings.values(), key=lambda f: (-f.confidence, f.id))
-    for f in techniques:
+    for f in findings.values():
         f.evidence.sort(key=lambda e: (-e.confidence, e.start))
+        f.score = document_score(f.evidence)
+    techniques = sorted(findings.values(), key=lambda f: (-f.score, -f.confidence, f.id))
     groups, software = _entities(kb, mentions, set(findings))
     iocs = find_iocs(text, progress=(lambda d, t: progress("indicators", d, t)) if progress else None) \
         if with_iocs else {}
@@ -154,13 +176,14 @@ def _add_claim(kb, doc: Document, sent: Sentence, cand, findings: dict, observat
     tech = kb.techniques.get(cand.technique_id)
     if tech is None:
         return
-    ev = Evidence(sent.text, sent.start, sent.end, cand.method, cand.confidence, cand.detail)
+    ev = Evidence(sent.text, sent.start, sent.end, cand.method, cand.confidence, cand.detail, sent.kind)
     finding = findings.get(tech.id)
     if finding is None:
         finding = findings[tech.id] = TechniqueFinding(tech.id, tech.name, list(tech.tactics), 0.0)
     finding.evidence.append(ev)
     finding.confidence = max(finding.confidence, cand.confidence)
-    evidence = {"sentence": sent.text, "start": sent.start, "end": sent.end, "method": cand.method}
+    evidence = {"sentence": sent.text, "start": sent.start, "end": sent.end, "method": cand.method,
+                "kind": sent.kind}
     if cand.detail:
         evidence["detail"] = cand.detail
     observations.append(Observation(
