@@ -247,11 +247,10 @@ def find_tlp(text: str) -> str | None:
     return "clear" if level == "white" else level
 
 
-_DOC_NAMES = re.compile(r"^(?:readme|read[_-]me|license|licence|copying|copyright|notice|changelog|changes|"
-                        r"history|news|release[_-]?notes|contributing|contributors|authors|code[_-]of[_-]conduct|"
-                        r"security|support|citation|manifest|missing[_-]from[_-]snapshot|datasheet|"
-                        r"data[_-]?(?:dictionary|description|documentation)|codebook|schema|metadata|index)"
-                        r"(?:[._-].*)?$", re.I)
+_DOC_NAMES = re.compile(r"^(?:(?:readme|read[_-]me|license|licence|copying|changelog|missing[_-]from[_-]snapshot)"
+                        r"(?:[._-][\w.-]*)?|(?:copyright|notice|changes|history|news|release[_-]?notes|contributing|"
+                        r"contributors|authors|code[_-]of[_-]conduct|citation|datasheet|codebook|"
+                        r"data[_-]?(?:dictionary|description|documentation))(?:\.[a-z0-9]{1,8})?)$", re.I)
 _LICENSE_TEXT = re.compile(r"permission is hereby granted|licensed under the|creative commons|cc0 1\.0|"
                            r"gnu (?:general|lesser) public license|apache license|mit license|"
                            r"to the extent possible under law|public domain dedication|"
