@@ -48,7 +48,7 @@ def test_segmentation_structure_and_offsets():
     assert ("command", "C:\\Users\\admin> whoami /all") in got
     assert ("command", "net user backup P@ssw0rd /add") in got
     # the heading does not swallow the first sentence
-    assert ("prose", "Executive Summary") in got
+    assert ("heading", "Executive Summary") in got  # a heading on its own line: context, not prose
 
 
 def test_wrapped_lines_join_and_long_runs_are_cut():

@@ -4,6 +4,14 @@ Network indicators, hashes and e-mail addresses come from ``ioc-finder`` (mainta
 ``hxxp``, ``[.]``, ``(dot)`` and friends through ``ioc-fanger``). It has no file paths or registry keys, so
 those two are matched here with small patterns. Only lines that can hold an indicator are handed to the
 library (it is the slow part), in bounded chunks, so a 20 MB report is read in bounded memory.
+
+What is found is then screened (:func:`screen_iocs`): MISP warning lists (``pymispwarninglists``: top
+sites, vendor and cloud service domains, public DNS resolvers, RFC 1918 and reserved ranges, known benign
+hashes, contact addresses), a public-suffix check (``publicsuffixlist``, its bundled list: offline), the
+publishing vendor's own domains and addresses, URLs that are references (citations, footnotes) and standard
+system paths. A value the author defanged (``evil[.]com``, ``hxxp://``) is the author saying "indicator" and
+passes the warning lists (never a public suffix). Screened-out values are kept as "not an indicator" with the
+reason and the list that matched.
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ _CANDIDATE = re.compile(r"\w(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\))\w|@|\[at
 _WIN_PATH = re.compile(r"(?<![\w\\])(?:[A-Za-z]:|%[A-Za-z_]+%)(?:\\{1,2}[^\\/:*?\"<>|\r\n\s,;'`]+)+")
 _UNIX_PATH = re.compile(r"(?<![\w/.:])/(?:tmp|var|etc|usr|bin|sbin|opt|home|root|dev|lib|Library|Users|"
                         r"Applications|System|private)(?:/[\w.@+-]+)+")
+# a key's segment may hold single spaces ("Windows NT") when a backslash follows: a key is not cut at a space
+_REG_SEG = r"[^\\\s\"'<>|,;`]+(?: [^\\\s\"'<>|,;`]+(?=\\))*"
 _REG_KEY = re.compile(r"\b(?:HKEY_LOCAL_MACHINE|HKEY_CURRENT_USER|HKEY_CLASSES_ROOT|HKEY_USERS|"
-                      r"HKEY_CURRENT_CONFIG|HKLM|HKCU|HKCR|HKU)(?::)?(?:\\{1,2}[^\\\r\n\"'<>|,;`]+?)+"
+                      r"HKEY_CURRENT_CONFIG|HKLM|HKCU|HKCR|HKU)(?::)?(?:\\{1,2}" + _REG_SEG + r")+"
                       r"(?=[\s\"',;)\]`]|$)")
 # File extensions that are also top-level domains: "invoice.zip" or "run.sh" is a file, not a domain,
 # unless it is seen in a URL or e-mail address.
@@ -93,3 +103,198 @@ def _candidate_chunks(text: str):
         yield pos, "".join(buf)
     elif pos == 0:
         yield 0, ""
+
+
+# ------------------------------------------------------------------ screening
+# The MISP warning lists used: values on them are benign infrastructure or not indicators at all. Lists of
+# a million sites, cloud and CDN address ranges, dynamic DNS and VPN ranges are left out on purpose:
+# attackers host C2 there, so a hit on them says nothing.
+WARNING_LISTS = (
+    "alexa", "tranco10k", "majestic_million", "cisco_top10k", "moz-top500", "google", "microsoft",
+    "microsoft-office365", "microsoft-win10-connection-endpoints", "security-provider-blogpost",
+    "second-level-tlds", "tlds", "rfc6761", "captive-portals", "lots-project", "whats-my-ip", "url-shortener",
+    "rfc1918", "rfc5735", "rfc6598", "multicast", "ipv6-linklocal", "public-dns-v4", "public-dns-v6",
+    "sinkholes", "empty-hashes", "common-ioc-false-positive", "ti-falsepositives", "nioc-filehash",
+    "eicar.com", "mozilla-CA", "common-contact-emails",
+)
+# RFC 5737 documentation ranges are dropped from the RFC 5735 list: reports and exercises use them as
+# stand-ins for the real addresses they cannot publish, so they stand for an indicator, not for benign space
+_DOCUMENTATION_RANGES = {"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"}
+_SYSTEM_PATH = re.compile(r"^/(?:usr/(?:local/)?)?s?bin/[\w.+-]+$|^/etc/[\w.-]+$|^/dev/(?:null|zero|u?random|tcp)\b|"
+                          r"^/(?:usr/)?lib(?:64)?/?$|^/tmp/?$|^/var/tmp/?$", re.I)
+_SYSTEM_BINARIES = frozenset("""
+cmd powershell pwsh rundll32 regsvr32 mshta wscript cscript schtasks reg net net1 wmic certutil bitsadmin
+vssadmin wevtutil sc whoami ipconfig nltest systeminfo tasklist taskkill netsh msiexec bcdedit attrib icacls
+explorer svchost lsass winlogon services csrss smss conhost notepad calc ntdsutil dsquery nslookup ping
+""".split())
+_WIN_SYSTEM_PATH = re.compile(r"^(?:[a-z]:|%(?:systemroot|windir)%)\\{1,2}windows\\{1,2}(?:system32|syswow64)"
+                              r"\\{1,2}([\w.-]+?)(?:\.exe)?$|^%(?:systemroot|windir)%\\{1,2}(?:system32|syswow64)"
+                              r"\\{1,2}([\w.-]+?)(?:\.exe)?$", re.I)
+_HASH_KINDS = frozenset({"md5", "sha1", "sha256", "sha512"})
+_NET_KINDS = frozenset({"domain", "url", "email", "ipv4", "ipv6"})
+_DEFANGED = re.compile(r"\S*(?:\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|hxxps?|\[:\]|\[@\]|\[at\]|\[://\])\S*", re.I)
+_URL = re.compile(r"\b(?:https?|hxxps?)(?::|\[:\])//[^\s<>\"'`)\]]+", re.I)
+
+_warninglists = None
+_psl = None
+
+
+def warning_lists():
+    """The selected MISP warning lists (loaded once per process)."""
+    global _warninglists
+    if _warninglists is None:
+        import json
+        from pathlib import Path
+
+        import pymispwarninglists
+        from pymispwarninglists import WarningLists
+        from pymispwarninglists.api import WarningList
+
+        root = Path(pymispwarninglists.__file__).parent / "data" / "misp-warninglists" / "lists"
+        lists, exact = [], []
+        for name in WARNING_LISTS:
+            f = root / name / "list.json"
+            if not f.is_file():
+                continue
+            data = json.loads(f.read_text(encoding="utf-8"))
+            if name == "rfc5735":
+                data["list"] = [v for v in data["list"] if v not in _DOCUMENTATION_RANGES]
+            if name.startswith("public-dns-v"):
+                # tens of thousands of single resolver addresses: an exact set (building CIDR filters for
+                # them costs ten seconds); the few real ranges stay CIDR-searched
+                single = [v.rsplit("/", 1)[0] for v in data["list"] if v.endswith(("/32", "/128")) or "/" not in v]
+                data["list"] = [v for v in data["list"] if "/" in v and not v.endswith(("/32", "/128"))]
+                exact.append(dict(data, list=single, type="string"))
+            lists.append(data)
+        _warninglists = WarningLists(slow_search=True, lists=lists)
+        for data in exact:  # searched by exact match (slow_search=False)
+            _warninglists.warninglists[data["name"] + " (addresses)"] = WarningList(data, slow_search=False)
+    return _warninglists
+
+
+def public_suffixes():
+    global _psl
+    if _psl is None:
+        from publicsuffixlist import PublicSuffixList
+
+        _psl = PublicSuffixList()  # the list bundled with the package: no network
+    return _psl
+
+
+def registrable(domain: str) -> str | None:
+    """The registrable part of a host name (``a.b.example.co.uk`` → ``example.co.uk``), None for a public
+    suffix or an unknown top-level domain."""
+    domain = domain.lower().strip(".")
+    try:
+        return public_suffixes().privatesuffix(domain, accept_unknown=False)
+    except TypeError:  # an older publicsuffixlist without accept_unknown
+        return public_suffixes().privatesuffix(domain)
+
+
+def defanged_values(text: str) -> set[str]:
+    """Values the author wrote defanged, refanged (lower case): the author's own "this is an indicator"."""
+    from ttpscope.extract.features import refang
+
+    out = set()
+    for m in _DEFANGED.finditer(text):
+        v = refang(m.group()).strip("`'\"()[]<>.,;:").lower()
+        if v:
+            out.add(v)
+            host = _host(v) if "://" in v else v.rsplit("@", 1)[-1]
+            out.add(host)
+    return out
+
+
+def reference_urls(text: str) -> set[str]:
+    """URLs that are citations: in a References / Sources / Footnotes section, on a footnote line
+    (``[3] https://...``, ``3. https://...``), or introduced by "see", "available at", "source:"."""
+    from ttpscope.extract.features import refang
+
+    out: set[str] = set()
+    in_refs = False
+    for line in text.splitlines():
+        st = line.strip().lstrip("#").strip()
+        low = st.lower().rstrip(":")
+        if re.match(r"^(?:\d+(?:\.\d+)*\.?\s+)?(?:references?|sources?|footnotes?|endnotes?|bibliography|"
+                    r"further reading|links|citations?|notes|resources)$", low):
+            in_refs = True
+            continue
+        if in_refs and st and (line.lstrip().startswith("#") or (len(st) < 60 and not _URL.search(st)
+                                                                  and not re.match(r"^[\[\d(]", st))):
+            in_refs = False
+        footnote = re.match(r"^\s*(?:\[\d{1,3}\]|\d{1,3}[.)]|\^\d{1,3}|[¹²³⁴⁵⁶⁷⁸⁹⁰]+)\s*\S*\s*", line)
+        for m in _URL.finditer(line):
+            before = line[max(0, m.start() - 40):m.start()].lower()
+            defanged = "hxxp" in m.group().lower() or "[.]" in m.group()
+            if defanged:
+                continue
+            if in_refs or footnote or re.search(r"(?:\bsee|available (?:at|from)|source|reported by|"
+                                                 r"published (?:at|by|on)|read more|more at|blog post|"
+                                                 r"according to|cf\.|via)\W*$", before):
+                out.add(refang(m.group()).rstrip(".,;:"))
+    return out
+
+
+def screen_iocs(iocs: dict[str, list[str]], *, vendor_domains: set[str] | frozenset[str] = frozenset(),
+                references: set[str] | frozenset[str] = frozenset(),
+                defanged: set[str] | frozenset[str] = frozenset()) -> tuple[dict[str, list[str]], list[dict]]:
+    """Split indicators into (kept by type, not-indicators ``[{type, value, reason, list}]``).
+
+    ``vendor_domains``: the publisher's registrable domains (their addresses and pages are not
+    indicators); ``references``: URLs the report cites; ``defanged``: values the author defanged."""
+    kept: dict[str, list[str]] = {}
+    rejected: list[dict] = []
+    vendors = {d.lower() for d in vendor_domains}
+    refs = {r.lower().rstrip("/") for r in references}
+    for kind, values in iocs.items():
+        for value in values:
+            why = _screen_one(kind, value, vendors, refs, defanged)
+            if why is None:
+                kept.setdefault(kind, []).append(value)
+            else:
+                reason, listed = why
+                entry = {"type": kind, "value": value, "reason": reason}
+                if listed:
+                    entry["list"] = listed
+                rejected.append(entry)
+    return kept, rejected
+
+
+def _screen_one(kind: str, value: str, vendors: set[str], refs: set[str], defanged) -> tuple[str, str | None] | None:
+    low = value.lower()
+    host = None
+    if kind == "domain":
+        host = low
+    elif kind == "url":
+        host = _host(value)
+        if low.rstrip("/") in refs:
+            return "a reference the report cites", None
+    elif kind == "email":
+        host = low.rsplit("@", 1)[-1]
+    if host is not None and kind in ("domain", "url", "email") and not re.match(r"^[\d.]+$|^\[?[0-9a-f:]+\]?$", host):
+        if public_suffixes().is_public(host):
+            return "a public suffix, not a domain", None
+        reg = registrable(host)
+        if reg is None:
+            return "not a registrable domain (unknown top-level domain)", None
+        if reg in vendors:
+            return "the publisher's own domain", None
+    if kind == "file_path":
+        base = value.replace("/", "\\").rsplit("\\", 1)[-1].lower().removesuffix(".exe")
+        m = _WIN_SYSTEM_PATH.match(value)
+        if _SYSTEM_PATH.match(value) or (m and base in _SYSTEM_BINARIES):
+            return "a standard system path", None
+        return None
+    if kind not in _NET_KINDS and kind not in _HASH_KINDS:
+        return None
+    if low in defanged or (host is not None and host in defanged):
+        return None  # the author marked it as an indicator
+    lists = warning_lists()
+    for probe in dict.fromkeys(v for v in (value, host) if v):
+        try:
+            hits = lists.search(probe)
+        except Exception:  # a value a list's matcher cannot parse is simply not on it
+            hits = []
+        if hits:
+            return "on a MISP warning list", hits[0].name
+    return None

@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ttpscope.extract.documents import Document, read_document
 from ttpscope.extract.entities import EntityMatcher
 from ttpscope.extract.features import refang
-from ttpscope.extract.iocs import find_iocs
+from ttpscope.extract.iocs import defanged_values, find_iocs, reference_urls, registrable, screen_iocs
 from ttpscope.extract.sentences import Sentence, iter_sentences
 from ttpscope.model import Observation
 
@@ -31,10 +32,11 @@ class Evidence:
     method: str
     confidence: float
     detail: str | None = None
+    kind: str = "prose"  # the structure the sentence came from (ttpscope.extract.sentences.Sentence.kind)
 
     def to_dict(self) -> dict:
         d = {"sentence": self.sentence, "start": self.start, "end": self.end, "method": self.method,
-             "confidence": round(self.confidence, 4)}
+             "confidence": round(self.confidence, 4), "kind": self.kind}
         if self.detail:
             d["detail"] = self.detail
         return d
@@ -49,11 +51,26 @@ class TechniqueFinding:
     tactics: list[str]
     confidence: float
     evidence: list[Evidence] = field(default_factory=list)
+    score: float = 0.0  # document-level strength: see document_score
 
     def to_dict(self, max_evidence: int | None = MAX_EVIDENCE) -> dict:
         ev = self.evidence if max_evidence is None else self.evidence[:max_evidence]
         return {"id": self.id, "name": self.name, "tactics": self.tactics, "confidence": round(self.confidence, 4),
-                "sentences": len(self.evidence), "evidence": [e.to_dict() for e in ev]}
+                "score": round(self.score, 4), "sentences": len(self.evidence), "evidence": [e.to_dict() for e in ev]}
+
+
+# How much one sentence of each structure counts towards a technique's document-level score: a table cell,
+# a code line or a caption says less than a sentence of prose (it has no verb tying it to the adversary).
+KIND_WEIGHT = {"prose": 1.0, "bullet": 1.0, "caption": 0.6, "command": 0.6, "code": 0.5, "table": 0.4}
+
+
+def document_score(evidence: list[Evidence]) -> float:
+    """Noisy-or of the evidence sentences, each weighted by its structure (``KIND_WEIGHT``): a technique
+    stated in several sentences scores above one scraped from a single table cell."""
+    miss = 1.0
+    for ev in evidence:
+        miss *= 1.0 - KIND_WEIGHT.get(ev.kind, 0.0) * max(0.0, min(1.0, ev.confidence))
+    return 1.0 - miss
 
 
 @dataclass
@@ -71,11 +88,14 @@ class Extraction:
     kb: dict
     model: dict
     min_confidence: float
+    not_indicators: list[dict] = field(default_factory=list)  # [{type, value, reason, list?}]
+    sentence_kinds: dict[str, int] = field(default_factory=dict)  # sentences per structure kind
+    vendor_domains: list[str] = field(default_factory=list)
 
     def to_dict(self, max_evidence: int | None = MAX_EVIDENCE) -> dict:
         return {
-            "document": {"name": self.document.name, "title": self.document.title, "kind": self.document.kind,
-                         "characters": len(self.document.text), "sentences": self.sentences},
+            "document": {**self.document.summary(), "sentences": self.sentences,
+                         "sentence_kinds": self.sentence_kinds, "vendor_domains": self.vendor_domains},
             "kb": self.kb,
             "model": self.model,
             "min_confidence": self.min_confidence,
@@ -83,6 +103,7 @@ class Extraction:
             "groups": self.groups,
             "software": self.software,
             "iocs": self.iocs,
+            "not_indicators": self.not_indicators,
             "cves": self.cves,
         }
 
@@ -111,22 +132,41 @@ def extract_document(doc: Document, kb, min_confidence: float | None = None, pro
     observations: list[Observation] = []
     mentions: dict[tuple[str, str], dict] = {}
     batch: list[Sentence] = []
+    kinds: dict[str, int] = {}
+    boilerplate: list[str] = []  # the publisher's own lines: their domains and addresses are not indicators
     total = len(text)
     n_sentences = 0
 
     def flush() -> None:
-        # sentences are classified in batches and not kept: memory stays bounded by the claims made
-        preds = model.predict([_model_text(s.text) for s in batch], min_confidence=floor)
-        for sent, cands in zip(batch, preds):
+        # sentences are classified in batches and not kept: memory stays bounded by the claims made.
+        # Headings, TOC lines, table headers and boilerplate are context: never classified into a claim.
+        claimable = [s for s in batch if not s.is_context]
+        preds = model.predict([_model_text(s.text) for s in claimable], min_confidence=floor) if claimable else []
+        for sent, cands in zip(claimable, preds):
             for cand in cands:
+                # a table cell has no sentence tying it to the adversary: only an explicit technique id or
+                # name in it is a claim, not what the classifier guesses from a few words
+                if sent.kind == "table" and not cand.method.endswith(("id", "name")):
+                    continue
                 _add_claim(kb, doc, sent, cand, findings, observations)
-            for kind, oid, start, end, surface in entities.find(sent.text, sent.start):
-                _add_mention(kb, mentions, kind, oid, start, end, surface, sent.text)
+        for sent in batch:
+            kinds[sent.kind] = kinds.get(sent.kind, 0) + 1
+            if sent.kind == "boilerplate" and len(boilerplate) < 200:
+                boilerplate.append(sent.text)
+            found = entities.find(sent.text, sent.start)
+            spans: dict[tuple[int, int], int] = {}
+            for _kind, _oid, start, end, _surface in found:
+                spans[(start, end)] = spans.get((start, end), 0) + 1
+            for kind, oid, start, end, surface in found:
+                rel = start - sent.start
+                around = sent.text[max(0, rel - 30):rel] + " " + sent.text[end - sent.start:end - sent.start + 30]
+                _add_mention(kb, mentions, kind, oid, start, end, surface, sent.text,
+                             weak=entities.is_weak(surface), around=around, both=spans[(start, end)] > 1)
         if progress:
             progress("reading", batch[-1].end, total)
         batch.clear()
 
-    for sent in iter_sentences(text):
+    for sent in iter_sentences(text, hints=doc.hints):
         n_sentences += 1
         batch.append(sent)
         if len(batch) >= 1024:
@@ -135,15 +175,45 @@ def extract_document(doc: Document, kb, min_confidence: float | None = None, pro
         flush()
     if progress:
         progress("reading", total, total)
-    techniques = sorted(findings.values(), key=lambda f: (-f.confidence, f.id))
-    for f in techniques:
+    for f in findings.values():
         f.evidence.sort(key=lambda e: (-e.confidence, e.start))
+        f.score = document_score(f.evidence)
+    techniques = sorted(findings.values(), key=lambda f: (-f.score, -f.confidence, f.id))
     groups, software = _entities(kb, mentions, set(findings))
-    iocs = find_iocs(text, progress=(lambda d, t: progress("indicators", d, t)) if progress else None) \
-        if with_iocs else {}
+    iocs: dict[str, list[str]] = {}
+    not_indicators: list[dict] = []
+    vendors: set[str] = set()
+    if with_iocs:
+        found = find_iocs(text, progress=(lambda d, t: progress("indicators", d, t)) if progress else None)
+        vendors = publisher_domains(boilerplate + list(doc.dropped))
+        iocs, not_indicators = screen_iocs(found, vendor_domains=vendors, references=reference_urls(text),
+                                           defanged=defanged_values(text))
     cves = _cves(kb, text, cve_mappings)
     return Extraction(doc, n_sentences, techniques, observations, groups, software, iocs, cves,
-                      kb.provenance(), _model_summary(model), floor)
+                      kb.provenance(), _model_summary(model), floor, not_indicators, kinds, sorted(vendors))
+
+
+def publisher_domains(lines: list[str]) -> set[str]:
+    """Registrable domains named in the publisher's own lines (contact blocks, copyright and TLP lines,
+    running headers and footers): the vendor's site and addresses, which are not indicators. A defanged
+    value there is still the author's indicator and does not count."""
+    if not lines:
+        return set()
+    found = find_iocs("\n".join(lines))
+    out = set()
+    for host in found.get("domain", []) + [e.rsplit("@", 1)[-1] for e in found.get("email", [])] + \
+            [_url_host(u) for u in found.get("url", [])]:
+        reg = registrable(host) if host else None
+        if reg:
+            out.add(reg)
+    return out - {v for v in defanged_values("\n".join(lines))}
+
+
+def _url_host(url: str) -> str:
+    import re
+
+    m = re.match(r"^[a-z][a-z0-9+.-]*://([^/:?#]+)", url, re.I)
+    return m.group(1).lower() if m else ""
 
 
 def _model_text(sentence: str) -> str:
@@ -154,13 +224,14 @@ def _add_claim(kb, doc: Document, sent: Sentence, cand, findings: dict, observat
     tech = kb.techniques.get(cand.technique_id)
     if tech is None:
         return
-    ev = Evidence(sent.text, sent.start, sent.end, cand.method, cand.confidence, cand.detail)
+    ev = Evidence(sent.text, sent.start, sent.end, cand.method, cand.confidence, cand.detail, sent.kind)
     finding = findings.get(tech.id)
     if finding is None:
         finding = findings[tech.id] = TechniqueFinding(tech.id, tech.name, list(tech.tactics), 0.0)
     finding.evidence.append(ev)
     finding.confidence = max(finding.confidence, cand.confidence)
-    evidence = {"sentence": sent.text, "start": sent.start, "end": sent.end, "method": cand.method}
+    evidence = {"sentence": sent.text, "start": sent.start, "end": sent.end, "method": cand.method,
+                "kind": sent.kind}
     if cand.detail:
         evidence["detail"] = cand.detail
     observations.append(Observation(
@@ -170,10 +241,15 @@ def _add_claim(kb, doc: Document, sent: Sentence, cand, findings: dict, observat
 
 
 def _add_mention(kb, mentions: dict, kind: str, oid: str, start: int, end: int, surface: str,
-                 sentence: str) -> None:
+                 sentence: str, weak: bool = False, around: str = "", both: bool = False) -> None:
     entry = mentions.setdefault((kind, oid), {"id": oid, "name": kb.name_of(oid), "count": 0,
-                                              "aliases_matched": [], "mentions": []})
+                                              "aliases_matched": [], "mentions": [], "corroborated": False,
+                                              "shared_name_mentions": 0})
     entry["count"] += 1
+    if both:
+        entry["shared_name_mentions"] += 1  # the name is also another entity's and the sentence did not decide
+    if not weak or _GROUP_WORD.search(around):
+        entry["corroborated"] = True
     if surface not in entry["aliases_matched"] and len(entry["aliases_matched"]) < 20:
         entry["aliases_matched"].append(surface)
     if len(entry["mentions"]) < MAX_EVIDENCE:
@@ -185,6 +261,8 @@ def _entities(kb, mentions: dict, observed: set[str]) -> tuple[list[dict], list[
     (``known_techniques``, and which of them this report shows: ``also_observed``), never claims."""
     groups, software = [], []
     for (kind, oid), entry in mentions.items():
+        if not entry.pop("corroborated"):
+            continue  # named only by an alias that is an ordinary word, never confirmed (see entities)
         known = kb.group_techniques(oid) if kind == "group" else kb.software_techniques(oid)
         entry["known_techniques"] = len(known)
         entry["also_observed"] = sorted(known & observed)
@@ -193,6 +271,7 @@ def _entities(kb, mentions: dict, observed: set[str]) -> tuple[list[dict], list[
     return sorted(groups, key=key), sorted(software, key=key)
 
 
+_GROUP_WORD = re.compile(r"\b(?:group|actor|APT|gang|crew)\b", re.I)
 _matchers: dict[str, EntityMatcher] = {}
 
 

@@ -160,6 +160,18 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
+def _documentation(path: Path) -> str | None:
+    """Why a file routed as a report is documentation (``ttpscope.extract.documents.is_documentation``)."""
+    from ttpscope.extract.documents import is_documentation
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536).decode("utf-8", errors="replace")
+    except OSError:
+        head = None
+    return is_documentation(path, head)
+
+
 def extract_reports(docs: list[Evidence], kb, progress: Progress
                     ) -> tuple[list[Observation], list[dict[str, Any]], dict[Path, SourceReport], list[str]]:
     """Read the threat reports (``ttpscope.extract.extract_file``): observations (technique + sentence),
@@ -181,6 +193,10 @@ def extract_reports(docs: list[Evidence], kb, progress: Progress
             what = "training the report model (first use)" if stage.startswith("train") else name
             progress("reports", i, len(docs), f"{what} {100 * done // max(1, total)}%")
 
+        skip = _documentation(ev.path)
+        if skip:  # README, LICENSE, changelog, data documentation: not a threat report
+            rep.note = f"skipped: documentation, not a report ({skip})"
+            continue
         try:
             ex = mod.extract_file(str(ev.path), kb, progress=on_progress, cve_mappings=mappings)
         except TtpscopeError as exc:  # an unreadable or empty report: said, and the others go on
@@ -196,6 +212,8 @@ def extract_reports(docs: list[Evidence], kb, progress: Progress
             "sha256": _sha256(ev.path), "characters": len(ex.document.text), "sentences": ex.sentences,
             "techniques": [t.to_dict() for t in ex.techniques], "groups": ex.groups, "software": ex.software,
             "iocs": [{"type": kind, "value": value} for kind, values in sorted(ex.iocs.items()) for value in values],
-            "cves": ex.cves, "model": ex.model, "min_confidence": ex.min_confidence, "text": ex.document.text})
+            "cves": ex.cves, "model": ex.model, "min_confidence": ex.min_confidence, "text": ex.document.text,
+            "date": ex.document.date, "tlp": ex.document.tlp, "not_indicators": ex.not_indicators,
+            "vendor_domains": ex.vendor_domains})
     progress("reports", len(docs), len(docs), f"{len(observations)} technique claims")
     return observations, documents, reports, notes
