@@ -283,13 +283,13 @@ class FeedStore:
             extra = "AND list_contains(?, i.feed)"
             params.append(list(feeds))
         with self.workspace._connect() as con:
-            return con.execute(f"""
+            return con.sql(f"""
                 SELECT t.feed, t.indicator_id, t.conj, t.comp, t.conj_size, t.kind, t.op, t.value
                 FROM indicator_terms t JOIN indicators i ON i.feed = t.feed AND i.id = t.indicator_id
                 WHERE NOT i.revoked AND i.to_ids AND i.supported
                   AND (i.valid_until IS NULL OR i.valid_until > ?) AND (i.valid_from IS NULL OR i.valid_from <= ?)
                   {extra}
-                ORDER BY t.feed, t.indicator_id, t.conj, t.comp""", params).fetch_arrow_table()
+                ORDER BY t.feed, t.indicator_id, t.conj, t.comp""", params=params).to_arrow_table()
 
     # ------------------------------------------------------------------ sightings
     def save_sightings(self, sightings: Iterable[Any], case_id: str | None = None, replace: bool = True) -> int:
