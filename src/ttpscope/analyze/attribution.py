@@ -468,7 +468,7 @@ def _via_label(path: Path) -> str:
 def group_context(kb: KnowledgeBase, gid: str) -> dict[str, Any]:
     g = kb.groups[gid]
     ctx = {k: g.context[k] for k in ("country", "suspected_state_sponsor", "suspected_victims",
-                                     "target_categories", "incident_type") if g.context.get(k)}
+                                     "target_categories", "incident_type", "source") if g.context.get(k)}
     return {"aliases": [a for a in g.aliases if a != g.name], "url": g.url, **ctx}
 
 

@@ -12,6 +12,7 @@ from ttpscope.cli import case as case_cli
 from ttpscope.cli import defend as defend_cli
 from ttpscope.cli import detect as detect_cli
 from ttpscope.cli import extract as extract_cli
+from ttpscope.cli import feeds as feeds_cli
 from ttpscope.cli import investigate as investigate_cli
 from ttpscope.cli import kb as kb_cli
 from ttpscope.cli import rules as rules_cli
@@ -32,6 +33,7 @@ app.command("export")(case_cli.export_one_cmd)
 # know
 app.add_typer(kb_cli.app, name="kb")
 kb_cli.app.command("cve")(defend_cli.cve)
+app.add_typer(feeds_cli.app, name="feeds")
 # observe
 app.command("detect")(detect_cli.detect_cmd)
 app.add_typer(rules_cli.app, name="rules")
