@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, err_console, load, note, print_json, table
+from ttpscope.cli.summary import PlainProgress, RunSummary, min_level_option, print_summary, sources_of
 
 
 def detect_cmd(
@@ -38,6 +39,10 @@ def detect_cmd(
     domain: str = DomainOpt,
     bundle: str = BundleOpt,
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    min_level: str = typer.Option("low", "--min-level", callback=min_level_option, help="Lowest rule level in "
+                                  "the summary's lists (--json, --jsonl and --case keep every detection)."),
+    noisy: float = typer.Option(10.0, "--noisy", min=0.0, max=100.0, help="A rule firing on more than this "
+                                "percentage of one source's events is named as noisy and left out of the top lists."),
 ) -> None:
     """Run Sigma rules over event logs: detections by technique and level, ingest counts, rule failures."""
     import orjson
@@ -48,11 +53,17 @@ def detect_cmd(
     kb = load(domain, bundle)
     filters = {"level": level, "technique": technique or None, "tactic": tactic or None, "status": status}
     show = not (json or no_progress) and err_console.is_terminal
+    plain = PlainProgress({"compile": "compiling rules", "events": "reading events"}) \
+        if not (json or no_progress or show) else None
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                         TimeElapsedColumn(), console=err_console, disable=not show, transient=True)
     tasks: dict[str, int] = {}
 
     def on_progress(stage: str, done: int, total: int) -> None:
+        if plain is not None:
+            plain.update(stage, done, total if stage == "compile" else None,
+                         "" if stage == "compile" else f"events, {total} files done")
+            return
         if stage == "compile":
             if "compile" not in tasks:
                 tasks["compile"] = progress.add_task("compiling rules", total=total, info="")
@@ -63,8 +74,18 @@ def detect_cmd(
             progress.update(tasks["events"], info=f"{done:,} events, {total} files done")
 
     with progress:
-        result = detect(logs, rules or None, kb=kb, engine=engine, progress=on_progress, workers=workers,
-                        logsource=logsource, **filters)
+        try:
+            result = detect(logs, rules or None, kb=kb, engine=engine, progress=on_progress, workers=workers,
+                            logsource=logsource, **filters)
+        finally:
+            if plain is not None:
+                plain.close()
+    if not result.totals()["sources"]:  # nothing to run the rules on is a usage error, as for investigate
+        from ttpscope.errors import InputError
+
+        raise InputError(", ".join(str(p) for p in logs[:3]) + (" ..." if len(logs) > 3 else ""), None,
+                         "no events found: give EVTX, JSON lines, JSON, Parquet or CSV files, folders or archives "
+                         "of them")
 
     if jsonl is not None:
         with jsonl.open("wb") as fh:
@@ -80,7 +101,7 @@ def detect_cmd(
         print_json([d.to_dict() for d in result.detections])
         _notes(result, quiet=True)
         return
-    _print_summary(result, kb)
+    _print_summary(result, min_level, noisy / 100)
     if chains:
         _print_chains(result, gap, by_user)
     if jsonl is not None:
@@ -90,7 +111,7 @@ def detect_cmd(
     _notes(result, quiet=False)
 
 
-def _print_summary(result, kb) -> None:
+def _print_summary(result, min_level: str = "low", noisy: float = 0.10) -> None:
     s = result.summary()
     ing = s["ingest"]
     rules = s["rules"]
@@ -107,16 +128,12 @@ def _print_summary(result, kb) -> None:
     if rejected:
         table("Rejected input", ["source", "read", "rejected", "why"],
               [(x.source, x.read, x.rejected, "; ".join(f"{k} ×{v}" for k, v in x.reasons.most_common(3)))
-               for x in rejected[:20]])
+               for x in rejected[:5]],
+              caption=f"and {len(rejected) - 5} more sources with rejected records" if len(rejected) > 5 else None)
     if not result.detections:
         return
-    names = {tid: kb.techniques[tid].name for tid in s["by_technique"] if tid in kb.techniques}
-    table("Detections by technique", ["technique", "name", "detections"],
-          [(tid, names.get(tid, "(untagged)" if tid == "-" else ""), n) for tid, n in
-           list(s["by_technique"].items())[:25]], caption=kb.label)
-    table("Detections by rule level", ["level", "detections"], s["by_level"].items())
-    table("Top rules", ["rule", "level", "techniques", "detections"],
-          [(r["title"], r["level"], ", ".join(r["techniques"]), r["count"]) for r in s["by_rule"][:15]])
+    print_summary(RunSummary(detections=result.detections, events=sources_of(result.ingest), min_level=min_level,
+                             noisy_share=noisy, head=False), console)
 
 
 def _print_chains(result, gap: str, by_user: bool) -> None:

@@ -1,4 +1,5 @@
-"""`ttpscope investigate EVIDENCE...`: the main job, with a progress bar per stage and a per-source summary."""
+"""`ttpscope investigate EVIDENCE...`: the main job, with a progress bar per stage (plain log lines when stderr is
+not a terminal) and a compact run summary; the per-file table on request (``--files``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Optional
 import typer
 
 from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, err_console, note, print_json, table
+from ttpscope.cli.summary import PlainProgress, RunSummary, min_level_option, print_summary, shorten
 
 STAGES = {"route": "Sorting evidence", "logs": "Event logs (Sigma)", "reports": "Reports (extraction)",
           "save": "Saving to workspace", "analyse": "Analysing", "export": "Writing outputs"}
@@ -25,6 +27,12 @@ def investigate_cmd(
     domain: str = DomainOpt,
     bundle: Optional[str] = BundleOpt,
     json_out: bool = JsonOpt,
+    files: bool = typer.Option(False, "--files", help="Also list every evidence file with its counts."),
+    min_level: str = typer.Option("low", "--min-level", callback=min_level_option, help="Lowest rule level "
+                                  "in the summary's lists: informational, low, medium, high or critical (the "
+                                  "case and the outputs keep every detection)."),
+    noisy: float = typer.Option(10.0, "--noisy", min=0.0, max=100.0, help="A rule firing on more than this "
+                                "percentage of one file's events is named as noisy and left out of the top lists."),
 ) -> None:
     """Investigate evidence into one case: detections and report TTPs together, saved in the workspace, with
     report.html, layer.json, bundle.json (STIX 2.1), case.json, observations.csv and report.md."""
@@ -32,32 +40,43 @@ def investigate_cmd(
 
     from ttpscope.investigate import investigate
 
-    progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description:<24}"), BarColumn(),
+    live = err_console.is_terminal and not json_out
+    plain = PlainProgress(STAGES) if not (live or json_out) else None
+    progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description:<24}"), BarColumn(bar_width=30),
                         MofNCompleteColumn(), TextColumn("{task.fields[detail]}", style="dim"), TimeElapsedColumn(),
-                        console=err_console, transient=False, disable=json_out)
+                        console=err_console, transient=False, disable=not live)
     tasks: dict[str, int] = {}
 
     def report(stage: str, done: int, total: int | None, detail: str) -> None:
+        if plain is not None:
+            plain.update(stage, done, total, shorten(detail, 60))
+            return
         if stage not in tasks:
             tasks[stage] = progress.add_task(STAGES.get(stage, stage), total=total, detail="")
-        progress.update(tasks[stage], completed=done, total=total, detail=detail[-60:])
+        progress.update(tasks[stage], completed=done, total=total, detail=shorten(detail, 32))
 
     with progress:
-        result = investigate(evidence, rules=rules, name=name, out=out, domain=domain, bundle=bundle,
-                             save=not no_save, progress=report)
+        try:
+            result = investigate(evidence, rules=rules, name=name, out=out, domain=domain, bundle=bundle,
+                                 save=not no_save, progress=report)
+        finally:
+            if plain is not None:
+                plain.close()
         for task in tasks.values():  # stages whose total was unknown end as complete
             t = progress.tasks[task]
             progress.update(task, total=t.total or max(1, t.completed), completed=t.total or max(1, t.completed))
     if json_out:
         print_json(result.to_dict())
         return
-    rows = []
     root, names = _short_paths([s.path for s in result.sources])
-    for s, shown in zip(result.sources, names):
-        rows.append([shown, s.format or s.kind, _n(s.read), _n(s.accepted), _n(s.rejected), s.observations,
-                     s.note + ("; " + "; ".join(s.reasons[:2]) if s.reasons else "")])
-    table("Evidence", ["source", "as", "read", "accepted", "rejected", "obs.", "notes"], rows,
-          caption=f"files under {root}" if root else None)
+    if files:
+        rows = []
+        for s, shown in zip(result.sources, names):
+            rows.append([shown, s.format or s.kind, _n(s.read), _n(s.accepted), _n(s.rejected), s.observations,
+                         s.note + ("; " + "; ".join(s.reasons[:2]) if s.reasons else "")])
+        table("Evidence", ["source", "as", "read", "accepted", "rejected", "obs.", "notes"], rows,
+              caption=f"files under {root}" if root else None)
+    print_summary(_run_summary(result, names, root, min_level, noisy / 100), console)
     for w in result.warnings:
         note(w)
     summary = result.analysis.summary()
@@ -65,13 +84,39 @@ def investigate_cmd(
                   f"{summary['observations']} observations, {summary['detections']} detections, "
                   f"{summary['documents']} reports · {result.analysis.provenance['domain']} ATT&CK "
                   f"v{result.analysis.provenance['attack_version']}")
+    done = [key for key, sec in result.analysis.sections.items() if sec.status == "ok"]
+    if done:  # the sections that worked on one line (report.html has them); each other one says why
+        console.print(f"  [green]{'ok':<11}[/green] " + ", ".join(done))
     for sec in result.analysis.sections.values():
-        style = {"ok": "green", "empty": "dim", "skipped": "dim", "unavailable": "yellow", "error": "red"}[sec.status]
-        console.print(f"  [{style}]{sec.status:<11}[/{style}] {sec.title}" + (f" — {sec.message}" if sec.message and
-                                                                                sec.status != "ok" else ""))
+        if sec.status == "ok":
+            continue
+        style = {"empty": "dim", "skipped": "dim", "unavailable": "yellow", "error": "red"}.get(sec.status, "red")
+        console.print(f"  [{style}]{sec.status:<11}[/{style}] {sec.title}" + (f" — {sec.message}" if sec.message
+                                                                                else ""))
     if result.workspace:
         console.print(f"Saved in the workspace {result.workspace}")
     console.print(f"Outputs in [bold]{result.out_dir}[/bold]: " + ", ".join(p.name for p in result.outputs.values()))
+
+
+def _run_summary(result, names: list[str], root: str | None, min_level: str, noisy: float) -> RunSummary:
+    """The run summary of an investigation: its files, events, rules and detections."""
+    from collections import Counter
+
+    sources = result.sources
+    problems = []
+    for s, shown in sorted(zip(sources, names), key=lambda x: len(x[1])):
+        if s.note or s.rejected:
+            why = s.note or f"{s.rejected:,} of {s.read:,} records rejected" + (f" ({s.reasons[0]})" if s.reasons
+                                                                                else "")
+            problems.append(f"{shown}: {why}")
+    logs = [s for s in sources if s.kind == "log"]
+    return RunSummary(
+        detections=result.analysis.detections if result.analysis else [],
+        events={s.path: s.accepted or 0 for s in sources}, files=len(sources), where=root, logs=len(logs),
+        reports=sum(1 for s in sources if s.kind == "report"), read=sum(s.read or 0 for s in logs),
+        accepted=sum(s.accepted or 0 for s in logs), rejected=sum(s.rejected or 0 for s in logs),
+        formats=Counter(s.format or s.kind for s in sources), rules=str(result.rules) if result.rules else None,
+        min_level=min_level, noisy_share=noisy, problems=problems, more_hint="--files lists every file")
 
 
 def _short_paths(paths: list[str]) -> tuple[str | None, list[str]]:
