@@ -28,7 +28,7 @@ _BINARY = {".evtx", ".parquet", ".pdf"}
 
 
 @dataclass
-class Evidence:
+class Upload:
     """One accepted piece of evidence, in memory."""
 
     label: str  # the client's file name, for display only
@@ -43,12 +43,12 @@ def _label(name: str | None, index: int) -> str:
 
 
 async def read_uploads(files: list[UploadFile], text: str | None, max_files: int, max_bytes: int,
-                       max_text_chars: int) -> list[Evidence]:
+                       max_text_chars: int) -> list[Upload]:
     """Accepted evidence from a multipart upload plus pasted report text; 413/415/422 with the reason."""
     files = [f for f in files or [] if f.filename or f.size]
     if len(files) > max_files:
         raise HTTPException(413, detail=f"{len(files)} files sent; at most {max_files} per upload")
-    out: list[Evidence] = []
+    out: list[Upload] = []
     total = 0
     for i, upload in enumerate(files):
         label = _label(upload.filename, i)
@@ -68,19 +68,19 @@ async def read_uploads(files: list[UploadFile], text: str | None, max_files: int
             raise HTTPException(415, detail=f"{label}: named {suffix} but its content is not {suffix[1:].upper()}")
         if suffix not in _BINARY and b"\x00" in data[:8192]:
             raise HTTPException(415, detail=f"{label}: named {suffix} but the content is binary, not text")
-        out.append(Evidence(label, suffix, kind, data))
+        out.append(Upload(label, suffix, kind, data))
     if text and text.strip():
         if len(text) > max_text_chars:
             raise HTTPException(413, detail=f"pasted text of {len(text)} characters is over the "
                                             f"{max_text_chars} limit")
-        out.append(Evidence("pasted report.txt", ".txt", "report", text.encode("utf-8")))
+        out.append(Upload("pasted report.txt", ".txt", "report", text.encode("utf-8")))
     if not out:
         raise HTTPException(422, detail="nothing to investigate: attach evidence files (field 'file') or paste "
                                         "report text (field 'text')")
     return out
 
 
-def stage(evidence: list[Evidence]) -> tuple[Path, list[tuple[Path, str]]]:
+def stage(evidence: list[Upload]) -> tuple[Path, list[tuple[Path, str]]]:
     """Write evidence to a fresh private temp folder; returns (folder, [(path, label)]).
 
     File names are made here: ``NN-<label stem reduced to letters, digits, - and _>.<checked suffix>``, so

@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ttpscope.detect import detect
+from ttpscope.detect.rules import default_rules_dir
 from ttpscope.errors import InputError, TtpscopeError
-from ttpscope.investigate.analysis import PartMissing, _require
-from ttpscope.investigate.route import SUFFIXES, Evidence
-from ttpscope.model import Observation
+from ttpscope.extract import extract_file
+from ttpscope.investigate.route import SUFFIXES, EvidenceFile
+from ttpscope.kb.vulns import configured_mappings
+from ttpscope.model import Detection, Observation, ReportDocument
 
 Progress = Callable[[str, int, "int | None", str], None]
 MAX_REASONS = 5
@@ -58,10 +61,6 @@ def find_rules(rules: str | Path | None) -> tuple[Path | None, str]:
             raise InputError(str(path), None, "no such Sigma rule file or folder (--rules)")
         return path, ""
     try:
-        default_rules_dir = _require("ttpscope.detect.rules", "default_rules_dir").default_rules_dir
-    except PartMissing:
-        return None, "no Sigma rule set was given"
-    try:
         cached = default_rules_dir()
     except TtpscopeError:
         cached = None
@@ -80,7 +79,7 @@ def _owner(source: str, files: list[Path]) -> Path | None:
 
 
 @contextmanager
-def _named_for_ingest(logs: list[Evidence]) -> Iterator[dict[Path, Path]]:
+def _named_for_ingest(logs: list[EvidenceFile]) -> Iterator[dict[Path, Path]]:
     """{path the ingest reads: the evidence file}. The ingest picks a reader by file name, the routing went by
     content: a file whose name says otherwise (Sysmon JSON saved as ``.log``, Parquet as ``.bin``) is shown to
     the ingest through a symbolic link with the right ending, in a temporary folder."""
@@ -104,15 +103,11 @@ def _rename_source(source: str, names: dict[Path, Path]) -> str:
     return source if owner is None else str(names[owner]) + source[len(str(owner)):]
 
 
-def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
-                ) -> tuple[list[Observation], list[dict[str, Any]], dict[Path, SourceReport], list[str]]:
+def detect_logs(logs: list[EvidenceFile], rules: Path, kb, progress: Progress
+                ) -> tuple[list[Observation], list[Detection], dict[Path, SourceReport], list[str]]:
     """Run the Sigma rules over the event logs (``ttpscope.detect.detect``): observations, detections (rule
-    hits with their event, as ``ttpscope detect --json`` gives them), a report per file, notes."""
+    hits with their event), a report per file, notes."""
     reports = {e.path: SourceReport(str(e.path), e.kind, e.format) for e in logs}
-    try:
-        mod = _require("ttpscope.detect", "detect")
-    except PartMissing as exc:
-        return _not_analysed(reports, "event log file(s)", exc)
     total = len(logs)
 
     def on_progress(stage: str, done: int, files_done: int) -> None:
@@ -123,7 +118,7 @@ def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
 
     with _named_for_ingest(logs) as names:
         try:
-            result = mod.detect(list(names), rules, kb=kb, progress=on_progress)
+            result = detect(list(names), rules, kb=kb, progress=on_progress)
         except TtpscopeError as exc:  # e.g. a rule folder with no usable rule: the reports can still be read
             return _not_analysed(reports, "event log file(s)", exc)
         for det in result.detections:  # the case keeps the evidence's own file names, not temporary links
@@ -144,7 +139,7 @@ def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
             if len(rep.reasons) < MAX_REASONS:
                 rep.reasons.append(f"{reason} ({count})")
     observations = result.observations()
-    detections = [d.to_dict() for d in result.detections]
+    detections = list(result.detections)
     for det in result.detections:
         owner = _owner(str(det.source), files)
         if owner is not None:
@@ -168,17 +163,11 @@ def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
 
 
 def _cve_mappings(notes: list[str]):
-    """CTID CVE -> technique mappings when the user pointed at some (``TTPSCOPE_CVE_MAPPINGS``), else None:
-    the main job stays offline, and CVEs are then listed without their technique links."""
-    import os
-
-    if not os.environ.get("TTPSCOPE_CVE_MAPPINGS", "").strip():
-        return None
+    """The configured CTID CVE -> technique mappings (``TTPSCOPE_CVE_MAPPINGS``), else None: the main job
+    stays offline, and CVEs are then listed without their technique links."""
     try:
-        from ttpscope.kb.vulns import default_sources, load_mappings
-
-        return load_mappings(default_sources())
-    except (ImportError, TtpscopeError) as exc:
+        return configured_mappings()
+    except TtpscopeError as exc:
         notes.append(f"CVE mappings not loaded ({exc}); CVEs are listed without their techniques")
         return None
 
@@ -190,19 +179,15 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
-def extract_reports(docs: list[Evidence], kb, progress: Progress
-                    ) -> tuple[list[Observation], list[dict[str, Any]], dict[Path, SourceReport], list[str]]:
+def extract_reports(docs: list[EvidenceFile], kb, progress: Progress
+                    ) -> tuple[list[Observation], list[ReportDocument], dict[Path, SourceReport], list[str]]:
     """Read the threat reports (``ttpscope.extract.extract_file``): observations (technique + sentence),
     documents (text, techniques, named groups and software, IOCs, CVEs), a report per file, notes."""
     reports = {e.path: SourceReport(str(e.path), e.kind, e.format) for e in docs}
-    try:
-        mod = _require("ttpscope.extract", "extract_file")
-    except PartMissing as exc:
-        return _not_analysed(reports, "report(s)", exc)
     notes: list[str] = []
     mappings = _cve_mappings(notes)
     observations: list[Observation] = []
-    documents: list[dict[str, Any]] = []
+    documents: list[ReportDocument] = []
     for i, ev in enumerate(docs):
         rep = reports[ev.path]
         progress("reports", i, len(docs), ev.path.name)
@@ -212,7 +197,7 @@ def extract_reports(docs: list[Evidence], kb, progress: Progress
             progress("reports", i, len(docs), f"{what} {100 * done // max(1, total)}%")
 
         try:
-            ex = mod.extract_file(str(ev.path), kb, progress=on_progress, cve_mappings=mappings)
+            ex = extract_file(str(ev.path), kb, progress=on_progress, cve_mappings=mappings)
         except TtpscopeError as exc:  # an unreadable or empty report: said, and the others go on
             rep.note = f"not read: {exc}"
             continue
@@ -221,11 +206,16 @@ def extract_reports(docs: list[Evidence], kb, progress: Progress
         rep.observations = len(ex.observations)
         rep.used = True
         observations += ex.observations
-        documents.append({
-            "name": ex.document.name, "path": str(ev.path), "kind": ex.document.kind, "title": ex.document.title,
-            "sha256": _sha256(ev.path), "characters": len(ex.document.text), "sentences": ex.sentences,
-            "techniques": [t.to_dict() for t in ex.techniques], "groups": ex.groups, "software": ex.software,
-            "iocs": [{"type": kind, "value": value} for kind, values in sorted(ex.iocs.items()) for value in values],
-            "cves": ex.cves, "model": ex.model, "min_confidence": ex.min_confidence, "text": ex.document.text})
+        documents.append(report_document(ex, str(ev.path), _sha256(ev.path)))
     progress("reports", len(docs), len(docs), f"{len(observations)} technique claims")
     return observations, documents, reports, notes
+
+
+def report_document(ex, path: str, sha256: str | None) -> ReportDocument:
+    """The workspace record of one extracted report (``ex``: a :class:`ttpscope.extract.Extraction`)."""
+    return ReportDocument(
+        name=ex.document.name, path=path, kind=ex.document.kind, title=ex.document.title, sha256=sha256,
+        characters=len(ex.document.text), sentences=ex.sentences, techniques=[t.to_dict() for t in ex.techniques],
+        groups=ex.groups, software=ex.software,
+        iocs=[{"type": kind, "value": value} for kind, values in sorted(ex.iocs.items()) for value in values],
+        cves=ex.cves, model=ex.model, min_confidence=ex.min_confidence, text=ex.document.text)
