@@ -8,7 +8,7 @@ from pathlib import Path
 
 from browser import SHOTS
 
-from ttpscope.model import Case, Observation
+from ttpscope.model import Case, Detection, Observation, ReportDocument
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ XSS = "<script>alert('xss')</script>"
 FORMULA = "=HYPERLINK(\"http://evil.example\",\"x\")"
 
 
-def sample_case(name: str = "sample-intrusion") -> tuple[Case, list[dict], list[dict]]:
+def sample_case(name: str = "sample-intrusion") -> tuple[Case, list[Detection], list[ReportDocument]]:
     """(case, detections, documents) of a small intrusion: phishing, PowerShell, LSASS, lateral movement."""
     dets = [
         {"rule_id": "r-ps", "title": "Encoded PowerShell " + XSS, "level": "high", "techniques": ["T1059.001"],
@@ -62,7 +62,7 @@ def sample_case(name: str = "sample-intrusion") -> tuple[Case, list[dict], list[
          "reasons": ["line 7: not JSON"], "note": "", "used": True},
         {"path": "report.md", "kind": "report", "format": "md", "read": 30, "accepted": 30, "rejected": 0,
          "note": "", "used": True}]})
-    return case, dets, docs
+    return case, [Detection.from_dict(d) for d in dets], [ReportDocument.from_dict(d) for d in docs]
 
 
 # what each figure draws once Plotly has rendered it

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ttpscope.cli.main import app
-from ttpscope.export.navigator import make_layer
+from ttpscope.export.layers import make_layer
 from ttpscope.model import Case, Observation
 
 runner = CliRunner()

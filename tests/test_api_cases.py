@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ttpscope.api import Settings, create_app
-from ttpscope.export.navigator import validate_layer
+from ttpscope.export.layers import validate_layer
 from ttpscope.model import Case, Observation
 from ttpscope.store import Workspace
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ttpscope.api import Settings, create_app
-from ttpscope.export.navigator import make_layer, validate_layer
+from ttpscope.export.layers import make_layer, validate_layer
 from ttpscope.kb import views
 
 TOKEN = "test-token-0123456789abcdef"

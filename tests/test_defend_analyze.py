@@ -6,15 +6,17 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ttpscope.analyze.coverage import coverage_layers, coverage_report, load_inventory
+from ttpscope.analyze.coverage import coverage_report
 from ttpscope.analyze.crosswalk import resolve_any_release
-from ttpscope.analyze.emulation import emulation_plan, load_atomics, plan_layer, plan_markdown
+from ttpscope.analyze.emulation import emulation_plan, plan_markdown
 from ttpscope.analyze.mitigations import greedy_cover, mitigation_plan
 from ttpscope.analyze.profile import (profile_all_groups, profile_from_groups, profile_from_ranking,
                                       profile_from_techniques)
 from ttpscope.analyze.vulns import rank_cves
 from ttpscope.errors import InputError, NotFoundError
-from ttpscope.export.navigator import validate_layer
+from ttpscope.export.layers import coverage_layers, plan_layer, validate_layer
+from ttpscope.kb.atomics import load_atomics
+from ttpscope.kb.inventory import load_inventory
 from ttpscope.kb.vulns import load_mappings
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ttpscope.analyze.coverage import coverage_layers, coverage_report, hunt_leads, load_inventory
+from ttpscope.analyze.coverage import coverage_report, hunt_leads
 from ttpscope.analyze.profile import profile_all_groups, profile_from_groups
-from ttpscope.export.navigator import validate_layer
+from ttpscope.export.layers import coverage_layers, validate_layer
+from ttpscope.kb.inventory import load_inventory
 
 
 @pytest.fixture(scope="module")

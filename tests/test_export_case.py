@@ -16,12 +16,12 @@ import stix2
 from helpers_investigate import XSS, sample_case
 from lxml import html as lxml_html
 
-from ttpscope.export.case_layer import case_layer
-from ttpscope.export.evidence import technique_evidence
-from ttpscope.export.navigator import read_layer, validate_layer
+from ttpscope.analyze.evidence import technique_evidence
+from ttpscope.export.layers import case_layer, read_layer, validate_layer
 from ttpscope.export.outputs import FILES, write_outputs
 from ttpscope.export.stix import case_bundle, ioc_pattern
-from ttpscope.investigate.analysis import OK, Section, analyse_case
+from ttpscope.analyze.report import OK, AttributionSection, Section
+from ttpscope.investigate.analysis import analyse_case
 from ttpscope.model import Case, Observation
 
 
@@ -137,10 +137,10 @@ def test_ioc_pattern_types():
 
 def _with_attribution(analysis, insufficient: bool):
     sections = dict(analysis.sections)
-    sections["attribution"] = Section("attribution", "Attribution", OK, "", {
-        "verdict": "best match APT29", "insufficient": insufficient,
-        "groups": [{"id": "G0016", "name": "APT29", "score": 3.2, "confidence": 0.62, "explained": [],
-                    "missing": [], "context": {}, "why": ""}], "campaigns": []})
+    sections["attribution"] = Section("attribution", "Attribution", OK, "", AttributionSection(
+        verdict="best match APT29", insufficient=insufficient, information=None,
+        groups=[{"id": "G0016", "name": "APT29", "score": 3.2, "confidence": 0.62, "explained": [],
+                 "missing": [], "context": {}, "why": ""}], campaigns=[]))
     return type(analysis)(case=analysis.case, provenance=analysis.provenance, evidence=analysis.evidence,
                           sections=sections, detections=analysis.detections, documents=analysis.documents,
                           generated=analysis.generated)

@@ -148,7 +148,7 @@ def test_cli_adds_observations_to_a_workspace_case(kb, model, tmp_path):
     assert "T1053.005" in case.technique_ids()
     assert all(o.source_kind == "text" and o.document == str(report) for o in case.observations)
     docs = Workspace().get_documents("op-example-extract")
-    assert docs and docs[0]["name"] == str(report) and docs[0]["sentences"] > 5
+    assert docs and docs[0].name == str(report) and docs[0].sentences > 5
 
 
 def test_cli_table_and_stdin(model):

@@ -14,7 +14,7 @@ import pytest
 import stix2
 from helpers_investigate import sample_case
 
-from ttpscope.export.navigator import validate_layer
+from ttpscope.export.layers import validate_layer
 from ttpscope.store import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from lxml import html as lxml_html
 from browser import SHOTS, chromium
 from helpers_investigate import check_report, colours
 
-from ttpscope.export.navigator import validate_layer
+from ttpscope.export.layers import validate_layer
 from ttpscope.investigate import investigate
 from ttpscope.store import Workspace
 
@@ -82,16 +82,16 @@ def test_examples_case_holds_logs_and_report_together(example_run):
     assert kinds == {"sigma", "text"}
     sigma_techniques = {o.technique_id for o in case.observations if o.source_kind == "sigma"}
     assert STORY <= sigma_techniques, STORY - sigma_techniques  # every step of the story was detected
-    rules = {d["rule_id"] for d in ws.get_detections(CASE)}
+    rules = {d.rule_id for d in ws.get_detections(CASE)}
     assert len(rules) == len(list((EXAMPLES / "rules").glob("*.yml")))  # every example rule fired
     hosts = {o.host.split(".")[0] for o in case.observations if o.host}
     assert hosts == {"WS-FIN-07", "FS01", "DC01"}  # WS-HR-03 only has benign activity
     text_techniques = {o.technique_id for o in case.observations if o.source_kind == "text"}
     assert len(text_techniques & STORY) >= 5  # the report tells the same story
     docs = ws.get_documents(CASE)
-    assert [Path(d["name"]).name for d in docs] == ["report-ashen-lantern.md"]
-    iocs = {(i["type"], i["value"]) for i in docs[0]["iocs"]}
-    assert ("ipv4", "198.51.100.23") in iocs and [c["id"] for c in docs[0]["cves"]] == ["CVE-2017-11882"]
+    assert [Path(d.name).name for d in docs] == ["report-ashen-lantern.md"]
+    iocs = {(i["type"], i["value"]) for i in docs[0].iocs}
+    assert ("ipv4", "198.51.100.23") in iocs and [c["id"] for c in docs[0].cves] == ["CVE-2017-11882"]
     sources = {Path(s["path"]).name: s for s in result["sources"]}
     assert sources["ws-fin-07.jsonl"]["read"] == sources["ws-fin-07.jsonl"]["accepted"] > 500
 
@@ -137,7 +137,7 @@ def test_logs_are_read_by_content_whatever_their_names(tmp_path):
     assert (src["fs01-export.log"].format, src["dc01.bin"].format) == ("jsonl", "parquet")
     assert src["fs01-export.log"].accepted == 257 and src["dc01.bin"].accepted == len(records)
     assert {"T1490", "T1003.003"} <= set(ws.get_case("renamed").technique_ids())
-    sources = {Path(d["source"]).name for d in ws.get_detections("renamed")}
+    sources = {Path(d.source).name for d in ws.get_detections("renamed")}
     assert sources == {"fs01-export.log", "dc01.bin"}  # the evidence's own names, not the links read
 
 
@@ -191,6 +191,6 @@ def test_real_evtx_with_sigmahq_rules(shared_data, tmp_path, kb):
     # these recordings hold Mimikatz, PsExec-style service execution and SMB admin-share movement
     assert {"T1003.001", "T1569.002", "T1021.002"} <= techniques
     lc = result.analysis.sections["lifecycle"]
-    reached = {st["name"] for st in lc.data["stages"] if st["reached"]}
+    reached = {st["name"] for st in lc.data.stages if st["reached"]}
     assert lc.ok and {"Execution", "Credential Access", "Lateral Movement"} <= reached
     assert validate_layer(json.loads((tmp_path / "out" / "layer.json").read_text()), kb) == []

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from ttpscope.errors import InputError, NotFoundError, TtpscopeError
-from ttpscope.model import Case, Observation, parse_time
+from ttpscope.model import Case, Detection, Observation, ReportDocument, parse_time
 from ttpscope.store import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def test_list_update_and_delete(tmp_path):
     first, second = _case("first"), _case("second", n=2)
     ws.save_case(first)
     time.sleep(0.01)
-    ws.save_case(second, detections=[{"rule_id": "r1", "title": "t", "techniques": ["T1059.001"], "record": 7}])
+    ws.save_case(second, detections=[Detection("r1", "t", techniques=["T1059.001"], record=7)])
     listing = ws.list_cases()
     assert [c["name"] for c in listing] == ["second", "first"]
     assert listing[0]["observations"] == 2 and listing[0]["detections"] == 1 and listing[0]["techniques"] == 2
@@ -96,23 +97,23 @@ def test_names_are_unique(tmp_path):
 def test_detections_and_documents(tmp_path):
     ws = Workspace(tmp_path / "ws.duckdb")
     case = _case()
-    det = {"rule_id": "r-1", "title": "Encoded PowerShell", "level": "high", "techniques": ["T1059.001"],
-           "tactics": ["execution"], "time": "2024-03-05T08:12:01Z", "host": "WS01", "source": "a.evtx",
-           "record": 42, "event": {"EventID": 1, "CommandLine": "powershell -enc x'; DROP TABLE cases; --"}}
-    doc = {"name": "report.md", "sha256": "ab" * 32, "kind": "md", "text": "The actor <script>x</script>",
-           "iocs": [{"type": "ipv4", "value": "203.0.113.7"}]}
-    ws.save_case(case, detections=[det, dict(det)], documents=[doc])
+    det = Detection("r-1", "Encoded PowerShell", "high", ["T1059.001"], ["execution"], "2024-03-05T08:12:01Z",
+                    "WS01", source="a.evtx", record=42,
+                    event={"EventID": 1, "CommandLine": "powershell -enc x'; DROP TABLE cases; --"})
+    doc = ReportDocument("report.md", sha256="ab" * 32, kind="md", text="The actor <script>x</script>",
+                         iocs=[{"type": "ipv4", "value": "203.0.113.7"}])
+    ws.save_case(case, detections=[det, replace(det)], documents=[doc])
     dets = ws.get_detections(case.name)
     assert len(dets) == 1  # the same rule on the same event is one detection
-    assert dets[0]["event"]["CommandLine"].endswith("DROP TABLE cases; --")
+    assert dets[0].event["CommandLine"].endswith("DROP TABLE cases; --")
     # adding more keeps the earlier ones; the same document again updates it in place
-    det2 = dict(det, record=43)
-    ws.save_case(case, detections=[det, det2], documents=[dict(doc, text="updated")])
-    assert [d["record"] for d in ws.get_detections(case.id)] == [42, 43]
+    det2 = replace(det, record=43)
+    ws.save_case(case, detections=[det, det2], documents=[replace(doc, text="updated")])
+    assert [d.record for d in ws.get_detections(case.id)] == [42, 43]
     docs = ws.get_documents(case.id)
-    assert len(docs) == 1 and docs[0]["text"] == "updated"
+    assert len(docs) == 1 and docs[0].text == "updated"
     ws.save_case(case, detections=[det2], documents=[], replace=True)
-    assert [d["record"] for d in ws.get_detections(case.id)] == [43]
+    assert [d.record for d in ws.get_detections(case.id)] == [43]
     assert ws.get_documents(case.id) == []
 
 
@@ -161,7 +162,7 @@ def test_busy_workspace_gives_a_clear_error(tmp_path):
 
 WRITER = """
     import sys
-    from ttpscope.model import Case, Observation
+    from ttpscope.model import Case, Detection, Observation
     from ttpscope.store import Workspace
     path, case_id, base = sys.argv[1], sys.argv[2], int(sys.argv[3])
     ws = Workspace(path)
@@ -175,7 +176,7 @@ WRITER = """
             o.evidence["gen"] = gen
         print(f"saving {gen}", flush=True)
         ws.save_case(Case(name="victim", id=case_id, observations=obs, meta={"gen": gen}),
-                     detections=[{"rule_id": "r", "record": gen, "gen": gen}])
+                     detections=[Detection("r", record=gen)])
         print(f"saved {gen}", flush=True)
 """
 
@@ -209,7 +210,7 @@ def test_killed_mid_write_leaves_a_consistent_workspace(tmp_path, delay):
     else:
         assert len(case.observations) == base + gen
         assert {o.evidence["gen"] for o in case.observations} == {gen}
-        assert {d["gen"] for d in after.get_detections("victim")} == set(range(1, gen + 1))
+        assert {d.record for d in after.get_detections("victim")} == set(range(1, gen + 1))
     assert _same(after.get_case("bystander"), other)
     assert sorted(c["name"] for c in after.list_cases()) == ["bystander", "victim"]
     # and the workspace still takes writes

@@ -14,7 +14,7 @@ import pytest
 
 from browser import SHOTS, chromium
 
-from ttpscope.export.navigator import make_layer, validate_layer
+from ttpscope.export.layers import make_layer, validate_layer
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

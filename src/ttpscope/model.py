@@ -1,7 +1,9 @@
-"""The one data contract: an Observation is a technique seen, with its evidence; a Case is a set of them.
+"""The records every part shares, each validated when built and round-tripped by ``to_dict``/``from_dict``.
 
-Every producer (Sigma detection, report extraction, manual entry, import) emits Observations and every
-analysis consumes a Case, so the parts never need to know about each other.
+An Observation is a technique seen, with its evidence; a Case is a set of them. Every producer (Sigma
+detection, report extraction, manual entry, import) emits Observations and every analysis consumes a Case,
+so the parts never need to know about each other. A Detection is one rule hit on one event and a
+ReportDocument one report read: the workspace keeps both beside their case, and the case report reads them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from ttpscope.errors import InputError
 TECHNIQUE_ID = re.compile(r"^T\d{4}(\.\d{3})?$")
 TACTIC_ID = re.compile(r"^TA\d{4}$")
 SOURCE_KINDS = ("sigma", "text", "manual", "import")
+# how much a hit of a rule of this level says the technique happened
+LEVEL_CONFIDENCE = {"critical": 0.95, "high": 0.85, "medium": 0.7, "low": 0.5, "informational": 0.3}
 
 
 def utcnow() -> datetime:
@@ -114,6 +118,195 @@ class Observation:
             "host", "user", "document", "confidence", "id") if data.get(k) is not None}
         kwargs["time"] = parse_time(data.get("time"))
         return cls(**kwargs)
+
+
+def _check_techniques(what: str, ids: Any) -> list[str]:
+    if not isinstance(ids, (list, tuple)):
+        raise ValueError(f"{what} must be a list of technique ids")
+    for tid in ids:
+        if not isinstance(tid, str) or not TECHNIQUE_ID.match(tid):
+            raise ValueError(f"{what}: {tid!r} is not of the form T1234 or T1234.567")
+    return list(ids)
+
+
+def _check_optional_str(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name} {value!r} is not a string")
+
+
+@dataclass(slots=True)
+class Detection:
+    """One Sigma rule matching one event.
+
+    ``source`` is the input file (archive members as ``archive.zip!member``), ``record`` the EVTX record id
+    or line number, ``event`` the event's fields and ``matched`` the values of the fields the rule tests.
+    ``logsource`` (a label such as ``windows/sysmon``) and the entity fields are filled when the reader
+    knows them. ``id`` is given by the workspace when the detection is stored.
+    """
+
+    rule_id: str
+    title: str = ""
+    level: str | None = None
+    techniques: list[str] = field(default_factory=list)
+    tactics: list[str] = field(default_factory=list)
+    time: datetime | None = None
+    host: str | None = None
+    user: str | None = None
+    source: str = ""
+    record: int | str | None = None
+    event: dict[str, Any] = field(default_factory=dict)
+    matched: dict[str, Any] = field(default_factory=dict)
+    logsource: str | None = None
+    src_ip: str | None = None
+    dst_ip: str | None = None
+    account: str | None = None
+    region: str | None = None
+    id: str | None = None
+
+    OPTIONAL = ("logsource", "src_ip", "dst_ip", "account", "region", "id")  # in to_dict only when set
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rule_id, str) or not self.rule_id:
+            raise ValueError(f"rule_id {self.rule_id!r} is not a non-empty string")
+        self.techniques = _check_techniques("techniques", self.techniques)
+        if not isinstance(self.tactics, (list, tuple)) or not all(isinstance(t, str) for t in self.tactics):
+            raise ValueError("tactics must be a list of strings")
+        for name in ("host", "user", "src_ip", "dst_ip", "account", "region"):  # entity values come from events: as text
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                setattr(self, name, str(value))
+        for name in ("title", "level", "logsource", "id"):
+            _check_optional_str(name, getattr(self, name))
+        if not isinstance(self.source, str):
+            self.source = str(self.source)
+        if not isinstance(self.event, dict) or not isinstance(self.matched, dict):
+            raise ValueError("event and matched must be objects")
+        if self.time is not None and not isinstance(self.time, datetime):
+            self.time = parse_time(self.time)
+        elif self.time is not None and self.time.tzinfo is None:
+            self.time = self.time.replace(tzinfo=timezone.utc)
+
+    def sort_key(self) -> tuple:
+        return (self.time or datetime.min.replace(tzinfo=timezone.utc), self.source, self.record or 0, self.rule_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``ttpscope detect --json`` items (and of what the workspace stores)."""
+        out = {
+            "rule_id": self.rule_id, "title": self.title, "level": self.level,
+            "techniques": list(self.techniques), "tactics": list(self.tactics), "time": _iso(self.time),
+            "host": self.host, "user": self.user, "source": self.source, "record": self.record,
+            "event": self.event,
+        }
+        if self.matched:
+            out["matched"] = self.matched
+        for name in self.OPTIONAL:
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Detection:
+        if not isinstance(data, dict):
+            raise ValueError("a detection must be a JSON object")
+        if "rule_id" not in data:
+            raise ValueError("detection lacks rule_id")
+        names = ("rule_id", "title", "level", "techniques", "tactics", "host", "user", "source", "record",
+                 "event", "matched", *cls.OPTIONAL)
+        kwargs = {k: data[k] for k in names if data.get(k) is not None}
+        kwargs["time"] = parse_time(data.get("time"))
+        return cls(**kwargs)
+
+    def observations(self, kb=None) -> list[Observation]:
+        """One Observation per technique; tactics are the rule's, narrowed to the technique's when known."""
+        out = []
+        for tid in self.techniques:
+            tactics = list(self.tactics)
+            if kb is not None and tid in kb.techniques:
+                own = kb.techniques[tid].tactics
+                narrowed = [t for t in tactics if t in own]
+                tactics = narrowed or list(own)
+            out.append(Observation(
+                technique_id=tid, source_kind="sigma", source_ref=self.rule_id,
+                evidence={"rule": self.title, "rule_id": self.rule_id, "level": self.level,
+                          "source": self.source, "record": self.record, "matched": self.matched,
+                          "event": self.event},
+                tactic_ids=tactics, time=self.time, host=self.host, user=self.user,
+                confidence=LEVEL_CONFIDENCE.get(self.level or "", 0.5),
+            ))
+        return out
+
+
+@dataclass(slots=True)
+class ReportDocument:
+    """A threat report read for a case: what it is, and what the extraction found in it.
+
+    ``techniques`` are the extraction's technique summaries, ``groups``/``software`` the ATT&CK entities it
+    names (``{id, name, count}``), ``iocs`` ``{type, value}`` items, ``cves`` ``{id, techniques?, mapped?}``
+    items. ``id`` is given by the workspace (the content hash when known).
+    """
+
+    name: str
+    path: str | None = None
+    kind: str | None = None
+    title: str | None = None
+    sha256: str | None = None
+    characters: int | None = None
+    sentences: int | None = None
+    techniques: list[dict[str, Any]] = field(default_factory=list)
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    software: list[dict[str, Any]] = field(default_factory=list)
+    iocs: list[dict[str, Any]] = field(default_factory=list)
+    cves: list[dict[str, Any]] = field(default_factory=list)
+    model: dict[str, Any] | None = None  # the extraction model that read it
+    min_confidence: float | None = None
+    text: str | None = None
+    date: str | None = None  # the report's own publication date (ISO), when it states one
+    tlp: str | None = None  # its TLP marking (clear, green, amber, amber+strict, red), when it states one
+    not_indicators: list[dict[str, Any]] = field(default_factory=list)  # {type, value, reason, list?}: screened out
+    vendor_domains: list[str] = field(default_factory=list)  # the publisher's own domains
+    id: str | None = None
+
+    FIELDS = ("name", "path", "kind", "title", "sha256", "characters", "sentences", "techniques", "groups",
+              "software", "iocs", "cves", "model", "min_confidence", "text", "date", "tlp", "not_indicators",
+              "vendor_domains", "id")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"document name {self.name!r} is not a non-empty string")
+        for name in ("path", "kind", "title", "sha256", "text", "date", "tlp", "id"):
+            _check_optional_str(name, getattr(self, name))
+        if self.model is not None and not isinstance(self.model, dict):
+            raise ValueError("model must be an object")
+        if not isinstance(self.vendor_domains, list) or not all(isinstance(d, str) for d in self.vendor_domains):
+            raise ValueError("vendor_domains must be a list of strings")
+        for name in ("techniques", "groups", "software", "iocs", "cves", "not_indicators"):
+            items = getattr(self, name)
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ValueError(f"{name} must be a list of objects")
+        for ioc in self.iocs:
+            if not isinstance(ioc.get("type"), str) or not isinstance(ioc.get("value"), str):
+                raise ValueError(f"ioc {ioc!r} needs a type and a value")
+        for cve in self.cves:
+            if not isinstance(cve.get("id"), str):
+                raise ValueError(f"cve {cve!r} needs an id")
+
+    @property
+    def label(self) -> str:
+        """The file name the report is known by."""
+        from pathlib import PurePath
+
+        return PurePath(self.name or self.path or self.id or "").name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.FIELDS if getattr(self, k) is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReportDocument:
+        if not isinstance(data, dict):
+            raise ValueError("a document must be a JSON object")
+        if not data.get("name"):
+            raise ValueError("document lacks name")
+        return cls(**{k: data[k] for k in cls.FIELDS if data.get(k) is not None})
 
 
 @dataclass(slots=True)

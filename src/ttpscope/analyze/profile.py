@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from ttpscope.analyze.attribution import attribute
 from ttpscope.errors import InputError, NotFoundError
 from ttpscope.kb import KnowledgeBase
 
@@ -126,3 +127,32 @@ def profile_from_techniques(kb: KnowledgeBase, technique_ids: Iterable[str], nam
     if not weights:
         raise InputError("techniques", None, "no technique given")
     return ThreatProfile(name, "techniques", [], {}, {t: [] for t in weights}, weights, (), notes)
+
+
+def profile_of_groups(kb: KnowledgeBase, groups: Iterable[str] | None, via: Iterable[str] = DEFAULT_VIA
+                      ) -> ThreatProfile | None:
+    """The profile a user names: some groups (id, name or alias), ``all`` (every group, by prevalence), or
+    None when no group is named."""
+    names = list(groups or [])
+    if not names:
+        return None
+    if [g.lower() for g in names] == ["all"]:
+        return profile_all_groups(kb, via=via)
+    return profile_from_groups(kb, names, via=via)
+
+
+def profile_of_attribution(kb: KnowledgeBase, techniques: Iterable[str], top: int,
+                           via: Iterable[str] = DEFAULT_VIA) -> ThreatProfile:
+    """The top ``top`` groups of an attribution of ``techniques``, weighted by their confidence."""
+    ranking = [(c.id, c.confidence) for c in attribute(list(techniques), kb).groups]
+    return profile_from_ranking(kb, ranking, top, via=via)
+
+
+def profile_for(kb: KnowledgeBase, groups: Iterable[str] | None = None, case=None) -> ThreatProfile | None:
+    """The profile the web app measures coverage against: some groups, a case's own techniques, or None
+    (every live technique)."""
+    if groups:
+        return profile_from_groups(kb, list(groups))
+    if case is not None:
+        return profile_from_techniques(kb, case.technique_ids(), name=f"case {case.name}")
+    return None

@@ -1,7 +1,6 @@
 """Analyses of a case or of a list of technique ids: lifecycle, attribution, overlap, anticipation, coverage.
 
-Each endpoint is a thin shell over its ``ttpscope.analyze`` function; while that function has not landed the
-endpoint answers 501 and says which part is missing.
+Each endpoint is a thin shell over its ``ttpscope.analyze`` function.
 """
 
 from __future__ import annotations
@@ -10,7 +9,13 @@ import re
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from ttpscope.api.deps import kb_of, need
+from ttpscope.analyze.anticipate import anticipate
+from ttpscope.analyze.attribution import attribute
+from ttpscope.analyze.coverage import coverage_report
+from ttpscope.analyze.lifecycle import lifecycle as lifecycle_of
+from ttpscope.analyze.overlap import overlap as overlap_of
+from ttpscope.analyze.profile import profile_for
+from ttpscope.api.deps import case_of, kb_of, server_rules
 from ttpscope.errors import InputError
 
 router = APIRouter(prefix="/api", tags=["analyses"])
@@ -36,9 +41,7 @@ def case_or_techniques(request: Request, kb, case: str | None, techniques: str |
     if bool(case) == bool(techniques):
         raise InputError("query", None, "give exactly one of 'case' (a case id) or 'techniques' (a list of ids)")
     if case:
-        from ttpscope.api.api_cases import get_case
-
-        found = get_case(request, case)
+        found = case_of(request, case)
         return found, found.technique_ids()
     ids = technique_list(kb, techniques)
     if not ids:
@@ -53,9 +56,8 @@ def _limit(top: int) -> int:
 @router.get("/lifecycle", summary="Tactics reached in matrix order, timeline, furthest stage, plain reading")
 def lifecycle(request: Request, case: str | None = CaseQ, techniques: str | None = TechniquesQ,
               kb=Depends(kb_of)) -> dict:
-    fn = need("lifecycle")
     found, ids = case_or_techniques(request, kb, case, techniques)
-    return fn(found if found is not None else ids, kb).to_dict()
+    return lifecycle_of(found if found is not None else ids, kb).to_dict()
 
 
 @router.get("/attribution", summary="Known groups (and campaigns) ranked by how well they explain the techniques")
@@ -64,17 +66,15 @@ def attribution(request: Request, case: str | None = CaseQ, techniques: str | No
                 kb=Depends(kb_of)) -> dict:
     """Each candidate carries its score, a calibrated confidence, the observed techniques it explains (with
     their weight) and those it is known for that were not observed (hunting leads)."""
-    fn = need("attribution")
     found, ids = case_or_techniques(request, kb, case, techniques)
-    return fn(found if found is not None else ids, kb, top=_limit(top), campaigns=campaigns).to_dict()
+    return attribute(found if found is not None else ids, kb, top=_limit(top), campaigns=campaigns).to_dict()
 
 
 @router.get("/anticipation", summary="Techniques most likely to follow, with why and what to watch")
 def anticipation(request: Request, case: str | None = CaseQ, techniques: str | None = TechniquesQ,
                  top: int = Query(10, ge=1, le=50), kb=Depends(kb_of)) -> dict:
-    fn = need("anticipation")
     found, ids = case_or_techniques(request, kb, case, techniques)
-    return fn(found if found is not None else ids, kb, top=_limit(top)).to_dict()
+    return anticipate(found if found is not None else ids, kb, top=_limit(top)).to_dict()
 
 
 @router.get("/overlap", summary="Pairwise similarity of cases, groups and campaigns, with clustering")
@@ -82,38 +82,18 @@ def overlap(request: Request,
             item: list[str] = Query(..., min_length=2, max_length=20,
                                     description="Two or more of: case:<id>, a group or campaign id or name."),
             kb=Depends(kb_of)) -> dict:
-    fn = need("overlap")
-    items = []
-    for ref in item:
-        if ref.startswith("case:"):
-            from ttpscope.api.api_cases import get_case
-
-            items.append(get_case(request, ref[5:]))
-        else:
-            items.append(ref)
-    return fn(items, kb).to_dict()
+    items = [case_of(request, ref[5:]) if ref.startswith("case:") else ref for ref in item]
+    return overlap_of(items, kb).to_dict()
 
 
-def server_rules(request: Request) -> list:
-    """The Sigma rules this server measures coverage with (``serve --rules``, else the cached SigmaHQ set),
-    loaded once. 409 when there is none: the request cannot name a folder, the server must be given one."""
-    from fastapi import HTTPException
-
-    from ttpscope.errors import NotFoundError
-
-    cached = getattr(request.app.state, "rules", None)
-    if cached is None:
-        try:
-            from ttpscope.detect.rules import load_rules
-        except ImportError:
-            need("rules")
-        try:
-            ruleset = load_rules(request.app.state.settings.rules, kb=request.app.state.kb)
-        except NotFoundError as exc:
-            raise HTTPException(409, detail=f"coverage needs a Sigma rule set: {exc} (when starting the "
-                                            "server: ttpscope serve --rules DIR)") from exc
-        cached = request.app.state.rules = list(ruleset.rules)
-    return cached
+def coverage_of(request: Request, kb, groups: list[str] | None = None, case: str | None = None,
+                platforms: list[str] | None = None) -> dict:
+    """The coverage report of the server's rule set: against some groups, a stored case's techniques, or
+    every live technique (the matrix page colours by it too)."""
+    if groups and case:
+        raise InputError("query", None, "give 'group' or 'case', not both")
+    prof = profile_for(kb, groups=groups, case=case_of(request, case) if case else None)
+    return coverage_report(kb, server_rules(request), prof, None, platforms)
 
 
 @router.get("/coverage", summary="Detection coverage of the server's Sigma rules, with prioritised gaps")
@@ -125,17 +105,4 @@ def coverage(request: Request,
              kb=Depends(kb_of)) -> dict:
     """Without ``group`` or ``case`` the profile is every live technique. Rules come from the server's
     configuration (``ttpscope serve --rules DIR``), never from the request."""
-    coverage_report = need("coverage")
-    from ttpscope.analyze import profile as profiles
-
-    if group and case:
-        raise InputError("query", None, "give 'group' or 'case', not both")
-    prof = None
-    if group:
-        prof = profiles.profile_from_groups(kb, group)
-    elif case:
-        from ttpscope.api.api_cases import get_case
-
-        found = get_case(request, case)
-        prof = profiles.profile_from_techniques(kb, found.technique_ids(), name=f"case {found.name}")
-    return coverage_report(kb, server_rules(request), prof, None, platform)
+    return coverage_of(request, kb, group, case, platform)

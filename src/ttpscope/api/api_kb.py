@@ -10,6 +10,8 @@ from fastapi.responses import Response
 
 from ttpscope.api.deps import kb_of
 from ttpscope.api.matrix import group_marks, layer_from_bytes, layer_marks
+from ttpscope.api.responses import ORJSONResponse
+from ttpscope.export.layers import make_layer
 from ttpscope.kb import views
 
 router = APIRouter(prefix="/api", tags=["knowledge base"])
@@ -20,8 +22,6 @@ def cached_json(request: Request, key: tuple, build) -> Response:
 
     Bounded by ``Settings.view_cache_size`` (0 turns caching off); errors are never cached.
     """
-    from ttpscope.api.app import ORJSONResponse
-
     cache: dict = request.app.state.view_cache
     body = cache.get(key)
     if body is None:
@@ -78,8 +78,6 @@ def group(request: Request, group: str = Path(..., examples=["G0016", "Cozy Bear
 
 @router.get("/groups/{group}/layer", summary="Navigator layer 4.5 of a group's profile")
 def group_layer(group: str = Path(..., examples=["APT28"]), kb=Depends(kb_of)) -> Response:
-    from ttpscope.api.app import ORJSONResponse
-    from ttpscope.export.navigator import make_layer
 
     marks, meta = group_marks(kb, group)
     layer = make_layer(f"{meta['id']} {meta['name']}", kb,

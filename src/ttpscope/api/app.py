@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from jinja2 import Environment, FunctionLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ttpscope import __version__
+from ttpscope.api.responses import ORJSONResponse
 from ttpscope.errors import InputError, NotFoundError, OfflineError, TtpscopeError
 
 MiB = 1024 * 1024
@@ -46,13 +46,6 @@ class Settings:
     max_pending_jobs: int = 8  # queued + running; beyond, uploads answer 503 with Retry-After
     view_cache_size: int = 2048  # serialised KB views kept in memory (0 = off)
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class ORJSONResponse(JSONResponse):
-    """JSON via orjson: faster, and datetimes / non-str keys serialise without surprises."""
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS, default=str)
 
 
 def _load_package_texts(folder: str) -> dict[str, bytes]:

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-from ttpscope.api.deps import need
+from ttpscope.api.deps import workspace_of
+from ttpscope.api.uploads import remove, stage
 from ttpscope.errors import TtpscopeError
+from ttpscope.investigate import investigate
+from ttpscope.store import Workspace
 
 # Where each stage of ttpscope.investigate sits on the progress bar: (start, span).
 _STAGES = {"route": (0.0, 0.05), "logs": (0.05, 0.45), "reports": (0.5, 0.25), "save": (0.75, 0.05),
            "analyse": (0.8, 0.18), "export": (0.98, 0.02)}
 
 
-def check_available() -> None:
-    """501 unless both the workspace and the investigate orchestration are installed."""
-    need("workspace")
-    need("investigate")
-
-
 def start(app, evidence, name, kb):
-    """Queue an investigation of ``evidence`` (list of uploads.Evidence); returns the Job.
+    """Queue an investigation of ``evidence`` (list of uploads.Upload); returns the Job.
 
     The case is saved in the server's workspace; no output files are written (the case page and the
     export endpoints render them on demand). The job runs in a child process under the server's job budget,
     in the folder the uploads are staged in, so the case records the uploads' own names, never a server path.
     """
-    from ttpscope.api.api_cases import workspace_of
-    from ttpscope.api.uploads import remove, stage
-
-    need("investigate")
     settings = app.state.settings
     ws = workspace_of(app)
     folder, staged = stage(evidence)
@@ -39,9 +32,6 @@ def start(app, evidence, name, kb):
 
 def run_investigation(progress, *, files, labels, name, domain, bundle, rules, workspace) -> dict:
     """The job itself (in the child process, in the staging folder): investigate the staged files."""
-    from ttpscope.investigate import investigate
-    from ttpscope.store import Workspace
-
     staged = list(zip(files, labels))
 
     def on_progress(stage_name: str, done: int, total: int | None, detail: str) -> None:

@@ -8,10 +8,11 @@ turned into marks here, so the matrix page, the compare page and ``GET /api/matr
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import Any, Iterable, Mapping
 
-from ttpscope.errors import InputError
+
+from ttpscope.analyze.evidence import comment_of, technique_evidence
 
 Marks = dict[str, dict[str, Any]]
 LOW, HIGH = (255, 255, 255), (255, 102, 102)  # Navigator's default white → red gradient
@@ -70,16 +71,11 @@ def group_marks(kb, group_query: str) -> tuple[Marks, dict]:
 
 
 def case_marks(kb, case) -> tuple[Marks, dict]:
-    """Marks of a case: evidence strength = number of observations weighted by their confidence."""
-    weight: Counter = Counter()
-    kinds: dict[str, set[str]] = defaultdict(set)
-    for obs in case.observations:
-        tid = kb.resolve_technique(obs.technique_id).id or obs.technique_id
-        weight[tid] += obs.confidence
-        kinds[tid].add(obs.source_kind)
-    comments = {tid: f"{weight[tid]:.1f} weighted observation(s) from {', '.join(sorted(kinds[tid]))}"
-                for tid in weight}
-    return technique_set_marks(kb, weight, comments), {"kind": "case", "id": case.id, "name": case.name}
+    """Marks of a case: each technique's evidence strength (``ttpscope.analyze.evidence``), the very score the
+    case's Navigator layer and reports give it; techniques the knowledge base does not know are left out."""
+    marks = {ev.id: {"score": round(ev.strength, 4), "color": gradient(ev.strength), "comment": comment_of(ev)}
+             for ev in sorted(technique_evidence(case, kb), key=lambda e: e.id) if ev.known}
+    return marks, {"kind": "case", "id": case.id, "name": case.name}
 
 
 DETECTED, GAP = (255, 255, 255), (120, 190, 120)
@@ -106,7 +102,7 @@ def coverage_marks(report: dict) -> tuple[Marks, dict]:
 
 def layer_from_bytes(raw: bytes, source: str, kb) -> dict:
     """Parse and validate an uploaded Navigator layer held in memory (never written to disk)."""
-    from ttpscope.export.navigator import load_layer
+    from ttpscope.export.layers import load_layer
 
     return load_layer(raw, source, kb)
 

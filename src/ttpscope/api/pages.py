@@ -1,7 +1,7 @@
 """Server-rendered pages (Jinja2, autoescaped): the matrix explorer, KB pages, cases, upload, compare.
 
-Every page is drawn from the same library calls as its ``/api/`` endpoint; pages whose part of ttpscope has
-not landed yet say so instead of pretending.
+Every page is drawn from the same library calls as its ``/api/`` endpoint, through the request helpers of
+:mod:`ttpscope.api.deps`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,13 @@ from typing import Any
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
+from ttpscope.analyze.coverage import coverage_report
+from ttpscope.analyze.overlap import overlap
+from ttpscope.analyze.profile import profile_for
+from ttpscope.api import case_report
 from ttpscope.api import matrix as mx
-from ttpscope.api.deps import missing, part
+from ttpscope.api.deps import case_of, server_rules, workspace
+from ttpscope.api.uploads import ALLOWED
 from ttpscope.errors import InputError, NotFoundError, TtpscopeError
 from ttpscope.kb import views
 
@@ -40,35 +45,24 @@ def _colouring(request: Request, group: str | None, case: str | None,
                coverage: str | None = None) -> tuple[dict, dict | None]:
     kb = request.app.state.kb
     if coverage:
-        from ttpscope.api.api_analyses import coverage as coverage_of
-
         groups = None if coverage.strip().lower() == "all" else [coverage]
-        return mx.coverage_marks(coverage_of(request, group=groups, case=None, platform=None, kb=kb))
+        return mx.coverage_marks(coverage_report(kb, server_rules(request), profile_for(kb, groups)))
     if group:
         return mx.group_marks(kb, group)
     if case:
-        from ttpscope.api.api_cases import get_case
-
-        return mx.case_marks(kb, get_case(request, case))
+        return mx.case_marks(kb, case_of(request, case))
     return {}, None
 
 
 def _matrix_page(request: Request, marks: dict, coloured_by: dict | None, status: int = 200, error: str = ""):
     kb = request.app.state.kb
     groups = [(g.id, g.name) for g in sorted(kb.live_groups(), key=lambda g: g.name.casefold())]
-    cases = []
-    if part("workspace") is not None:
-        from ttpscope.api.api_cases import workspace
-
-        try:
-            cases = [(c.id, c.name) if not isinstance(c, dict) else (c["id"], c["name"])
-                     for c in workspace(request).list_cases()]
-        except TtpscopeError:
-            cases = []
+    try:
+        cases = [(c["id"], c["name"]) for c in workspace(request).list_cases()]
+    except TtpscopeError:
+        cases = []
     return render(request, "matrix.html", status=status, matrix=request.app.state.matrix, marks=marks,
-                  coloured_by=coloured_by, marked=mx.marked_ids(marks), groups=groups, cases=cases,
-                  missing=missing("workspace"), error=error,
-                  coverage_missing=missing("rules", "coverage"))
+                  coloured_by=coloured_by, marked=mx.marked_ids(marks), groups=groups, cases=cases, error=error)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -196,9 +190,7 @@ def _side(request: Request, ref: str) -> dict:
     if kind == "software":
         s = kb.software_item(value)
         return {"label": f"{s.id} {s.name}", "href": f"/software/{s.id}", "ids": kb.software_techniques(s.id)}
-    from ttpscope.api.api_cases import get_case
-
-    case = get_case(request, value)
+    case = case_of(request, value)
     return {"label": f"case {case.name}", "href": f"/cases/{case.id}",
             "ids": {kb.resolve_technique(t).id or t for t in case.technique_ids()}}
 
@@ -219,8 +211,7 @@ def _compare_page(request: Request, a: dict | None, b: dict | None, a_ref: str =
         result = mx.compare_sets(a["ids"], b["ids"])
         union = len(result["shared"]) + len(result["only_a"]) + len(result["only_b"])
         result["jaccard"] = round(len(result["shared"]) / union, 3) if union else 0.0
-        overlap = part("overlap")
-        if overlap is not None and a["ids"] and b["ids"]:  # rarity-weighted similarity from ttpscope.analyze
+        if a["ids"] and b["ids"]:  # rarity-weighted similarity from ttpscope.analyze
             pair = overlap([{"name": "A", "techniques": sorted(a["ids"])},
                             {"name": "B", "techniques": sorted(b["ids"])}], kb).pairs[0]
             result["similarity"] = pair["similarity"]
@@ -266,22 +257,14 @@ async def compare_layers(request: Request, a: str = Form(""), b: str = Form(""),
 # ---------------------------------------------------------------------------- cases, upload, jobs
 @router.get("/cases", response_class=HTMLResponse)
 def cases_page(request: Request):
-    rows: list[dict] = []
-    if part("workspace") is not None:
-        from ttpscope.api.api_cases import list_cases
-
-        rows = list_cases(request)["cases"]
-    return render(request, "cases.html", title="Cases", rows=rows, missing=missing("workspace"),
+    return render(request, "cases.html", title="Cases", rows=workspace(request).list_cases(),
                   jobs=[j.to_dict() for j in request.app.state.jobs.list()[:10]])
 
 
 @router.get("/upload", response_class=HTMLResponse)
 def upload_page(request: Request):
-    from ttpscope.api.uploads import ALLOWED
-
     s = request.app.state.settings
-    return render(request, "upload.html", title="Investigate", missing=missing("workspace", "investigate"),
-                  accept=",".join(sorted(ALLOWED)), max_mib=s.max_upload_bytes // (1024 * 1024),
+    return render(request, "upload.html", title="Investigate", accept=",".join(sorted(ALLOWED)), max_mib=s.max_upload_bytes // (1024 * 1024),
                   max_files=s.max_files)
 
 
@@ -295,11 +278,8 @@ def job_page(request: Request, job_id: str):
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_page(request: Request, case_id: str):
-    from ttpscope.api import case_report
-    from ttpscope.api.api_cases import get_case
-
     kb = request.app.state.kb
-    case = get_case(request, case_id)
+    case = case_of(request, case_id)
     marks, coloured_by = mx.case_marks(kb, case)
     report = case_report.build(request, kb, case)
     return render(request, "case.html", title=f"Case {case.name}", case=case, r=report,

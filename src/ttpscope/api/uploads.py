@@ -46,7 +46,7 @@ _PIECE = 1024 * 1024
 
 
 @dataclass
-class Evidence:
+class Upload:
     """One accepted piece of evidence, in memory."""
 
     label: str  # the client's file name, for display only
@@ -143,12 +143,12 @@ def _label(name: str | None, index: int) -> str:
 
 
 async def read_uploads(files: list[UploadFile], text: str | None, max_files: int, max_bytes: int,
-                       max_text_chars: int) -> list[Evidence]:
+                       max_text_chars: int) -> list[Upload]:
     """Accepted evidence from a multipart upload plus pasted report text; 413/415/422 with the reason."""
     files = [f for f in files or [] if f.filename or f.size]
     if len(files) > max_files:
         raise HTTPException(413, detail=f"{len(files)} files sent; at most {max_files} per upload")
-    out: list[Evidence] = []
+    out: list[Upload] = []
     total = 0
     for i, upload in enumerate(files):
         label = _label(upload.filename, i)
@@ -172,19 +172,19 @@ async def read_uploads(files: list[UploadFile], text: str | None, max_files: int
         if judged.format in ARCHIVES:  # by content, whatever the name says
             _bound(label, data, judged.format)
         kind = judged.kind  # routed by content later, as investigate does
-        out.append(Evidence(label, suffix, kind, data, judged.format))
+        out.append(Upload(label, suffix, kind, data, judged.format))
     if text and text.strip():
         if len(text) > max_text_chars:
             raise HTTPException(413, detail=f"pasted text of {len(text)} characters is over the "
                                             f"{max_text_chars} limit")
-        out.append(Evidence("pasted report.txt", ".txt", "report", text.encode("utf-8")))
+        out.append(Upload("pasted report.txt", ".txt", "report", text.encode("utf-8")))
     if not out:
         raise HTTPException(422, detail="nothing to investigate: attach evidence files (field 'file') or paste "
                                         "report text (field 'text')")
     return out
 
 
-def stage(evidence: list[Evidence]) -> tuple[Path, list[tuple[Path, str]]]:
+def stage(evidence: list[Upload]) -> tuple[Path, list[tuple[Path, str]]]:
     """Write evidence to a fresh private folder under :func:`uploads_root`; returns (folder, [(path, label)]).
 
     File names are made here: ``NN-<label stem reduced to letters, digits, - and _>.<checked suffix>``, so

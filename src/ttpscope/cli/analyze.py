@@ -43,7 +43,7 @@ def _stored_case(ref: str):
 def gather(techniques: list[str] | None, case: str | None, layer: Path | None, what: str = "techniques"):
     """Technique input from arguments, a layer/text file or a case; exactly one source must give some."""
     from ttpscope.errors import InputError
-    from ttpscope.export.navigator import technique_ids_from_file
+    from ttpscope.export.layers import technique_ids_from_file
 
     if case:
         if techniques or layer:

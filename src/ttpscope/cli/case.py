@@ -19,20 +19,15 @@ RulesOpt = typer.Option(None, "--rules", "-r", help="Sigma rules for the coverag
 
 
 def _analysis(ref: str, bundle: str | None, rules: Path | None):
-    from ttpscope.investigate.analysis import analyse_case
-    from ttpscope.kb import load_kb
+    from ttpscope.investigate.analysis import analyse_stored_case, case_kb, stored_rules
     from ttpscope.store import Workspace
 
     ws = Workspace()
     case = ws.get_case(ref)
-    kb = load_kb(case.meta.get("domain") or "enterprise", bundle)
-    rules = rules or case.meta.get("rules")
-    if rules and not Path(rules).exists():
-        note(f"the rule set the case was investigated with is gone ({rules}); coverage is skipped")
-        rules = None
-    analysis = analyse_case(case, kb, detections=ws.get_detections(case.id), documents=ws.get_documents(case.id),
-                            rules=rules, workspace=ws)
-    return analysis, kb
+    kb = case_kb(case, bundle)
+    if rules is None and case.meta.get("rules") and stored_rules(case) is None:
+        note(f"the rule set the case was investigated with is gone ({case.meta['rules']}); coverage is skipped")
+    return analyse_stored_case(ws, case, kb, rules=rules), kb
 
 
 @app.command("list")
@@ -55,19 +50,19 @@ def list_cmd(json_out: bool = JsonOpt) -> None:
 def show_cmd(case: str = typer.Argument(..., help="Case id or name."), bundle: Optional[str] = BundleOpt,
              json_out: bool = JsonOpt) -> None:
     """A case's techniques with their strongest evidence, and where its evidence came from."""
-    from ttpscope.export.evidence import technique_evidence
-    from ttpscope.kb import load_kb
+    from ttpscope.analyze.evidence import technique_evidence
+    from ttpscope.investigate.analysis import case_kb
     from ttpscope.store import Workspace
 
     ws = Workspace()
     c = ws.get_case(case)
-    kb = load_kb(c.meta.get("domain") or "enterprise", bundle)
+    kb = case_kb(c, bundle)
     evidence = technique_evidence(c, kb)
     if json_out:
         print_json({"case": {k: v for k, v in c.to_dict().items() if k != "observations"},
                     "knowledge_base": kb.provenance(), "techniques": [e.to_dict() for e in evidence],
                     "observations": len(c.observations), "detections": len(ws.get_detections(c.id)),
-                    "documents": [d.get("name") for d in ws.get_documents(c.id)]})
+                    "documents": [d.name for d in ws.get_documents(c.id)]})
         return
     console.print(f"[bold]{c.name}[/bold] ({c.id}) · updated {c.updated:%Y-%m-%d %H:%M} UTC · "
                   f"{len(c.observations)} observations · {kb.label}")
@@ -129,20 +124,21 @@ def export_one_cmd(case: str = typer.Argument(..., help="Case id or name."),
     import sys
 
     from ttpscope.errors import InputError
-    from ttpscope.export.outputs import FILES, FORMATS, render, write_atomic
+    from ttpscope.export.outputs import EXPORTS, write_atomic
     from ttpscope.investigate import slug
 
-    if fmt not in FILES:
-        raise InputError("--format", None, f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    exporter = EXPORTS.get(fmt)
+    if exporter is None:
+        raise InputError("--format", None, f"{fmt!r} is not one of {', '.join(EXPORTS)}")
     analysis, kb = _analysis(case, bundle, rules)
-    content = render(fmt, analysis, kb)
+    content = exporter.render(analysis, kb)
     if str(out) == "-":
         sys.stdout.buffer.write(content.encode() if isinstance(content, str) else content)
         sys.stdout.flush()
         return
-    target = out or Path.cwd() / "ttpscope-out" / slug(analysis.case.name) / FILES[fmt]
+    target = out or Path.cwd() / "ttpscope-out" / slug(analysis.case.name) / exporter.file_name
     if target.is_dir():
-        target = target / FILES[fmt]
+        target = target / exporter.file_name
     write_atomic(target, content)
     if json_out:
         print_json({"case": analysis.case.id, "format": fmt, "output": str(target)})

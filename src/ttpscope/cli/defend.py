@@ -47,7 +47,7 @@ def cve(cve_id: str = typer.Argument(..., help="CVE id, e.g. CVE-2021-44228."),
 # ------------------------------------------------------------------ shared helpers
 def _techniques_arg(ids: list[str] | None, layer: str | None) -> list[str]:
     """Technique ids from arguments and/or a Navigator layer / text file."""
-    from ttpscope.export.navigator import technique_ids_from_file
+    from ttpscope.export.layers import technique_ids_from_file
 
     out = list(ids or [])
     if layer:
@@ -140,7 +140,9 @@ def coverage(rules: list[str] = typer.Option(..., "--rules", "-r", help="Sigma r
              show: int = typer.Option(25, "--show", help="Gaps to list in the table."),
              domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
     """Detection coverage of a Sigma rule set against a threat profile: coverage %, prioritised gaps."""
-    from ttpscope.analyze.coverage import coverage_layers, coverage_report, load_inventory
+    from ttpscope.analyze.coverage import coverage_report
+    from ttpscope.export.layers import coverage_layers
+    from ttpscope.kb.inventory import load_inventory
 
     kb = load(domain, bundle)
     prof = _profile(kb, profile, profile_top, case, observed, with_software)
@@ -227,7 +229,9 @@ def emulate(group: str = typer.Argument(None, help="Group id, name or alias."),
     """An emulation plan for a group: its techniques by tactic, procedures and Atomic Red Team tests."""
     from pathlib import Path
 
-    from ttpscope.analyze.emulation import emulation_plan, load_atomics, plan_layer, plan_markdown
+    from ttpscope.analyze.emulation import emulation_plan, plan_markdown
+    from ttpscope.export.layers import plan_layer
+    from ttpscope.kb.atomics import load_atomics
     from ttpscope.analyze.profile import DEFAULT_VIA
 
     kb = load(domain, bundle)

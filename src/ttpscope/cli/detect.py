@@ -95,7 +95,7 @@ def detect_cmd(
     if case:
         from ttpscope.store import Workspace
 
-        Workspace().add_to_case(case, result.observations(), detections=[d.to_dict() for d in result.detections],
+        Workspace().add_to_case(case, result.observations(), detections=result.detections,
                                 meta={"detect": {"logs": [str(p) for p in logs], "engine": engine}})
     if json:
         print_json([d.to_dict() for d in result.detections])

@@ -64,13 +64,9 @@ class _Progress:
 
 def _cve_mappings(sources: list[str] | None):
     """CTID CVE mappings from --cve-mappings or TTPSCOPE_CVE_MAPPINGS; None (CVEs listed unlinked) if neither."""
-    import os
+    from ttpscope.kb.vulns import configured_mappings
 
-    from ttpscope.kb.vulns import default_sources, load_mappings
-
-    if not sources and not os.environ.get("TTPSCOPE_CVE_MAPPINGS", "").strip():
-        return None
-    return load_mappings(sources or default_sources())
+    return configured_mappings(sources)
 
 
 @app.command("run", hidden=True)
@@ -137,17 +133,13 @@ def run(reports: list[str] = typer.Argument(..., help="Report files (.txt .md .h
         raise typer.Exit(2)
 
 
-def _case_document(res) -> dict:
-    """A report as the workspace keeps it beside its case (the shape ``investigate`` stores too)."""
+def _case_document(res):
+    """A report as the workspace keeps it beside its case (the record ``investigate`` stores too)."""
     import hashlib
 
-    d = res.to_dict()
-    doc = d.pop("document")
-    return {**doc, "path": doc["name"], "sha256": hashlib.sha256(res.document.text.encode()).hexdigest(),
-            "techniques": d["techniques"], "groups": d["groups"], "software": d["software"],
-            "iocs": [{"type": k, "value": v} for k, vs in sorted(res.iocs.items()) for v in vs],
-            "cves": d["cves"], "model": d["model"], "min_confidence": d["min_confidence"],
-            "text": res.document.text}
+    from ttpscope.investigate.stages import report_document
+
+    return report_document(res, res.document.name, hashlib.sha256(res.document.text.encode()).hexdigest())
 
 
 def _short(text: str, n: int = 140) -> str:

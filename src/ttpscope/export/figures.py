@@ -11,7 +11,7 @@ import textwrap
 from collections import defaultdict
 from typing import Any, Iterable
 
-from ttpscope.export.evidence import TechniqueEvidence
+from ttpscope.analyze.evidence import TechniqueSummary
 
 HEAT_COLORS = [[0.0, "#fff5e6"], [0.5, "#fdae61"], [1.0, "#d7191c"]]
 # one colour per tactic position in matrix order (Enterprise: reconnaissance ... impact), chosen so that
@@ -33,11 +33,11 @@ def _wrap(text: str, width: int) -> str:
     return "<br>".join(esc(line) for line in textwrap.wrap(text, width=width, break_long_words=True)[:3])
 
 
-def matrix_heatmap(evidence: Iterable[TechniqueEvidence], kb) -> dict[str, Any]:
+def matrix_heatmap(evidence: Iterable[TechniqueSummary], kb) -> dict[str, Any]:
     """The ATT&CK matrix of the case: one column per tactic (all of the domain's, so the stages never
     reached show as empty columns), the observed techniques stacked strongest first, coloured by strength."""
     tactics = kb.tactic_list()
-    columns: dict[str, list[TechniqueEvidence]] = defaultdict(list)
+    columns: dict[str, list[TechniqueSummary]] = defaultdict(list)
     for ev in evidence:
         for t in ev.tactics:
             columns[t].append(ev)

@@ -8,17 +8,15 @@ names) is attacker-controlled and shows as text. Figure data travels as JSON ins
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from jinja2 import ChainableUndefined, Environment, PackageLoader
 from markupsafe import Markup
 
 from ttpscope import __version__
+from ttpscope.analyze.report import ERROR, CaseAnalysis
 from ttpscope.export import figures
-
-if TYPE_CHECKING:
-    from ttpscope.investigate.analysis import CaseAnalysis
 
 RULES_SHOWN = 25
 SENTENCES_SHOWN = 25
@@ -53,19 +51,19 @@ def build_figures(analysis: CaseAnalysis, kb) -> dict[str, dict[str, Any]]:
     if analysis.evidence:
         out["matrix"] = figures.matrix_heatmap(analysis.evidence, kb)
     lc = analysis.sections.get("lifecycle")
-    if lc is not None and lc.ok and lc.data.get("timeline"):
+    if lc is not None and lc.ok and lc.data.timeline:
         names = {t.shortname: t.name for t in kb.tactic_list()}
-        out["timeline"] = figures.timeline(lc.data["timeline"], kb.tactic_order(), names)
+        out["timeline"] = figures.timeline(lc.data.timeline, kb.tactic_order(), names)
     at = analysis.sections.get("attribution")
-    if at is not None and at.ok and at.data.get("groups"):
-        out["attribution"] = figures.ranking_bars(at.data["groups"], title="attribution score")
+    if at is not None and at.ok and at.data.groups:
+        out["attribution"] = figures.ranking_bars(at.data.groups, title="attribution score")
     ov = analysis.sections.get("overlap")
     if ov is not None and ov.ok:
-        matrix = ov.data.get("matrix")
+        matrix = ov.data.matrix
         if matrix and len(matrix.get("labels") or []) > 1:
             out["overlap"] = figures.similarity_matrix(matrix["labels"], matrix["values"])
-        elif ov.data.get("items"):
-            out["overlap"] = figures.ranking_bars(ov.data["items"], value="similarity", title="similarity",
+        elif ov.data.items:
+            out["overlap"] = figures.ranking_bars(ov.data.items, value="similarity", title="similarity",
                                                   color_by=None)
     return out
 
@@ -83,12 +81,12 @@ def headline(analysis: CaseAnalysis, kb) -> str:
         parts.append(f"between {when(s['first_seen'])} and {when(s['last_seen'])} UTC")
     text = " ".join(parts)
     lc = analysis.sections.get("lifecycle")
-    if lc is not None and lc.ok and lc.data.get("furthest"):
-        text += f"; furthest stage reached: {lc.data['furthest']['name']}"
+    if lc is not None and lc.ok and lc.data.furthest:
+        text += f"; furthest stage reached: {lc.data.furthest['name']}"
     text += "."
     at = analysis.sections.get("attribution")
-    if at is not None and at.ok and at.data.get("verdict"):
-        verdict = at.data["verdict"].rstrip(".")
+    if at is not None and at.ok and at.data.verdict:
+        verdict = at.data.verdict.rstrip(".")
         text += " Attribution: " + verdict + "."
     return text
 
@@ -100,11 +98,11 @@ def findings(analysis: CaseAnalysis) -> list[str]:
     if strongest:
         out.append(f"Strongest evidence: {strongest}.")
     sec = analysis.sections
-    if "lifecycle" in sec and sec["lifecycle"].ok and sec["lifecycle"].data.get("intent"):
-        out.append(f"Lifecycle: {sec['lifecycle'].data['intent']}")
+    if "lifecycle" in sec and sec["lifecycle"].ok and sec["lifecycle"].data.intent:
+        out.append(f"Lifecycle: {sec['lifecycle'].data.intent}")
     if "attribution" in sec and sec["attribution"].ok:
-        groups = sec["attribution"].data.get("groups") or []
-        if groups and not sec["attribution"].data.get("insufficient"):
+        groups = sec["attribution"].data.groups
+        if groups and not sec["attribution"].data.insufficient:
             g = groups[0]
             conf = f", confidence {g['confidence']:.2f}" if g.get("confidence") is not None else ""
             out.append(f"Most similar known group: {g['name']} ({g['id']}{conf}); "
@@ -113,19 +111,19 @@ def findings(analysis: CaseAnalysis) -> list[str]:
             out.append("Attribution: insufficient evidence to name a group; the closest ("
                        + ", ".join(g["name"] for g in groups[:3]) + ") are leads only.")
     if "anticipation" in sec and sec["anticipation"].ok:
-        preds = sec["anticipation"].data.get("predictions") or []
+        preds = sec["anticipation"].data.predictions
         if preds:
             out.append("Watch next for: " + ", ".join(f"{p['id']} {p['name']}" for p in preds[:3]) + ".")
     if "coverage" in sec and sec["coverage"].ok:
         cv = sec["coverage"].data
-        if cv.get("coverage") is not None:
-            out.append(f"The rule set detects {100 * cv['coverage']:.0f}% of the top groups' techniques; "
-                       f"{len(cv.get('gaps') or [])} gaps listed.")
+        if cv.coverage is not None:
+            out.append(f"The rule set detects {100 * cv.coverage:.0f}% of the top groups' techniques; "
+                       f"{len(cv.gaps)} gaps listed.")
     if "indicators" in sec and sec["indicators"].ok:
         ind = sec["indicators"].data
-        out.append(f"{len(ind.get('iocs') or [])} IOCs and {len(ind.get('cves') or [])} CVEs found in the reports "
+        out.append(f"{len(ind.iocs)} IOCs and {len(ind.cves)} CVEs found in the reports "
                    "(listed apart from the TTPs).")
-    missing = [s.title for s in sec.values() if s.status in ("unavailable", "error")]
+    missing = [s.title for s in sec.values() if s.status == ERROR]
     if missing:
         out.append("Not available in this report: " + "; ".join(missing) + " (see each section).")
     return out

@@ -1,24 +1,70 @@
-"""Write a case's outputs to a folder: report.html, layer.json, bundle.json, case.json, observations.csv,
-report.md. Each file is written to a temporary name and renamed into place, so a reader never sees half a
-file and an interrupted run leaves the previous output whole."""
+"""The export registry, ``EXPORTS``: format name → :class:`Exporter` (file name, media type,
+``render(analysis, kb)``), and writing a case's outputs to a folder. Each file is written to a temporary
+name and renamed into place, so a reader never sees half a file and an interrupted run leaves the previous
+output whole. ``investigate``, ``ttpscope case export``/``export`` and the web app's
+``/api/cases/{id}/export/{fmt}`` all go through this registry."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
 import orjson
 
+from ttpscope.analyze.report import CaseAnalysis
 from ttpscope.errors import TtpscopeError
+from ttpscope.export.html import render_html
+from ttpscope.export.layers import case_layer, validate_layer
+from ttpscope.export.stix import case_bundle
+from ttpscope.export.tables import case_json, markdown_report, observations_csv
+from ttpscope.kb import KnowledgeBase
 
-if TYPE_CHECKING:
-    from ttpscope.investigate.analysis import CaseAnalysis
+Render = Callable[[CaseAnalysis, KnowledgeBase], "bytes | str"]
 
-FILES = {"html": "report.html", "layer": "layer.json", "stix": "bundle.json", "json": "case.json",
-         "csv": "observations.csv", "markdown": "report.md"}
-FORMATS = tuple(FILES)
+
+@dataclass(frozen=True)
+class Exporter:
+    """One output format: the file it is written to, its media type, and how it is rendered."""
+
+    file_name: str
+    media_type: str
+    render: Render
+
+
+def layer_json(analysis: CaseAnalysis, kb: KnowledgeBase) -> bytes:
+    """The case's Navigator layer, checked before it is handed out."""
+    layer = case_layer(analysis.case, kb, analysis.evidence)
+    problems = validate_layer(layer, kb)
+    if problems:  # our own bug if it happens: never hand Navigator a layer it will refuse
+        raise TtpscopeError(f"the case layer does not validate: {'; '.join(problems[:3])}")
+    return orjson.dumps(layer, option=orjson.OPT_INDENT_2)
+
+
+def stix_json(analysis: CaseAnalysis, kb: KnowledgeBase) -> bytes:
+    return orjson.dumps(case_bundle(analysis, kb), option=orjson.OPT_INDENT_2)
+
+
+EXPORTS: dict[str, Exporter] = {
+    "html": Exporter("report.html", "text/html; charset=utf-8", render_html),
+    "layer": Exporter("layer.json", "application/json", layer_json),
+    "stix": Exporter("bundle.json", "application/json", stix_json),
+    "json": Exporter("case.json", "application/json", lambda analysis, kb: case_json(analysis)),
+    "csv": Exporter("observations.csv", "text/csv", observations_csv),
+    "markdown": Exporter("report.md", "text/markdown", markdown_report),
+}
+FILES = {name: e.file_name for name, e in EXPORTS.items()}
+FORMATS = tuple(EXPORTS)
+
+
+def exporter(fmt: str) -> Exporter:
+    """The exporter of a format name, or a clear error naming the known ones."""
+    try:
+        return EXPORTS[fmt]
+    except KeyError:
+        raise TtpscopeError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)}") from None
 
 
 def _umask() -> int:
@@ -48,51 +94,19 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
     return path
 
 
-def render(fmt: str, analysis: CaseAnalysis, kb) -> bytes | str:
+def render(fmt: str, analysis: CaseAnalysis, kb: KnowledgeBase) -> bytes | str:
     """One output format's content."""
-    if fmt == "html":
-        from ttpscope.export.html import render_html
-
-        return render_html(analysis, kb)
-    if fmt == "layer":
-        from ttpscope.export.case_layer import case_layer
-        from ttpscope.export.navigator import validate_layer
-
-        layer = case_layer(analysis.case, kb, analysis.evidence)
-        problems = validate_layer(layer, kb)
-        if problems:  # our own bug if it happens: never hand Navigator a layer it will refuse
-            raise TtpscopeError(f"the case layer does not validate: {'; '.join(problems[:3])}")
-        return orjson.dumps(layer, option=orjson.OPT_INDENT_2)
-    if fmt == "stix":
-        from ttpscope.export.stix import case_bundle
-
-        return orjson.dumps(case_bundle(analysis, kb), option=orjson.OPT_INDENT_2)
-    if fmt == "json":
-        from ttpscope.export.tables import case_json
-
-        return case_json(analysis)
-    if fmt == "csv":
-        from ttpscope.export.tables import observations_csv
-
-        return observations_csv(analysis, kb)
-    if fmt == "markdown":
-        from ttpscope.export.tables import markdown_report
-
-        return markdown_report(analysis, kb)
-    raise TtpscopeError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)}")
+    return exporter(fmt).render(analysis, kb)
 
 
-def write_outputs(analysis: CaseAnalysis, kb, out_dir: str | Path, formats: Iterable[str] = FORMATS,
+def write_outputs(analysis: CaseAnalysis, kb: KnowledgeBase, out_dir: str | Path, formats: Iterable[str] = FORMATS,
                   on_file: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Write the chosen formats into ``out_dir``; returns {format: path}."""
     out = Path(out_dir)
+    chosen = [(fmt, exporter(fmt)) for fmt in formats]  # every name checked before anything is written
     written = {}
-    formats = list(formats)
-    unknown = [f for f in formats if f not in FILES]
-    if unknown:
-        raise TtpscopeError(f"unknown export format {unknown[0]!r}; one of {', '.join(FORMATS)}")
-    for fmt in formats:
+    for fmt, exp in chosen:
         if on_file:
-            on_file(FILES.get(fmt, fmt))
-        written[fmt] = write_atomic(out / FILES[fmt], render(fmt, analysis, kb))
+            on_file(exp.file_name)
+        written[fmt] = write_atomic(out / exp.file_name, exp.render(analysis, kb))
     return written

@@ -23,16 +23,15 @@ import ntpath
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import stix2
 
 from ttpscope import __version__
-from ttpscope.export.evidence import comment_of
-
-if TYPE_CHECKING:
-    from ttpscope.investigate.analysis import CaseAnalysis
+from ttpscope.analyze.evidence import comment_of
+from ttpscope.analyze.report import CaseAnalysis, IndicatorsSection
+from ttpscope.model import Detection
 
 NAMESPACE = uuid.UUID("5b0d7f55-6d0e-4bd6-9f34-8d3c2f1f0a11")  # ttpscope's UUIDv5 namespace
 # IOC validity after the case: network indicators are re-used for days to weeks, file hashes a little longer
@@ -165,14 +164,14 @@ def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
                                confidence=max(0, min(100, ev.score)), **common))
     # detections: per rule and host, the observables and a sighting of each tagged technique
     hosts: dict[str, Any] = {}
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[Detection]] = defaultdict(list)
     for det in analysis.detections:
-        groups[(str(det.get("rule_id") or det.get("title")), str(det.get("host") or ""))].append(det)
+        groups[(det.rule_id, det.host or "")].append(det)
     for (rule, host), dets in sorted(groups.items()):
-        techniques = sorted({t for d in dets for t in (d.get("techniques") or []) if t in patterns})
+        techniques = sorted({t for d in dets for t in d.techniques if t in patterns})
         if not techniques:
             continue
-        times = sorted(t for t in (_utc(d.get("time")) for d in dets) if t is not None)
+        times = sorted(t for t in (_utc(d.time) for d in dets) if t is not None)
         seen_first = times[0] if times else stamp
         seen_last = times[-1] if times else stamp
         where = []
@@ -183,8 +182,7 @@ def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
             where = [hosts[host].id]
         observables: dict[str, Any] = {}
         for det in dets[:OBSERVABLES_PER_GROUP]:
-            event = det.get("event") if isinstance(det.get("event"), dict) else {}
-            for sco in _observables(event):
+            for sco in _observables(det.event):
                 observables.setdefault(sco.id, sco)
         od_refs = []
         if observables:
@@ -194,10 +192,10 @@ def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
                                         last_observed=seen_last, number_observed=len(dets),
                                         object_refs=sorted(observables), **common))
             od_refs = [od.id]
-        title = dets[0].get("title") or rule
+        title = dets[0].title or rule
         for tid in techniques:
             props: dict[str, Any] = {"first_seen": seen_first, "last_seen": seen_last, "count": len(dets),
-                                     "description": f"Sigma rule '{title}' ({dets[0].get('level') or 'no level'})"
+                                     "description": f"Sigma rule '{title}' ({dets[0].level or 'no level'})"
                                                     f" fired {len(dets)} time(s)" + (f" on {host}" if host else "")}
             if od_refs:
                 props["observed_data_refs"] = od_refs
@@ -218,8 +216,8 @@ def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
     # indicators and vulnerabilities, apart from the TTPs
     skipped_iocs = 0
     ind = analysis.sections.get("indicators")
-    ind_data = ind.data if ind is not None and ind.ok else {"iocs": [], "cves": []}
-    for ioc in ind_data.get("iocs") or []:
+    ind_data = ind.data if ind is not None and ind.ok else IndicatorsSection(iocs=[], cves=[])
+    for ioc in ind_data.iocs:
         made = ioc_pattern(ioc.get("type", ""), str(ioc.get("value", "")))
         if made is None:
             skipped_iocs += 1
@@ -238,7 +236,7 @@ def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
         add(indicator)
         add(stix2.Relationship(id=_id("relationship", case.id, "indicates", indicator.id), source_ref=indicator.id,
                                relationship_type="indicates", target_ref=campaign.id, **common))
-    for cve in ind_data.get("cves") or []:
+    for cve in ind_data.cves:
         vuln = add(stix2.Vulnerability(id=_id("vulnerability", cve["id"]), name=cve["id"],
                                        external_references=[{"source_name": "cve", "external_id": cve["id"]}],
                                        **common))
@@ -246,8 +244,8 @@ def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
                                relationship_type="targets", target_ref=vuln.id, **common))
     # the top attribution, when it is more than a guess
     at = analysis.sections.get("attribution")
-    if at is not None and at.ok and at.data.get("groups") and not at.data.get("insufficient"):
-        top = at.data["groups"][0]
+    if at is not None and at.ok and at.data.groups and not at.data.insufficient:
+        top = at.data.groups[0]
         group = kb.groups.get(top["id"])
         if group is not None:
             ref = {"source_name": "mitre-attack", "external_id": group.id}
@@ -261,7 +259,7 @@ def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
                 id=_id("relationship", case.id, "attributed-to", group.id), source_ref=campaign.id,
                 relationship_type="attributed-to", target_ref=iset.id,
                 confidence=round(100 * float(conf)) if conf is not None else None,
-                description=at.data.get("verdict") or top.get("why") or "", **common))
+                description=at.data.verdict or top["why"], **common))
     refs = sorted(i for i in objects if i != me.id)
     description = (f"ttpscope case {case.name} ({case.id}): {len(analysis.evidence)} techniques, "
                    f"{len(analysis.detections)} detections, {len(analysis.documents)} reports; {kb.label}.")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from ttpscope.export.evidence import observation_text
-
-if TYPE_CHECKING:
-    from ttpscope.investigate.analysis import CaseAnalysis
+from ttpscope.analyze.evidence import observation_text
+from ttpscope.analyze.report import CaseAnalysis, SectionData
+from ttpscope.export.html import findings, headline
 
 CSV_COLUMNS = ["id", "technique_id", "technique", "tactics", "source_kind", "source_ref", "time", "host", "user",
                "document", "confidence", "evidence", "evidence_json"]
@@ -62,8 +61,6 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def markdown_report(analysis: CaseAnalysis, kb) -> str:
     """The report as Markdown (no figures): the same sections as the HTML report."""
-    from ttpscope.export.html import findings, headline
-
     case = analysis.case
     s = analysis.summary()
     out = [f"# Case report: {md(case.name)}", "",
@@ -101,7 +98,8 @@ def markdown_report(analysis: CaseAnalysis, kb) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _section_md(key: str, data: dict[str, Any]) -> list[str]:
+def _section_md(key: str, section: SectionData) -> list[str]:
+    data = section.to_dict()
     ids = lambda items: ", ".join(i["id"] if isinstance(i, dict) else str(i) for i in items or [])  # noqa: E731
     if key == "lifecycle":
         lines = [md(data.get("intent")), ""] if data.get("intent") else []

@@ -7,7 +7,7 @@
 
 Stages: route the files by content (:mod:`ttpscope.investigate.route`); event logs through ingest and
 Sigma detection; reports through extraction; save the case in the workspace; analyse it
-(:mod:`ttpscope.investigate.analysis`); write the outputs (:mod:`ttpscope.export.outputs`). One bad file is
+(:mod:`ttpscope.investigate.analysis`); write the outputs (the registry :data:`ttpscope.export.outputs.EXPORTS`). One bad file is
 reported with its reason and never stops the others; the run fails only when nothing usable was given.
 """
 
@@ -18,12 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ttpscope.analyze.report import CaseAnalysis
+from ttpscope.analyze.sections import SECTIONS
 from ttpscope.errors import InputError, NotFoundError
 from ttpscope.export.outputs import FORMATS, write_outputs
-from ttpscope.investigate.analysis import SECTIONS, CaseAnalysis, analyse_case
+from ttpscope.investigate.analysis import analyse_case
 from ttpscope.investigate.route import LOG, REPORT, collect
 from ttpscope.investigate.stages import SourceReport, detect_logs, extract_reports, find_rules
+from ttpscope.kb import load_kb
 from ttpscope.model import Case, utcnow
+from ttpscope.store import Workspace
 
 __all__ = ["investigate", "InvestigationResult", "SourceReport", "default_case_name", "Progress"]
 
@@ -86,8 +90,6 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     ``./ttpscope-out/<case>``). ``workspace``: a :class:`ttpscope.store.Workspace` (default: the user's).
     Raises :class:`InputError` when nothing usable was given.
     """
-    from ttpscope.kb import load_kb
-
     progress = progress or _noop
     formats = list(formats)
     unknown = [f for f in formats if f not in FORMATS]
@@ -136,8 +138,6 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         raise InputError(", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else ""), None,
                          _nothing_usable(list(sources.values()), warnings))
 
-    from ttpscope.store import Workspace
-
     ws = workspace if workspace is not None else (Workspace() if save else None)
     case_name = name or default_case_name(paths)
     case = Case(name=case_name)
@@ -158,7 +158,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         progress("save", 1, 1, str(ws.path))
     analysis = None
     if formats:  # without outputs (e.g. the web app, which renders on demand) there is nothing to analyse for
-        keys = [k for k, *_ in SECTIONS]
+        keys = list(SECTIONS)
         done = iter(range(1, len(keys) + 1))
         analysis = analyse_case(case, kb, detections=detections, documents=documents, rules=rules_path,
                                 workspace=ws, on_section=lambda key: progress("analyse", next(done), len(keys), key))

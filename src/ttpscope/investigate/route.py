@@ -15,13 +15,10 @@ from typing import Iterable
 
 from ttpscope.ingest.sniff import LOG, REPORT, UNKNOWN, sniff  # noqa: F401 (LOG, REPORT: re-exported)
 
-# the file name ending each format is read under by the ingest (which goes by names)
-SUFFIXES = {"evtx": ".evtx", "jsonl": ".jsonl", "json": ".json", "parquet": ".parquet", "csv": ".csv",
-            "zip": ".zip", "gz": ".gz", "tar": ".tar"}
 
 
 @dataclass(slots=True)
-class Evidence:
+class EvidenceFile:
     """One evidence file and what it was taken for."""
 
     path: Path
@@ -33,20 +30,20 @@ class Evidence:
         return {"path": str(self.path), "kind": self.kind, "format": self.format, "problem": self.problem}
 
 
-def classify(path: str | Path) -> Evidence:
+def classify(path: str | Path) -> EvidenceFile:
     """What one file is: a log (which format), a report (which format), or unknown (why)."""
     found = sniff(path)
-    return Evidence(Path(path), found.kind, found.format, found.problem)
+    return EvidenceFile(Path(path), found.kind, found.format, found.problem)
 
 
-def collect(paths: Iterable[str | Path]) -> list[Evidence]:
+def collect(paths: Iterable[str | Path]) -> list[EvidenceFile]:
     """Every file under the given files and folders, classified; missing paths are reported as unknown."""
-    out: list[Evidence] = []
+    out: list[EvidenceFile] = []
     seen: set[Path] = set()
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
-            out.append(Evidence(path, UNKNOWN, problem="no such file or folder"))
+            out.append(EvidenceFile(path, UNKNOWN, problem="no such file or folder"))
             continue
         if path.is_dir():
             files = []

@@ -5,16 +5,17 @@ that fails is reported with its reason and never stops the others."""
 from __future__ import annotations
 
 import hashlib
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
+from ttpscope.detect import detect
+from ttpscope.detect.rules import default_rules_dir
 from ttpscope.errors import InputError, TtpscopeError
-from ttpscope.investigate.analysis import PartMissing, _require
-from ttpscope.investigate.route import SUFFIXES, Evidence
-from ttpscope.model import Observation
+from ttpscope.extract import extract_file
+from ttpscope.investigate.route import EvidenceFile
+from ttpscope.kb.vulns import configured_mappings
+from ttpscope.model import Detection, Observation, ReportDocument
 
 Progress = Callable[[str, int, "int | None", str], None]
 MAX_REASONS = 5
@@ -58,10 +59,6 @@ def find_rules(rules: str | Path | None) -> tuple[Path | None, str]:
             raise InputError(str(path), None, "no such Sigma rule file or folder (--rules)")
         return path, ""
     try:
-        default_rules_dir = _require("ttpscope.detect.rules", "default_rules_dir").default_rules_dir
-    except PartMissing:
-        return None, "no Sigma rule set was given"
-    try:
         cached = default_rules_dir()
     except TtpscopeError:
         cached = None
@@ -79,15 +76,11 @@ def _owner(source: str, files: list[Path]) -> Path | None:
     return None
 
 
-def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
-                ) -> tuple[list[Observation], list[dict[str, Any]], dict[Path, SourceReport], list[str]]:
+def detect_logs(logs: list[EvidenceFile], rules: Path, kb, progress: Progress
+                ) -> tuple[list[Observation], list[Detection], dict[Path, SourceReport], list[str]]:
     """Run the Sigma rules over the event logs (``ttpscope.detect.detect``): observations, detections (rule
-    hits with their event, as ``ttpscope detect --json`` gives them), a report per file, notes."""
+    hits with their event), a report per file, notes."""
     reports = {e.path: SourceReport(str(e.path), e.kind, e.format) for e in logs}
-    try:
-        mod = _require("ttpscope.detect", "detect")
-    except PartMissing as exc:
-        return _not_analysed(reports, "event log file(s)", exc)
     total = len(logs)
 
     def on_progress(stage: str, done: int, files_done: int) -> None:
@@ -97,7 +90,7 @@ def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
             progress("logs", min(files_done, total), total, f"{done:,} events read")
 
     try:  # the ingest judges each file's format by content, with the same sniffer as the routing
-        result = mod.detect([(e.path, e.format) for e in logs], rules, kb=kb, progress=on_progress)
+        result = detect([(e.path, e.format) for e in logs], rules, kb=kb, progress=on_progress)
     except TtpscopeError as exc:  # e.g. a rule folder with no usable rule: the reports can still be read
         return _not_analysed(reports, "event log file(s)", exc)
     progress("logs", total, total, f"{len(result.detections):,} detections")
@@ -114,7 +107,7 @@ def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
             if len(rep.reasons) < MAX_REASONS:
                 rep.reasons.append(f"{reason} ({count})")
     observations = result.observations()
-    detections = [d.to_dict() for d in result.detections]
+    detections = list(result.detections)
     for det in result.detections:
         owner = _owner(str(det.source), files)
         if owner is not None:
@@ -138,17 +131,11 @@ def detect_logs(logs: list[Evidence], rules: Path, kb, progress: Progress
 
 
 def _cve_mappings(notes: list[str]):
-    """CTID CVE -> technique mappings when the user pointed at some (``TTPSCOPE_CVE_MAPPINGS``), else None:
-    the main job stays offline, and CVEs are then listed without their technique links."""
-    import os
-
-    if not os.environ.get("TTPSCOPE_CVE_MAPPINGS", "").strip():
-        return None
+    """The configured CTID CVE -> technique mappings (``TTPSCOPE_CVE_MAPPINGS``), else None: the main job
+    stays offline, and CVEs are then listed without their technique links."""
     try:
-        from ttpscope.kb.vulns import default_sources, load_mappings
-
-        return load_mappings(default_sources())
-    except (ImportError, TtpscopeError) as exc:
+        return configured_mappings()
+    except TtpscopeError as exc:
         notes.append(f"CVE mappings not loaded ({exc}); CVEs are listed without their techniques")
         return None
 
@@ -172,19 +159,15 @@ def _documentation(path: Path) -> str | None:
     return is_documentation(path, head)
 
 
-def extract_reports(docs: list[Evidence], kb, progress: Progress
-                    ) -> tuple[list[Observation], list[dict[str, Any]], dict[Path, SourceReport], list[str]]:
+def extract_reports(docs: list[EvidenceFile], kb, progress: Progress
+                    ) -> tuple[list[Observation], list[ReportDocument], dict[Path, SourceReport], list[str]]:
     """Read the threat reports (``ttpscope.extract.extract_file``): observations (technique + sentence),
     documents (text, techniques, named groups and software, IOCs, CVEs), a report per file, notes."""
     reports = {e.path: SourceReport(str(e.path), e.kind, e.format) for e in docs}
-    try:
-        mod = _require("ttpscope.extract", "extract_file")
-    except PartMissing as exc:
-        return _not_analysed(reports, "report(s)", exc)
     notes: list[str] = []
     mappings = _cve_mappings(notes)
     observations: list[Observation] = []
-    documents: list[dict[str, Any]] = []
+    documents: list[ReportDocument] = []
     for i, ev in enumerate(docs):
         rep = reports[ev.path]
         progress("reports", i, len(docs), ev.path.name)
@@ -198,7 +181,7 @@ def extract_reports(docs: list[Evidence], kb, progress: Progress
             rep.note = f"skipped: documentation, not a report ({skip})"
             continue
         try:
-            ex = mod.extract_file(str(ev.path), kb, progress=on_progress, cve_mappings=mappings)
+            ex = extract_file(str(ev.path), kb, progress=on_progress, cve_mappings=mappings)
         except TtpscopeError as exc:  # an unreadable or empty report: said, and the others go on
             rep.note = f"not read: {exc}"
             continue
@@ -207,13 +190,18 @@ def extract_reports(docs: list[Evidence], kb, progress: Progress
         rep.observations = len(ex.observations)
         rep.used = True
         observations += ex.observations
-        documents.append({
-            "name": ex.document.name, "path": str(ev.path), "kind": ex.document.kind, "title": ex.document.title,
-            "sha256": _sha256(ev.path), "characters": len(ex.document.text), "sentences": ex.sentences,
-            "techniques": [t.to_dict() for t in ex.techniques], "groups": ex.groups, "software": ex.software,
-            "iocs": [{"type": kind, "value": value} for kind, values in sorted(ex.iocs.items()) for value in values],
-            "cves": ex.cves, "model": ex.model, "min_confidence": ex.min_confidence, "text": ex.document.text,
-            "date": ex.document.date, "tlp": ex.document.tlp, "not_indicators": ex.not_indicators,
-            "vendor_domains": ex.vendor_domains})
+        documents.append(report_document(ex, str(ev.path), _sha256(ev.path)))
     progress("reports", len(docs), len(docs), f"{len(observations)} technique claims")
     return observations, documents, reports, notes
+
+
+def report_document(ex, path: str, sha256: str | None) -> ReportDocument:
+    """The workspace record of one extracted report (``ex``: a :class:`ttpscope.extract.Extraction`)."""
+    return ReportDocument(
+        name=ex.document.name, path=path, kind=ex.document.kind, title=ex.document.title, sha256=sha256,
+        characters=len(ex.document.text), sentences=ex.sentences, techniques=[t.to_dict() for t in ex.techniques],
+        groups=ex.groups, software=ex.software,
+        iocs=[{"type": kind, "value": value} for kind, values in sorted(ex.iocs.items()) for value in values],
+        cves=ex.cves, model=ex.model, min_confidence=ex.min_confidence, text=ex.document.text,
+        date=ex.document.date, tlp=ex.document.tlp, not_indicators=ex.not_indicators,
+        vendor_domains=ex.vendor_domains)

@@ -321,6 +321,15 @@ OFFICIAL_KEV_URL = ("https://raw.githubusercontent.com/center-for-threat-informe
                     "mappings/kev/attack-16.1/kev-07.28.2025/enterprise/kev-07.28.2025_attack-16.1-enterprise.json")
 
 
+def configured_mappings(sources: Iterable[str | Path] | None = None) -> VulnMappings | None:
+    """The CVE mappings the user asked for: ``sources`` when given, else ``TTPSCOPE_CVE_MAPPINGS``; None when
+    neither is set (CVEs are then listed without their technique links, and nothing is downloaded)."""
+    sources = list(sources or [])
+    if not sources and not os.environ.get("TTPSCOPE_CVE_MAPPINGS", "").strip():
+        return None
+    return load_mappings(sources or default_sources())
+
+
 def default_sources() -> list[str]:
     """``TTPSCOPE_CVE_MAPPINGS`` (paths/URLs separated by the OS path separator), else the official KEV URL."""
     env = os.environ.get("TTPSCOPE_CVE_MAPPINGS", "").strip()

@@ -9,7 +9,6 @@ writing, and the CLI, the web server and tests may all reach for the same worksp
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ import orjson
 import pyarrow as pa
 
 from ttpscope.errors import InputError, NotFoundError, TtpscopeError
-from ttpscope.model import Case, Observation, parse_time
+from ttpscope.model import Case, Detection, Observation, ReportDocument, parse_time
 from ttpscope.paths import home
 
 SCHEMA_VERSION = "1"
@@ -52,15 +51,11 @@ def default_path() -> Path:
     return home() / WORKSPACE_FILE
 
 
-def as_record(item: Any) -> dict[str, Any]:
-    """A detection or document given as a dict, an object with ``to_dict()``, or a dataclass, as a dict."""
-    if isinstance(item, dict):
-        return dict(item)
-    if hasattr(item, "to_dict"):
-        return dict(item.to_dict())
-    if dataclasses.is_dataclass(item) and not isinstance(item, type):
-        return dataclasses.asdict(item)
-    raise TypeError(f"cannot store {type(item).__name__}: give a dict, a dataclass or an object with to_dict()")
+def as_record(item: Detection | ReportDocument, kind: type) -> dict[str, Any]:
+    """The stored form of a Detection or a ReportDocument (``to_dict``); anything else is refused."""
+    if not isinstance(item, kind):
+        raise TypeError(f"cannot store {type(item).__name__} as a {kind.__name__}")
+    return item.to_dict()
 
 
 def _json(value: Any) -> str:
@@ -203,19 +198,19 @@ class Workspace:
         return Case(name=name, observations=observations, id=cid, created=_aware(created) or datetime.now(timezone.utc),
                     updated=_aware(updated) or datetime.now(timezone.utc), meta=orjson.loads(meta) if meta else {})
 
-    def get_detections(self, ref: str) -> list[dict[str, Any]]:
+    def get_detections(self, ref: str) -> list[Detection]:
         """The detections stored with a case (rule hits with their event), in saved order."""
         with self._connect() as con:
             cid = self._require(con, ref)[0]
             rows = _run(con, "SELECT data FROM detections WHERE case_id = ? ORDER BY ord", [cid])
-        return [orjson.loads(r[0]) for r in rows]
+        return [Detection.from_dict(orjson.loads(r[0])) for r in rows]
 
-    def get_documents(self, ref: str) -> list[dict[str, Any]]:
+    def get_documents(self, ref: str) -> list[ReportDocument]:
         """The documents (reports) stored with a case, in saved order."""
         with self._connect() as con:
             cid = self._require(con, ref)[0]
             rows = _run(con, "SELECT data FROM documents WHERE case_id = ? ORDER BY ord", [cid])
-        return [orjson.loads(r[0]) for r in rows]
+        return [ReportDocument.from_dict(orjson.loads(r[0])) for r in rows]
 
     def list_cases(self) -> list[dict[str, Any]]:
         """A summary per case, most recently updated first: id, name, created, updated and counts."""
@@ -231,18 +226,17 @@ class Workspace:
                  "techniques": r[5], "detections": r[6], "documents": r[7]} for r in rows]
 
     # ------------------------------------------------------------------ writes
-    def save_case(self, case: Case, detections: Iterable[Any] = (), documents: Iterable[Any] = (),
+    def save_case(self, case: Case, detections: Iterable[Detection] = (), documents: Iterable[ReportDocument] = (),
                   replace: bool = False) -> Case:
         """Write a case atomically: its row and all its observations (the Case object is the truth).
 
-        ``detections`` (rule hits: dicts shaped like ``ttpscope detect --json`` items) and ``documents``
-        (reports read for the case) are added to those already stored, deduplicated by id; with
+        ``detections`` (rule hits) and ``documents`` (reports read for the case) are added to those already stored, deduplicated by id; with
         ``replace=True`` they replace them. A name already used by another case is refused.
         """
         for obs in case.observations:
             obs.validate()
-        dets = [as_record(d) for d in detections]
-        docs = [as_record(d) for d in documents]
+        dets = [as_record(d, Detection) for d in detections]
+        docs = [as_record(d, ReportDocument) for d in documents]
         for det in dets:
             det["id"] = detection_id(det)
         for doc in docs:
@@ -264,8 +258,8 @@ class Workspace:
             self._append_documents(con, case.id, docs)
         return case
 
-    def add_to_case(self, name: str, observations: Iterable[Observation] = (), detections: Iterable[Any] = (),
-                    documents: Iterable[Any] = (), meta: dict[str, Any] | None = None) -> Case:
+    def add_to_case(self, name: str, observations: Iterable[Observation] = (), detections: Iterable[Detection] = (),
+                    documents: Iterable[ReportDocument] = (), meta: dict[str, Any] | None = None) -> Case:
         """Add to the case called ``name`` (or with that id), creating it if it does not exist yet.
 
         This is what ``--case NAME`` options of the other commands call.

@@ -1,7 +1,7 @@
 """Per-technique evidence of a case: how strong it is and what says so.
 
 One summary feeds every output (Navigator layer scores and comments, the report heatmap, Markdown,
-STIX), so that they all tell the same story.
+STIX, the web case matrix), so that they all tell the same story.
 
 Strength: observations are first grouped by what produced them (one Sigma rule, one report sentence...);
 each group counts once with its best confidence, and the groups combine as a noisy-OR,
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ttpscope.analyze.lifecycle import place
 from ttpscope.model import Case, Observation
 
 MAX_QUOTE = 240
@@ -32,7 +33,7 @@ _TELLING = ("CommandLine", "ScriptBlockText", "Image", "TargetFilename", "Target
 
 
 @dataclass(slots=True)
-class TechniqueEvidence:
+class TechniqueSummary:
     """What a case holds for one technique."""
 
     id: str
@@ -95,16 +96,29 @@ def place_observation(obs: Observation, technique_id: str, kb) -> list[str]:
     lifecycle agree. Unknown techniques have no tactic."""
     if technique_id not in kb.techniques:
         return []
-    try:
-        from ttpscope.analyze.lifecycle import place
-    except ImportError:  # without the lifecycle part: the evidence's tactics, else all the technique's
-        own = kb.techniques[technique_id].tactics
-        said = [kb.tactics[r.id].shortname for r in map(kb.resolve_tactic, obs.tactic_ids) if r.id]
-        return [t for t in own if t in said] or list(own)
     return place(obs, technique_id, kb)[0]
 
 
-def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueEvidence]:
+def strongest_per_source(observations: list[Observation]) -> dict[tuple[str, str], Observation]:
+    """The most confident observation of each producer (source kind, source ref)."""
+    best: dict[tuple[str, str], Observation] = {}
+    for obs in observations:
+        key = (obs.source_kind, obs.source_ref)
+        if key not in best or obs.confidence > best[key].confidence:
+            best[key] = obs
+    return best
+
+
+def technique_strength(observations: list[Observation]) -> float:
+    """The one evidence-strength rule (see the module docstring): noisy-OR over distinct producers, each
+    counted once with its best confidence."""
+    miss = 1.0
+    for obs in strongest_per_source(observations).values():
+        miss *= 1.0 - obs.confidence
+    return 1.0 - miss
+
+
+def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueSummary]:
     """A summary per technique of the case, strongest first (ties by id), for every output to share."""
     by_tech: dict[str, list[Observation]] = defaultdict(list)
     for obs in case.observations:
@@ -119,14 +133,7 @@ def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueEvidenc
                 if t not in placed:
                     placed.append(t)
         tactics = sorted(placed, key=lambda t: order.index(t) if t in order else len(order))
-        best: dict[tuple[str, str], Observation] = {}
-        for obs in group:
-            key = (obs.source_kind, obs.source_ref)
-            if key not in best or obs.confidence > best[key].confidence:
-                best[key] = obs
-        miss = 1.0
-        for obs in best.values():
-            miss *= 1.0 - obs.confidence
+        best = strongest_per_source(group)
         kinds: dict[str, int] = defaultdict(int)
         for obs in group:
             kinds[obs.source_kind] += 1
@@ -136,8 +143,8 @@ def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueEvidenc
         for obs in strongest[:quotes]:
             quoted.append({"kind": obs.source_kind, "ref": obs.source_ref, "text": observation_text(obs),
                            "confidence": round(obs.confidence, 3)})
-        out.append(TechniqueEvidence(
-            id=tid, name=tech.name if tech else tid, tactics=tactics, strength=1.0 - miss,
+        out.append(TechniqueSummary(
+            id=tid, name=tech.name if tech else tid, tactics=tactics, strength=technique_strength(group),
             observations=len(group), sources=len(best), kinds=dict(sorted(kinds.items())),
             hosts=sorted({o.host for o in group if o.host}), users=sorted({o.user for o in group if o.user}),
             documents=sorted({o.document for o in group if o.document}),
@@ -147,7 +154,7 @@ def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueEvidenc
     return out
 
 
-def comment_of(ev: TechniqueEvidence, limit: int = 600) -> str:
+def comment_of(ev: TechniqueSummary, limit: int = 600) -> str:
     """A Navigator cell comment: counts, where, and the strongest evidence."""
     kinds = ", ".join(f"{n} {k}" for k, n in ev.kinds.items())
     head = f"{ev.observations} observation(s) ({kinds}) from {ev.sources} source(s)"

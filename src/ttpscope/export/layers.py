@@ -1,7 +1,8 @@
-"""ATT&CK Navigator layers (format 4.5): write, validate and read.
+"""ATT&CK Navigator layers (format 4.5): every layer ttpscope writes, and reading and validating them.
 
-Every layer-producing feature (case, coverage, profile, gaps, emulation plan) goes through
-:func:`make_layer`, and every layer-consuming one through :func:`read_layer`, so the format lives here only.
+Every layer builder lives here (case, coverage, profile, gaps, emulation plan) and goes through
+:func:`make_layer`; every layer-consuming feature goes through :func:`read_layer`, so the format lives here
+only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from typing import Any, Iterable
 
 import orjson
 
+from ttpscope.analyze.evidence import TechniqueSummary, comment_of, technique_evidence
 from ttpscope.errors import InputError
+from ttpscope.kb import KnowledgeBase
+from ttpscope.model import Case
 
 LAYER_VERSION = "4.5"
 NAVIGATOR_VERSION = "4.9.1"
@@ -221,3 +225,82 @@ def technique_ids_from_file(path: str | Path) -> list[str]:
                 raise InputError(str(path), f"line {lineno}", f"{token!r} is not a technique id")
             ids.append(token.upper())
     return list(dict.fromkeys(ids))
+
+
+# ---------------------------------------------------------------------------- the layers ttpscope writes
+CASE_GRADIENT = ("#fff5e6ff", "#fdae61ff", "#d7191cff")
+
+
+def case_layer(case: Case, kb, evidence: list[TechniqueSummary] | None = None) -> dict[str, Any]:
+    """A Navigator 4.5 layer of the case's techniques, each in the tactic(s) its evidence places it.
+
+    Techniques the knowledge base does not know are left out (Navigator could not place them) and named in
+    the layer description.
+    """
+    evidence = technique_evidence(case, kb) if evidence is None else evidence
+    entries = []
+    unknown = []
+    for ev in evidence:
+        if not ev.known:
+            unknown.append(ev.id)
+            continue
+        meta = {"observations": ev.observations, "sources": ev.sources,
+                "kinds": ", ".join(f"{k}={n}" for k, n in ev.kinds.items())}
+        if ev.hosts:
+            meta["hosts"] = ", ".join(ev.hosts[:10])
+        if ev.first_seen:
+            meta["first seen"] = ev.first_seen.isoformat()
+        for tactic in ev.tactics or [None]:
+            entries.append({"id": ev.id, "score": ev.score, "comment": comment_of(ev), "tactic": tactic,
+                            "metadata": meta})
+    description = (f"ttpscope case '{case.name}' ({case.id}): {len(evidence)} techniques from "
+                   f"{len(case.observations)} observations; score = evidence strength 0-100.")
+    if unknown:
+        description += f" Not in {kb.label}, left out: {', '.join(unknown)}."
+    return make_layer(f"ttpscope case: {case.name}", kb, entries, description=description, gradient=CASE_GRADIENT,
+                      min_value=0, max_value=100,
+                      legend=[("weak evidence", CASE_GRADIENT[0]), ("strong evidence", CASE_GRADIENT[2])],
+                      metadata={"case": case.name, "case id": case.id, "knowledge base": kb.label})
+
+
+def coverage_layers(report: dict, kb: KnowledgeBase) -> dict[str, dict]:
+    """Navigator layers of a coverage report: ``coverage`` (score per technique), ``profile`` (weights),
+    ``gaps`` (undetected profile techniques; visible-but-undetected in orange)."""
+    title = report["profile"]["name"] if report["profile"] else "all techniques"
+    cov = make_layer(f"Detection coverage: {title}", kb,
+                     [{"id": t["id"], "score": t["score"],
+                       "comment": f"{t['rules']} rules ({t['rules_usable']} usable)",
+                       "metadata": {"rules": t["rules"], **t["rules_by_level"]}}
+                      for t in report["techniques"] if t["rules"]],
+                     description=f"coverage {report['coverage']:.0%} of {report['counts']['techniques']} techniques",
+                     gradient=("#ffe6e6ff", "#ffff99ff", "#66cc66ff"), min_value=0, max_value=1,
+                     metadata={"coverage": report["coverage"]})
+    prof = make_layer(f"Threat profile: {title}", kb,
+                      [{"id": t["id"], "score": t["weight"]} for t in report["techniques"]],
+                      description="score = profile weight (actors using the technique, or its prevalence)",
+                      gradient=("#ffffffff", "#ff6666ff"))
+    gaps = make_layer(f"Detection gaps: {title}", kb,
+                      [{"id": g["id"], "score": g["weight"],
+                        "color": "#fdae61" if g["visible"] else "#e34a33",
+                        "comment": ("visible but undetected; " if g["visible"] else "") +
+                                   (f"actors: {', '.join(g['actors'])}" if g["actors"] else "")}
+                       for g in report["gaps"]],
+                      description="profile techniques no alerting rule detects",
+                      legend=[("undetected", "#e34a33"), ("visible but undetected", "#fdae61")])
+    return {"coverage": cov, "profile": prof, "gaps": gaps}
+
+
+
+
+def plan_layer(plan: dict, kb: KnowledgeBase) -> dict:
+    """The plan as a Navigator layer: score = number of Atomic tests, comment = the procedure."""
+    entries = [{"id": s["technique"], "score": len(s["atomics"]), "comment": s["procedure"][:500],
+                "color": "" if s["atomics"] else "#fdae61",
+                "metadata": {"step tactic": s["tactic"], "atomic tests": len(s["atomics"])}}
+               for s in plan["steps"]]
+    g = plan["group"]
+    return make_layer(f"Emulation plan: {g['name']}", kb, entries,
+                      description=f"{g['id']} techniques; score = Atomic Red Team tests available",
+                      gradient=("#ffffffff", "#66b1ffff"),
+                      legend=[("no Atomic test", "#fdae61")],
+                      metadata={"group": g["id"], "steps": plan["summary"]["steps"]})
