@@ -26,10 +26,13 @@ def flat_records(path: Path):
     """Every (source stats, flat record) of one input, through the ingest's own member/format dispatch."""
     out, all_stats = [], []
     file_stats = IngestStats(str(path), "file")
-    for name, fmt, opener in readers.open_members(path, file_stats):
-        stats = IngestStats(name, fmt)
+    for member in readers.open_members(path, file_stats):
+        stats = IngestStats(member.name, member.format)
         all_stats.append(stats)
-        out.extend((stats, fields) for _, fields in readers.read(fmt, opener, stats))
+        try:
+            out.extend((stats, fields) for _, fields in readers.read(member.format, member.opener(), stats))
+        finally:
+            member.stream.close()
     assert file_stats.rejected == 0, file_stats.samples
     return out, all_stats
 

@@ -61,8 +61,8 @@ def test_parse_declared_logsource():
       "ProcessId": 4}, ("windows", None, "process_creation")),
     ({"Timestamp": "2024-01-01T00:00:00Z", "DeviceName": "ws1", "ActionType": "PowerShellCommand",
       "AdditionalFields": "{}"}, ("windows", None, None)),
-    # Sysmon for Linux and records nobody knows
-    ({"Channel": "Linux-Sysmon/Operational", "EventID": 1}, None),
+    # Sysmon for Linux is no Windows log (the Linux family claims it); a record nobody knows
+    ({"Channel": "Linux-Sysmon/Operational", "EventID": 1}, ("linux", None, "process_creation")),
     ({"foo": "bar", "message": "hello"}, None),
 ])
 def test_windows_families_recognise_by_content(record, expected):

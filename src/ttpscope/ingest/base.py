@@ -278,7 +278,7 @@ def class_order(key: tuple) -> tuple:
 # ttpscope.ingest.readers, other formats (Zeek TSV, auditd, ...) beside them. The format of a file is
 # judged by content (ttpscope.ingest.sniff), never by its name.
 READERS: dict[str, Callable] = {}
-LOG_SUFFIXES = (".evtx", ".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv", ".log", ".zip", ".tar.gz",
+LOG_SUFFIXES = (".evtx", ".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv", ".zip", ".tar.gz",
                 ".tgz", ".tar", ".gz")
 
 

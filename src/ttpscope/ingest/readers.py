@@ -666,6 +666,9 @@ def _json_lines(block: bytes, lineno: int, stats: IngestStats) -> Iterator[tuple
         if not raw.strip():
             continue
         n = lineno + offset
+        if n == 1 and records_document(raw[:256]):  # a one-line CloudTrail {"Records": [...]} file
+            yield from read_records_document(raw, stats)
+            continue
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

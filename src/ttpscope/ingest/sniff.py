@@ -63,6 +63,9 @@ def decode_head(head: bytes) -> str | None:
         if nul > max(8, len(head) // 1000):  # more than 0.1 %: binary
             return None
         head = head.replace(b"\x00", b"")
+    control = sum(1 for b in head[:4096] if b < 32 and b not in (9, 10, 12, 13, 27))
+    if control and control * 50 > len(head[:4096]):  # text has almost no control bytes; binary is full of them
+        return None
     try:
         return head.decode("utf-8")
     except UnicodeDecodeError as exc:
