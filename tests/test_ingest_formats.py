@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import collections
 import gzip
+import io
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -201,7 +203,8 @@ LOG4SHELL = OTRF + "/compound/Log4Shell"
 
 
 def test_sysmon_for_linux_inside_syslog_rows(shared_data):
-    records, all_stats = flat_records(shared_data / LOG4SHELL / "syslog_sysmon_log4shell_cve2021_44228_jndi_reference.zip")
+    path = shared_data / LOG4SHELL / "syslog_sysmon_log4shell_cve2021_44228_jndi_reference.zip"
+    records, all_stats = flat_records(path)
     counted(all_stats, 93)
     assert sources(records) == {"linux/process_termination": 50, "linux/process_creation": 31,
                                 "linux/network_connection": 6, "linux/file_event": 4, "linux/file_delete": 2}
@@ -217,7 +220,8 @@ def test_sysmon_for_linux_inside_syslog_rows(shared_data):
 
 
 def test_auoms_records_inside_syslog_rows(shared_data):
-    records, all_stats = flat_records(shared_data / LOG4SHELL / "syslog_auoms_auditd_log4shell_cve2021_44228_jndi_reference.zip")
+    path = shared_data / LOG4SHELL / "syslog_auoms_auditd_log4shell_cve2021_44228_jndi_reference.zip"
+    records, all_stats = flat_records(path)
     counted(all_stats, 50)
     assert sources(records) == {"linux/auditd/process_creation": 50}
     images = collections.Counter(f["Image"] for _, f in records)
@@ -229,7 +233,8 @@ def test_auoms_records_inside_syslog_rows(shared_data):
 
 
 def test_vm_insights_connections_link_the_linux_host_to_its_peer(shared_data):
-    records, all_stats = flat_records(shared_data / LOG4SHELL / "vminsights_vmconnection_log4shell_cve2021_44228_jndi_reference.zip")
+    path = shared_data / LOG4SHELL / "vminsights_vmconnection_log4shell_cve2021_44228_jndi_reference.zip"
+    records, all_stats = flat_records(path)
     counted(all_stats, 5)
     assert sources(records) == {"azure/vmconnection": 5}
     java = next(f for _, f in records if f.get("ProcessName") == "java")
@@ -260,7 +265,8 @@ FAMILY_SHAPES = [
     ({"Type": "OfficeActivity", "Operation": "FileDownloaded", "UserId": "erin@contoso.com",
       "TimeGenerated": "2024-01-02T03:04:05Z"}, LogSource("m365", "audit"), {"user": "erin@contoso.com"}),
     ({"protoPayload.@type": "type.googleapis.com/google.cloud.audit.AuditLog",
-      "protoPayload.methodName": "google.iam.admin.v1.CreateServiceAccountKey", "protoPayload.serviceName": "iam.googleapis.com",
+      "protoPayload.methodName": "google.iam.admin.v1.CreateServiceAccountKey",
+      "protoPayload.serviceName": "iam.googleapis.com",
       "protoPayload.authenticationInfo.principalEmail": "frank@example.com", "resource.labels.project_id": "p1",
       "timestamp": "2024-01-02T03:04:05Z"},
      LogSource("gcp", "gcp.audit"), {"user": "frank@example.com", "account": "p1"}),
@@ -320,8 +326,8 @@ def test_syslog_text_with_sysmon_for_linux_xml(tmp_path):
     records, all_stats = flat_records(path)
     (stats,) = all_stats
     assert (stats.read, stats.accepted, stats.rejected) == (4, 3, 1) and stats.samples[0][0] == 3
-    assert [recognise(f)[1] for _, f in records] == [LogSource("linux", "sshd"), LogSource("linux", None, "process_creation"),
-                                                     LogSource("linux", "cron")]
+    assert [recognise(f)[1] for _, f in records] == [
+        LogSource("linux", "sshd"), LogSource("linux", None, "process_creation"), LogSource("linux", "cron")]
     sysmon = records[1][1]
     assert sysmon["CommandLine"] == "whoami" and sysmon["ParentImage"] == "/bin/bash"
     assert entity(sysmon, "host") == "UBUNTU5" and entity(sysmon, "time") == "2022-05-11T18:10:22.003485000Z"
@@ -352,3 +358,22 @@ def test_epoch_times_become_iso_for_the_timeline(tmp_path):
     assert recognise(github)[1] == LogSource("github", "audit") and entity(github, "time") == "2024-01-02T03:04:05.000Z"
     assert recognise(journald)[1] == LogSource("linux", "sshd")
     assert entity(journald, "time") == "2024-01-02T03:04:05.123456Z" and entity(journald, "host") == "web01"
+
+
+def test_zeek_logs_in_gz_and_tar_archives_are_sniffed(shared_data, tmp_path):
+    with zipfile.ZipFile(shared_data / OTRF / "compound/LSASS_campaign_01/"
+                         "metasploit_logonpasswords_lsass_memory_dump_zeek_logs.zip") as zf:
+        conn, dns = zf.read("conn.log"), zf.read("dns.log")
+    with gzip.open(tmp_path / "conn.04:00:00-05:00:00.log.gz", "wb") as fh:  # Zeek's rotated-log naming
+        fh.write(conn)
+    with tarfile.open(tmp_path / "zeek.tar.gz", "w:gz") as tf:
+        for name, data in (("logs/conn.log", conn), ("logs/dns.log", dns)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    gz, gz_stats = flat_records(tmp_path / "conn.04:00:00-05:00:00.log.gz")
+    tar, tar_stats = flat_records(tmp_path / "zeek.tar.gz")
+    assert {s.format for s in gz_stats + tar_stats} == {"zeek-tsv"}
+    counted(gz_stats, 112)
+    counted(tar_stats, 112 + 96)
+    assert sources(tar) == {"zeek/conn": 112, "zeek/dns": 96} and sources(gz) == {"zeek/conn": 112}

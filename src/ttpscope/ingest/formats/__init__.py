@@ -6,7 +6,8 @@ every family with :mod:`ttpscope.ingest.logsource`, every text-format sniffer wi
 * :data:`FORMAT_READERS` — format name → ``reader(opener, stats)`` yielding ``(record, fields)``, for the
   formats that are not JSON lines (Zeek TSV, raw auditd, syslog text, CloudTrail ``Records`` documents);
 * :func:`expand` — called on each flat JSON record: unwraps what a carrier hides (Sysmon for Linux XML and
-  auoms records inside syslog rows, Zeek and GitHub epoch times, CloudTrail's request and response objects whole); other records pass after a few key lookups;
+  auoms records inside syslog rows), gives Zeek and GitHub epoch times as ISO and CloudTrail's request and
+  response objects whole; other records pass after a few key lookups;
 * :func:`records_document` — whether a JSON document is a CloudTrail ``Records`` file, which is read
   record by record rather than as one event.
 """

@@ -222,7 +222,7 @@ def read_syslog(opener, stats) -> Iterator[tuple[int, dict]]:
 
 
 def sniff_syslog(text: str, suffix: str) -> str | None:
-    """Syslog text: its first line and most of the next ones (more than half) (but a possibly cut last one) are syslog."""
+    """Syslog text: its first line and more than half of the next ones (a cut last one aside) are syslog."""
     lines = [ln for ln in text.splitlines()[:21] if ln.strip()][:20]
     if len(lines) > 1:
         lines = lines[:-1]
@@ -238,7 +238,7 @@ SYSMON_CATEGORIES = {"1": "process_creation", "3": "network_connection", "5": "p
                      "4": "sysmon_status", "16": "sysmon_status", "255": "sysmon_error"}
 SYSLOG_SERVICES = {"sshd": "sshd", "cron": "cron", "crond": "cron", "CRON": "cron", "vsftpd": "vsftpd",
                    "clamd": "clamav", "freshclam": "clamav", "clamav": "clamav", "guacd": "guacamole",
-                   "guacamole": "guacamole", "sudo": "sudo", "auditd": "auditd"}
+                   "guacamole": "guacamole"}
 _SOURCES: dict[tuple, LogSource] = {}
 
 
