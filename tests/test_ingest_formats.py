@@ -171,6 +171,7 @@ def test_auditd_atomics_grouped_by_serial_and_hex_decoded(shared_data):
                                                                                 "PROCTITLE"]
     assert first["a0"] == "arp" and first["a1"] == "-a" and first["proctitle"] == "arp -a"  # hex proctitle decoded
     assert first["exe"] == "/usr/sbin/arp" and first["CommandLine"] == "arp -a" and first["Image"] == "/usr/sbin/arp"
+    assert first["syscall"] == "execve" and first["syscall_r"] == "59"  # the name SigmaHQ's SYSCALL: selections use
     assert recognise(first)[1] == LogSource("linux", "auditd", "process_creation")
     assert entity(first, "time") == "2020-11-10T07:48:16.155Z" and first["audit_id"] == "1604994496.155:92733"
     dd, all_stats = flat_records(shared_data / OTRF / "atomic/linux/defense_evasion/host/sh_binary_padding_dd.zip")
@@ -186,16 +187,20 @@ def test_auditd_truncated_line_is_rejected_by_line(tmp_path):
         'type=EXECVE msg=audit(1700000000.100:10): argc=1 a0="id"\n'
         'type=EXECVE msg=audit(1700000001.200:11): argc=2 a0="cat" a1="/etc/sha\n'  # cut inside a value
         'type=PROCTITLE msg=audit(1700000002.30\n'  # cut inside the stamp
-        'type=USER_CMD msg=audit(1700000003.000:12): pid=7 uid=1000 cmd=7375646F202D6C terminal=pts/0 res=success\n')
+        'type=USER_CMD msg=audit(1700000003.000:12): pid=7 uid=1000 cmd=7375646F202D6C terminal=pts/0 res=success\n'
+        'type=SYSCALL msg=audit(1700000004.000:13): arch=c000003e syscall=133 success=yes exit=0 pid=9 uid=0 '
+        'comm="mknod" exe="/usr/bin/mknod" key="mknod"\x1dARCH=x86_64 SYSCALL=mknod UID="root"\n')
     assert sniff(path).format == "auditd"
     reader = EventReader([tmp_path])
     events = [row for batch in reader.batches() for row in batch.table.to_pylist()]
     (stats,) = reader.stats
-    assert (stats.read, stats.accepted, stats.rejected) == (4, 2, 2)
+    assert (stats.read, stats.accepted, stats.rejected) == (5, 3, 2)
     assert [r for r, _ in stats.samples] == [3, 4] and "line 3" in stats.samples[0][1]
     cmd = next(e for e in events if e.get("type") == "USER_CMD")
     assert cmd["cmd"] == "sudo -l"  # hex-encoded value decoded
-    assert {e["type"] for e in events} == {"EXECVE", "USER_CMD"}
+    assert {e["type"] for e in events} == {"EXECVE", "USER_CMD", "SYSCALL"}
+    mknod = next(e for e in events if e.get("type") == "SYSCALL")  # ENRICHED format
+    assert mknod["syscall"] == "mknod" and mknod["uid"] == "0" and mknod["uid_name"] == "root"
 
 
 # ---------------------------------------------------------------------------------------------- Linux in syslog
