@@ -150,6 +150,24 @@ def test_cloudtrail_broken_record_is_rejected_the_others_kept(tmp_path):
     assert record == 2 and "record 2 (line 3)" in problem and stats.source == str(path)
 
 
+def test_cloudtrail_in_eventbridge_envelope_and_sentinel_table(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(o) for o in (
+        {"version": "0", "id": "e1", "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam",
+         "account": "111122223333", "region": "us-east-1", "detail": _trail("CreateAccessKey", 4)},
+        {"Type": "AWSCloudTrail", "TimeGenerated": "2024-05-05T10:00:00Z", "EventName": "StopLogging",
+         "EventSource": "cloudtrail.amazonaws.com", "UserIdentityType": "IAMUser", "UserIdentityUserName": "mallory",
+         "SourceIpAddress": "203.0.113.9", "AWSRegion": "eu-west-1", "RecipientAccountId": "111122223333"})))
+    records, all_stats = flat_records(path)
+    counted(all_stats, 2)
+    bridge, sentinel = (f for _, f in records)
+    assert recognise(bridge)[1] == recognise(sentinel)[1] == LogSource("aws", "cloudtrail")
+    assert bridge["eventName"] == "CreateAccessKey" and bridge["userIdentity.type"] == "IAMUser"
+    assert entity(bridge, "user") == "mallory" and entity(sentinel, "user") == "mallory"
+    family, _ = recognise(sentinel)
+    assert family.renames["UserIdentityType"] == "userIdentity.type" and entity(sentinel, "region") == "eu-west-1"
+
+
 def test_cloudtrail_document_cut_short_keeps_the_whole_records(tmp_path):
     text = '{"Records": [' + ",".join(orjson.dumps(_trail("GetObject", i)).decode() for i in (1, 2)) + \
            ',{"eventVersion": "1.08", "eventName": "Put'

@@ -43,6 +43,8 @@ def expand(fields: dict[str, str]) -> dict[str, str]:
         return zeek.expand_json(fields)
     if "eventSource" in fields and "awsRegion" in fields:
         return cloudtrail.whole_objects(fields)
+    if "detail-type" in fields:
+        return cloudtrail.unwrap_eventbridge(fields)
     if "action" in fields and "actor" in fields:
         return github.iso_times(fields)
     message = fields.get("message")
