@@ -187,8 +187,9 @@ SENTINEL_RENAMES = {"UserIdentityType": "userIdentity.type", "UserIdentityArn": 
 FAMILY = register(Family(
     "aws-cloudtrail", recognise, renames=SENTINEL_RENAMES,
     entities={"time": ("eventTime", "@timestamp", "TimeGenerated"),
-              "user": ("userIdentity.userName", "UserIdentityUserName", "UserIdentityArn", "userIdentity.sessionContext.sessionIssuer.userName",
-                       "userIdentity.arn", "userIdentity.principalId", "userIdentity.invokedBy"),
+              "user": ("userIdentity.userName", "UserIdentityUserName", "UserIdentityArn",
+                       "userIdentity.sessionContext.sessionIssuer.userName", "userIdentity.arn",
+                       "userIdentity.principalId", "userIdentity.invokedBy"),
               "src_ip": ("sourceIPAddress", "SourceIpAddress"),
               "account": ("recipientAccountId", "userIdentity.accountId", "RecipientAccountId"),
               "region": ("awsRegion", "AWSRegion")}))
