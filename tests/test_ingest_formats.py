@@ -264,6 +264,24 @@ def test_vm_insights_connections_link_the_linux_host_to_its_peer(shared_data):
     assert entity(java, "host") == "UBUNTU5" and entity(java, "dst_ip") == "192.168.2.6"
 
 
+def test_sentinel_windows_tables_have_their_event_data_unwrapped(shared_data):
+    path = shared_data / LOG4SHELL / "sysmon_log4shell_cve2021_44228_java_serialized_object.zip"
+    records, all_stats = flat_records(path)  # WindowsEvent rows: EventData as JSON text
+    counted(all_stats, 487)
+    net = next(f for _, f in records if f["EventID"] == "3")
+    assert net["Provider_Name"] == "Microsoft-Windows-Sysmon"
+    assert net["Channel"] == "Microsoft-Windows-Sysmon/Operational"
+    assert net["DestinationPort"] == "8080" and net["Image"].endswith("tomcat9.exe") and "EventData" not in net
+    path = shared_data / LOG4SHELL / "securityauditing_log4shell_cve2021_44228_java_serialized_object.zip"
+    records, all_stats = flat_records(path)  # SecurityEvent rows: EventData as XML text
+    counted(all_stats, 39)
+    wfp = next(f for _, f in records if f["EventID"] == "5156")
+    assert wfp["Provider_Name"] == "Microsoft-Windows-Security-Auditing" and wfp["DestAddress"] == "192.168.2.5"
+    assert wfp["Application"].endswith("tomcat9.exe") and wfp["Channel"] == "Security"
+    proc = next(f for _, f in records if f["EventID"] == "4688")
+    assert proc["CommandLine"].startswith("powershell.exe -NonI") and proc["NewProcessName"]
+
+
 # ---------------------------------------------------------------------------------------------- other families
 FAMILY_SHAPES = [
     ({"time": "2024-01-02T03:04:05Z", "resourceId": "/tenants/t1/providers/Microsoft.aadiam",
