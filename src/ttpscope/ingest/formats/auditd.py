@@ -126,8 +126,13 @@ def parse_record(line: str) -> tuple[str, str, dict[str, str]] | None:
     m = _STAMP.search(line)
     if m is None:
         return None
-    head = parse_kv(line[:m.start()])
-    kind = head.get("type")
+    kind = node = None
+    for token in line[:m.start()].split():  # "type=SYSCALL", or "node=host type=SYSCALL"
+        key, _, value = token.partition("=")
+        if key == "type":
+            kind = value
+        elif key == "node":
+            node = value
     if not kind:
         return None
     body = line[m.end():]
@@ -137,33 +142,42 @@ def parse_record(line: str) -> tuple[str, str, dict[str, str]] | None:
         enriched = ""
     execve = kind == "EXECVE"
     fields: dict[str, str] = {}
-    quoted: set[str] = set()
-    for key, raw in parse_kv(body, quoted, strict=True).items():
-        value = _value(key, raw, key in quoted, execve)
-        if value is not None:
-            fields[key] = value
-    lower = {k.lower() for k in fields}
-    for key, value in parse_kv(enriched).items():  # SYSCALL=execve, UID="root" ...
-        low = key.lower()
-        if low == "syscall":
-            continue  # the name is worked out below
-        # names compare ignoring case: UID="root" beside uid=0 is kept as uid_name
-        fields[key if low not in lower else f"{low}_name"] = value
+    for key, dq, sq, bracket, bare in _TOKEN.findall(body):
+        if bare:  # unquoted: auditd writes no spaces there (it hex-encodes such values)
+            if bare[0] in "\"'[":
+                raise Truncated(f"the value of {key} never closes")
+            value = _value(key, bare, False, execve)
+            if value is not None:
+                fields[key] = value
+        elif dq or sq or bracket:  # quoted: literal (an empty value, quoted or not, is missing)
+            fields[key] = dq or sq or bracket
+    if enriched:
+        lower = {k.lower() for k in fields}
+        for key, value in parse_kv(enriched).items():  # SYSCALL=execve, UID="root" ...
+            low = key.lower()
+            if low == "syscall":
+                continue  # the name is worked out below
+            # names compare ignoring case: UID="root" beside uid=0 is kept as uid_name
+            fields[key if low not in lower else f"{low}_name"] = value
     number = fields.get("syscall")
     if number is not None and number.isdigit():
         name = SYSCALLS.get(fields.get("arch", ""), {}).get(int(number))
         if name:  # rules name the call (SYSCALL: mknod); auoms writes it so, with the number as syscall_r
             fields["syscall"] = name
             fields["syscall_r"] = number
-    if "node" in head:
-        fields.setdefault("node", head["node"])
+    if node:
+        fields.setdefault("node", node)
     fields["type"] = kind
-    ts = float(m.group(1))
-    iso = datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return f"{m.group(1)}:{m.group(2)}", iso, fields
+    return f"{m.group(1)}:{m.group(2)}", m.group(1), fields
 
 
-def group_event(records: list[dict[str, str]], iso: str, stamp: str) -> dict[str, str]:
+def iso_time(epoch: str) -> str:
+    """An audit stamp's seconds → ISO-8601 UTC with milliseconds."""
+    when = datetime.fromtimestamp(float(epoch), tz=timezone.utc)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def group_event(records: list[dict[str, str]], epoch: str, stamp: str) -> dict[str, str]:
     """The records of one audit event → one flat event (see the module docstring)."""
     types = [r["type"] for r in records]
     execve = next((r for r in records if r["type"] == "EXECVE"), None)
@@ -183,7 +197,7 @@ def group_event(records: list[dict[str, str]], iso: str, stamp: str) -> dict[str
     main = "EXECVE" if execve is not None else next((t for t in types if t not in AUXILIARY), types[0])
     event["type"] = main
     event["record_types"] = "\n".join(dict.fromkeys(types))
-    event["timestamp"] = iso
+    event["timestamp"] = iso_time(epoch)
     event["audit_id"] = stamp
     if execve is not None or event.get("syscall") in ("execve", "execveat"):
         _process_fields(event, execve)
@@ -231,7 +245,7 @@ def read_auditd(opener, stats: IngestStats) -> Iterator[tuple[int, dict]]:
                 stats.reject(lineno, f"line {lineno}: not an audit record (no type=... msg=audit(time:serial):"
                                      f" stamp, or cut short): {line[:80]!r}")
                 continue
-            stamp, iso, fields = parsed
+            stamp, epoch, fields = parsed
             if fields["type"] == "EOE":  # end of event: emit it now
                 pending = open_events.pop(stamp, None)
                 if pending is not None:
@@ -240,7 +254,7 @@ def read_auditd(opener, stats: IngestStats) -> Iterator[tuple[int, dict]]:
                 continue
             pending = open_events.get(stamp)
             if pending is None:
-                open_events[stamp] = (lineno, iso, [fields])
+                open_events[stamp] = (lineno, epoch, [fields])
                 if len(open_events) > MAX_OPEN:
                     oldest = next(iter(open_events))
                     first, when, records = open_events.pop(oldest)

@@ -154,9 +154,9 @@ def expand(fields: dict[str, str]) -> dict[str, str]:
             return fields
         if parsed is None:
             return fields
-        stamp, iso, record = parsed
+        stamp, epoch, record = parsed
         out = {k: v for k, v in fields.items() if k not in _SYSLOG_BODY and k != "Type"}
-        out.update(auditd.group_event([record], iso, stamp))
+        out.update(auditd.group_event([record], epoch, stamp))
         return out
     return fields
 
