@@ -418,3 +418,18 @@ def test_zeek_logs_in_gz_and_tar_archives_are_sniffed(shared_data, tmp_path):
     counted(gz_stats, 112)
     counted(tar_stats, 112 + 96)
     assert sources(tar) == {"zeek/conn": 112, "zeek/dns": 96} and sources(gz) == {"zeek/conn": 112}
+
+
+def test_hostile_event_xml_in_syslog_is_left_alone(tmp_path):
+    from ttpscope.ingest.formats.linux import event_xml_fields
+
+    bomb = ('<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+            '<Event><UserData><x>&lol2;</x></UserData></Event>')
+    assert event_xml_fields(bomb) is None  # entity declarations are refused by the defused parser
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(orjson.dumps({"Type": "Syslog", "SyslogMessage": bomb, "ProcessName": "sysmon",
+                                   "HostName": "h", "Computer": "h"}))
+    records, all_stats = flat_records(path)
+    counted(all_stats, 1)
+    (_, row), = records
+    assert row["SyslogMessage"] == bomb and recognise(row)[1] == LogSource("linux", "syslog")
