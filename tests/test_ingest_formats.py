@@ -327,13 +327,19 @@ FAMILY_SHAPES = [
 def test_cloud_and_identity_families(fields, source, entities):
     family, got = recognise(fields)
     assert got == source
-    for kind, value in entities.items():
-        assert family.entity(fields, kind) == value
+    renamed = {family.renames.get(k, k): v for k, v in fields.items()}
+    for kind, value in entities.items():  # entities resolve before and after the family's renames
+        assert family.entity(fields, kind) == value and family.entity(renamed, kind) == value
 
 
 def test_family_renames_give_the_rules_names():
-    family, _ = recognise(FAMILY_SHAPES[0][0])
+    fields = FAMILY_SHAPES[0][0]
+    family, _ = recognise(fields)
     assert family.renames["properties.authenticationRequirement"] == "AuthenticationRequirement"
+    renamed = {family.renames.get(k, k): v for k, v in fields.items()}  # as the ingest applies them
+    assert recognise(renamed)[1] == LogSource("azure", "signinlogs")
+    assert family.entity(renamed, "user") == "alice@contoso.com" and family.entity(renamed, "src_ip") == "198.51.100.7"
+    assert renamed["IPAddress"] == "198.51.100.7" and renamed["resultType"] == "50126"
     family, _ = recognise(FAMILY_SHAPES[4][0])
     assert family.renames["OperationNameValue"] == "operationName"
     family, _ = recognise(FAMILY_SHAPES[7][0])
