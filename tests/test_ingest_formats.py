@@ -439,3 +439,32 @@ def test_hostile_event_xml_in_syslog_is_left_alone(tmp_path):
     counted(all_stats, 1)
     (_, row), = records
     assert row["SyslogMessage"] == bomb and recognise(row)[1] == LogSource("linux", "syslog")
+
+
+# ---------------------------------------------------------------------------------------------- real rules
+REAL_RULES = [  # (dataset, SigmaHQ rule, hits): the rule's field names are the ones the formats give
+    ("atomic/linux/discovery/host/sh_arp_cache.zip",
+     "linux/process_creation/proc_creation_lnx_remote_system_discovery.yml", 1),  # T1018, as the metadata says
+    ("atomic/linux/defense_evasion/host/sh_binary_padding_dd.zip",
+     "linux/auditd/execve/lnx_auditd_binary_padding.yml", 1),  # T1027.001, as the metadata says
+    ("compound/Log4Shell/syslog_sysmon_log4shell_cve2021_44228_jndi_reference.zip",
+     "linux/process_creation/proc_creation_lnx_susp_java_children.yml", 1),
+    ("compound/Log4Shell/syslog_auoms_auditd_log4shell_cve2021_44228_jndi_reference.zip",
+     "linux/process_creation/proc_creation_lnx_base64_decode.yml", 1),
+    ("atomic/aws/collection/ec2_proxy_s3_exfiltration.zip", "cloud/aws/cloudtrail/aws_sts_assumerole_misuse.yml", 11),
+]
+
+
+@pytest.mark.parametrize("dataset,rule,hits", REAL_RULES)
+def test_real_sigmahq_rules_fire_on_the_real_data(shared_data, dataset, rule, hits):
+    import yaml
+
+    from ttpscope.detect.runner import detect
+
+    path = shared_data / "sigma" / "rules" / rule
+    logsource = yaml.safe_load(path.read_text(encoding="utf-8"))["logsource"]
+    result = detect(shared_data / OTRF / dataset, path, cache=False)
+    assert not result.compile_errors and not result.engine_errors
+    assert len(result.detections) == hits
+    for det in result.detections:  # every hit is on an event whose recognised log source admits the rule
+        assert recognise(det.event)[1].admits(logsource)
