@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import collections
 import gzip
+import io
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -151,6 +153,24 @@ def test_cloudtrail_broken_record_is_rejected_the_others_kept(tmp_path):
     assert record == 2 and "record 2 (line 3)" in problem and stats.source == str(path)
 
 
+def test_cloudtrail_in_eventbridge_envelope_and_sentinel_table(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(o) for o in (
+        {"version": "0", "id": "e1", "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam",
+         "account": "111122223333", "region": "us-east-1", "detail": _trail("CreateAccessKey", 4)},
+        {"Type": "AWSCloudTrail", "TimeGenerated": "2024-05-05T10:00:00Z", "EventName": "StopLogging",
+         "EventSource": "cloudtrail.amazonaws.com", "UserIdentityType": "IAMUser", "UserIdentityUserName": "mallory",
+         "SourceIpAddress": "203.0.113.9", "AWSRegion": "eu-west-1", "RecipientAccountId": "111122223333"})))
+    records, all_stats = flat_records(path)
+    counted(all_stats, 2)
+    bridge, sentinel = (f for _, f in records)
+    assert recognise(bridge)[1] == recognise(sentinel)[1] == LogSource("aws", "cloudtrail")
+    assert bridge["eventName"] == "CreateAccessKey" and bridge["userIdentity.type"] == "IAMUser"
+    assert entity(bridge, "user") == "mallory" and entity(sentinel, "user") == "mallory"
+    family, _ = recognise(sentinel)
+    assert family.renames["UserIdentityType"] == "userIdentity.type" and entity(sentinel, "region") == "eu-west-1"
+
+
 def test_cloudtrail_document_cut_short_keeps_the_whole_records(tmp_path):
     text = '{"Records": [' + ",".join(orjson.dumps(_trail("GetObject", i)).decode() for i in (1, 2)) + \
            ',{"eventVersion": "1.08", "eventName": "Put'
@@ -172,6 +192,7 @@ def test_auditd_atomics_grouped_by_serial_and_hex_decoded(shared_data):
                                                                                 "PROCTITLE"]
     assert first["a0"] == "arp" and first["a1"] == "-a" and first["proctitle"] == "arp -a"  # hex proctitle decoded
     assert first["exe"] == "/usr/sbin/arp" and first["CommandLine"] == "arp -a" and first["Image"] == "/usr/sbin/arp"
+    assert first["syscall"] == "execve" and first["syscall_r"] == "59"  # the name SigmaHQ's SYSCALL: selections use
     assert recognise(first)[1] == LogSource("linux", "auditd", "process_creation")
     assert entity(first, "time") == "2020-11-10T07:48:16.155Z" and first["audit_id"] == "1604994496.155:92733"
     dd, all_stats = flat_records(shared_data / OTRF / "atomic/linux/defense_evasion/host/sh_binary_padding_dd.zip")
@@ -187,16 +208,20 @@ def test_auditd_truncated_line_is_rejected_by_line(tmp_path):
         'type=EXECVE msg=audit(1700000000.100:10): argc=1 a0="id"\n'
         'type=EXECVE msg=audit(1700000001.200:11): argc=2 a0="cat" a1="/etc/sha\n'  # cut inside a value
         'type=PROCTITLE msg=audit(1700000002.30\n'  # cut inside the stamp
-        'type=USER_CMD msg=audit(1700000003.000:12): pid=7 uid=1000 cmd=7375646F202D6C terminal=pts/0 res=success\n')
+        'type=USER_CMD msg=audit(1700000003.000:12): pid=7 uid=1000 cmd=7375646F202D6C terminal=pts/0 res=success\n'
+        'type=SYSCALL msg=audit(1700000004.000:13): arch=c000003e syscall=133 success=yes exit=0 pid=9 uid=0 '
+        'comm="mknod" exe="/usr/bin/mknod" key="mknod"\x1dARCH=x86_64 SYSCALL=mknod UID="root"\n')
     assert sniff(path).format == "auditd"
     reader = EventReader([tmp_path])
     events = [row for batch in reader.batches() for row in batch.table.to_pylist()]
     (stats,) = reader.stats
-    assert (stats.read, stats.accepted, stats.rejected) == (4, 2, 2)
+    assert (stats.read, stats.accepted, stats.rejected) == (5, 3, 2)
     assert [r for r, _ in stats.samples] == [3, 4] and "line 3" in stats.samples[0][1]
     cmd = next(e for e in events if e.get("type") == "USER_CMD")
     assert cmd["cmd"] == "sudo -l"  # hex-encoded value decoded
-    assert {e["type"] for e in events} == {"EXECVE", "USER_CMD"}
+    assert {e["type"] for e in events} == {"EXECVE", "USER_CMD", "SYSCALL"}
+    mknod = next(e for e in events if e.get("type") == "SYSCALL")  # ENRICHED format
+    assert mknod["syscall"] == "mknod" and mknod["uid"] == "0" and mknod["uid_name"] == "root"
 
 
 # ---------------------------------------------------------------------------------------------- Linux in syslog
@@ -204,7 +229,8 @@ LOG4SHELL = OTRF + "/compound/Log4Shell"
 
 
 def test_sysmon_for_linux_inside_syslog_rows(shared_data):
-    records, all_stats = flat_records(shared_data / LOG4SHELL / "syslog_sysmon_log4shell_cve2021_44228_jndi_reference.zip")
+    path = shared_data / LOG4SHELL / "syslog_sysmon_log4shell_cve2021_44228_jndi_reference.zip"
+    records, all_stats = flat_records(path)
     counted(all_stats, 93)
     assert sources(records) == {"linux/process_termination": 50, "linux/process_creation": 31,
                                 "linux/network_connection": 6, "linux/file_event": 4, "linux/file_delete": 2}
@@ -220,7 +246,8 @@ def test_sysmon_for_linux_inside_syslog_rows(shared_data):
 
 
 def test_auoms_records_inside_syslog_rows(shared_data):
-    records, all_stats = flat_records(shared_data / LOG4SHELL / "syslog_auoms_auditd_log4shell_cve2021_44228_jndi_reference.zip")
+    path = shared_data / LOG4SHELL / "syslog_auoms_auditd_log4shell_cve2021_44228_jndi_reference.zip"
+    records, all_stats = flat_records(path)
     counted(all_stats, 50)
     assert sources(records) == {"linux/auditd/process_creation": 50}
     images = collections.Counter(f["Image"] for _, f in records)
@@ -232,11 +259,30 @@ def test_auoms_records_inside_syslog_rows(shared_data):
 
 
 def test_vm_insights_connections_link_the_linux_host_to_its_peer(shared_data):
-    records, all_stats = flat_records(shared_data / LOG4SHELL / "vminsights_vmconnection_log4shell_cve2021_44228_jndi_reference.zip")
+    path = shared_data / LOG4SHELL / "vminsights_vmconnection_log4shell_cve2021_44228_jndi_reference.zip"
+    records, all_stats = flat_records(path)
     counted(all_stats, 5)
     assert sources(records) == {"azure/vmconnection": 5}
     java = next(f for _, f in records if f.get("ProcessName") == "java")
     assert entity(java, "host") == "UBUNTU5" and entity(java, "dst_ip") == "192.168.2.6"
+
+
+def test_sentinel_windows_tables_have_their_event_data_unwrapped(shared_data):
+    path = shared_data / LOG4SHELL / "sysmon_log4shell_cve2021_44228_java_serialized_object.zip"
+    records, all_stats = flat_records(path)  # WindowsEvent rows: EventData as JSON text
+    counted(all_stats, 487)
+    net = next(f for _, f in records if f["EventID"] == "3")
+    assert net["Provider_Name"] == "Microsoft-Windows-Sysmon"
+    assert net["Channel"] == "Microsoft-Windows-Sysmon/Operational"
+    assert net["DestinationPort"] == "8080" and net["Image"].endswith("tomcat9.exe") and "EventData" not in net
+    path = shared_data / LOG4SHELL / "securityauditing_log4shell_cve2021_44228_java_serialized_object.zip"
+    records, all_stats = flat_records(path)  # SecurityEvent rows: EventData as XML text
+    counted(all_stats, 39)
+    wfp = next(f for _, f in records if f["EventID"] == "5156")
+    assert wfp["Provider_Name"] == "Microsoft-Windows-Security-Auditing" and wfp["DestAddress"] == "192.168.2.5"
+    assert wfp["Application"].endswith("tomcat9.exe") and wfp["Channel"] == "Security"
+    proc = next(f for _, f in records if f["EventID"] == "4688")
+    assert proc["CommandLine"].startswith("powershell.exe -NonI") and proc["NewProcessName"]
 
 
 # ---------------------------------------------------------------------------------------------- other families
@@ -263,7 +309,8 @@ FAMILY_SHAPES = [
     ({"Type": "OfficeActivity", "Operation": "FileDownloaded", "UserId": "erin@contoso.com",
       "TimeGenerated": "2024-01-02T03:04:05Z"}, LogSource("m365", "audit"), {"user": "erin@contoso.com"}),
     ({"protoPayload.@type": "type.googleapis.com/google.cloud.audit.AuditLog",
-      "protoPayload.methodName": "google.iam.admin.v1.CreateServiceAccountKey", "protoPayload.serviceName": "iam.googleapis.com",
+      "protoPayload.methodName": "google.iam.admin.v1.CreateServiceAccountKey",
+      "protoPayload.serviceName": "iam.googleapis.com",
       "protoPayload.authenticationInfo.principalEmail": "frank@example.com", "resource.labels.project_id": "p1",
       "timestamp": "2024-01-02T03:04:05Z"},
      LogSource("gcp", "gcp.audit"), {"user": "frank@example.com", "account": "p1"}),
@@ -283,13 +330,19 @@ FAMILY_SHAPES = [
 def test_cloud_and_identity_families(fields, source, entities):
     family, got = recognise(fields)
     assert got == source
-    for kind, value in entities.items():
-        assert family.entity(fields, kind) == value
+    renamed = {family.renames.get(k, k): v for k, v in fields.items()}
+    for kind, value in entities.items():  # entities resolve before and after the family's renames
+        assert family.entity(fields, kind) == value and family.entity(renamed, kind) == value
 
 
 def test_family_renames_give_the_rules_names():
-    family, _ = recognise(FAMILY_SHAPES[0][0])
+    fields = FAMILY_SHAPES[0][0]
+    family, _ = recognise(fields)
     assert family.renames["properties.authenticationRequirement"] == "AuthenticationRequirement"
+    renamed = {family.renames.get(k, k): v for k, v in fields.items()}  # as the ingest applies them
+    assert recognise(renamed)[1] == LogSource("azure", "signinlogs")
+    assert family.entity(renamed, "user") == "alice@contoso.com" and family.entity(renamed, "src_ip") == "198.51.100.7"
+    assert renamed["IPAddress"] == "198.51.100.7" and renamed["resultType"] == "50126"
     family, _ = recognise(FAMILY_SHAPES[4][0])
     assert family.renames["OperationNameValue"] == "operationName"
     family, _ = recognise(FAMILY_SHAPES[7][0])
@@ -323,8 +376,8 @@ def test_syslog_text_with_sysmon_for_linux_xml(tmp_path):
     records, all_stats = flat_records(path)
     (stats,) = all_stats
     assert (stats.read, stats.accepted, stats.rejected) == (4, 3, 1) and stats.samples[0][0] == 3
-    assert [recognise(f)[1] for _, f in records] == [LogSource("linux", "sshd"), LogSource("linux", None, "process_creation"),
-                                                     LogSource("linux", "cron")]
+    assert [recognise(f)[1] for _, f in records] == [
+        LogSource("linux", "sshd"), LogSource("linux", None, "process_creation"), LogSource("linux", "cron")]
     sysmon = records[1][1]
     assert sysmon["CommandLine"] == "whoami" and sysmon["ParentImage"] == "/bin/bash"
     assert entity(sysmon, "host") == "UBUNTU5" and entity(sysmon, "time") == "2022-05-11T18:10:22.003485000Z"
@@ -355,3 +408,66 @@ def test_epoch_times_become_iso_for_the_timeline(tmp_path):
     assert recognise(github)[1] == LogSource("github", "audit") and entity(github, "time") == "2024-01-02T03:04:05.000Z"
     assert recognise(journald)[1] == LogSource("linux", "sshd")
     assert entity(journald, "time") == "2024-01-02T03:04:05.123456Z" and entity(journald, "host") == "web01"
+
+
+def test_zeek_logs_in_gz_and_tar_archives_are_sniffed(shared_data, tmp_path):
+    with zipfile.ZipFile(shared_data / OTRF / "compound/LSASS_campaign_01/"
+                         "metasploit_logonpasswords_lsass_memory_dump_zeek_logs.zip") as zf:
+        conn, dns = zf.read("conn.log"), zf.read("dns.log")
+    with gzip.open(tmp_path / "conn.04:00:00-05:00:00.log.gz", "wb") as fh:  # Zeek's rotated-log naming
+        fh.write(conn)
+    with tarfile.open(tmp_path / "zeek.tar.gz", "w:gz") as tf:
+        for name, data in (("logs/conn.log", conn), ("logs/dns.log", dns)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    gz, gz_stats = flat_records(tmp_path / "conn.04:00:00-05:00:00.log.gz")
+    tar, tar_stats = flat_records(tmp_path / "zeek.tar.gz")
+    assert {s.format for s in gz_stats + tar_stats} == {"zeek-tsv"}
+    counted(gz_stats, 112)
+    counted(tar_stats, 112 + 96)
+    assert sources(tar) == {"zeek/conn": 112, "zeek/dns": 96} and sources(gz) == {"zeek/conn": 112}
+
+
+def test_hostile_event_xml_in_syslog_is_left_alone(tmp_path):
+    from ttpscope.ingest.formats.linux import event_xml_fields
+
+    bomb = ('<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+            '<Event><UserData><x>&lol2;</x></UserData></Event>')
+    assert event_xml_fields(bomb) is None  # entity declarations are refused by the defused parser
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(orjson.dumps({"Type": "Syslog", "SyslogMessage": bomb, "ProcessName": "sysmon",
+                                   "HostName": "h", "Computer": "h"}))
+    records, all_stats = flat_records(path)
+    counted(all_stats, 1)
+    (_, row), = records
+    assert row["SyslogMessage"] == bomb and recognise(row)[1] == LogSource("linux", "syslog")
+
+
+# ---------------------------------------------------------------------------------------------- real rules
+REAL_RULES = [  # (dataset, SigmaHQ rule, hits): the rule's field names are the ones the formats give
+    ("atomic/linux/discovery/host/sh_arp_cache.zip",
+     "linux/process_creation/proc_creation_lnx_remote_system_discovery.yml", 1),  # T1018, as the metadata says
+    ("atomic/linux/defense_evasion/host/sh_binary_padding_dd.zip",
+     "linux/auditd/execve/lnx_auditd_binary_padding.yml", 1),  # T1027.001, as the metadata says
+    ("compound/Log4Shell/syslog_sysmon_log4shell_cve2021_44228_jndi_reference.zip",
+     "linux/process_creation/proc_creation_lnx_susp_java_children.yml", 1),
+    ("compound/Log4Shell/syslog_auoms_auditd_log4shell_cve2021_44228_jndi_reference.zip",
+     "linux/process_creation/proc_creation_lnx_base64_decode.yml", 1),
+    ("atomic/aws/collection/ec2_proxy_s3_exfiltration.zip", "cloud/aws/cloudtrail/aws_sts_assumerole_misuse.yml", 11),
+]
+
+
+@pytest.mark.parametrize("dataset,rule,hits", REAL_RULES)
+def test_real_sigmahq_rules_fire_on_the_real_data(shared_data, dataset, rule, hits):
+    import yaml
+
+    from ttpscope.detect.runner import detect
+
+    path = shared_data / "sigma" / "rules" / rule
+    logsource = yaml.safe_load(path.read_text(encoding="utf-8"))["logsource"]
+    result = detect(shared_data / OTRF / dataset, path, cache=False)
+    assert not result.compile_errors and not result.engine_errors
+    assert len(result.detections) == hits
+    for det in result.detections:  # every hit is on an event whose recognised log source admits the rule
+        assert recognise(det.event)[1].admits(logsource)

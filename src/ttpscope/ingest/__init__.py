@@ -12,6 +12,7 @@ Field naming follows :mod:`ttpscope.ingest.flatten`.
 
 from ttpscope.ingest.base import BASE_COLUMNS, EventBatch, EventReader, IngestStats, expand_sources, read_table
 from ttpscope.ingest.flatten import flatten_evtx_event, flatten_json_event
+from ttpscope.ingest import formats  # noqa: F401,E402  (registers the log families beyond Windows)
 
 __all__ = ["BASE_COLUMNS", "EventBatch", "EventReader", "IngestStats", "expand_sources", "read_table",
            "flatten_evtx_event", "flatten_json_event"]

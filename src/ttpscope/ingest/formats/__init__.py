@@ -1,12 +1,15 @@
 """Log formats beyond Windows: one module per family (CloudTrail, Zeek, Linux audit, syslog/journald and
-Sysmon for Linux, Azure/Entra ID/M365, GCP, Okta, Kubernetes, GitHub). Importing this package registers
+Sysmon for Linux, Azure/Entra ID/M365, GCP, Okta, Kubernetes, GitHub), and the unwrapping of Sentinel's
+Windows tables (``windows_tables``). Importing this package registers
 every family with :mod:`ttpscope.ingest.logsource`, every text-format sniffer with
 :data:`ttpscope.ingest.sniff.TEXT_SNIFFERS`, and gives the ingest:
 
 * :data:`FORMAT_READERS` — format name → ``reader(opener, stats)`` yielding ``(record, fields)``, for the
   formats that are not JSON lines (Zeek TSV, raw auditd, syslog text, CloudTrail ``Records`` documents);
 * :func:`expand` — called on each flat JSON record: unwraps what a carrier hides (Sysmon for Linux XML and
-  auoms records inside syslog rows, Zeek and GitHub epoch times, CloudTrail's request and response objects whole); other records pass after a few key lookups;
+  auoms records inside syslog rows, the EventData of Sentinel's Windows tables), gives Zeek and GitHub
+  epoch times as ISO and CloudTrail's request and response objects whole; other records pass after a few
+  key lookups;
 * :func:`records_document` — whether a JSON document is a CloudTrail ``Records`` file, which is read
   record by record rather than as one event.
 """
@@ -17,7 +20,7 @@ from typing import Callable
 
 from ttpscope.ingest import sniff as _sniff
 from ttpscope.ingest.formats import (auditd, azure, cloudtrail, gcp, github, kubernetes, linux, okta,  # noqa: F401
-                                     zeek)
+                                     windows_tables, zeek)
 
 FORMAT_READERS: dict[str, Callable] = {
     "zeek-tsv": zeek.read_zeek_tsv,
@@ -36,12 +39,16 @@ read_records_document = cloudtrail.read_records_document
 
 def expand(fields: dict[str, str]) -> dict[str, str]:
     """One flat JSON record with what its carrier hides unwrapped (see the module docstring)."""
+    if fields.get("Type") in windows_tables.WINDOWS_TABLES:
+        return windows_tables.expand_table(fields)
     if "SyslogMessage" in fields or "MESSAGE" in fields:
         return linux.expand(fields)
     if "_path" in fields or "@stream" in fields or ("ts" in fields and ("uid" in fields or "fuid" in fields)):
         return zeek.expand_json(fields)
     if "eventSource" in fields and "awsRegion" in fields:
         return cloudtrail.whole_objects(fields)
+    if "detail-type" in fields:
+        return cloudtrail.unwrap_eventbridge(fields)
     if "action" in fields and "actor" in fields:
         return github.iso_times(fields)
     message = fields.get("message")

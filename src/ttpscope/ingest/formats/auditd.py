@@ -10,6 +10,9 @@ The kernel writes one *event* as several records (SYSCALL, EXECVE, CWD, PATH...,
   not auxiliary (SYSCALL, USER_CMD, ADD_USER, SERVICE_STOP...); ``record_types`` lists them all;
 * a key seen in several records keeps its first value, except that EXECVE's ``a0``... (the argv) win over
   SYSCALL's raw syscall arguments, and the names of several PATH records are joined with a newline;
+* the syscall number becomes its name (``syscall: mknod``, as SigmaHQ's ``SYSCALL:`` selections and auoms
+  name it; field names compare ignoring case), the number stays as ``syscall_r``; the ENRICHED format's
+  interpreted values are kept, those whose name collides ignoring case as ``<name>_name`` (``uid_name``);
 * values auditd hex-encodes (an unquoted ``proctitle``, ``name``, ``cmd``, EXECVE argument...) are decoded;
   ``(null)`` and ``?`` are missing;
 * an execve event also gets the process-creation fields SigmaHQ's Linux rules use (``Image``,
@@ -38,6 +41,19 @@ AUXILIARY = frozenset({"SYSCALL", "CWD", "PATH", "PROCTITLE", "SOCKADDR", "EOE",
 # fields whose unquoted value auditd writes hex-encoded (when it holds a space, quote or control byte)
 ENCODED = frozenset({"proctitle", "name", "cwd", "comm", "exe", "cmd", "acct", "path", "data", "key",
                      "old", "new", "old-chardev", "new-chardev", "root_dir", "grp", "new_group", "old_group"})
+# syscall numbers → names, per audit arch (the calls auditd rule sets and SigmaHQ's rules name)
+_X86_64 = {0: "read", 1: "write", 2: "open", 3: "close", 4: "stat", 9: "mmap", 10: "mprotect", 21: "access",
+           41: "socket", 42: "connect", 43: "accept", 44: "sendto", 49: "bind", 50: "listen", 56: "clone",
+           57: "fork", 58: "vfork", 59: "execve", 62: "kill", 63: "uname", 76: "truncate", 77: "ftruncate",
+           82: "rename", 83: "mkdir", 84: "rmdir", 85: "creat", 86: "link", 87: "unlink", 88: "symlink",
+           90: "chmod", 91: "fchmod", 92: "chown", 93: "fchown", 94: "lchown", 99: "sysinfo", 101: "ptrace",
+           103: "syslog", 105: "setuid", 106: "setgid", 112: "setsid", 113: "setreuid", 117: "setresuid",
+           133: "mknod", 135: "personality", 157: "prctl", 161: "chroot", 165: "mount", 166: "umount2",
+           169: "reboot", 175: "init_module", 176: "delete_module", 188: "setxattr", 200: "tkill",
+           257: "openat", 258: "mkdirat", 259: "mknodat", 260: "fchownat", 263: "unlinkat", 264: "renameat",
+           268: "fchmodat", 288: "accept4", 313: "finit_module", 316: "renameat2", 319: "memfd_create",
+           321: "bpf", 322: "execveat"}
+SYSCALLS = {"c000003e": _X86_64}
 MAX_OPEN = 64  # events still collecting records; the oldest is emitted when more are open
 MISSING = ("(null)", "?", "(none)", "")
 
@@ -110,8 +126,13 @@ def parse_record(line: str) -> tuple[str, str, dict[str, str]] | None:
     m = _STAMP.search(line)
     if m is None:
         return None
-    head = parse_kv(line[:m.start()])
-    kind = head.get("type")
+    kind = node = None
+    for token in line[:m.start()].split():  # "type=SYSCALL", or "node=host type=SYSCALL"
+        key, _, value = token.partition("=")
+        if key == "type":
+            kind = value
+        elif key == "node":
+            node = value
     if not kind:
         return None
     body = line[m.end():]
@@ -121,22 +142,42 @@ def parse_record(line: str) -> tuple[str, str, dict[str, str]] | None:
         enriched = ""
     execve = kind == "EXECVE"
     fields: dict[str, str] = {}
-    quoted: set[str] = set()
-    for key, raw in parse_kv(body, quoted, strict=True).items():
-        value = _value(key, raw, key in quoted, execve)
-        if value is not None:
-            fields[key] = value
-    for key, value in parse_kv(enriched).items():
-        fields.setdefault(key, value)  # e.g. SYSCALL=execve, UID=root
-    if "node" in head:
-        fields.setdefault("node", head["node"])
+    for key, dq, sq, bracket, bare in _TOKEN.findall(body):
+        if bare:  # unquoted: auditd writes no spaces there (it hex-encodes such values)
+            if bare[0] in "\"'[":
+                raise Truncated(f"the value of {key} never closes")
+            value = _value(key, bare, False, execve)
+            if value is not None:
+                fields[key] = value
+        elif dq or sq or bracket:  # quoted: literal (an empty value, quoted or not, is missing)
+            fields[key] = dq or sq or bracket
+    if enriched:
+        lower = {k.lower() for k in fields}
+        for key, value in parse_kv(enriched).items():  # SYSCALL=execve, UID="root" ...
+            low = key.lower()
+            if low == "syscall":
+                continue  # the name is worked out below
+            # names compare ignoring case: UID="root" beside uid=0 is kept as uid_name
+            fields[key if low not in lower else f"{low}_name"] = value
+    number = fields.get("syscall")
+    if number is not None and number.isdigit():
+        name = SYSCALLS.get(fields.get("arch", ""), {}).get(int(number))
+        if name:  # rules name the call (SYSCALL: mknod); auoms writes it so, with the number as syscall_r
+            fields["syscall"] = name
+            fields["syscall_r"] = number
+    if node:
+        fields.setdefault("node", node)
     fields["type"] = kind
-    ts = float(m.group(1))
-    iso = datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return f"{m.group(1)}:{m.group(2)}", iso, fields
+    return f"{m.group(1)}:{m.group(2)}", m.group(1), fields
 
 
-def group_event(records: list[dict[str, str]], iso: str, stamp: str) -> dict[str, str]:
+def iso_time(epoch: str) -> str:
+    """An audit stamp's seconds → ISO-8601 UTC with milliseconds."""
+    when = datetime.fromtimestamp(float(epoch), tz=timezone.utc)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def group_event(records: list[dict[str, str]], epoch: str, stamp: str) -> dict[str, str]:
     """The records of one audit event → one flat event (see the module docstring)."""
     types = [r["type"] for r in records]
     execve = next((r for r in records if r["type"] == "EXECVE"), None)
@@ -156,9 +197,9 @@ def group_event(records: list[dict[str, str]], iso: str, stamp: str) -> dict[str
     main = "EXECVE" if execve is not None else next((t for t in types if t not in AUXILIARY), types[0])
     event["type"] = main
     event["record_types"] = "\n".join(dict.fromkeys(types))
-    event["timestamp"] = iso
+    event["timestamp"] = iso_time(epoch)
     event["audit_id"] = stamp
-    if execve is not None or event.get("syscall") in ("59", "322", "execve", "execveat"):
+    if execve is not None or event.get("syscall") in ("execve", "execveat"):
         _process_fields(event, execve)
     return event
 
@@ -180,7 +221,7 @@ def _process_fields(event: dict[str, str], execve: Mapping[str, str] | None) -> 
                              ("ParentProcessId", "ppid")):
         if name in event:
             event.setdefault(sigma_name, event[name])
-    user = event.get("UID") or event.get("user")
+    user = event.get("uid_name") or event.get("user")
     if user:
         event.setdefault("User", user)
 
@@ -204,7 +245,7 @@ def read_auditd(opener, stats: IngestStats) -> Iterator[tuple[int, dict]]:
                 stats.reject(lineno, f"line {lineno}: not an audit record (no type=... msg=audit(time:serial):"
                                      f" stamp, or cut short): {line[:80]!r}")
                 continue
-            stamp, iso, fields = parsed
+            stamp, epoch, fields = parsed
             if fields["type"] == "EOE":  # end of event: emit it now
                 pending = open_events.pop(stamp, None)
                 if pending is not None:
@@ -213,7 +254,7 @@ def read_auditd(opener, stats: IngestStats) -> Iterator[tuple[int, dict]]:
                 continue
             pending = open_events.get(stamp)
             if pending is None:
-                open_events[stamp] = (lineno, iso, [fields])
+                open_events[stamp] = (lineno, epoch, [fields])
                 if len(open_events) > MAX_OPEN:
                     oldest = next(iter(open_events))
                     first, when, records = open_events.pop(oldest)
@@ -251,6 +292,6 @@ FAMILY = register(Family(
     "linux-auditd", recognise,
     entities={"time": ("timestamp", "TimeGenerated", "EventTime"),
               "host": ("node", "Computer", "HostName", "hostname"),
-              "user": ("User", "AUID", "UID", "user", "auid", "uid"),
+              "user": ("User", "auid_name", "uid_name", "user", "auid", "uid"),
               "src_ip": ("addr", "laddr", "HostIP"),
               "dst_ip": ("raddr", "daddr")}))

@@ -95,12 +95,12 @@ _SIGNIN_PROPERTIES = (
     "riskEventType", "detectionTimingType", "riskType",
 )
 RENAMES = {f"properties.{name}": name[:1].upper() + name[1:] for name in _SIGNIN_PROPERTIES}
-RENAMES.update({"properties.clientAppUsed": "ClientAppUsed", "properties.userPrincipalName": "UserPrincipalName",
-                "properties.status.errorCode": "Status.errorCode"})
+RENAMES.update({"properties.ipAddress": "IPAddress", "properties.appliedConditionalAccessPolicies":
+                "ConditionalAccessPolicies", "properties.status.errorCode": "Status.errorCode"})
 _USER = ("UserPrincipalName", "properties.userPrincipalName", "UserId", "Caller", "caller",
          "InitiatedBy.user.userPrincipalName", "properties.initiatedBy.user.userPrincipalName",
          "identity.claims.http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn")
-_SRC_IP = ("IPAddress", "properties.ipAddress", "callerIpAddress", "CallerIpAddress", "ClientIP",
+_SRC_IP = ("IPAddress", "IpAddress", "properties.ipAddress", "callerIpAddress", "CallerIpAddress", "ClientIP",
            "ClientIPAddress", "ActorIpAddress")
 _TIME = ("TimeGenerated", "time", "CreationTime", "CreatedDateTime", "ActivityDateTime", "EventTimestamp")
 

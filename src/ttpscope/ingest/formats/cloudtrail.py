@@ -1,6 +1,6 @@
 """AWS CloudTrail: the native ``{"Records": [...]}`` files (plain or ``.json.gz``) and the family that
 recognises CloudTrail records however they arrive (native files, JSON lines, the logstash shape of the
-OTRF data with ``@timestamp``/``@version``).
+OTRF data with ``@timestamp``/``@version``, EventBridge envelopes, the Sentinel ``AWSCloudTrail`` table).
 
 Each element of ``Records`` is one event, flattened like any JSON event (``userIdentity.type``,
 ``requestParameters.bucketName``: the dotted names SigmaHQ's CloudTrail rules use). A document that
@@ -150,6 +150,8 @@ CLOUDTRAIL = LogSource("aws", "cloudtrail")
 
 
 def recognise(fields: Mapping[str, str]) -> LogSource | None:
+    if fields.get("Type") == "AWSCloudTrail":  # the Microsoft Sentinel table
+        return CLOUDTRAIL
     if "eventName" not in fields or "eventSource" not in fields:
         return None
     if "awsRegion" in fields or "recipientAccountId" in fields or \
@@ -158,14 +160,39 @@ def recognise(fields: Mapping[str, str]) -> LogSource | None:
     return None
 
 
+def unwrap_eventbridge(fields: dict[str, str]) -> dict[str, str]:
+    """An EventBridge / CloudWatch Events envelope (``detail-type: AWS API Call via CloudTrail``): the
+    CloudTrail record is its ``detail``; its fields get their own names, the envelope keeps its."""
+    if not str(fields.get("detail-type", "")).endswith("via CloudTrail"):
+        return fields
+    out = {k: v for k, v in fields.items() if not k.startswith("detail.")}
+    for key, value in fields.items():
+        if key.startswith("detail."):
+            out[key[7:]] = value
+    return whole_objects(out)
+
+
+# the Sentinel AWSCloudTrail table's columns → the record's own names (names compare ignoring case, so
+# EventName already is eventName)
+SENTINEL_RENAMES = {"UserIdentityType": "userIdentity.type", "UserIdentityArn": "userIdentity.arn",
+                    "UserIdentityUserName": "userIdentity.userName",
+                    "UserIdentityAccountId": "userIdentity.accountId",
+                    "UserIdentityPrincipalid": "userIdentity.principalId",
+                    "SessionIssuerType": "userIdentity.sessionContext.sessionIssuer.type",
+                    "SessionIssuerUserName": "userIdentity.sessionContext.sessionIssuer.userName",
+                    "SessionMfaAuthenticated": "userIdentity.sessionContext.attributes.mfaAuthenticated",
+                    "AWSRegion": "awsRegion", "SourceIpAddress": "sourceIPAddress",
+                    "RecipientAccountId": "recipientAccountId"}
+
 FAMILY = register(Family(
-    "aws-cloudtrail", recognise,
-    entities={"time": ("eventTime", "@timestamp"),
-              "user": ("userIdentity.userName", "userIdentity.sessionContext.sessionIssuer.userName",
-                       "userIdentity.arn", "userIdentity.principalId", "userIdentity.invokedBy"),
-              "src_ip": ("sourceIPAddress",),
-              "account": ("recipientAccountId", "userIdentity.accountId"),
-              "region": ("awsRegion",)}))
+    "aws-cloudtrail", recognise, renames=SENTINEL_RENAMES,
+    entities={"time": ("eventTime", "@timestamp", "TimeGenerated"),
+              "user": ("userIdentity.userName", "UserIdentityUserName", "UserIdentityArn",
+                       "userIdentity.sessionContext.sessionIssuer.userName", "userIdentity.arn",
+                       "userIdentity.principalId", "userIdentity.invokedBy"),
+              "src_ip": ("sourceIPAddress", "SourceIpAddress"),
+              "account": ("recipientAccountId", "userIdentity.accountId", "RecipientAccountId"),
+              "region": ("awsRegion", "AWSRegion")}))
 
 
 # The honey-bucket alert export (Breach Insider; OTRF's S3 honey-bucket dataset): a CSV of CloudTrail S3

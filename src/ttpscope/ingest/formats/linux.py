@@ -45,13 +45,21 @@ _SYSLOG_BODY = ("SyslogMessage", "MESSAGE", "message", "EventData", "Data")
 
 def event_xml_fields(xml: str) -> dict[str, str] | None:
     """An ``<Event>`` XML document (Sysmon for Linux, Windows event XML) → flat fields, named as the
-    EVTX flattening names them; None when it is not well-formed."""
+    EVTX flattening names them; None when it is not event XML. The flat ``System`` + ``<Data Name=>``
+    shape machines write is read by pattern (4x the XML parser's speed, and it survives a cut); anything
+    else (``UserData``, no ``EventID`` found) goes through the (defused) XML parser."""
+    if "<UserData" not in xml:
+        fields = _cut_event_xml(xml)
+        if fields is not None:
+            if xml.rstrip().endswith("</Event>"):
+                del fields["EventTruncated"]
+            return fields
     try:
         root = ElementTree.fromstring(xml)
     except DefusedXmlException:
         return None
     except (ElementTree.ParseError, ValueError):
-        return _cut_event_xml(xml)
+        return None
     out: dict[str, str] = {}
     for section in root:
         tag = section.tag.replace(_NS, "")
@@ -154,9 +162,9 @@ def expand(fields: dict[str, str]) -> dict[str, str]:
             return fields
         if parsed is None:
             return fields
-        stamp, iso, record = parsed
+        stamp, epoch, record = parsed
         out = {k: v for k, v in fields.items() if k not in _SYSLOG_BODY and k != "Type"}
-        out.update(auditd.group_event([record], iso, stamp))
+        out.update(auditd.group_event([record], epoch, stamp))
         return out
     return fields
 
@@ -222,7 +230,7 @@ def read_syslog(opener, stats) -> Iterator[tuple[int, dict]]:
 
 
 def sniff_syslog(text: str, suffix: str) -> str | None:
-    """Syslog text: its first line and most of the next ones (more than half) (but a possibly cut last one) are syslog."""
+    """Syslog text: its first line and more than half of the next ones (a cut last one aside) are syslog."""
     lines = [ln for ln in text.splitlines()[:21] if ln.strip()][:20]
     if len(lines) > 1:
         lines = lines[:-1]
@@ -238,7 +246,7 @@ SYSMON_CATEGORIES = {"1": "process_creation", "3": "network_connection", "5": "p
                      "4": "sysmon_status", "16": "sysmon_status", "255": "sysmon_error"}
 SYSLOG_SERVICES = {"sshd": "sshd", "cron": "cron", "crond": "cron", "CRON": "cron", "vsftpd": "vsftpd",
                    "clamd": "clamav", "freshclam": "clamav", "clamav": "clamav", "guacd": "guacamole",
-                   "guacamole": "guacamole", "sudo": "sudo", "auditd": "auditd"}
+                   "guacamole": "guacamole"}
 _SOURCES: dict[tuple, LogSource] = {}
 
 

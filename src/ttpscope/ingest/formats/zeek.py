@@ -7,8 +7,10 @@ empty (``(empty)``) markers become missing fields; ``time`` columns become ISO-8
 flattening writes lists. A data line whose column count differs from the header's is rejected with its
 line number. Field names stay Zeek's (``id.orig_h``, ``query``...): SigmaHQ's Zeek rules use them as is.
 
-The family recognises a record as Zeek by ``_path`` with Zeek's ``ts``/``uid`` shape, or, for JSON lines
-without ``_path``, by the fields that only one log has.
+The family recognises a record as Zeek by ``_path`` (or RockNSM's ``@stream``) with Zeek's ``ts``/``uid``
+shape, or, for JSON lines without ``_path``, by the fields that only one log has; its log source is
+``product: zeek`` with the log's path as ``service`` (conn, dns, http, smb_files, dce_rpc...), as SigmaHQ's
+Zeek rules name them. RockNSM's underscored ``id_orig_h``... are renamed to Zeek's dotted names.
 """
 
 from __future__ import annotations
