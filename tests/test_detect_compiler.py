@@ -162,3 +162,61 @@ def test_rules_surviving_folding_for_one_class(tmp_path, kb):
     assert survivors(xdr, {"Image": ["C:\\whoami.exe"]}) == ["proc"]
     # visibility: the class of "nolog"'s log source was seen even though it lacks the rule's field
     assert {titles[i] for i in planner.with_data} == {"proc", "logon", "zeek", "nolog"}
+
+
+# ---------------------------------------------------------------------------------------------- bad rules
+BAD_RULES = {
+    "of_missing": "sel:\n    CommandLine|contains: x\ncondition: 1 of foo*\n",
+    "empty_condition": "sel:\n    CommandLine|contains: x\ncondition: ''\n",
+}
+
+
+@pytest.mark.parametrize("engine, options", [("duckdb", {"python_rows": 0}), ("duckdb", {}), ("arrow", {})])
+def test_bad_conditions_are_per_rule_errors(tmp_path, engine, options):
+    """`1 of foo*` without such a selection and an empty condition: each an error for that rule, never a
+    crash nor a rule matching every event; the good rule beside them still fires (issue 15 item 20)."""
+    import orjson
+
+    from ttpscope.detect.runner import detect
+
+    for i, (name, det) in enumerate(BAD_RULES.items()):
+        rule(tmp_path, "product: testing", det, name, f"00000000-0000-0000-0000-00000000000{i}")
+    rule(tmp_path, "product: testing", "sel:\n    CommandLine|contains: x\ncondition: sel\n", "good",
+         "00000000-0000-0000-0000-000000000009")
+    logs = tmp_path / "events.jsonl"
+    logs.write_bytes(orjson.dumps({"CommandLine": "x"}) + b"\n" + orjson.dumps({"CommandLine": "y"}))
+    result = detect(logs, tmp_path, cache=False, engine=engine, engine_options=options, logsource="product=testing")
+    failed = {rid[-1]: msg for rid, _, msg in result.compile_errors}
+    assert set(failed) == {"0", "1"} and "no selection" in failed["0"]
+    assert [(d.title, d.record) for d in result.detections] == [("good", 1)]
+
+
+def test_correlation_with_an_impossible_timespan_is_a_rule_error(tmp_path):
+    import orjson
+
+    from ttpscope.detect.runner import detect
+
+    (tmp_path / "c.yml").write_text(textwrap.dedent("""\
+        title: base
+        id: 00000000-0000-0000-0000-0000000000e3
+        name: base_rule
+        logsource: {product: testing}
+        detection:
+          sel: {CommandLine|contains: x}
+          condition: sel
+        ---
+        title: corr
+        id: 00000000-0000-0000-0000-0000000000e4
+        correlation:
+          type: event_count
+          rules: [base_rule]
+          group-by: [User]
+          timespan: 99999999999d
+          condition: {gte: 2}
+        """), encoding="utf-8")
+    logs = tmp_path / "events.jsonl"
+    logs.write_bytes(b"\n".join(orjson.dumps({"CommandLine": f"x{i}", "User": "a"}) for i in range(2)))
+    result = detect(logs, tmp_path / "c.yml", cache=False, logsource="product=testing")
+    assert [(rid, msg) for rid, _, msg in result.compile_errors] == [
+        ("00000000-0000-0000-0000-0000000000e4", "timespan 99999999999d is out of range (at most 999,999,999 days)")]
+    assert len(result.detections) == 2  # the base rule's hits stay

@@ -143,6 +143,7 @@ def test_sigmahq_regression_gold_standard(shared_data, kb, capsys, python_rows):
 
 
 # ---------------------------------------------------------------------------------------------- log sources
+@pytest.mark.slow  # ~50 s with warm caches, over 60 s in a fresh home (3,000 rules to parse and compile)
 def test_full_sigmahq_set_on_windows_evtx_fires_only_windows_rules(shared_data, kb):
     """The whole SigmaHQ rule set over the real EVTX folder: every detection comes from a rule whose log
     source is Windows (or names no product); none from Zeek, Cisco, macOS, Linux ... rules."""

@@ -202,6 +202,26 @@ def test_unicode_case_folding(tmp_path):
     assert run(tmp_path, "sel:\n    Path|contains: '\\élodie\\'\ncondition: sel", events) == [0]
 
 
+def test_one_case_folding_rule_for_values_and_columns(tmp_path):
+    """Dotted capital I and final sigma fold the same way in rule values and in columns, on both paths
+    (issue 15 item 14): Python's own lower() would give 'i̇stanbul' and 'οδος', the engines 'istanbul', 'οδοσ'."""
+    events = [{"City": "İstanbul"}, {"City": "istanbul"}, {"City": "ΟΔΟΣ"}, {"City": "οδος"}, {"City": "Istanbul"}]
+    assert run(tmp_path, "sel:\n    City|contains: 'İstanbul'\ncondition: sel", events) == [0, 1, 4]
+    assert run(tmp_path, "sel:\n    City: 'istanbul'\ncondition: sel", events) == [0, 1, 4]
+    assert run(tmp_path, "sel:\n    City|endswith: 'ΟΣ'\ncondition: sel", events) == [2, 3]
+    assert run(tmp_path, "sel:\n    City: 'οδος'\ncondition: sel", events) == [2, 3]
+    assert run(tmp_path, "sel:\n    City|startswith: 'ΟΔ'\ncondition: sel", events) == [2, 3]
+
+
+def test_keywords_search_fields_whose_names_start_with_underscore(tmp_path):
+    """`_raw` and `_message` are event fields like any other: keyword searches read them on the Arrow
+    path as on the SQL path (issue 15 item 15)."""
+    events = [{"_raw": "x mimikatz y", "host": "a"}, {"_message": "sekurlsa::logonpasswords", "host": "b"},
+              {"_raw": "benign", "host": "c"}]
+    assert run(tmp_path, "keywords:\n    - 'mimikatz'\n    - 'sekurlsa'\ncondition: keywords", events) == [0, 1]
+    assert run(tmp_path, "keywords:\n    - 'mimikatz'\ncondition: keywords", events) == [0]
+
+
 def test_field_spelled_two_ways_in_one_class(tmp_path):
     """Events of one class spelling a field "message" and "Message" (NXLog exports do): one column, so
     keyword and field searches see both (the SQL path once missed the second spelling)."""

@@ -38,6 +38,9 @@ RULES = {
                 "sel:\n    CommandLine|contains: 'x'\nfilter:\n    ParentImage|endswith: 'explorer.exe'\n"
                 "condition: sel and not filter"),
     "numbers": ("product: testing", "sel:\n    Size|gte: 10\ncondition: sel"),
+    "unicode": ("product: testing", "sel:\n    City|contains: 'İstanbul'\ncondition: sel"),
+    "sigma": ("product: testing", "sel:\n    City: 'οδος'\ncondition: sel"),
+    "underscore": ("product: testing", "keywords:\n    - 'lsadump'\ncondition: keywords"),
 }
 
 EVENTS = [
@@ -52,6 +55,8 @@ EVENTS = [
     {"CommandLine": "cmd.exe /k whoami readme.txt", "ParentImage": "C:\\explorer.exe"},
     {"CommandLine": "its 1000 aXb\\c", "Note": "Invoke-Mimikatz"},
     {"commandline": "cmd.exe /c WHOAMI"},  # the same field spelled otherwise: one column for Spark too
+    {"City": "İstanbul", "_raw": "lsadump::sam"},  # 10
+    {"City": "ΟΔΟΣ"},  # 11: final sigma folds as in the rule value
 ]
 
 
@@ -73,5 +78,6 @@ def test_spark_matches_duckdb(tmp_path, spark):
     assert set(got) >= {("proc", 1), ("proc", 2), ("reg", 4), ("quotes", 5), ("regex", 6), ("cased", 6),
                         ("keywords", 7), ("keywords", 8), ("numbers", 5)}
     assert ("cased", 9) in got and ("regex", 9) in got
+    assert {("unicode", 10), ("sigma", 11), ("underscore", 10)} <= set(got)
     assert ("proc", 3) not in got and ("notnull", 7) not in got and ("notnull", 5) in got
     assert sp.detections[0].event and sp.engine == "spark"

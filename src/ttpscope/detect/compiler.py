@@ -25,10 +25,10 @@ from sigma.types import (
     SpecialChars,
 )
 
-from ttpscope.detect.ir import ANY, ONE, TRUE, Pred, _Wild, make_and, make_not, make_or
+from ttpscope.detect.ir import ANY, ONE, TRUE, Pred, _Wild, fold_case, make_and, make_not, make_or
 from ttpscope.detect.variants import variant_pipelines, variants_for
 
-COMPILER_VERSION = "4"  # bump when the IR or its semantics change: compiled-rule caches key on it
+COMPILER_VERSION = "5"  # bump when the IR or its semantics change: compiled-rule caches key on it
 
 
 # ---------------------------------------------------------------------------------------------- backend
@@ -37,7 +37,7 @@ def _string_pred(fld: str | None, s: SigmaString, cased: bool) -> Any:
     parts: list[str] = []
     for p in s.s:
         if isinstance(p, str):
-            parts.append(p if cased else p.lower())
+            parts.append(p if cased else fold_case(p))
         elif p == SpecialChars.WILDCARD_MULTI:
             parts.append(ANY)
         elif p == SpecialChars.WILDCARD_SINGLE:
@@ -79,6 +79,17 @@ _CMP = {CompareOperators.LT: "<", CompareOperators.LTE: "<=", CompareOperators.G
         CompareOperators.GTE: ">="}
 
 
+NO_SELECTION = "the condition refers to no selection of the rule (e.g. '1 of foo*' without a selection named foo…)"
+
+
+def _named(cond) -> list:
+    """The operands of an and/or; none means the condition named selections the rule does not have
+    (``1 of foo*`` without a ``foo…`` selection): an error, not a rule that silently never fires."""
+    if not cond.args:
+        raise SigmaError(NO_SELECTION)
+    return cond.args
+
+
 class IRBackend(Backend):
     """A pySigma backend whose 'queries' are IR trees (see :class:`Pred`), one per rule condition."""
 
@@ -86,14 +97,19 @@ class IRBackend(Backend):
     formats = {"default": "predicate IR"}
     requires_pipeline = False
 
+    def convert_condition(self, cond, state):
+        if cond is None:  # what pySigma leaves of an "of" selector that matches no selection
+            raise SigmaError(NO_SELECTION)
+        return super().convert_condition(cond, state)
+
     def convert_condition_as_in_expression(self, cond, state):  # never chosen (convert_or_as_in is False)
         return make_or(self.convert_condition(a, state) for a in cond.args)
 
     def convert_condition_or(self, cond: ConditionOR, state: ConversionState):
-        return make_or(self.convert_condition(a, state) for a in cond.args)
+        return make_or(self.convert_condition(a, state) for a in _named(cond))
 
     def convert_condition_and(self, cond: ConditionAND, state: ConversionState):
-        return make_and(self.convert_condition(a, state) for a in cond.args)
+        return make_and(self.convert_condition(a, state) for a in _named(cond))
 
     def convert_condition_not(self, cond: ConditionNOT, state: ConversionState):
         return make_not(self.convert_condition(cond.args[0], state))

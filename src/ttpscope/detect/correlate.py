@@ -70,6 +70,11 @@ def spec_from_rule(info) -> CorrelationSpec:
             target = getattr(ref, "rule", None)
             rid = str(target.id) if target is not None and target.id is not None else names.get(ref.reference, ref.reference)
             aliases[alias.alias][rid] = fld
+    try:
+        timespan = timedelta(seconds=rule.timespan.seconds)
+    except (OverflowError, ValueError, TypeError):
+        raise ValueError(f"timespan {getattr(rule.timespan, 'spec', rule.timespan)} is out of range "
+                         "(at most 999,999,999 days)") from None
     cond = rule.condition
     op = cond.op.name.lower() if getattr(cond, "op", None) is not None else None
     fieldref = getattr(cond, "fieldref", None)
@@ -77,7 +82,7 @@ def spec_from_rule(info) -> CorrelationSpec:
         fieldref = fieldref[0] if fieldref else None
     return CorrelationSpec(
         rule_id=info.id, title=info.title, level=info.level, type=ctype, rules=refs,
-        group_by=list(rule.group_by or []), timespan=timedelta(seconds=rule.timespan.seconds),
+        group_by=list(rule.group_by or []), timespan=timespan,
         op=op, count=getattr(cond, "count", None), value_field=fieldref, aliases=aliases,
         techniques=list(info.techniques), tactics=list(info.tactics))
 

@@ -9,8 +9,9 @@ IR renders to DuckDB SQL and Spark SQL (:mod:`ttpscope.detect.sql`) and runs on 
 
 Matching semantics (the Sigma specification's, made explicit):
 
-- strings compare case-insensitively unless ``cased``: literals are lowered here, columns are lowered once
-  per batch by the engine; ``*`` and ``?`` are wildcards (``contains``/``startswith``/``endswith`` become
+- strings compare case-insensitively unless ``cased``: literals are folded here (:func:`fold_case`),
+  columns are folded once per batch by the engine with the same rule (``Dialect.fold`` in SQL, Arrow's
+  ``utf8_lower`` plus the same final-sigma step); ``*`` and ``?`` are wildcards (``contains``/``startswith``/``endswith`` become
   wildcards at the ends, as pySigma's modifiers produce them);
 - ``re`` is a search (unanchored), case-sensitive unless the ``i`` flag is given; ``m`` and ``s`` flags too;
 - ``cidr`` expands to address prefixes; ``lt``/``lte``/``gt``/``gte`` compare numerically; ``exists`` tests
@@ -27,6 +28,20 @@ from typing import Any, Iterable, NamedTuple
 # Nodes are named tuples: hashable (so shared conditions dedupe), and the compiled-rule cache of the
 # SigmaHQ set unpickles in a fraction of the time dataclasses take. The trailing ``kind`` keeps nodes
 # of different types unequal even when their fields are.
+def fold_case(text: str) -> str:
+    """The one case-folding rule of every engine: Unicode's *simple* lowercase mapping, character by
+    character, then final sigma ``ς`` → ``σ``.
+
+    Python's ``str.lower`` applies the full mapping (``İ`` → ``i̇``, two characters) and the final-sigma
+    context rule (``ΟΔΟΣ`` → ``οδος``); DuckDB and Arrow (utf8proc) map each character alone
+    (``istanbul``, ``οδοσ``); Java, for Spark, does as Python. Folded this way on both sides, a rule's
+    ``İstanbul`` matches the event's ``İstanbul`` and ``ΟΔΟΣ`` matches ``οδος`` on every engine.
+    """
+    if text.isascii():
+        return text.lower()
+    return "".join("i" if ch == "\u0130" else ch.lower() for ch in text).replace("\u03c2", "\u03c3")
+
+
 class Pred(NamedTuple):
     """One test on one field (``field`` None: any field, i.e. a keyword search).
 
@@ -176,7 +191,7 @@ def _eval_const(pred: Pred, value: str | None) -> bool:
         return value is not None
     if value is None:
         return False
-    v = value if pred.cased else value.lower()
+    v = value if pred.cased else fold_case(value)
     if op == "eq":
         return v == pred.value
     if op == "in":

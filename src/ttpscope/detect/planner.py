@@ -19,9 +19,9 @@ from typing import Any, Iterable
 import pyarrow.compute as pc
 
 from ttpscope.detect.compiler import CompiledRule
-from ttpscope.detect.ir import CLASS_FIELDS, FALSE, Pred, class_constraints, fields_of, fold, make_or, walk
+from ttpscope.detect.ir import CLASS_FIELDS, FALSE, Pred, class_constraints, fields_of, fold, fold_case, make_or, walk
 from ttpscope.detect.variants import CHANNEL_VARIANTS, runs_on
-from ttpscope.detect.sql import KEYWORD, ColumnMap, sql_ident
+from ttpscope.detect.sql import DUCKDB, KEYWORD, ColumnMap, sql_ident
 from ttpscope.ingest.base import ROW, SRC, class_order, is_internal
 from ttpscope.ingest.logsource import UNKNOWN
 
@@ -115,7 +115,7 @@ class Planner:
             if value is not None or name.lower() not in by_lower:
                 constants[name.lower()] = value
         rest = frozenset(k for k in by_lower if k not in constants)
-        lowered_key = {f: (v.lower() if isinstance(v, str) else None) for f, v in zip(CLASS_FIELDS, key)}
+        lowered_key = {f: (fold_case(v) if isinstance(v, str) else None) for f, v in zip(CLASS_FIELDS, key)}
         per_rule: dict[int, list] = {}
         eid = lowered_key["EventID"] if "eventid" in constants else None
         candidates = self.variants_by_eid.get(None, []) + (self.variants_by_eid.get(eid, []) if eid else [])
@@ -160,7 +160,7 @@ class Planner:
 
 
 
-def lowering(plan: Plan, ident=sql_ident) -> tuple[list[str], ColumnMap]:
+def lowering(plan: Plan, ident=sql_ident, fold=DUCKDB.fold) -> tuple[list[str], ColumnMap]:
     """The SELECT list that lowers each field the plan reads once (``l<i>``), keeps those read as stored
     (``o<i>``) and every field for keyword searches (``t<j>``); and the column map to render against it."""
     cmap = ColumnMap()
@@ -171,7 +171,7 @@ def lowering(plan: Plan, ident=sql_ident) -> tuple[list[str], ColumnMap]:
             select.append(f"{src} AS o{i}")
             cmap.orig[k] = f"o{i}"
         if k in plan.need_lower:
-            select.append(f"lower({src}) AS l{i}")
+            select.append(f"{fold(src)} AS l{i}")
             cmap.lower[k] = f"l{i}"
     if plan.keyword:  # keyword searches read every field as stored
         for j, col in enumerate(plan.all_columns):

@@ -237,7 +237,7 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
         for info in rs.correlations:
             try:
                 specs.append(spec_from_rule(info))
-            except (ValueError, AttributeError) as exc:
+            except (ValueError, AttributeError, OverflowError) as exc:
                 compile_errors.append((info.id, info.path, str(exc)))
         found = correlate(ordered, specs)
         correlations = len(found)

@@ -86,6 +86,8 @@ class Dialect:
     string: Callable[[str], str] = sql_string
     like_escape: str = " ESCAPE '\\'"  # "" where backslash is the default LIKE escape (Spark)
     in_max: int = 10_000
+    # a column folded as ttpscope.detect.ir.fold_case folds rule values
+    fold: Callable[[str], str] = lambda c: f"replace(lower({c}), '\u03c2', '\u03c3')"
 
 
 DUCKDB = Dialect(
@@ -107,6 +109,9 @@ SPARK = Dialect(
     ident=lambda name: "`" + name.replace("`", "``") + "`",
     string=spark_string,
     like_escape="",
+    # Java lowers with the full mapping and the final-sigma rule: the two characters concerned are
+    # mapped first, so that lower() is left with simple mappings only
+    fold=lambda c: f"replace(lower(replace(replace({c}, '\u03a3', '\u03c3'), '\u0130', 'i')), '\u03c2', '\u03c3')",
 )
 
 

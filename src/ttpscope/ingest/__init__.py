@@ -3,8 +3,9 @@ batches, with read/accepted/rejected counts per source.
 
     from ttpscope.ingest import EventReader
     reader = EventReader(["logs/"])
-    for batch in reader.batches():      # EventBatch: one event class (Channel, Provider_Name, EventID)
-        batch.table                     # pyarrow.Table: _src, _rec, _time, _host, then string fields
+    for batch in reader.batches():      # EventBatch: one event class (Channel, Provider_Name, EventID, log source)
+        batch.logsource                 # LogSource(product, service, category), recognised from content
+        batch.table                     # pyarrow.Table: the internal "::" columns (BASE_COLUMNS), then string fields
     reader.stats                        # [IngestStats(source, format, read, accepted, rejected, reasons)]
 
 Field naming follows :mod:`ttpscope.ingest.flatten`.

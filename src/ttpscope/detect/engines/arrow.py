@@ -62,7 +62,8 @@ class ArrowEvaluator:
     def lowered(self, key: str) -> pa.Array:
         arr = self.low.get(key)
         if arr is None:
-            arr = self.low[key] = pc.utf8_lower(self.orig[key])
+            # utf8_lower maps each character alone (simple mapping), as fold_case does; then final sigma
+            arr = self.low[key] = pc.replace_substring(pc.utf8_lower(self.orig[key]), "\u03c2", "\u03c3")
         return arr
 
     def matches(self, node: Any) -> pa.Array:

@@ -92,7 +92,7 @@ class SparkEngine(Planner):
         if not plan.rules:
             return []
         df.createOrReplaceTempView("batch")
-        select, cmap = lowering(plan, SPARK.ident)
+        select, cmap = lowering(plan, SPARK.ident, SPARK.fold)
         lowered = self.spark.sql(f"SELECT {', '.join(select)} FROM batch").cache()
         lowered.createOrReplaceTempView("lowered")
         items = []
