@@ -91,6 +91,14 @@ def json_layout(text: str, whole: bool = False) -> str:
     return "json"
 
 
+def _mostly_objects(text: str, whole: bool) -> bool:
+    """At least two of the first lines, and most of them, are JSON objects."""
+    lines = text.split("\n", 65)
+    lines = [ln for ln in (lines if whole or len(lines) == 1 else lines[:-1])[:64] if ln.strip()]
+    good = sum(1 for ln in lines if ln.lstrip()[:1] == "{" and _is_json(ln))
+    return good >= 2 and good * 2 >= len(lines)
+
+
 def _is_json(line: str) -> bool:
     try:
         orjson.loads(line)
@@ -204,6 +212,8 @@ def sniff_bytes(head: bytes, name: str = "", whole: bool = False) -> Sniffed:
             if fmt:
                 return Sniffed(LOG, fmt)
         return Sniffed(LOG, json_layout(stripped, whole))
+    if json_layout(stripped, whole) == "jsonl" and _mostly_objects(stripped, whole):
+        return Sniffed(LOG, "jsonl")  # JSON lines whose first line is damaged
     low = stripped[:2048].lower()
     if low.startswith(("<!doctype html", "<html")) or "<body" in low or "<html" in low:
         return Sniffed(REPORT, "html")
