@@ -60,6 +60,13 @@ def _first_member(path: Path, limit: int = MAX_SEED_BYTES) -> bytes:
     return data[: cut + 1] if cut > 0 else data
 
 
+def _whole(data: bytes, limit: int) -> bytes:
+    """The first whole lines of data within limit bytes."""
+    if len(data) <= limit:
+        return data
+    return data[: data.rfind(b"\n", 0, limit) + 1]
+
+
 def seed_corpus(shared: Path = SHARED) -> dict[str, bytes]:
     """name → bytes of real files: EVTX as published, JSON lines and CSV taken from published archives and
     tables, and containers built around them (zip, tar.gz, gz, a JSON array, Parquet of real records)."""
@@ -74,7 +81,7 @@ def seed_corpus(shared: Path = SHARED) -> dict[str, bytes]:
     seeds["events.jsonl"] = jsonl
     seeds["s3.csv"] = _first_member(shared / ZIP_SEEDS[1], 64 * 1024)
     seeds["tar.jsonl"] = _first_member(shared / TAR_SEEDS[0], 128 * 1024)
-    seeds["index.csv"] = (shared / CSV_SEEDS[0]).read_bytes()[:MAX_SEED_BYTES]
+    seeds["index.csv"] = _whole((shared / CSV_SEEDS[0]).read_bytes(), MAX_SEED_BYTES)
     records = [orjson.loads(ln) for ln in jsonl.splitlines()[:400] if ln.strip()]
     seeds["array.json"] = orjson.dumps(records[:200], option=orjson.OPT_INDENT_2)
     flat = [{k: (v if isinstance(v, str) else orjson.dumps(v).decode()) for k, v in r.items()} for r in records]
@@ -85,18 +92,18 @@ def seed_corpus(shared: Path = SHARED) -> dict[str, bytes]:
     seeds["events.parquet"] = buf.getvalue()
     zbuf = io.BytesIO()
     with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("a/events.json", jsonl[:64 * 1024])
+        zf.writestr("a/events.json", _whole(jsonl, 64 * 1024))
         zf.writestr("b/log.evtx", seeds["evtx0.evtx"])
-        zf.writestr("c/rows.csv", seeds["s3.csv"][:16 * 1024])
+        zf.writestr("c/rows.csv", _whole(seeds["s3.csv"], 16 * 1024))
     seeds["three.zip"] = zbuf.getvalue()
     tbuf = io.BytesIO()
     with tarfile.open(fileobj=tbuf, mode="w:gz") as tf:
-        for name, data in (("x/events.jsonl", jsonl[:64 * 1024]), ("x/sec.evtx", seeds["evtx1.evtx"])):
+        for name, data in (("x/events.jsonl", _whole(jsonl, 64 * 1024)), ("x/sec.evtx", seeds["evtx1.evtx"])):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     seeds["mixed.tar.gz"] = tbuf.getvalue()
-    seeds["events.jsonl.gz"] = gzip.compress(jsonl[:128 * 1024])
+    seeds["events.jsonl.gz"] = gzip.compress(_whole(jsonl, 128 * 1024))
     return seeds
 
 

@@ -37,11 +37,14 @@ class Sniffed:
 def utf16_order(head: bytes) -> str | None:
     """``utf-16-le``/``utf-16-be`` when the bytes are UTF-16 text (by byte order mark, or by the NULs every
     other byte that ASCII text in UTF-16 has), else None."""
-    if head.startswith(b"\xff\xfe"):
-        return "utf-16-le"
-    if head.startswith(b"\xfe\xff"):
-        return "utf-16-be"
     sample = head[:4096]
+    # a byte order mark counts when NULs follow, as in UTF-16 text of logs (mostly ASCII); b"\xff\xfe" before
+    # UTF-8 text is damage, not an encoding
+    marked = len(sample) <= 4 or sample.count(0) > 0.1 * len(sample)
+    if head.startswith(b"\xff\xfe") and marked:
+        return "utf-16-le"
+    if head.startswith(b"\xfe\xff") and marked:
+        return "utf-16-be"
     if len(sample) >= 16:
         even, odd = sample[0::2], sample[1::2]
         if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
