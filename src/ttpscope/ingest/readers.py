@@ -99,13 +99,27 @@ class Guarded(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
-        data = self.read(len(b))
+        data = self.read1(len(b))
         b[: len(data)] = data
         return len(data)
 
     def read(self, n: int = -1) -> bytes:
+        """Up to n bytes, fewer only at the end of the stream (as a buffered file reads)."""
         if n is None or n < 0:
             return self.readall()
+        data = self.read1(n)
+        if len(data) >= n or not data:
+            return data
+        parts, got = [data], len(data)
+        while got < n and (more := self.read1(n - got)):
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def read1(self, n: int = -1) -> bytes:
+        """At most n bytes from one read of the source."""
+        if n is None or n < 0:
+            n = BLOCK
         if self._head:
             data, self._head = self._head[:n], self._head[n:]
             self.position += len(data)
@@ -129,7 +143,7 @@ class Guarded(io.RawIOBase):
 
     def readall(self) -> bytes:
         parts = []
-        while chunk := self.read(BLOCK):
+        while chunk := self.read1(BLOCK):
             parts.append(chunk)
         return b"".join(parts)
 
@@ -951,8 +965,11 @@ def _text_lines(fh) -> Iterator[tuple[int, str | _Overlong]]:
             yield lineno, block
             continue
         text = block.decode("utf-8", errors="replace").replace("\x00", "")
-        for i, line in enumerate(text.splitlines(keepends=True)):
-            yield lineno + i, line
+        lines = text.split("\n")  # only "\n" ends a line (str.splitlines also splits at \x0c, \u2028, ...)
+        for i, line in enumerate(lines[:-1]):
+            yield lineno + i, line + "\n"
+        if lines[-1]:
+            yield lineno + len(lines) - 1, lines[-1]
 
 
 READERS.update(evtx=read_evtx, jsonl=read_json_lines, json=read_json_document, parquet=read_parquet,
