@@ -8,6 +8,7 @@ hangs, peak RSS, executions per second; fixed seed, so a run is reproducible.
 
     python bench/fuzz_campaign.py --executions 1000000 --seed 15 --out bench/results/fuzz_campaign.json
     python bench/fuzz_campaign.py --seconds 180          # a bounded run
+    python bench/fuzz_campaign.py --workers 8 ...        # one campaign per process, seeds 15000..15007
 
 The mutators (:func:`mutate`) and seeds (:func:`seed_corpus`) are also used by the property-based tests
 (``tests/test_ingest_fuzz.py``).
@@ -258,7 +259,8 @@ def campaign(executions: int, seconds: float, seed: int, hang_seconds: float, lo
              "accepted": 0, "rejected": 0, "by_seed": {n: 0 for n in names}, "examples": []}
     signal.signal(signal.SIGALRM, _alarm)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ttpscope-fuzz-") as tmp:
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="ttpscope-fuzz-", dir=shm) as tmp:
         crash_dir = Path(tmp)
         while stats["executions"] < executions and time.perf_counter() - t0 < seconds:
             name = rng.choice(names)
@@ -302,6 +304,30 @@ def campaign(executions: int, seconds: float, seed: int, hang_seconds: float, lo
     return stats
 
 
+def _worker(args) -> dict:
+    executions, seconds, seed, hang_seconds = args
+    return campaign(executions, seconds, seed, hang_seconds, lambda m: print(f"[seed {seed}] {m}", file=sys.stderr,
+                                                                           flush=True))
+
+
+def parallel(executions: int, seconds: float, seed: int, hang_seconds: float, workers: int) -> dict:
+    """``workers`` processes, each its own campaign with seed ``seed * 1000 + i``; figures summed (peak RSS:
+    the largest of one process)."""
+    import multiprocessing
+
+    share = [executions // workers + (1 if i < executions % workers else 0) for i in range(workers)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        parts = pool.map(_worker, [(n, seconds, seed * 1000 + i, hang_seconds) for i, n in enumerate(share)])
+    out = {k: sum(p[k] for p in parts) for k in ("executions", "crashes", "hangs", "conservation_failures",
+                                                  "read", "accepted", "rejected")}
+    out["by_seed"] = {n: sum(p["by_seed"][n] for p in parts) for n in parts[0]["by_seed"]}
+    out["examples"] = [e for p in parts for e in p["examples"]][:20]
+    out.update(seed=seed, workers=workers, seconds=max(p["seconds"] for p in parts),
+               peak_rss_mb=max(p["peak_rss_mb"] for p in parts), seeds=parts[0]["seeds"])
+    out["rate_per_s"] = round(out["executions"] / out["seconds"], 1)
+    return out
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -312,11 +338,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seconds", type=float, default=float("inf"), help="stop after this long")
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--hang-seconds", type=float, default=20.0, help="an execution longer than this is a hang")
+    ap.add_argument("--workers", type=int, default=1, help="processes, each with its own seed")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
-    result = campaign(args.executions, args.seconds, args.seed, args.hang_seconds,
-                      lambda m: print(m, file=sys.stderr, flush=True))
+    if args.workers > 1:
+        result = parallel(args.executions, args.seconds, args.seed, args.hang_seconds, args.workers)
+    else:
+        result = campaign(args.executions, args.seconds, args.seed, args.hang_seconds,
+                          lambda m: print(m, file=sys.stderr, flush=True))
     import orjson
 
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()

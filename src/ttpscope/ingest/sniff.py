@@ -54,6 +54,9 @@ def utf16_order(head: bytes) -> str | None:
     return None
 
 
+_PRINTABLE = bytes([9, 10, 13, *range(32, 256)])
+
+
 def decode_head(head: bytes) -> str | None:
     """The sniffed bytes as text, or None if they are binary. A few stray NUL bytes (a damaged or padded
     log) do not make text binary: binary formats are full of control bytes, not one or two."""
@@ -71,7 +74,7 @@ def decode_head(head: bytes) -> str | None:
     except UnicodeDecodeError as exc:
         if exc.start >= len(head) - 4:  # cut in the middle of a multi-byte character by the sniff
             return head[: exc.start].decode("utf-8", errors="replace")
-        printable = sum(1 for b in head if b >= 32 or b in (9, 10, 13))
+        printable = len(head) - len(head.translate(None, _PRINTABLE))
         return head.decode("latin-1") if printable / max(1, len(head)) > 0.95 else None
 
 
