@@ -294,15 +294,21 @@ def detect_format(name: str) -> str | None:
     return None
 
 
+def _is_pair(item) -> bool:
+    """A ``(path, format)`` item: a format name is a bare word (``evtx``, ``jsonl``), never a path."""
+    return isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], (str, type(None))) and \
+        (item[1] is None or item[1].isidentifier())
+
+
 def _path_of(item) -> Path:
-    return Path(item[0] if isinstance(item, tuple) else item).expanduser()
+    return Path(item[0] if _is_pair(item) else item).expanduser()
 
 
 def expand_sources(paths) -> list[Path]:
     """Files and folders (recursively: every file whose content is an event log, and every file whose name
     says it should be one, so that a damaged one is reported) → sorted list of files. Items may be
     ``(path, format)`` pairs."""
-    items = [paths] if isinstance(paths, (str, Path, tuple)) else list(paths)
+    items = [paths] if isinstance(paths, (str, Path)) or _is_pair(paths) else list(paths)
     out: list[Path] = []
     for item in items:
         p = _path_of(item)
@@ -332,11 +338,11 @@ class EventReader:
                  on_progress: Callable[[int, int, int], None] | None = None, evtx_threads: int = 1,
                  logsource: LogSource | None = None, formats: dict | None = None):
         self.logsource = logsource
-        items = [paths] if isinstance(paths, (str, Path, tuple)) else list(paths)
+        items = [paths] if isinstance(paths, (str, Path)) or _is_pair(paths) else list(paths)
         self.files = expand_sources(items)
         self.formats: dict[Path, str] = {Path(k).expanduser(): v for k, v in (formats or {}).items()}
         for item in items:
-            if isinstance(item, tuple) and item[1]:
+            if _is_pair(item) and item[1]:
                 self.formats[_path_of(item)] = item[1]
         self.sources: list[str] = []
         self.stats: list[IngestStats] = []

@@ -29,6 +29,7 @@ differs from an earlier one only by case is dropped from the event, not allowed 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -91,7 +92,10 @@ def _dumps(value: Any) -> str:
     try:
         return orjson.dumps(value, default=_json_default).decode()
     except orjson.JSONEncodeError as exc:
-        raise ValueError(f"value not representable as JSON text: {exc}") from None
+        try:  # integers beyond 64 bits: the stdlib writes them (and stops at its own recursion limit)
+            return json.dumps(value, default=_json_default, ensure_ascii=False, allow_nan=True)
+        except (RecursionError, ValueError, TypeError):
+            raise ValueError(f"value not representable as JSON text: {exc}") from None
 
 
 def _json_default(value: Any) -> str:

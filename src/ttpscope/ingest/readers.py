@@ -41,7 +41,7 @@ from typing import IO, Callable, Iterator
 
 import orjson
 
-from ttpscope.ingest.base import READERS, IngestStats
+from ttpscope.ingest.base import READERS, IngestStats, detect_format
 from ttpscope.ingest.flatten import flatten_evtx_event, flatten_json_event
 from ttpscope.ingest.formats import FORMAT_READERS, expand, read_records_document, records_document
 from ttpscope.ingest.sniff import LOG, SNIFF_BYTES, csv_delimiter, sniff, sniff_bytes, utf16_order
@@ -76,8 +76,8 @@ class Budget:
         """Count n more bytes; the reason when that passes a limit."""
         self.used += n
         if self.used > self.limit:
-            return (f"expands beyond {self.limit:,} bytes ({MAX_RATIO}x its compressed size, at most "
-                    f"{MAX_EXPANDED >> 30} GiB): a decompression bomb? The rest is not read")
+            return (f"decompression bomb? expands beyond {self.limit:,} bytes ({MAX_RATIO}x its compressed "
+                    f"size, at most {MAX_EXPANDED >> 30} GiB), the rest is not read")
         return self.parent.take(n) if self.parent else None
 
 
@@ -100,13 +100,27 @@ class Guarded(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
-        data = self.read(len(b))
+        data = self.read1(len(b))
         b[: len(data)] = data
         return len(data)
 
     def read(self, n: int = -1) -> bytes:
+        """Up to n bytes, fewer only at the end of the stream (as a buffered file reads)."""
         if n is None or n < 0:
             return self.readall()
+        data = self.read1(n)
+        if len(data) >= n or not data:
+            return data
+        parts, got = [data], len(data)
+        while got < n and (more := self.read1(n - got)):
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def read1(self, n: int = -1) -> bytes:
+        """At most n bytes from one read of the source."""
+        if n is None or n < 0:
+            n = BLOCK
         if self._head:
             data, self._head = self._head[:n], self._head[n:]
             self.position += len(data)
@@ -118,6 +132,8 @@ class Guarded(io.RawIOBase):
         except STREAM_ERRORS as exc:
             self.error = f"damaged data after byte {self.position:,}: {_why(exc)}"
             return b""
+        if len(data) > n:  # a salvage may give more than asked
+            data, self._head = data[:n], data[n:]
         if data and self._budget is not None:
             over = self._budget.take(len(data))
             if over:
@@ -128,7 +144,7 @@ class Guarded(io.RawIOBase):
 
     def readall(self) -> bytes:
         parts = []
-        while chunk := self.read(BLOCK):
+        while chunk := self.read1(BLOCK):
             parts.append(chunk)
         return b"".join(parts)
 
@@ -147,41 +163,62 @@ def _why(exc: BaseException) -> str:
 
 
 class _Gunzip:
-    """gzip data as a read(n) callable that keeps what it decompressed before a fault: stdlib ``gzip``
-    loses the block in which it meets a truncation. Concatenated gzip members are read on."""
+    """gzip data as a read(n) callable that keeps what it decompressed before a fault (stdlib ``gzip``
+    loses the block in which it meets damage or a truncation): on a zlib error the failed input is
+    replayed in small pieces from a copy of the decompressor, the data up to the fault is served, and the
+    error is raised on the next call. Concatenated gzip members are read on."""
 
     def __init__(self, fh):
         self.fh = fh
         self.dec = zlib.decompressobj(31)
+        self.pending = b""
+        self.error: Exception | None = None
         self.done = False
 
     def __call__(self, n: int) -> bytes:
-        out = b""
-        while not out and not self.done:
-            if self.dec.unconsumed_tail:
-                out = self.dec.decompress(self.dec.unconsumed_tail, n)
-            else:
-                raw = self.fh.read(64 * 1024)
-                if not raw:
-                    if not self.dec.eof:
-                        raise EOFError("compressed data ends before the end of the gzip stream (truncated)")
+        if self.error is not None:
+            self.done = True
+            error, self.error = self.error, None
+            raise error
+        while not self.done:
+            raw, self.pending = self.pending or self.fh.read(16384), b""
+            if not raw:
+                self.done = True
+                if not self.dec.eof:
+                    raise EOFError("compressed data ends before the end of the gzip stream (truncated)")
+                return b""
+            if self.dec.eof:  # a next gzip member, or padding
+                if not raw.strip(b"\x00"):
+                    continue
+                if raw[:2] != b"\x1f\x8b":
                     self.done = True
-                    break
+                    raise zlib.error("data after the end of the gzip stream is not gzip")
+                self.dec = zlib.decompressobj(31)
+            saved = self.dec.copy()
+            try:
                 out = self.dec.decompress(raw, n)
-            if self.dec.eof:
-                rest = self.dec.unused_data
-                if rest.lstrip(b"\x00"):  # another gzip member follows (concatenated .gz)
-                    if not rest.startswith(b"\x1f\x8b"):
-                        self.done = True
-                        raise zlib.error("data after the end of the gzip stream is not gzip")
-                    self.dec = zlib.decompressobj(31)
-                    tail = self.dec.decompress(rest, n)
-                    out += tail
-                else:
-                    self.done = not self.dec.unconsumed_tail and self.fh.read(1) == b"" or self.done
-                    if not self.done:
-                        self.dec = zlib.decompressobj(31)
-        return out
+            except zlib.error as exc:
+                out = _salvage(saved, raw)
+                if not out:
+                    self.done = True
+                    raise
+                self.error = exc
+                return out
+            self.pending = self.dec.unconsumed_tail or (self.dec.unused_data if self.dec.eof else b"")
+            if out:
+                return out
+        return b""
+
+
+def _salvage(dec, raw: bytes) -> bytes:
+    """What a decompressor gives of ``raw`` before the damage, fed 64 bytes at a time."""
+    parts = []
+    for i in range(0, len(raw), 64):
+        try:
+            parts.append(dec.decompress(raw[i:i + 64]))
+        except zlib.error:
+            break
+    return b"".join(parts)
 
 
 def _plain(path: Path) -> Guarded:
@@ -262,6 +299,8 @@ def _sniffed(source: str, name: str, stream: Guarded, stats: IngestStats) -> Mem
     found = sniff_bytes(head, name, whole=len(head) < SNIFF_BYTES)
     if found.kind != LOG:
         stream.close()
+        if stream.error or detect_format(name):  # damaged, or named as a log: say so; a README is no loss
+            stats.reject(None, f"{source}: member not read: {stream.error or found.problem or 'not an event log'}")
         return None
     if found.format in ARCHIVES:
         stats.reject(None, f"{source}: archive inside an archive not read: unpack it and give the files inside")
@@ -933,8 +972,11 @@ def _text_lines(fh) -> Iterator[tuple[int, str | _Overlong]]:
             yield lineno, block
             continue
         text = block.decode("utf-8", errors="replace").replace("\x00", "")
-        for i, line in enumerate(text.splitlines(keepends=True)):
-            yield lineno + i, line
+        lines = text.split("\n")  # only "\n" ends a line (str.splitlines also splits at \x0c, \u2028, ...)
+        for i, line in enumerate(lines[:-1]):
+            yield lineno + i, line + "\n"
+        if lines[-1]:
+            yield lineno + len(lines) - 1, lines[-1]
 
 
 READERS.update(evtx=read_evtx, jsonl=read_json_lines, json=read_json_document, parquet=read_parquet,

@@ -37,11 +37,14 @@ class Sniffed:
 def utf16_order(head: bytes) -> str | None:
     """``utf-16-le``/``utf-16-be`` when the bytes are UTF-16 text (by byte order mark, or by the NULs every
     other byte that ASCII text in UTF-16 has), else None."""
-    if head.startswith(b"\xff\xfe"):
-        return "utf-16-le"
-    if head.startswith(b"\xfe\xff"):
-        return "utf-16-be"
     sample = head[:4096]
+    # a byte order mark counts when NULs follow, as in UTF-16 text of logs (mostly ASCII); b"\xff\xfe" before
+    # UTF-8 text is damage, not an encoding
+    marked = len(sample) <= 4 or sample.count(0) > 0.1 * len(sample)
+    if head.startswith(b"\xff\xfe") and marked:
+        return "utf-16-le"
+    if head.startswith(b"\xfe\xff") and marked:
+        return "utf-16-be"
     if len(sample) >= 16:
         even, odd = sample[0::2], sample[1::2]
         if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
@@ -49,6 +52,9 @@ def utf16_order(head: bytes) -> str | None:
         if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
             return "utf-16-be"
     return None
+
+
+_PRINTABLE = bytes([9, 10, 13, *range(32, 256)])
 
 
 def decode_head(head: bytes) -> str | None:
@@ -71,7 +77,7 @@ def decode_head(head: bytes) -> str | None:
     except UnicodeDecodeError as exc:
         if exc.start >= len(head) - 4:  # cut in the middle of a multi-byte character by the sniff
             return head[: exc.start].decode("utf-8", errors="replace")
-        printable = sum(1 for b in head if b >= 32 or b in (9, 10, 13))
+        printable = len(head) - len(head.translate(None, _PRINTABLE))
         return head.decode("latin-1") if printable / max(1, len(head)) > 0.95 else None
 
 
@@ -92,6 +98,14 @@ def json_layout(text: str, whole: bool = False) -> str:
     if rest and sum(1 for ln in rest if ln.lstrip()[:1] == "{" and _is_json(ln)) * 2 >= len(rest):
         return "jsonl"
     return "json"
+
+
+def _mostly_objects(text: str, whole: bool) -> bool:
+    """At least two of the first lines, and most of them, are JSON objects."""
+    lines = text.split("\n", 65)
+    lines = [ln for ln in (lines if whole or len(lines) == 1 else lines[:-1])[:64] if ln.strip()]
+    good = sum(1 for ln in lines if ln.lstrip()[:1] == "{" and _is_json(ln))
+    return good >= 2 and good * 2 >= len(lines)
 
 
 def _is_json(line: str) -> bool:
@@ -209,6 +223,8 @@ def sniff_bytes(head: bytes, name: str = "", whole: bool = False) -> Sniffed:
             if fmt:
                 return Sniffed(LOG, fmt)
         return Sniffed(LOG, json_layout(stripped, whole))
+    if json_layout(stripped, whole) == "jsonl" and _mostly_objects(stripped, whole):
+        return Sniffed(LOG, "jsonl")  # JSON lines whose first line is damaged
     low = stripped[:2048].lower()
     if low.startswith(("<!doctype html", "<html")) or "<body" in low or "<html" in low:
         return Sniffed(REPORT, "html")
