@@ -208,8 +208,9 @@ def test_a_zip_bomb_named_logs_json_is_recognised_by_content_and_refused(client)
     assert r.status_code == 413 and "gz" in r.json()["detail"]
 
 
-def test_a_small_zip_named_logs_json_is_taken_for_a_zip_and_investigated(tmp_path, kb):
-    c = TestClient(create_app(Settings(token=TOKEN, bundle="embedded", rules=str(EXAMPLE_RULES),
+def test_a_small_zip_named_logs_json_is_taken_for_a_zip_and_investigated(tmp_path, kb, monkeypatch):
+    monkeypatch.chdir(EXAMPLE_RULES.parents[1])  # the server's rules given relative to where it started
+    c = TestClient(create_app(Settings(token=TOKEN, bundle="embedded", rules="examples/rules",
                                        workspace=str(tmp_path / "ws.duckdb"))))
     lines = b"\n".join(orjson.dumps({**EVENT, "n": i}) for i in range(200))
     r = c.post("/api/cases", files={"file": ("logs.json", _zip({"events.jsonl": lines}), "application/json")},

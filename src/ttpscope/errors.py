@@ -26,3 +26,7 @@ class NotFoundError(TtpscopeError):
 
 class OfflineError(TtpscopeError):
     """A download that could not reach its server."""
+
+
+class WriteError(TtpscopeError):
+    """A file or the workspace could not be written (a full disk, no permission); nothing half-written is left."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ttpscope.api.deps import workspace_of
 from ttpscope.api.uploads import remove, stage
 from ttpscope.errors import TtpscopeError
@@ -24,8 +26,10 @@ def start(app, evidence, name, kb):
     ws = workspace_of(app)
     folder, staged = stage(evidence)
     title = (name or ", ".join(label for _, label in staged))[:120]
+    # the job runs in the staging folder: the server's own relative paths are made absolute first
     kwargs = {"files": [p.name for p, _ in staged], "labels": [label for _, label in staged], "name": title,
-              "domain": kb.domain, "bundle": settings.bundle, "rules": settings.rules, "workspace": str(ws.path)}
+              "domain": kb.domain, "bundle": _absolute(settings.bundle), "rules": _absolute(settings.rules),
+              "workspace": str(Path(ws.path).resolve())}
     return app.state.jobs.submit_child("investigate", title, run_investigation, kwargs, cleanup=lambda: remove(folder),
                                        cwd=folder, folder=folder)
 
@@ -47,6 +51,13 @@ def run_investigation(progress, *, files, labels, name, domain, bundle, rules, w
     return {"case_id": result.case.id, "name": result.case.name,
             "warnings": [_as_labels(w, staged) for w in result.warnings],
             "sources": [{**s.to_dict(), "path": _as_labels(str(s.path), staged)} for s in result.sources]}
+
+
+def _absolute(value: str | None) -> str | None:
+    """A local path made absolute; anything else (None, "embedded", a URL) as it is."""
+    if value and "://" not in value and Path(value).expanduser().exists():
+        return str(Path(value).expanduser().resolve())
+    return value
 
 
 def _as_labels(text: str, staged) -> str:

@@ -324,6 +324,8 @@ def _child_main(send, target, kwargs, cwd, memory_mib) -> None:
         limit = int(memory_mib) * MiB
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if cwd:
+        if os.environ.get("TTPSCOPE_HOME"):  # a relative home must still name the server's home after chdir
+            os.environ["TTPSCOPE_HOME"] = str(Path(os.environ["TTPSCOPE_HOME"]).expanduser().resolve())
         os.chdir(cwd)
 
     def progress(stage: str, fraction: float | None = None) -> None:

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import orjson
 
 from ttpscope.analyze.report import CaseAnalysis
-from ttpscope.errors import TtpscopeError
+from ttpscope.errors import TtpscopeError, WriteError
 from ttpscope.export.html import render_html
 from ttpscope.export.layers import case_layer, validate_layer
 from ttpscope.export.stix import case_bundle
@@ -75,9 +75,12 @@ def _umask() -> int:
 
 def write_atomic(path: Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
@@ -85,11 +88,13 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):  # a full disk: one line; the previous file (if any) is still whole
+            raise WriteError(f"{path}: cannot write ({exc.strerror or exc}); nothing half-written was left") from exc
         raise
     return path
 

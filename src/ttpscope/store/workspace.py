@@ -20,7 +20,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ttpscope.errors import InputError, NotFoundError, TtpscopeError
+from ttpscope.errors import InputError, NotFoundError, TtpscopeError, WriteError
 from ttpscope.model import Case, Detection, Observation, ReportDocument, parse_time
 from ttpscope.paths import home
 
@@ -154,10 +154,16 @@ class Workspace:
             _run(con, "BEGIN TRANSACTION")
             try:
                 yield con
-            except BaseException:
-                _run(con, "ROLLBACK")
+                _run(con, "COMMIT")
+            except duckdb.Error as exc:
+                _rollback(con)
+                if _write_failure(exc):  # e.g. a full disk at commit: DuckDB keeps none of the transaction
+                    raise WriteError(f"{self.path}: cannot write the workspace ({_reason(exc)}); nothing of "
+                                     "this change was saved") from exc
                 raise
-            _run(con, "COMMIT")
+            except BaseException:
+                _rollback(con)
+                raise
 
     # ------------------------------------------------------------------ lookups
     def _case_row(self, con, ref: str) -> tuple | None:
@@ -357,6 +363,27 @@ class Workspace:
                         [case_id, start, doc["id"], _str(doc.get("name")), _str(doc.get("kind")),
                          _str(doc.get("sha256")), _json(doc)])
             start += 1
+
+
+def _rollback(con) -> None:
+    try:
+        _run(con, "ROLLBACK")
+    except duckdb.Error:  # the failed commit already ended the transaction
+        pass
+
+
+def _write_failure(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.IOException) or "failed to commit" in text or "could not write" in text or \
+        "no space left" in text
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    for known in ("No space left on device", "Permission denied", "Read-only file system", "Disk quota exceeded"):
+        if known.lower() in text.lower():
+            return known
+    return text[:160]
 
 
 def _run(con, sql: str, params: list | None = None) -> list[tuple]:
