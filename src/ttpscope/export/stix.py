@@ -144,7 +144,9 @@ def _observables(event: dict[str, Any]) -> list[Any]:
         if isinstance(pid, int) or (isinstance(pid, str) and pid.isdigit()):
             props["pid"] = int(pid)
         # a process has no id-contributing properties in STIX 2.1: derive one from what identifies it here
-        out.append(stix2.Process(id=_id("process", props.get("command_line"), props.get("pid"), image), **props))
+        # (STIX wants a UUIDv4 there: the name-based UUID with its version bits set to 4 stays deterministic)
+        pid_ = uuid.UUID(_id("process", props.get("command_line"), props.get("pid"), image).split("--")[1])
+        out.append(stix2.Process(id=f"process--{uuid.UUID(bytes=pid_.bytes, version=4)}", **props))
     for key in ("TargetFilename", "ImageLoaded"):
         if event.get(key):
             out.append(stix2.File(name=ntpath.basename(str(event[key])) or str(event[key])))
