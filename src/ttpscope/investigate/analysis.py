@@ -284,7 +284,7 @@ def _attribution(ctx: Context):
     """Known groups (and ATT&CK campaigns) ranked by how well they explain the case
     (``ttpscope.analyze.attribution``)."""
     mod = _require("ttpscope.analyze.attribution", "attribute")
-    att = mod.attribute(ctx.case, ctx.kb, top=10)
+    att = mod.attribute(ctx.case, ctx.kb, top=10, named=named_in_reports(ctx.documents))
     n = len(att.observed)
 
     def row(c) -> dict[str, Any]:
@@ -293,7 +293,9 @@ def _attribution(ctx: Context):
         missing = [{"id": m.get("technique_id") or m.get("id"), "name": m.get("name", "")} for m in c.missing]
         exact = sum(1 for m in c.explained if m.match == "exact")
         why = f"explains {len(explained)} of {n} observed techniques ({exact} exactly)"
-        return {"id": c.id, "name": c.name, "score": c.score, "confidence": c.confidence, "explained": explained,
+        return {"id": c.id, "name": c.name, "score": c.score, "confidence": c.confidence,
+                "technique_score": getattr(c, "technique_score", c.score), "named_as": getattr(c, "named", []),
+                "explained": explained,
                 "missing": missing, "context": _context_line(c.context), "why": why,
                 "groups": [g["name"] for g in c.context.get("groups", [])] if c.kind == "campaign" else []}
 
