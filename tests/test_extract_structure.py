@@ -295,3 +295,18 @@ def test_stix_bundle_is_shareable_and_valid(kb):
     plain_case, pdets, pdocs = sample_case()
     assert _validate(case_bundle(analyse_case(plain_case, kb, detections=pdets, documents=pdocs), kb)) == []
     assert re.match(r"^\d{4}-", report["published"])
+
+
+def test_investigate_skips_documentation_with_the_reason(tmp_path, kb):
+    from ttpscope.investigate.route import collect
+    from ttpscope.investigate.stages import extract_reports
+
+    (tmp_path / "README.md").write_text("# Logs of case 7\n\nThis folder contains the Sysmon logs of two hosts.\n")
+    (tmp_path / "LICENSE").write_text("CC0 1.0 Universal. To the extent possible under law, the authors waived all "
+                                      "copyright and related rights to this work.\n")
+    routed = [e for e in collect([tmp_path]) if e.kind == "report"]
+    assert len(routed) == 2
+    obs, docs, reports, _notes = extract_reports(routed, kb, lambda *a: None)
+    assert obs == [] and docs == []
+    for rep in reports.values():
+        assert not rep.used and rep.note.startswith("skipped: documentation")

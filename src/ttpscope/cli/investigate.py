@@ -25,6 +25,9 @@ def investigate_cmd(
     domain: str = DomainOpt,
     bundle: Optional[str] = BundleOpt,
     json_out: bool = JsonOpt,
+    force_report: Optional[list[Path]] = typer.Option(None, "--report", help="Read this file as a threat report "
+                                                      "even if it looks like documentation (README, LICENSE); "
+                                                      "repeatable."),
 ) -> None:
     """Investigate evidence into one case: detections and report TTPs together, saved in the workspace, with
     report.html, layer.json, bundle.json (STIX 2.1), case.json, observations.csv and report.md."""
@@ -43,8 +46,9 @@ def investigate_cmd(
         progress.update(tasks[stage], completed=done, total=total, detail=detail[-60:])
 
     with progress:
-        result = investigate(evidence, rules=rules, name=name, out=out, domain=domain, bundle=bundle,
-                             save=not no_save, progress=report)
+        result = investigate(list(evidence) + list(force_report or []), rules=rules, name=name, out=out,
+                             domain=domain, bundle=bundle, save=not no_save, progress=report,
+                             force_reports=force_report or ())
         for task in tasks.values():  # stages whose total was unknown end as complete
             t = progress.tasks[task]
             progress.update(task, total=t.total or max(1, t.completed), completed=t.total or max(1, t.completed))
