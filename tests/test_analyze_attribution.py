@@ -185,3 +185,25 @@ def test_actor_names_are_masked_in_procedure_text(kb):
     words = mask_actor_names(text, actor_names(kb)).split()
     assert not {"cozy", "lazarus", "dream"} & set(words)
     assert {"cobalt", "strike", "wellmess", "used"} <= set(words)
+
+
+def test_named_group_and_software_operators_weigh_in_and_stay_apart(kb):
+    """A group the evidence names (or the operator of named software) is surfaced next to the verdict and
+    ranked up with a bounded weight; the technique-only score is kept apart."""
+    from ttpscope.analyze.attribution import attribute
+
+    techs = ["T1566.001", "T1059.001", "T1003.001", "T1021.002", "T1053.005", "T1071.001"]
+    plain_ = attribute(techs, kb, top=5)
+    named = attribute(techs, kb, top=5, named=[{"kind": "group", "id": "G0008", "mentions": 20},
+                                                {"kind": "software", "id": "S0030", "mentions": 5}])
+    assert "G0008" not in [c.id for c in plain_.groups[:3]]
+    top = named.groups[0]
+    assert top.id == "G0008" and "Carbanak (G0008)" in named.verdict
+    assert top.parts["named"] > 0 and abs(top.technique_score - (top.score - top.parts["named"])) < 1e-9
+    assert {w["via"] for w in top.named} == {"named", "software"}
+    # the software's other operator gains a share, not the whole weight
+    fin7 = next(c for c in named.groups if c.id == "G0046")
+    assert 0 < fin7.parts["named"] < top.parts["named"]
+    # the technique-only ranking is unchanged for groups the evidence does not name
+    assert [c.id for c in plain_.groups if c.id not in ("G0008", "G0046")][:2] == \
+        [c.id for c in named.groups if c.id not in ("G0008", "G0046")][:2]

@@ -20,6 +20,14 @@ The score of a candidate ``e`` (a group, or a campaign) for observed techniques 
    them and the candidate's own procedure examples (group and campaign names masked on both sides, so a
    sentence naming its actor does not decide the answer); the shared distinctive terms are shown.
 
+4. Named in the evidence. When the reports name a group (or software), that is evidence of another kind than
+   the techniques: a group the report names adds ``named_weight x (1 + log mentions)``; each operator of a
+   named software adds ``operator_weight x (1 + log mentions) / operators`` (a tool fifty groups use says
+   little about which one). The named groups are surfaced next to the verdict, and every candidate keeps
+   its technique-only score (``technique_score``) apart, so the two kinds of evidence can be read
+   separately. A name is the report author's attribution: strong, but not proof (false flags, shared
+   tooling), hence a bounded weight rather than an override.
+
 ``confidence`` is a softmax of scores at ``temperature``: a posterior over the known candidates, with the
 temperature fitted on the benchmark's dev queries. Below ``min_confidence`` for the top group, or when the
 observed techniques carry less than ``min_information`` nats of rarity in all (``sum_q -log df(q)``,
@@ -58,6 +66,8 @@ class AttributionParams:
     temperature: float = 2.0  # softmax temperature for confidence (fitted on benchmark (b) dev: 2.07)
     min_confidence: float = 0.2  # top group confidence below this: insufficient evidence
     min_information: float = 4.0  # total rarity (nats) of the observed techniques below this: insufficient
+    named_weight: float = 6.0  # a group the evidence names: + named_weight * (1 + log mentions)
+    operator_weight: float = 3.0  # operators of a named software share + operator_weight * (1 + log mentions)
 
 
 @dataclass
@@ -91,6 +101,12 @@ class Candidate:
     parts: dict[str, float] = field(default_factory=dict)  # techniques / instances / text shares of the score
     closest_instance: dict[str, Any] | None = None  # the past report, campaign or software most like this
     text: dict[str, Any] | None = None  # {similarity, shared_terms} when evidence text was given
+    named: list[dict[str, Any]] = field(default_factory=list)  # why the evidence names it (group / its software)
+
+    @property
+    def technique_score(self) -> float:
+        """The score without the named-entity part: what the techniques (and their text) alone say."""
+        return self.score - self.parts.get("named", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         key = "group_id" if self.kind == "group" else "campaign_id"
@@ -105,6 +121,8 @@ class Candidate:
             "closest_instance": self.closest_instance,
             "text": self.text,
             "context": self.context,
+            "technique_score": round(self.technique_score, 4),
+            "named": self.named,
         }
 
 
@@ -123,10 +141,12 @@ class Attribution:
     unresolved: list[str]
     params: dict[str, Any]
     provenance: dict[str, str]
+    named: list[dict[str, Any]] = field(default_factory=list)  # groups the evidence names (incl. via software)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict,
+            "named": self.named,
             "insufficient_evidence": self.insufficient_evidence,
             "information": round(self.information, 3),
             "observed": self.observed,
@@ -518,9 +538,31 @@ def _verdict(res: ResolvedInput, top: Candidate | None, insufficient: bool, info
             f"{len(top.explained)} of {len(res.weights)} observed techniques")
 
 
+def named_evidence(named, kb: KnowledgeBase, params: AttributionParams) -> tuple[dict[str, float],
+                                                                                dict[str, list[dict[str, Any]]]]:
+    """Per group: the named-entity part of its score, and why. ``named``: rows ``{kind: group|software, id,
+    mentions}`` (``ttpscope.investigate.analysis.named_in_reports``, or extraction's groups/software)."""
+    bonus: dict[str, float] = {}
+    why: dict[str, list[dict[str, Any]]] = {}
+    for row in named or ():
+        kind, eid = str(row.get("kind") or ""), str(row.get("id") or "")
+        n = max(1, int(row.get("mentions") or row.get("count") or 1))
+        strength = 1.0 + math.log(n)
+        if kind == "group" and eid in kb.groups:
+            bonus[eid] = bonus.get(eid, 0.0) + params.named_weight * strength
+            why.setdefault(eid, []).append({"via": "named", "id": eid, "mentions": n})
+        elif kind == "software" and eid in kb.software:
+            operators = sorted(g for g, sws in kb.group_software.items() if eid in sws and g in kb.groups)
+            for gid in operators:
+                bonus[gid] = bonus.get(gid, 0.0) + params.operator_weight * strength / len(operators)
+                why.setdefault(gid, []).append({"via": "software", "id": eid, "name": kb.name_of(eid),
+                                                "mentions": n, "operators": len(operators)})
+    return bonus, why
+
+
 def attribute(techniques_or_case: TechniqueInput, kb: KnowledgeBase, top: int = 10, *,
               campaigns: bool = True, params: AttributionParams | None = None,
-              profiles: Profiles | None = None, leads: int = 10) -> Attribution:
+              profiles: Profiles | None = None, leads: int = 10, named=None) -> Attribution:
     """Rank known groups, and separately ATT&CK campaigns, by how well they explain observed techniques.
 
     ``techniques_or_case``: a Case, Observations, or technique ids/names (revoked ids are followed, unknown
@@ -528,35 +570,40 @@ def attribute(techniques_or_case: TechniqueInput, kb: KnowledgeBase, top: int = 
     evidence add procedure-text similarity. ``profiles``: learn from these instead of the KB's own
     (benchmarks pass leak-free ones). Returns at most ``top`` candidates of each kind, best first (score,
     then id), each with the techniques it explains, up to ``leads`` techniques it is known for that were
-    not observed, and MISP context.
+    not observed, and MISP context. ``named``: groups and software the evidence names (rows ``{kind, id,
+    mentions}``), weighed as part 4 of the module docstring.
     """
     params = params or AttributionParams()
     res = resolve_input(techniques_or_case, kb)
     gmodel = model_for(kb, params, "group", profiles)
     information = gmodel.information(res.weights)
+    bonus, why_named = named_evidence(named, kb, params)
 
     def ranked(model: AttributionModel, ctx) -> list[Candidate]:
-        if not res.weights:
+        if not res.weights and not (bonus and model.kind == "group"):
             return []
-        parts = model.parts(res.weights, res.texts)
+        parts = model.parts(res.weights, res.texts) if res.weights else {}
+        if model.kind == "group" and bonus:
+            parts["named"] = np.array([bonus.get(eid, 0.0) for eid in model.ids])
         scores = sum(parts.values(), np.zeros(len(model.ids)))
         conf = model.confidence(scores)
-        sims = model.instance_similarity(res.weights)
+        sims = model.instance_similarity(res.weights) if res.weights else np.zeros(len(model.ids))
         qvec = model.text_vector(res.texts)
         out = []
         for i in sorted(range(len(model.ids)), key=lambda i: (-scores[i], model.ids[i]))[:top]:
             eid = model.ids[i]
-            explained, missing = model.explain(eid, res.weights, leads)
-            if not explained:  # a candidate that explains nothing is no candidate
-                continue
+            explained, missing = model.explain(eid, res.weights, leads) if res.weights else ([], [])
+            if not explained and not (model.kind == "group" and eid in bonus):
+                continue  # a candidate that explains nothing (and is not named) is no candidate
             text = None
             if qvec is not None:
                 text = {"similarity": round(float(parts["text"][i] / params.text_weight), 4),
                         "shared_terms": model.shared_terms(i, qvec)}
             out.append(Candidate(eid, model.kind, model.kb.name_of(eid), len(out) + 1, float(scores[i]),
                                  float(conf[i]), explained, missing, ctx(kb, eid),
-                                 {k: float(v[i]) for k, v in parts.items()}, model.closest_instance(eid, sims),
-                                 text))
+                                 {k: float(v[i]) for k, v in parts.items()},
+                                 model.closest_instance(eid, sims) if res.weights else None, text,
+                                 why_named.get(eid, []) if model.kind == "group" else []))
         return out
 
     groups = ranked(gmodel, group_context)
@@ -565,11 +612,19 @@ def attribute(techniques_or_case: TechniqueInput, kb: KnowledgeBase, top: int = 
     insufficient = (best is None or information < params.min_information
                     or best.confidence < params.min_confidence)
     unexplained = sorted(set(res.weights) - {m.technique_id for m in best.explained}) if best else res.techniques
+    verdict = _verdict(res, best, insufficient, information, params)
+    named_rows = [{"id": gid, "name": kb.name_of(gid), "score": round(b, 4), "why": why_named.get(gid, [])}
+                  for gid, b in sorted(bonus.items(), key=lambda kv: (-kv[1], kv[0]))]
+    if named_rows:
+        direct = [r for r in named_rows if any(w["via"] == "named" for w in r["why"])]
+        shown = direct or named_rows[:3]
+        verdict += "; the evidence names " + ", ".join(f"{r['name']} ({r['id']})" for r in shown[:3]) + \
+            ("" if direct else " (as operators of named software)")
     return Attribution(
         groups=groups, campaigns=camps, observed=res.techniques, unexplained=unexplained,
         information=information, insufficient_evidence=insufficient,
-        verdict=_verdict(res, best, insufficient, information, params), notes=res.notes,
-        unresolved=res.unresolved, params=asdict(params), provenance=kb.provenance())
+        verdict=verdict, notes=res.notes,
+        unresolved=res.unresolved, params=asdict(params), provenance=kb.provenance(), named=named_rows)
 
 
 __all__ = ["Attribution", "AttributionModel", "AttributionParams", "Candidate", "Corpus", "Match",

@@ -128,7 +128,8 @@ def _context_line(ctx_dict: dict[str, Any]) -> dict[str, str]:
 def _attribution(ctx: Context):
     """Known groups (and ATT&CK campaigns) ranked by how well they explain the case
     (``ttpscope.analyze.attribution``)."""
-    att = attribute(ctx.case, ctx.kb, top=10)
+    named = named_in_reports(ctx.documents)
+    att = attribute(ctx.case, ctx.kb, top=10, named=named)
     n = len(att.observed)
 
     def row(c) -> dict[str, Any]:
@@ -137,7 +138,8 @@ def _attribution(ctx: Context):
         missing = [{"id": m["technique_id"], "name": m["name"]} for m in c.missing]
         exact = sum(1 for m in c.explained if m.match == "exact")
         why = f"explains {len(explained)} of {n} observed techniques ({exact} exactly)"
-        return {"id": c.id, "name": c.name, "score": c.score, "confidence": c.confidence, "explained": explained,
+        return {"id": c.id, "name": c.name, "score": c.score, "confidence": c.confidence,
+                "technique_score": c.technique_score, "named_as": c.named, "explained": explained,
                 "missing": missing, "context": _context_line(c.context), "why": why,
                 "groups": [g["name"] for g in c.context.get("groups", [])] if c.kind == "campaign" else []}
 
@@ -145,7 +147,7 @@ def _attribution(ctx: Context):
         verdict=att.verdict, insufficient=att.insufficient_evidence, information=att.information,
         groups=[row(c) for c in att.groups], campaigns=[row(c) for c in att.campaigns[:5]],
         unexplained=att.unexplained, unresolved=att.unresolved,
-        named=named_in_reports(ctx.documents)), "; ".join(att.notes[:3])
+        named=named), "; ".join(att.notes[:3])
 
 
 def named_in_reports(documents: list[ReportDocument]) -> list[dict[str, Any]]:

@@ -33,6 +33,9 @@ def investigate_cmd(
                                   "case and the outputs keep every detection)."),
     noisy: float = typer.Option(10.0, "--noisy", min=0.0, max=100.0, help="A rule firing on more than this "
                                 "percentage of one file's events is named as noisy and left out of the top lists."),
+    force_report: Optional[list[Path]] = typer.Option(None, "--report", help="Read this file as a threat report "
+                                                      "even if it looks like documentation (README, LICENSE); "
+                                                      "repeatable."),
 ) -> None:
     """Investigate evidence into one case: detections and report TTPs together, saved in the workspace, with
     report.html, layer.json, bundle.json (STIX 2.1), case.json, observations.csv and report.md."""
@@ -57,8 +60,9 @@ def investigate_cmd(
 
     with progress:
         try:
-            result = investigate(evidence, rules=rules, name=name, out=out, domain=domain, bundle=bundle,
-                                 save=not no_save, progress=report)
+            result = investigate(list(evidence) + list(force_report or []), rules=rules, name=name, out=out,
+                                 domain=domain, bundle=bundle, save=not no_save, progress=report,
+                                 force_reports=force_report or ())
         finally:
             if plain is not None:
                 plain.close()

@@ -13,6 +13,15 @@ What goes in:
 - the top attributed group as an ``intrusion-set`` with an ``attributed-to`` relationship from the campaign
   carrying the attribution's confidence, only when the attribution is not "insufficient evidence".
 
+From the reports themselves: ``report.published`` is the latest publication date the case's documents
+state (the case's own time only when none states one; never the export time); an external reference per
+source document (its name and SHA-256); a TLP 2.0 marking (the official marking-definition objects) from the
+most restrictive TLP line of the documents, or ``tlp=``; an ``intrusion-set`` per group and a ``malware`` /
+``tool`` per software the reports name (ATT&CK ids as external references), with ``uses`` relationships to
+the attack-patterns of this case their ATT&CK profile has. Indicators come only from the IOCs that survived
+the extraction's screening; their ``indicator_types`` stay "malicious-activity" with a confidence that says
+they were extracted, not reviewed.
+
 Ids of our own objects are UUIDv5 of the case id and the object's content, and times come from the case,
 so the same case gives the same bundle.
 """
@@ -37,6 +46,36 @@ NAMESPACE = uuid.UUID("5b0d7f55-6d0e-4bd6-9f34-8d3c2f1f0a11")  # ttpscope's UUID
 # IOC validity after the case: network indicators are re-used for days to weeks, file hashes a little longer
 VALIDITY_DAYS = {"network": 30, "hash": 90, "other": 30}
 OBSERVABLES_PER_GROUP = 5
+EXTRACTED_IOC_CONFIDENCE = 50  # an IOC read from a report by a machine, not reviewed by an analyst
+
+# TLP 2.0 marking definitions as FIRST publishes them for STIX 2.1 (fixed ids, one extension definition)
+_TLP2_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
+TLP2_IDS = {
+    "clear": "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
+    "green": "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
+    "amber": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
+    "amber+strict": "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003",
+    "red": "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1",
+}
+_TLP_ORDER = ("clear", "green", "amber", "amber+strict", "red")
+
+
+def tlp_marking(level: str) -> Any:
+    """The TLP 2.0 marking-definition object of a level (clear, green, amber, amber+strict, red; white =
+    clear)."""
+    level = level.lower().strip().removeprefix("tlp:").replace(" ", "")
+    level = "clear" if level == "white" else level
+    if level not in TLP2_IDS:
+        raise ValueError(f"unknown TLP level {level!r}; one of {', '.join(_TLP_ORDER)}")
+    return stix2.MarkingDefinition(id=TLP2_IDS[level], created="2022-10-01T00:00:00.000Z",
+                                   name=f"TLP:{level.upper()}",
+                                   extensions={_TLP2_EXTENSION: {"extension_type": "property-extension",
+                                                                 "tlp_2_0": level}})
+
+
+def _strictest(levels: list[str]) -> str | None:
+    known = [lv for lv in levels if lv in _TLP_ORDER]
+    return max(known, key=_TLP_ORDER.index) if known else None
 
 _IOC_TYPES = {  # extractor type names -> (STIX pattern path, validity class)
     "ipv4": ("ipv4-addr:value", "network"), "ip": ("ipv4-addr:value", "network"),
@@ -104,7 +143,9 @@ def _observables(event: dict[str, Any]) -> list[Any]:
         if isinstance(pid, int) or (isinstance(pid, str) and pid.isdigit()):
             props["pid"] = int(pid)
         # a process has no id-contributing properties in STIX 2.1: derive one from what identifies it here
-        out.append(stix2.Process(id=_id("process", props.get("command_line"), props.get("pid"), image), **props))
+        # (STIX wants a UUIDv4 there: the name-based UUID with its version bits set to 4 stays deterministic)
+        pid_ = uuid.UUID(_id("process", props.get("command_line"), props.get("pid"), image).split("--")[1])
+        out.append(stix2.Process(id=f"process--{uuid.UUID(bytes=pid_.bytes, version=4)}", **props))
     for key in ("TargetFilename", "ImageLoaded"):
         if event.get(key):
             out.append(stix2.File(name=ntpath.basename(str(event[key])) or str(event[key])))
@@ -124,10 +165,19 @@ def _observables(event: dict[str, Any]) -> list[Any]:
     return out
 
 
-def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
-    """The STIX 2.1 bundle of a case, as a JSON-ready dict (every object built through ``stix2``)."""
+def _documents(analysis) -> list[dict[str, Any]]:
+    return [d for d in (getattr(analysis, "documents", None) or []) if isinstance(d, dict)]
+
+
+def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str, Any]:
+    """The STIX 2.1 bundle of a case, as a JSON-ready dict (every object built through ``stix2``).
+    ``tlp`` overrides the TLP marking the documents state."""
     case = analysis.case
     stamp = _utc(case.updated) or datetime.now(timezone.utc)
+    docs = _documents(analysis)
+    level = (tlp.lower().strip().removeprefix("tlp:") if tlp else None) or _strictest(
+        [str(d.get("tlp") or "").lower() for d in docs])
+    marking = tlp_marking(level) if level else None
     first, last = analysis.time_span()
     first_dt, last_dt = _utc(first), _utc(last)
     objects: dict[str, Any] = {}
@@ -138,7 +188,9 @@ def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
 
     me = add(stix2.Identity(id=_id("identity", "ttpscope"), name="ttpscope", identity_class="system",
                             description=f"ttpscope {__version__}", created=stamp, modified=stamp))
-    common = {"created_by_ref": me.id, "created": stamp, "modified": stamp}
+    common: dict[str, Any] = {"created_by_ref": me.id, "created": stamp, "modified": stamp}
+    if marking is not None:
+        common["object_marking_refs"] = [marking.id]
     campaign_props: dict[str, Any] = {}
     if first_dt:
         campaign_props["first_seen"] = first_dt
@@ -228,8 +280,9 @@ def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
                 id=_id("indicator", case.id, pattern), name=str(ioc["value"])[:200], pattern=pattern,
                 pattern_type="stix", indicator_types=["malicious-activity"], valid_from=stamp,
                 valid_until=stamp + timedelta(days=VALIDITY_DAYS[validity]),
-                description=f"{ioc.get('type')} named in {', '.join(map(str, ioc.get('documents') or []))}",
-                **common)
+                description=f"{ioc.get('type')} named in {', '.join(map(str, ioc.get('documents') or []))} "
+                            "(extracted from the text, not reviewed)",
+                confidence=EXTRACTED_IOC_CONFIDENCE, **common)
         except (stix2.exceptions.STIXError, ValueError):
             skipped_iocs += 1
             continue
@@ -242,6 +295,41 @@ def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
                                        **common))
         add(stix2.Relationship(id=_id("relationship", case.id, "targets", vuln.id), source_ref=campaign.id,
                                relationship_type="targets", target_ref=vuln.id, **common))
+    # groups and software the reports name, with the techniques of this case their profile has
+    named_groups: dict[str, set[str]] = defaultdict(set)
+    named_software: dict[str, set[str]] = defaultdict(set)
+    for doc in docs:
+        for g in doc.get("groups") or []:
+            if isinstance(g, dict) and g.get("id") in kb.groups:
+                named_groups[g["id"]].update(t for t in g.get("also_observed") or [] if t in patterns)
+        for sw in doc.get("software") or []:
+            if isinstance(sw, dict) and sw.get("id") in kb.software:
+                named_software[sw["id"]].update(t for t in sw.get("also_observed") or [] if t in patterns)
+    for gid, techs in sorted(named_groups.items()):
+        group = kb.groups[gid]
+        ref = {"source_name": "mitre-attack", "external_id": group.id}
+        if group.url:
+            ref["url"] = group.url
+        iset = add(stix2.IntrusionSet(id=group.stix_id or _id("intrusion-set", group.id), name=group.name,
+                                      aliases=[a for a in group.aliases if a != group.name] or None,
+                                      external_references=[ref], created=stamp, modified=stamp))
+        for tid in sorted(techs):
+            add(stix2.Relationship(id=_id("relationship", case.id, "uses", gid, tid), source_ref=iset.id,
+                                   relationship_type="uses", target_ref=patterns[tid].id,
+                                   description="named in the report; ATT&CK lists this technique for it", **common))
+    for sid, techs in sorted(named_software.items()):
+        sw = kb.software[sid]
+        ref = {"source_name": "mitre-attack", "external_id": sw.id}
+        if sw.url:
+            ref["url"] = sw.url
+        cls = stix2.Malware if sw.type == "malware" else stix2.Tool
+        extra = {"is_family": True} if cls is stix2.Malware else {}
+        obj = add(cls(id=sw.stix_id or _id(sw.type, sw.id), name=sw.name, external_references=[ref],
+                      created=stamp, modified=stamp, **extra))
+        for tid in sorted(techs):
+            add(stix2.Relationship(id=_id("relationship", case.id, "uses", sid, tid), source_ref=obj.id,
+                                   relationship_type="uses", target_ref=patterns[tid].id,
+                                   description="named in the report; ATT&CK lists this technique for it", **common))
     # the top attribution, when it is more than a guess
     at = analysis.sections.get("attribution")
     if at is not None and at.ok and at.data.groups and not at.data.insufficient:
@@ -265,8 +353,22 @@ def case_bundle(analysis: CaseAnalysis, kb) -> dict[str, Any]:
                    f"{len(analysis.detections)} detections, {len(analysis.documents)} reports; {kb.label}.")
     if skipped_iocs:
         description += f" {skipped_iocs} IOC(s) of types STIX patterns do not cover were left out."
+    dates = sorted(d for d in (_utc(doc.get("date")) for doc in docs) if d is not None)
+    published = dates[-1] if dates else stamp  # STIX requires it: the case's time only if no document has one
+    sources = []
+    for doc in docs:
+        name = ntpath.basename(str(doc.get("path") or doc.get("name") or "")) or None
+        if not name:
+            continue
+        src: dict[str, Any] = {"source_name": name, "description": "source document"
+                               + (f" ({doc['title']})" if doc.get("title") else "")}
+        if doc.get("sha256"):
+            src["hashes"] = {"SHA-256": str(doc["sha256"])}
+        sources.append(src)
+    extra: dict[str, Any] = {"external_references": sources} if sources else {}
     report = stix2.Report(id=_id("report", case.id), name=f"ttpscope case: {case.name}", description=description,
-                          report_types=["threat-report"], published=stamp, object_refs=refs, **common)
-    bundle = stix2.Bundle(id=_id("bundle", case.id, stamp.isoformat()), objects=[me, report] + [objects[i] for i in refs],
+                          report_types=["threat-report"], published=published, object_refs=refs, **extra, **common)
+    head = [me, report] + ([marking] if marking is not None else [])
+    bundle = stix2.Bundle(id=_id("bundle", case.id, stamp.isoformat()), objects=head + [objects[i] for i in refs],
                           allow_custom=False)
     return orjson.loads(bundle.serialize())

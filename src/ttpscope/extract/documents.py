@@ -491,8 +491,10 @@ def _join_token(prev: str, nxt: str) -> str | None:
     if prev.endswith(("\\", "/")) and re.match(r"^[\w%$.-]", nxt) and re.search(r"[\\/]\w", prev):
         return prev + nxt  # a path or URL cut after a separator
     if (prev.endswith((".", "[.]")) and re.match(r"^[a-z0-9]", nxt) and _DOMAINISH.match(p_core + n_core)
-            and "." in p_core.rstrip(".")) or (nxt.startswith((".", "[.]")) and _DOMAINISH.match(p_core + n_core)):
-        return prev + nxt  # a domain cut at a dot
+            and "." in p_core.rstrip(".") and _known_domain(p_core + n_core)
+            and not _known_domain(p_core.rstrip(".").removesuffix("[.]"))) or \
+            (nxt.startswith((".", "[.]")) and _DOMAINISH.match(p_core + n_core) and _known_domain(p_core + n_core)):
+        return prev + nxt  # a domain cut at a dot (not a sentence ending with one)
     if prev.endswith("-") and len(prev) > 2 and prev[-2].isalnum():
         joined = prev + nxt
         if _DOMAINISH.match(joined.strip("`'\"()[].,;:")):
@@ -500,6 +502,14 @@ def _join_token(prev: str, nxt: str) -> str | None:
         if prev[:-1].isalpha() and nxt[:1].islower():
             return prev[:-1] + nxt  # a word hyphenated at the line end
     return None
+
+
+def _known_domain(text: str) -> bool:
+    """Whether a host name ends in a real public suffix (``update.eelu.biz`` yes, ``evil.com.then`` no)."""
+    from ttpscope.extract.iocs import registrable
+
+    host = re.split(r"[/:]", text.replace("[.]", "."), maxsplit=1)[0].strip(".")
+    return "." in host and registrable(host) is not None
 
 
 def _join_pdf_lines(pages: list[list[tuple[str, float]]]) -> tuple[str, dict[int, str], str | None]:

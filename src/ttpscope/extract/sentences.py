@@ -185,8 +185,12 @@ def iter_blocks(text: str, start: int = 0, end: int | None = None,
         kind = hints.get(line_start) or _line_kind(content, stripped)
         # a hard-wrapped line of an open paragraph stays in it, even if it starts like a command
         # (a Markdown code span such as `net view` at the start of a wrapped line)
-        if kind == "command" and para and not _PROMPT.match(content) and last_line[-1:] not in ".!?:":
+        if kind == "command" and para and not _PROMPT.match(content) and (
+                last_line[-1:] not in ".!?:" or stripped.startswith("`") and re.search(r"`[^`]+`\s*\w", stripped)):
             kind = "prose"
+        if kind == "command" and " " not in stripped and not _PROMPT.match(content) and \
+                _standalone_heading(stripped[:1].upper() + stripped[1:], bool(para), last_line, nxt):
+            kind = "heading"  # "PowerShell" or "mshta" alone on a line: a section's title
         if kind == "prose" and _TOC_LEADER.match(stripped):
             kind = "toc"
         elif kind == "prose" and in_toc and _TOC_LINE.match(stripped):
@@ -194,7 +198,7 @@ def iter_blocks(text: str, start: int = 0, end: int | None = None,
         elif kind == "prose" and _CAPTION.match(stripped) and len(stripped) < 300:
             kind = "caption"
         elif kind == "prose" and _standalone_heading(stripped, bool(para), last_line, nxt):
-            kind = "heading"
+            kind = "boilerplate" if _is_boilerplate(stripped) else "heading"  # a TLP line on its own
         if kind != "toc" and in_toc and kind != "heading":
             in_toc = False
         if kind == "prose":
@@ -222,7 +226,7 @@ def iter_blocks(text: str, start: int = 0, end: int | None = None,
             header = table_rows == 1 and (nxt is not None and _TABLE_SEP.match(nxt[2]) and "-" in nxt[2]
                                           or _header_like_row(stripped))
             yield Block("table_header" if header else "table", line_start, line_end)
-        else:  # command | toc | caption
+        else:  # command | toc | caption | boilerplate
             yield Block(kind, line_start, line_end)
     if (b := close()):
         yield b

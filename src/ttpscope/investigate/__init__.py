@@ -81,13 +81,14 @@ def _noop(stage: str, done: int, total: int | None, detail: str) -> None:
 def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = None, name: str | None = None,
                 out: str | Path | None = None, domain: str = "enterprise", bundle: str | None = None,
                 workspace: Any = None, save: bool = True, formats: Iterable[str] = FORMATS,
-                progress: Progress | None = None) -> InvestigationResult:
+                progress: Progress | None = None, force_reports: Iterable[str | Path] = ()) -> InvestigationResult:
     """Investigate evidence files and folders into one case, saved in the workspace, with every output.
 
     ``rules``: a Sigma rule file or folder for the event logs (default: the cached SigmaHQ set of
     ``ttpscope rules update`` when there is one). ``name``: the case name (default: from the evidence; an
     existing case of that name is replaced, keeping its id). ``out``: the output folder (default
     ``./ttpscope-out/<case>``). ``workspace``: a :class:`ttpscope.store.Workspace` (default: the user's).
+    ``force_reports``: files read as reports even if they look like documentation (README, LICENSE).
     Raises :class:`InputError` when nothing usable was given.
     """
     progress = progress or _noop
@@ -126,7 +127,8 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
             for path, rep in per_file.items():
                 _merge(sources[path], rep)
     if reports:
-        obs, docs, per_file, notes = extract_reports(reports, kb, progress)
+        obs, docs, per_file, notes = extract_reports(reports, kb, progress,
+                                                     force={Path(p).expanduser().resolve() for p in force_reports})
         observations += obs
         documents += docs
         warnings += notes

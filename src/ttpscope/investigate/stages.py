@@ -159,7 +159,7 @@ def _documentation(path: Path) -> str | None:
     return is_documentation(path, head)
 
 
-def extract_reports(docs: list[EvidenceFile], kb, progress: Progress
+def extract_reports(docs: list[EvidenceFile], kb, progress: Progress, force: set[Path] | frozenset[Path] = frozenset()
                     ) -> tuple[list[Observation], list[ReportDocument], dict[Path, SourceReport], list[str]]:
     """Read the threat reports (``ttpscope.extract.extract_file``): observations (technique + sentence),
     documents (text, techniques, named groups and software, IOCs, CVEs), a report per file, notes."""
@@ -176,7 +176,7 @@ def extract_reports(docs: list[EvidenceFile], kb, progress: Progress
             what = "training the report model (first use)" if stage.startswith("train") else name
             progress("reports", i, len(docs), f"{what} {100 * done // max(1, total)}%")
 
-        skip = _documentation(ev.path)
+        skip = None if ev.path.expanduser().resolve() in force else _documentation(ev.path)
         if skip:  # README, LICENSE, changelog, data documentation: not a threat report
             rep.note = f"skipped: documentation, not a report ({skip})"
             continue
