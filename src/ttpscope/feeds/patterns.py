@@ -99,7 +99,12 @@ def _kind(obj_type: str, path: str) -> str:
     return kind
 
 
+_DOTTED = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
+
+
 def _term(kind: str, op: str, value: str) -> Term:
+    if kind == "ip" and op == "eq" and _DOTTED.match(value):  # the common case, without ipaddress's cost
+        return Term("ip", "eq", value)
     if kind == "ip" and op in ("eq", "cidr"):
         try:
             net = ipaddress.ip_network(value.strip(), strict=False)

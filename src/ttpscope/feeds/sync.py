@@ -39,6 +39,7 @@ class SyncReport:
     rejections: list[Rejected] = field(default_factory=list)
     unsupported_patterns: list[Rejected] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    _cursor: dict[str, Any] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"feed": self.feed, "started": self.started, "seconds": round(self.seconds, 3), "pages": self.pages,
@@ -72,7 +73,16 @@ def sync_feed(name: str, store: FeedStore | None = None, page_size: int = DEFAUL
     t0 = time.perf_counter()
     cursor = dict(feed.get("cursor") or {})
     cache: dict[str, Any] = {}
-    for page in fetch(feed, cursor, page_size):
+    with store.held():
+        _pages(store, name, fetch(feed, cursor, page_size), lifetimes, cache, report, on_page)
+        cursor = report._cursor or cursor
+        report.seconds = time.perf_counter() - t0
+        store.save_sync_state(name, cursor, report.to_dict())
+    return report
+
+
+def _pages(store, name, pages, lifetimes, cache, report, on_page) -> None:
+    for page in pages:
         report.pages += 1
         report.notes.extend(page.notes)
         report.skipped += page.skipped
@@ -94,12 +104,10 @@ def sync_feed(name: str, store: FeedStore | None = None, page_size: int = DEFAUL
         report.updated += counts["updated"]
         report.unchanged += counts["unchanged"]
         if page.cursor is not None:
-            cursor = page.cursor
+            report._cursor = page.cursor
+        store.breathe()
         if on_page:
             on_page(report)
-    report.seconds = time.perf_counter() - t0
-    store.save_sync_state(name, cursor, report.to_dict())
-    return report
 
 
 def sync_all(store: FeedStore | None = None, names: list[str] | None = None, page_size: int = DEFAULT_PAGE

@@ -8,9 +8,11 @@ transaction per feed page, so an interrupted sync keeps every page it committed 
 
 from __future__ import annotations
 
+import time
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import orjson
 import pyarrow as pa
@@ -46,11 +48,59 @@ class FeedStore:
     def __init__(self, path: str | Path | None = None, workspace: Workspace | None = None):
         self.workspace = workspace or Workspace(path)
         self.path = self.workspace.path
-        with self.workspace._transaction() as con:
+        with self._transaction() as con:
             _run(con, _FEED_SCHEMA)
 
     def __repr__(self) -> str:
         return f"FeedStore({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ connections
+    _held = None  # a connection kept open by held(), else one per operation
+
+    @contextmanager
+    def held(self) -> Iterator[FeedStore]:
+        """Keep one connection open for a run of operations (a sync: opening the file costs ~0.1 s each
+        time); every operation inside still commits on its own."""
+        if self._held is not None:
+            yield self
+            return
+        self._stack = ExitStack()
+        self._held = self._stack.enter_context(self.workspace._connect())
+        self._held_since = time.monotonic()
+        try:
+            yield self
+        finally:
+            self._held = None
+            self._stack.close()
+
+    def breathe(self, every: float = 5.0) -> None:
+        """Inside held(): after ``every`` seconds, close and reopen the file so that other processes (the
+        web server, another command) get their turn at it."""
+        if self._held is not None and time.monotonic() - self._held_since > every:
+            self._held = None
+            self._stack.close()
+            self._stack = ExitStack()
+            self._held = self._stack.enter_context(self.workspace._connect())
+            self._held_since = time.monotonic()
+
+    @contextmanager
+    def _connect(self):
+        if self._held is not None:
+            yield self._held
+        else:
+            with self.workspace._connect() as con:
+                yield con
+
+    @contextmanager
+    def _transaction(self):
+        with self._connect() as con:
+            _run(con, "BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                _run(con, "ROLLBACK")
+                raise
+            _run(con, "COMMIT")
 
     # ------------------------------------------------------------------ feeds
     def add_feed(self, name: str, kind: str, url: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -59,7 +109,7 @@ class FeedStore:
             raise InputError("feeds", name, f"unknown feed kind {kind!r}; one of {', '.join(FEED_KINDS)}")
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise InputError("feeds", name, "a feed name is letters, digits, '-', '_' or '.'")
-        with self.workspace._transaction() as con:
+        with self._transaction() as con:
             if _one(con, "SELECT name FROM feeds WHERE name = ?", [name]):
                 raise InputError("feeds", name, "a feed of this name already exists; remove it first")
             _run(con, "INSERT INTO feeds VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL)",
@@ -67,7 +117,7 @@ class FeedStore:
         return self.get_feed(name)
 
     def get_feed(self, name: str) -> dict[str, Any]:
-        with self.workspace._connect() as con:
+        with self._connect() as con:
             row = _one(con, "SELECT name, kind, url, options, created, last_sync, cursor, last_report "
                             "FROM feeds WHERE name = ?", [name])
             if row is None:
@@ -78,7 +128,7 @@ class FeedStore:
         return _feed_dict(row, counts)
 
     def list_feeds(self) -> list[dict[str, Any]]:
-        with self.workspace._connect() as con:
+        with self._connect() as con:
             rows = _run(con, "SELECT name, kind, url, options, created, last_sync, cursor, last_report "
                              "FROM feeds ORDER BY name")
             counts = {r[0]: (r[1], r[2]) for r in _run(
@@ -88,14 +138,14 @@ class FeedStore:
     def remove_feed(self, name: str) -> dict[str, Any]:
         """Remove a feed and everything it brought (objects, indicators, sightings)."""
         feed = self.get_feed(name)
-        with self.workspace._transaction() as con:
+        with self._transaction() as con:
             for table in ("feed_objects", "indicators", "indicator_terms", "sightings"):
                 _run(con, f"DELETE FROM {table} WHERE feed = ?", [name])  # table names are our constants
             _run(con, "DELETE FROM feeds WHERE name = ?", [name])
         return {"name": name, "objects": feed["objects"]}
 
     def save_sync_state(self, name: str, cursor: dict[str, Any] | None, report: dict[str, Any] | None) -> None:
-        with self.workspace._transaction() as con:
+        with self._transaction() as con:
             _run(con, "UPDATE feeds SET cursor = ?, last_report = coalesce(?, last_report), last_sync = ? "
                       "WHERE name = ?", [_json(cursor or {}), None if report is None else _json(report),
                                          _naive_utc(datetime.now(timezone.utc)), name])
@@ -113,7 +163,7 @@ class FeedStore:
         out = {"new": 0, "updated": 0, "unchanged": 0}
         if not objects:
             if cursor is not None:
-                with self.workspace._transaction() as con:
+                with self._transaction() as con:
                     _run(con, "UPDATE feeds SET cursor = ? WHERE name = ?", [_json(cursor), feed])
             return out
         # one version per (id, modified) within the page too
@@ -131,7 +181,7 @@ class FeedStore:
             "added": pa.array([now] * len(objs), pa.timestamp("us")),
             "data": pa.array([o["json"] for o in objs], pa.string()),
         })
-        with self.workspace._transaction() as con:
+        with self._transaction() as con:
             con.register("_fo_in", incoming)
             try:
                 row = _one(con, """
@@ -211,7 +261,7 @@ class FeedStore:
         ids = list(ids)
         if not ids:
             return
-        with self.workspace._transaction() as con:
+        with self._transaction() as con:
             _run(con, "UPDATE indicators SET revoked = true WHERE feed = ? AND list_contains(?, id)", [feed, ids])
 
     def objects(self, feed: str | None = None, types: Iterable[str] | None = None, latest: bool = True,
@@ -229,7 +279,7 @@ class FeedStore:
             sql = (f"SELECT feed, data, revoked FROM (SELECT *, row_number() OVER (PARTITION BY feed, id ORDER BY "
                    f"modified DESC) AS rn FROM feed_objects WHERE {' AND '.join(where)}) WHERE rn = 1")
         sql += " ORDER BY feed, id"
-        with self.workspace._connect() as con:
+        with self._connect() as con:
             rows = _run(con, sql, params)
         out = []
         for feed_name, data, revoked in rows:
@@ -241,7 +291,7 @@ class FeedStore:
         return out
 
     def object_versions(self, feed: str, object_id: str) -> list[dict[str, Any]]:
-        with self.workspace._connect() as con:
+        with self._connect() as con:
             rows = _run(con, "SELECT modified, revoked FROM feed_objects WHERE feed = ? AND id = ? ORDER BY modified",
                         [feed, object_id])
         return [{"modified": r[0], "revoked": bool(r[1])} for r in rows]
@@ -257,7 +307,7 @@ class FeedStore:
         if feed:
             where = "WHERE feed = ?"
             params.append(feed)
-        with self.workspace._connect() as con:
+        with self._connect() as con:
             rows = _run(con, f"""
                 SELECT feed, id, modified, name, pattern, kinds, valid_from, valid_until, lifetime_source, revoked,
                        to_ids, supported, problem,
@@ -282,7 +332,7 @@ class FeedStore:
         if feeds is not None:
             extra = "AND list_contains(?, i.feed)"
             params.append(list(feeds))
-        with self.workspace._connect() as con:
+        with self._connect() as con:
             return con.sql(f"""
                 SELECT t.feed, t.indicator_id, t.conj, t.comp, t.conj_size, t.kind, t.op, t.value
                 FROM indicator_terms t JOIN indicators i ON i.feed = t.feed AND i.id = t.indicator_id
@@ -297,7 +347,7 @@ class FeedStore:
         case's earlier sightings go first, so re-running a match does not double the counts."""
         rows = [s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in sightings]
         now = _naive_utc(datetime.now(timezone.utc))
-        with self.workspace._transaction() as con:
+        with self._transaction() as con:
             if replace:
                 _run(con, "DELETE FROM sightings WHERE case_id IS NOT DISTINCT FROM ?", [case_id])
             for r in rows:
@@ -313,7 +363,7 @@ class FeedStore:
             sql += " WHERE case_id IS NOT DISTINCT FROM ?"
             params.append(case_id)
         sql += " ORDER BY count DESC, feed, indicator_id, source, host"
-        with self.workspace._connect() as con:
+        with self._connect() as con:
             rows = _run(con, sql, params)
         return [{"feed": r[0], "indicator_id": r[1], "case_id": r[2], "source": r[3], "host": r[4], "value": r[5],
                  "first_seen": _iso(r[6]), "last_seen": _iso(r[7]), "count": r[8]} for r in rows]
