@@ -11,12 +11,30 @@ from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, err_cons
 
 
 class _ReportsByDefault(TyperGroup):
-    """`ttpscope extract a.pdf b.html` runs the hidden `run` command; `ttpscope extract train` trains."""
+    """`ttpscope extract a.pdf b.html` runs the hidden `run` command; `ttpscope extract train` trains.
+    `ttpscope extract --help` shows run's own options (the reader's question), which name `train` too."""
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+        if not args:
+            args = ["--help"]
+        if args[0] not in self.commands:
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if name == "run":  # the usage line reads `ttpscope extract [OPTIONS] REPORTS...`, as it is typed
+            cmd.context_class = _UnnamedContext
+            return "", cmd, rest
+        return name, cmd, rest
+
+
+class _UnnamedContext(typer.Context):
+    """The context of a command run without typing its name: no trailing blank in its command path."""
+
+    @property
+    def command_path(self) -> str:
+        return super().command_path.rstrip()
 
 
 app = typer.Typer(cls=_ReportsByDefault, no_args_is_help=True,
@@ -69,8 +87,82 @@ def _cve_mappings(sources: list[str] | None):
     return configured_mappings(sources)
 
 
+REPORT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".rst", ".html", ".htm", ".xhtml", ".pdf")
+
+
+def _expand(reports: list[str]) -> list[str]:
+    """Report files, with each folder replaced by the report files inside it (sorted, hidden ones skipped).
+    A folder holding none is a usage error naming it."""
+    from pathlib import Path
+
+    from ttpscope.errors import InputError
+
+    out: list[str] = []
+    for item in reports:
+        path = Path(item)
+        if item == "-" or not path.is_dir():
+            out.append(item)
+            continue
+        found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in REPORT_SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not found:
+            raise InputError(item, None, "no report files in this folder (" + " ".join(REPORT_SUFFIXES) + ")")
+        out += found
+    return out
+
+
+class _LibraryWarnings:
+    """Warnings the PDF and HTML libraries print on their own (pypdf's "Ignoring wrong pointing object"...),
+    caught while one report is read and then given as one ttpscope line per kind, with a count."""
+
+    LOGGERS = ("pypdf", "PyPDF2", "bs4", "readability", "trafilatura")
+
+    def __init__(self, name: str):
+        import logging
+
+        self.name = name
+        self.seen: dict[str, int] = {}
+        outer = self
+
+        class _Collect(logging.Handler):
+            def emit(self, record):
+                outer._add(f"{record.name.split('.')[0]}: {record.getMessage()}")
+
+        self.handler = _Collect(level=logging.WARNING)
+
+    def _add(self, message: str) -> None:
+        key = " ".join(str(message).split())[:160]
+        self.seen[key] = self.seen.get(key, 0) + 1
+
+    def __enter__(self):
+        import logging
+        import warnings
+
+        self.saved = []
+        for name in self.LOGGERS:
+            logger = logging.getLogger(name)
+            self.saved.append((logger, logger.propagate, list(logger.handlers)))
+            logger.handlers = [self.handler]
+            logger.propagate = False
+        self.catch = warnings.catch_warnings(record=True)
+        self.caught = self.catch.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self.catch.__exit__(*exc)
+        for logger, propagate, handlers in self.saved:
+            logger.handlers, logger.propagate = handlers, propagate
+        for w in self.caught:
+            self._add(f"{w.category.__name__}: {w.message}")
+        for message, count in self.seen.items():
+            note(f"{self.name}: {message}" + (f" (×{count})" if count > 1 else ""))
+        return False
+
+
 @app.command("run", hidden=True)
-def run(reports: list[str] = typer.Argument(..., help="Report files (.txt .md .html .pdf) or - for stdin."),
+def run(reports: list[str] = typer.Argument(..., help="Report files (.txt .md .html .pdf), folders of them, "
+                                            "or - for stdin."),
         min_confidence: float = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
                                              help="Claims below this confidence are dropped (default: the "
                                                   "model's calibrated threshold)."),
@@ -85,21 +177,25 @@ def run(reports: list[str] = typer.Argument(..., help="Report files (.txt .md .h
         case: str = typer.Option(None, "--case", help="Add the observations (and the documents) to this "
                                  "workspace case, created if needed."),
         domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
-    """Techniques of each report with the sentences that support them; actors, software, IOCs, CVEs."""
+    """Read threat reports: techniques with the sentences that support them; actors, software, IOCs, CVEs.
+
+    Train the classifier on your own labelled sentences with 'ttpscope extract train --help'."""
     from pathlib import Path
 
     from ttpscope.errors import TtpscopeError
     from ttpscope.extract import extract_file
     from ttpscope.extract.highlight import render_highlight
 
+    reports = _expand(reports)
     kb = load(domain, bundle)
     mappings = _cve_mappings(cve_mappings)
     results, failed = [], 0
     with _Progress(not quiet) as progress:
         for report in reports:
             try:
-                results.append(extract_file(report, kb, min_confidence, progress=progress,
-                                            with_iocs=not no_iocs, cve_mappings=mappings))
+                with _LibraryWarnings(report):
+                    results.append(extract_file(report, kb, min_confidence, progress=progress,
+                                                with_iocs=not no_iocs, cve_mappings=mappings))
             except TtpscopeError as exc:
                 if len(reports) == 1:
                     raise

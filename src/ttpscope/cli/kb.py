@@ -14,6 +14,56 @@ def _footer(kb) -> str:
     return f"{kb.label} ({kb.source})"
 
 
+def _names(kb, kind: str) -> dict[str, tuple[str, str]]:
+    """{lower-case name or alias: (id, name)} of one kind of object, for suggestions."""
+    objects = {"group": kb.groups, "software": kb.software, "technique": kb.techniques,
+               "campaign": kb.campaigns}[kind]
+    out: dict[str, tuple[str, str]] = {}
+    for oid, obj in objects.items():
+        if getattr(obj, "revoked", False) or getattr(obj, "deprecated", False):
+            continue
+        for alias in [obj.name, *(getattr(obj, "aliases", None) or []), *(getattr(obj, "misp_aliases", None) or [])]:
+            out.setdefault(str(alias).lower(), (oid, obj.name))
+    return out
+
+
+def did_you_mean(kb, kind: str, query: str, limit: int = 3) -> str:
+    """'; did you mean 'Fancy Bear' (G0007 APT28)?' for a name that matched nothing, or ''."""
+    import difflib
+
+    names = _names(kb, kind)
+    close = difflib.get_close_matches(query.strip().lower(), list(names), n=limit * 3, cutoff=0.6)
+    seen, shown = set(), []
+    for alias in close:
+        oid, name = names[alias]
+        if oid in seen:
+            continue
+        seen.add(oid)
+        original = next((a for a in _aliases(kb, kind, oid) if a.lower() == alias), name)
+        shown.append(f"'{original}' ({oid}" + (f" {name})" if original != name else ")"))
+        if len(shown) == limit:
+            break
+    return f"; did you mean {' or '.join(shown)}?" if shown else ""
+
+
+def _aliases(kb, kind: str, oid: str) -> list[str]:
+    obj = {"group": kb.groups, "software": kb.software, "technique": kb.techniques, "campaign": kb.campaigns}[kind][oid]
+    return [obj.name, *(getattr(obj, "aliases", None) or []), *(getattr(obj, "misp_aliases", None) or [])]
+
+
+def _lookup(kb, kind: str, query: str, view):
+    """``view(kb, query)``; a name that matched nothing says which close names exist."""
+    from ttpscope.errors import NotFoundError
+
+    try:
+        return view(kb, query)
+    except NotFoundError as exc:
+        hint = did_you_mean(kb, kind, query)
+        if not hint:
+            raise
+        raise NotFoundError(f"{exc}{hint}") from exc
+
+
 @app.command()
 def info(domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
     """Domain, ATT&CK version and counts per object type."""
@@ -37,7 +87,8 @@ def technique(technique_id: str = typer.Argument(..., help="T1059.001, an old (r
     from ttpscope.kb.views import technique_view
 
     kb = load(domain, bundle)
-    v = technique_view(kb, technique_id, procedures=None if json else procedures)
+    v = _lookup(kb, "technique", technique_id,
+                lambda k, q: technique_view(k, q, procedures=None if json else procedures))
     if v["note"]:
         note(v["note"])
     if json:
@@ -67,7 +118,7 @@ def group(name: str = typer.Argument(..., help="G-id, name or any alias (ATT&CK 
     from ttpscope.kb.views import group_view
 
     kb = load(domain, bundle)
-    v = group_view(kb, name)
+    v = _lookup(kb, "group", name, group_view)
     if v["note"]:
         note(v["note"])
     if json:
@@ -94,7 +145,7 @@ def software(name: str = typer.Argument(..., help="S-id, name or alias."),
     from ttpscope.kb.views import software_view
 
     kb = load(domain, bundle)
-    v = software_view(kb, name)
+    v = _lookup(kb, "software", name, software_view)
     if json:
         print_json(v)
         return
@@ -112,7 +163,7 @@ def campaign(name: str = typer.Argument(..., help="C-id or campaign name."),
     from ttpscope.kb.views import campaign_view
 
     kb = load(domain, bundle)
-    v = campaign_view(kb, name)
+    v = _lookup(kb, "campaign", name, campaign_view)
     if json:
         print_json(v)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any, Iterable
 
@@ -10,6 +11,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+def _no_metavar_on_flags() -> None:
+    """Typer's Rich help prints a '<bool>' type beside every flag (--json, --help): a flag takes no value."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_ttpscope", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._ttpscope = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_no_metavar_on_flags()
 console = Console()
 err_console = Console(stderr=True)
 
@@ -26,18 +43,25 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+# A cell that is one token (an ATT&CK or case id, a level, a count) or a timestamp: never broken over lines.
+_UNBREAKABLE = re.compile(r"[\w.:/+#@-]{1,40}|\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?Z?")
+
+
 def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], caption: str | None = None) -> None:
     t = Table(title=title, caption=caption, show_lines=False, header_style="bold")
-    for col in columns:
-        t.add_column(col, overflow="fold")
-    for row in rows:
-        t.add_row(*["" if v is None else str(v) for v in row])
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    for i, col in enumerate(columns):
+        values = [row[i] for row in cells if i < len(row) and row[i]]
+        whole = bool(values) and all(_UNBREAKABLE.fullmatch(v) for v in values)
+        t.add_column(col, overflow="fold", no_wrap=whole, min_width=max(map(len, values)) if whole else None)
+    for row in cells:
+        t.add_row(*row)
     console.print(t)
 
 
 def note(text: str) -> None:
     """A remark for the human reader, on stderr so that --json output stays clean."""
-    err_console.print(f"[yellow]note:[/yellow] {text}")
+    err_console.print(f"[yellow]note:[/yellow] {text}", soft_wrap=True)  # one line, whatever the width
 
 
 def load(domain: str, bundle: str | None):
