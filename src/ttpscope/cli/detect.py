@@ -10,6 +10,10 @@ import typer
 from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, err_console, load, note, print_json, table
 
 
+app = typer.Typer()
+
+
+@app.command("detect")
 def detect_cmd(
     logs: list[Path] = typer.Argument(..., help="EVTX, JSON lines, JSON, Parquet or CSV files, folders, or "
                                       "zip/tar/gz archives of them."),

@@ -19,7 +19,7 @@ class _ReportsByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-app = typer.Typer(cls=_ReportsByDefault, no_args_is_help=True,
+app = typer.Typer(name="extract", cls=_ReportsByDefault, no_args_is_help=True,
                   help="Read threat reports: techniques with their evidence sentences, actors, software, IOCs, "
                        "CVEs.\n\nUsage: ttpscope extract REPORT... [--min-confidence X] [--json] "
                        "[--highlight out.html]  (REPORT: .txt .md .html .pdf, or - for stdin)")

@@ -9,10 +9,13 @@ import typer
 
 from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, err_console, note, print_json, table
 
+app = typer.Typer()
+
 STAGES = {"route": "Sorting evidence", "logs": "Event logs (Sigma)", "reports": "Reports (extraction)",
           "save": "Saving to workspace", "analyse": "Analysing", "export": "Writing outputs"}
 
 
+@app.command("investigate")
 def investigate_cmd(
     evidence: list[Path] = typer.Argument(..., help="Evidence files and folders: event logs (EVTX, JSON lines, "
                                           "Parquet, CSV) and threat reports (txt, md, html, pdf), sorted by content."),
