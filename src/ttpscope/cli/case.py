@@ -75,7 +75,7 @@ def show_cmd(case: str = typer.Argument(..., help="Case id or name."), bundle: O
     sources = c.meta.get("sources") or []
     if sources:
         table("Evidence sources", ["source", "as", "read", "accepted", "rejected", "notes"],
-              [[s.get("path"), s.get("format") or s.get("kind"), s.get("read"), s.get("accepted"), s.get("rejected"),
+              [[s["path"], s["format"] or s["kind"], s.get("read"), s.get("accepted"), s.get("rejected"),
                 s.get("note")] for s in sources])
 
 
