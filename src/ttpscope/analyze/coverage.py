@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
-from ttpscope.errors import InputError
 from ttpscope.kb import KnowledgeBase
 from ttpscope.kb.aliases import normalize
 from ttpscope.kb.inventory import Inventory

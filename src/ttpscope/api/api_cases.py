@@ -12,24 +12,24 @@ from ttpscope.api.security import require_token
 from ttpscope.api.uploads import read_uploads
 from ttpscope.errors import InputError, NotFoundError
 from ttpscope.export.outputs import EXPORTS
+from ttpscope.model import Case
+from ttpscope.store import Workspace
 
 router = APIRouter(prefix="/api", tags=["cases"])
 
 
 @router.get("/cases", summary="Cases in the workspace, newest first")
-def list_cases(request: Request) -> dict:
-    return {"cases": workspace(request).list_cases()}
+def list_cases(ws: Workspace = Depends(workspace)) -> dict:
+    return {"cases": ws.list_cases()}
 
 
 @router.get("/cases/{case_id}", summary="A case with all its observations")
-def show_case(case_id: str, request: Request) -> dict:
-    return case_of(request, case_id).to_dict()
+def show_case(case: Case = Depends(case_of)) -> dict:
+    return case.to_dict()
 
 
 @router.delete("/cases/{case_id}", summary="Delete a case (needs the token)", dependencies=[Depends(require_token)])
-def delete_case(case_id: str, request: Request) -> dict:
-    ws = workspace(request)
-    case = ws.get_case(case_id)
+def delete_case(case: Case = Depends(case_of), ws: Workspace = Depends(workspace)) -> dict:
     ws.delete_case(case.id)
     return {"deleted": case.id, "name": case.name}
 

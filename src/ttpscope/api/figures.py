@@ -52,7 +52,7 @@ def timeline_svg(steps: list[dict[str, Any]], tactic_order: list[str], tactic_na
             continue
         y = top + row_h * rows.index(s["tactic"]) + row_h / 2
         host = s.get("host") or "(no host)"
-        label = f"{s.get('time')} {host}: {s.get('technique_id')} {s.get('technique') or s.get('technique_name') or ''}"
+        label = f"{s.get('time')} {host}: {s.get('technique_id')} {s.get('technique') or ''}"
         out.append(f'<circle cx="{x(t):.1f}" cy="{y}" r="5" fill="{colour[host]}" fill-opacity="0.75">'
                    f'<title>{escape(label)}</title></circle>')
     lx = left

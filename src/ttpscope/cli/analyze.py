@@ -9,6 +9,8 @@ import typer
 
 from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, load, note, print_json, table
 
+app = typer.Typer()
+
 TechArgs = typer.Argument(None, help="Technique ids (T1566.001 T1059.001 ...); old ids are followed.")
 CaseOpt = typer.Option(None, "--case", "-c", help="A case: its name or id in the workspace, or a case JSON file.")
 LayerOpt = typer.Option(None, "--layer", "--file", "-f",
@@ -16,18 +18,10 @@ LayerOpt = typer.Option(None, "--layer", "--file", "-f",
 
 
 def load_case(ref: str):
-    """A Case from a case JSON file, else by name or id from the workspace (``ttpscope.store``)."""
-    from ttpscope.errors import InputError
-    from ttpscope.model import Case
-    from ttpscope.store import Workspace
+    """A Case from a case JSON file, else by name or id from the workspace (``ttpscope.investigate.inputs``)."""
+    from ttpscope.investigate.inputs import load_case as load
 
-    path = Path(ref)
-    if path.is_file():
-        try:
-            return Case.from_json(path.read_bytes(), str(path))
-        except OSError as exc:
-            raise InputError(str(path), None, f"cannot read: {exc.strerror}") from exc
-    return Workspace().get_case(ref)
+    return load(ref)
 
 
 def _stored_case(ref: str):
@@ -43,15 +37,13 @@ def _stored_case(ref: str):
 def gather(techniques: list[str] | None, case: str | None, layer: Path | None, what: str = "techniques"):
     """Technique input from arguments, a layer/text file or a case; exactly one source must give some."""
     from ttpscope.errors import InputError
-    from ttpscope.export.layers import technique_ids_from_file
+    from ttpscope.investigate.inputs import techniques_from
 
     if case:
         if techniques or layer:
             raise InputError("arguments", None, "give technique ids, --layer or --case, not several")
         return load_case(case)
-    ids = list(techniques or [])
-    if layer:
-        ids += technique_ids_from_file(layer)
+    ids = techniques_from(techniques, layer)
     if not ids:
         raise InputError("arguments", None, f"no {what}: give technique ids, --layer FILE or --case CASE")
     return ids
@@ -64,6 +56,7 @@ def _notes(result) -> None:
         note(f"not a technique in the knowledge base: {u}")
 
 
+@app.command("lifecycle")
 def lifecycle_cmd(case: str = typer.Argument(..., help="Case name/id in the workspace, or a case JSON file."),
                   domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt,
                   steps: int = typer.Option(30, help="Timeline steps to show.")) -> None:
@@ -90,6 +83,7 @@ def lifecycle_cmd(case: str = typer.Argument(..., help="Case name/id in the work
     console.print(result.reading)
 
 
+@app.command("attribute")
 def attribute_cmd(techniques: Optional[list[str]] = TechArgs, case: Optional[str] = CaseOpt,
                   layer: Optional[Path] = LayerOpt, top: int = typer.Option(10, help="Candidates to list."),
                   campaigns: bool = typer.Option(False, "--campaigns",
@@ -130,6 +124,7 @@ def attribute_cmd(techniques: Optional[list[str]] = TechArgs, case: Optional[str
                       + ", ".join(f"{m['technique_id']} {m['name']}" for m in best.missing))
 
 
+@app.command("overlap")
 def overlap_cmd(items: list[str] = typer.Argument(..., help="Cases (JSON file or workspace name/id), ATT&CK "
                                                   "campaigns or groups (id or name)."),
                 threshold: float = typer.Option(0.75, help="Cut the dendrogram at this distance (1 - similarity)."),
@@ -173,6 +168,7 @@ def overlap_cmd(items: list[str] = typer.Argument(..., help="Cases (JSON file or
     console.print("Clusters: " + " | ".join(", ".join(c) for c in result.clustering["clusters"]))
 
 
+@app.command("anticipate")
 def anticipate_cmd(techniques: Optional[list[str]] = TechArgs, case: Optional[str] = CaseOpt,
                    layer: Optional[Path] = LayerOpt, top: int = typer.Option(10, help="Predictions to list."),
                    domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:

@@ -10,7 +10,10 @@ import typer
 
 from ttpscope.cli.output import BundleOpt, JsonOpt, console, note, print_json, table
 
-app = typer.Typer(help="Cases stored in the workspace: list, show, export, delete.", no_args_is_help=True)
+app = typer.Typer()  # `export` at the top, the `case` group beside it
+case_app = typer.Typer(name="case", help="Cases stored in the workspace: list, show, export, delete.",
+                       no_args_is_help=True)
+app.add_typer(case_app)
 
 FormatOpt = typer.Option(None, "--format", "-f", help="html, layer, stix, json, csv or markdown (repeatable; "
                          "default: all).")
@@ -30,7 +33,7 @@ def _analysis(ref: str, bundle: str | None, rules: Path | None):
     return analyse_stored_case(ws, case, kb, rules=rules), kb
 
 
-@app.command("list")
+@case_app.command("list")
 def list_cmd(json_out: bool = JsonOpt) -> None:
     """Cases in the workspace, most recently updated first."""
     from ttpscope.store import Workspace
@@ -46,7 +49,7 @@ def list_cmd(json_out: bool = JsonOpt) -> None:
            for c in cases], caption=None if cases else "no case yet: run 'ttpscope investigate EVIDENCE...'")
 
 
-@app.command("show")
+@case_app.command("show")
 def show_cmd(case: str = typer.Argument(..., help="Case id or name."), bundle: Optional[str] = BundleOpt,
              json_out: bool = JsonOpt) -> None:
     """A case's techniques with their strongest evidence, and where its evidence came from."""
@@ -72,11 +75,11 @@ def show_cmd(case: str = typer.Argument(..., help="Case id or name."), bundle: O
     sources = c.meta.get("sources") or []
     if sources:
         table("Evidence sources", ["source", "as", "read", "accepted", "rejected", "notes"],
-              [[s.get("path"), s.get("format") or s.get("kind"), s.get("read"), s.get("accepted"), s.get("rejected"),
+              [[s["path"], s["format"] or s["kind"], s.get("read"), s.get("accepted"), s.get("rejected"),
                 s.get("note")] for s in sources])
 
 
-@app.command("export")
+@case_app.command("export")
 def export_cmd(case: str = typer.Argument(..., help="Case id or name."),
                formats: Optional[list[str]] = FormatOpt,
                out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default "
@@ -95,7 +98,7 @@ def export_cmd(case: str = typer.Argument(..., help="Case id or name."),
     console.print(f"Wrote {', '.join(p.name for p in written.values())} to [bold]{out_dir}[/bold]")
 
 
-@app.command("delete")
+@case_app.command("delete")
 def delete_cmd(case: str = typer.Argument(..., help="Case id or name."),
                yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
                json_out: bool = JsonOpt) -> None:
@@ -114,6 +117,7 @@ def delete_cmd(case: str = typer.Argument(..., help="Case id or name."),
     console.print(f"Deleted case '{removed['name']}' ({removed['id']})")
 
 
+@app.command("export")
 def export_one_cmd(case: str = typer.Argument(..., help="Case id or name."),
                    fmt: str = typer.Option(..., "--format", "-f", help="html, layer, stix, json, csv or markdown."),
                    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file or folder, '-' for "

@@ -1,113 +1,44 @@
-"""Defender commands: `coverage`, `mitigate`, `hunt`, `emulate`, `vulns rank`, `kb cve`, `rules convert`.
+"""Defender commands: `coverage`, `mitigate`, `hunt`, `emulate`, `vulns rank`.
 
-Thin shells over ``ttpscope.analyze.{coverage,mitigations,emulation,vulns}``, ``ttpscope.kb.vulns`` and
-``ttpscope.detect.convert``.
+Thin shells over ``ttpscope.analyze.{coverage,mitigations,emulation,vulns}``.
 """
 
 from __future__ import annotations
 
 import typer
 
-from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, load, note, print_json, table
+from ttpscope.cli.output import (BundleOpt, DomainOpt, JsonOpt, MappingsOpt, PipelineOpt, TargetOpt, console, load,
+                                 load_rules_noted, mappings_noted, note, print_json, table)
 
-MappingsOpt = typer.Option(None, "--mappings", "-m",
-                           help="CVE mapping source (repeatable): a Mappings Explorer JSON, an attack_to_cve CSV, "
-                                "a folder of them or a URL (cached). Default: $TTPSCOPE_CVE_MAPPINGS, else the "
-                                "official Mappings Explorer KEV file.")
-
-
-def _mappings(sources: list[str] | None):
-    from ttpscope.kb.vulns import default_sources, load_mappings
-
-    maps = load_mappings(sources or default_sources())
-    if maps.errors:
-        note(f"{len(maps.errors)} mapping records rejected (first: {maps.errors[0]})")
-    return maps
-
-
-def cve(cve_id: str = typer.Argument(..., help="CVE id, e.g. CVE-2021-44228."),
-        mappings: list[str] = MappingsOpt, domain: str = DomainOpt, bundle: str = BundleOpt,
-        json: bool = JsonOpt) -> None:
-    """The ATT&CK techniques a CVE enables, by mapping type (exploitation, primary / secondary impact)."""
-    from ttpscope.kb.vulns import cve_view
-
-    maps = _mappings(mappings)
-    kb = load(domain, bundle)
-    view = cve_view(maps, cve_id, kb)
-    for n in view["notes"]:
-        note(n)
-    if json:
-        print_json(view)
-        return
-    console.print(f"[bold]{view['cve']}[/bold]  {view['description'][:300]}")
-    table(f"Techniques of {view['cve']}", ["mapping type", "id", "name"],
-          [(t["mapping_type"], t["id"], t["name"]) for t in view["techniques"]], caption=kb.label)
-
+app = typer.Typer()
 
 # ------------------------------------------------------------------ shared helpers
 def _techniques_arg(ids: list[str] | None, layer: str | None) -> list[str]:
     """Technique ids from arguments and/or a Navigator layer / text file."""
-    from ttpscope.export.layers import technique_ids_from_file
+    from ttpscope.errors import InputError
+    from ttpscope.investigate.inputs import techniques_from
 
-    out = list(ids or [])
-    if layer:
-        out.extend(technique_ids_from_file(layer))
+    out = techniques_from(ids, layer)
     if not out:
-        from ttpscope.errors import InputError
-
         raise InputError("techniques", None, "give technique ids (T1003.001 ...) or --layer FILE")
-    return list(dict.fromkeys(out))
-
-
-def _case_techniques(case_ref: str) -> list[str]:
-    from ttpscope.store.workspace import Workspace
-
-    case = Workspace().get_case(case_ref)
-    return sorted({o.technique_id for o in case.observations})
-
-
-def _attribution_ranking(kb, techniques: list[str]):
-    """[(group id, confidence)] from ttpscope.analyze.attribution, best first."""
-    try:
-        from ttpscope.analyze.attribution import attribute
-    except ImportError as exc:  # the analyze package's attribution is a separate delivery
-        from ttpscope.errors import TtpscopeError
-
-        raise TtpscopeError("--profile-top needs ttpscope.analyze.attribution, which is not installed") from exc
-    result = attribute(techniques, kb)
-    return [(c.id, c.confidence) for c in result.groups]
+    return out
 
 
 def _profile(kb, groups: list[str] | None, top: int | None, case: str | None, observed: list[str] | None,
              with_software: bool):
     """--profile GROUP... | --profile all | --profile-top N (--case CASE | --observed T...) → ThreatProfile."""
-    from ttpscope.analyze.profile import (DEFAULT_VIA, profile_all_groups, profile_from_groups,
-                                          profile_from_ranking)
+    from ttpscope.analyze.profile import DEFAULT_VIA, profile_of_attribution, profile_of_groups
+    from ttpscope.investigate.inputs import case_techniques
 
     via = set(DEFAULT_VIA) | ({"software"} if with_software else set())
     if top:
-        techniques = _case_techniques(case) if case else list(observed or [])
+        techniques = case_techniques(case) if case else list(observed or [])
         if not techniques:
             from ttpscope.errors import InputError
 
             raise InputError("--profile-top", None, "needs the evidence to attribute: --case CASE or --observed T...")
-        return profile_from_ranking(kb, _attribution_ranking(kb, techniques), top, via=via)
-    if groups and [g.lower() for g in groups] == ["all"]:
-        return profile_all_groups(kb, via=via)
-    if groups:
-        return profile_from_groups(kb, groups, via=via)
-    return None
-
-
-def _load_rules(paths: list[str], kb):
-    """Sigma rules through ttpscope.detect.rules; rules that fail to load are reported, not fatal."""
-    from ttpscope.detect.rules import load_rules
-
-    ruleset = load_rules(paths, kb=kb)
-    errors = [": ".join(map(str, e)) if isinstance(e, tuple) else str(e) for e in getattr(ruleset, "errors", []) or []]
-    if errors:
-        note(f"{len(errors)} rules could not be loaded (first: {errors[0]})")
-    return list(getattr(ruleset, "rules", ruleset)), errors
+        return profile_of_attribution(kb, techniques, top, via=via)
+    return profile_of_groups(kb, groups, via=via)
 
 
 def _write_json(path: str, data) -> None:
@@ -129,6 +60,7 @@ SoftwareOpt = typer.Option(False, "--with-software", help="Also count techniques
 
 
 # ------------------------------------------------------------------ coverage
+@app.command()
 def coverage(rules: list[str] = typer.Option(..., "--rules", "-r", help="Sigma rule folder(s) or file(s)."),
              inventory: str = typer.Option(None, "--inventory", "-i", help="Data-source inventory YAML."),
              profile: list[str] = ProfileOpt, profile_top: int = ProfileTopOpt, case: str = CaseOpt,
@@ -147,7 +79,7 @@ def coverage(rules: list[str] = typer.Option(..., "--rules", "-r", help="Sigma r
     kb = load(domain, bundle)
     prof = _profile(kb, profile, profile_top, case, observed, with_software)
     inv = load_inventory(inventory) if inventory else None
-    loaded, errors = _load_rules(rules, kb)
+    loaded, errors = load_rules_noted(rules, kb)
     report = coverage_report(kb, loaded, prof, inv, platform)
     report["rule_errors"] = [str(e) for e in errors]
     if layer_out:
@@ -185,15 +117,17 @@ def coverage(rules: list[str] = typer.Option(..., "--rules", "-r", help="Sigma r
 
 
 # ------------------------------------------------------------------ mitigations
+@app.command()
 def mitigate(techniques: list[str] = typer.Argument(None, help="Technique ids."),
              layer: str = typer.Option(None, "--layer", help="Techniques from a Navigator layer or text file."),
              case: str = CaseOpt, show: int = typer.Option(15, "--show"),
              domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
     """Mitigations covering the most techniques with the fewest M-ids, data to collect, detection strategies."""
     from ttpscope.analyze.mitigations import mitigation_plan
+    from ttpscope.investigate.inputs import case_techniques
 
     kb = load(domain, bundle)
-    ids = _techniques_arg(list(techniques or []) + (_case_techniques(case) if case else []), layer)
+    ids = _techniques_arg(list(techniques or []) + (case_techniques(case) if case else []), layer)
     plan = mitigation_plan(kb, ids)
     for n in plan["notes"]:
         note(n)
@@ -216,6 +150,7 @@ def mitigate(techniques: list[str] = typer.Argument(None, help="Technique ids.")
 
 
 # ------------------------------------------------------------------ emulation
+@app.command()
 def emulate(group: str = typer.Argument(None, help="Group id, name or alias."),
             atomics: list[str] = typer.Option(None, "--atomics", help="Atomic Red Team index folder or files "
                                               "(Indexes-CSV/*.csv, *-index.yaml)."),
@@ -229,10 +164,12 @@ def emulate(group: str = typer.Argument(None, help="Group id, name or alias."),
     """An emulation plan for a group: its techniques by tactic, procedures and Atomic Red Team tests."""
     from pathlib import Path
 
+    from ttpscope.analyze.attribution import attribute
     from ttpscope.analyze.emulation import emulation_plan, plan_markdown
-    from ttpscope.export.layers import plan_layer
-    from ttpscope.kb.atomics import load_atomics
     from ttpscope.analyze.profile import DEFAULT_VIA
+    from ttpscope.export.layers import plan_layer
+    from ttpscope.investigate.inputs import case_techniques
+    from ttpscope.kb.atomics import load_atomics
 
     kb = load(domain, bundle)
     if not group:
@@ -240,12 +177,12 @@ def emulate(group: str = typer.Argument(None, help="Group id, name or alias."),
             from ttpscope.errors import InputError
 
             raise InputError("emulate", None, "give a GROUP or --case CASE")
-        ranking = _attribution_ranking(kb, _case_techniques(case))
-        if not ranking:
+        ranked = attribute(case_techniques(case), kb).groups
+        if not ranked:
             from ttpscope.errors import NotFoundError
 
             raise NotFoundError(f"the attribution of case {case} ranked no group")
-        group = ranking[0][0]
+        group = ranked[0].id
         note(f"case {case}: planning for the top attributed group {group} ({kb.name_of(group)})")
     index = load_atomics(atomics) if atomics else None
     via = set(DEFAULT_VIA) | ({"software"} if with_software else set())
@@ -273,6 +210,7 @@ def emulate(group: str = typer.Argument(None, help="Group id, name or alias."),
 
 # ------------------------------------------------------------------ vulnerabilities
 vulns_app = typer.Typer(help="Vulnerabilities: rank CVEs by the techniques they enable.", no_args_is_help=True)
+app.add_typer(vulns_app, name="vulns")
 
 
 @vulns_app.command("rank")
@@ -296,7 +234,7 @@ def vulns_rank(file: str = typer.Argument(..., help="File with CVE ids (scanner 
     if not cves:
         raise InputError(file, None, "no CVE ids (CVE-YYYY-NNNN) found")
     kb = load(domain, bundle)
-    maps = _mappings(mappings)
+    maps = mappings_noted(mappings)
     prof = _profile(kb, profile, None, None, None, with_software)
     result = rank_cves(kb, maps, cves, prof)
     result["input"] = {"file": file, **result["counts"]}
@@ -312,12 +250,8 @@ def vulns_rank(file: str = typer.Argument(..., help="File with CVE ids (scanner 
                   + (f" ({', '.join(result['unmapped'][:10])})" if result["unmapped"] else ""))
 
 
-# ------------------------------------------------------------------ hunting and conversion
-TargetOpt = typer.Option("splunk", "--target", "-t", help="splunk | elasticsearch (Lucene) | esql | kusto (KQL).")
-PipelineOpt = typer.Option("default", "--pipeline", help="pySigma processing pipeline: 'default' for the "
-                           "target, 'none', an installed pipeline name, or a pipeline YAML file.")
-
-
+# ------------------------------------------------------------------ hunting
+@app.command()
 def hunt(techniques: list[str] = typer.Argument(None, help="Technique ids to hunt for."),
          rules: list[str] = typer.Option(..., "--rules", "-r", help="Sigma rule folder(s) or file(s)."),
          layer: str = typer.Option(None, "--layer", help="Techniques from a Navigator layer or text file."),
@@ -325,10 +259,11 @@ def hunt(techniques: list[str] = typer.Argument(None, help="Technique ids to hun
          domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
     """Hunting leads: the Sigma rules covering each technique, as queries for your SIEM."""
     from ttpscope.analyze.coverage import hunt_leads
+    from ttpscope.investigate.inputs import case_techniques
 
     kb = load(domain, bundle)
-    ids = _techniques_arg(list(techniques or []) + (_case_techniques(case) if case else []), layer)
-    loaded, _ = _load_rules(rules, kb)
+    ids = _techniques_arg(list(techniques or []) + (case_techniques(case) if case else []), layer)
+    loaded, _ = load_rules_noted(rules, kb)
     leads = hunt_leads(kb, loaded, ids, target, pipeline)
     for t in leads["unknown"]:
         note(f"{t}: not a technique of {kb.label}")
@@ -348,31 +283,3 @@ def hunt(techniques: list[str] = typer.Argument(None, help="Technique ids to hun
                   f"({leads['pipeline']}), {c['failed']} failed; {kb.label}[/dim]")
 
 
-def convert(rules: list[str] = typer.Argument(..., help="Sigma rule files or folders."),
-            target: str = TargetOpt, pipeline: str = PipelineOpt,
-            out: str = typer.Option(None, "--out", help="Write the queries to this file (one per line)."),
-            json: bool = JsonOpt) -> None:
-    """Convert Sigma rules to Splunk SPL, Elasticsearch Lucene / ES|QL or Microsoft KQL; failures with reasons."""
-    from pathlib import Path
-
-    from ttpscope.detect.convert import convert_rules
-
-    loaded, errors = _load_rules(rules, None)
-    result = convert_rules(loaded, target, pipeline, isolate=False)  # freshly loaded: nothing reuses them
-    data = result.to_dict()
-    data["load_errors"] = [str(e) for e in errors]
-    if out:
-        Path(out).write_text("\n".join(q for r in result.queries for q in r.queries) + "\n", encoding="utf-8")
-    if json:
-        print_json(data)
-        return
-    if not out:
-        for r in result.queries:
-            console.print(f"[dim]# {r.title} ({r.rule_id})[/dim]")
-            for q in r.queries:
-                console.print(q, markup=False, highlight=False, soft_wrap=True)
-    if result.failures:
-        table(f"Not converted ({len(result.failures)})", ["rule", "title", "reason"],
-              [(r.path or r.rule_id, r.title, r.error) for r in result.failures])
-    console.print(f"{len(result.queries)}/{len(result.results)} rules converted to {result.target} "
-                  f"({result.pipeline}): {result.rate:.1%}" + (f"; {len(errors)} rules failed to load" if errors else ""))

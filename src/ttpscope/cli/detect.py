@@ -11,6 +11,10 @@ from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, err_cons
 from ttpscope.cli.summary import PlainProgress, RunSummary, min_level_option, print_summary, sources_of
 
 
+app = typer.Typer()
+
+
+@app.command("detect")
 def detect_cmd(
     logs: list[Path] = typer.Argument(..., help="EVTX, JSON lines, JSON, Parquet or CSV files, folders, or "
                                       "zip/tar/gz archives of them."),

@@ -37,7 +37,7 @@ class _UnnamedContext(typer.Context):
         return super().command_path.rstrip()
 
 
-app = typer.Typer(cls=_ReportsByDefault, no_args_is_help=True,
+app = typer.Typer(name="extract", cls=_ReportsByDefault, no_args_is_help=True,
                   help="Read threat reports: techniques with their evidence sentences, actors, software, IOCs, "
                        "CVEs.\n\nUsage: ttpscope extract REPORT... [--min-confidence X] [--json] "
                        "[--highlight out.html]  (REPORT: .txt .md .html .pdf, or - for stdin)")

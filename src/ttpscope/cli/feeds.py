@@ -10,7 +10,7 @@ import typer
 
 from ttpscope.cli.output import JsonOpt, console, note, print_json, table
 
-app = typer.Typer(help="Intelligence feeds (TAXII 2.1, STIX bundles, MISP feeds, folders): add, sync, "
+app = typer.Typer(name="feeds", help="Intelligence feeds (TAXII 2.1, STIX bundles, MISP feeds, folders): add, sync, "
                   "indicators, IOC matching on logs.", no_args_is_help=True)
 
 

@@ -11,10 +11,13 @@ import typer
 from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, err_console, note, print_json, table
 from ttpscope.cli.summary import PlainProgress, RunSummary, min_level_option, print_summary, shorten
 
+app = typer.Typer()
+
 STAGES = {"route": "Sorting evidence", "logs": "Event logs (Sigma)", "reports": "Reports (extraction)",
           "save": "Saving to workspace", "analyse": "Analysing", "export": "Writing outputs"}
 
 
+@app.command("investigate")
 def investigate_cmd(
     evidence: list[Path] = typer.Argument(..., help="Evidence files and folders: event logs (EVTX, JSON lines, "
                                           "Parquet, CSV) and threat reports (txt, md, html, pdf), sorted by content."),

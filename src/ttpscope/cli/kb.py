@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, load, note, print_json, table
+from ttpscope.cli.output import (BundleOpt, DomainOpt, JsonOpt, MappingsOpt, console, load, mappings_noted, note,
+                                 print_json, table)
 
-app = typer.Typer(help="Query the ATT&CK knowledge base (tactics, techniques, groups, software, campaigns).",
+app = typer.Typer(name="kb", help="Query the ATT&CK knowledge base (tactics, techniques, groups, software, campaigns).",
                   no_args_is_help=True)
 
 
@@ -251,3 +252,23 @@ def update(domain: list[str] = typer.Option(None, "--domain", "-d", help="Domain
         return
     table("ATT&CK releases now in use", ["domain", "version", "file"],
           [(d, v["version"], v["path"]) for d, v in done.items()])
+
+
+@app.command()
+def cve(cve_id: str = typer.Argument(..., help="CVE id, e.g. CVE-2021-44228."),
+        mappings: list[str] = MappingsOpt, domain: str = DomainOpt, bundle: str = BundleOpt,
+        json: bool = JsonOpt) -> None:
+    """The ATT&CK techniques a CVE enables, by mapping type (exploitation, primary / secondary impact)."""
+    from ttpscope.kb.vulns import cve_view
+
+    maps = mappings_noted(mappings)
+    kb = load(domain, bundle)
+    view = cve_view(maps, cve_id, kb)
+    for n in view["notes"]:
+        note(n)
+    if json:
+        print_json(view)
+        return
+    console.print(f"[bold]{view['cve']}[/bold]  {view['description'][:300]}")
+    table(f"Techniques of {view['cve']}", ["mapping type", "id", "name"],
+          [(t["mapping_type"], t["id"], t["name"]) for t in view["techniques"]], caption=kb.label)

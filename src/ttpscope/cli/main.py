@@ -1,4 +1,5 @@
-"""The `ttpscope` command: thin shells over the library, one sub-command group per package."""
+"""The `ttpscope` command: thin shells over the library; each ``cli/<group>.py`` owns its Typer app and
+this module only adds them."""
 
 from __future__ import annotations
 
@@ -7,16 +8,7 @@ import sys
 import typer
 
 from ttpscope import __version__
-from ttpscope.cli import analyze as analyze_cli
-from ttpscope.cli import case as case_cli
-from ttpscope.cli import defend as defend_cli
-from ttpscope.cli import detect as detect_cli
-from ttpscope.cli import extract as extract_cli
-from ttpscope.cli import feeds as feeds_cli
-from ttpscope.cli import investigate as investigate_cli
-from ttpscope.cli import kb as kb_cli
-from ttpscope.cli import rules as rules_cli
-from ttpscope.cli import serve as serve_cli
+from ttpscope.cli import analyze, case, defend, detect, extract, feeds, investigate, kb, rules, serve
 
 app = typer.Typer(
     name="ttpscope",
@@ -26,29 +18,10 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# the main job and its workspace
-app.command("investigate")(investigate_cli.investigate_cmd)
-app.add_typer(case_cli.app, name="case")
-app.command("export")(case_cli.export_one_cmd)
-# know
-app.add_typer(kb_cli.app, name="kb")
-kb_cli.app.command("cve")(defend_cli.cve)
-app.add_typer(feeds_cli.app, name="feeds")
-# observe
-app.command("detect")(detect_cli.detect_cmd)
-app.add_typer(rules_cli.app, name="rules")
-rules_cli.app.command("convert")(defend_cli.convert)
-app.add_typer(extract_cli.app, name="extract")
-# understand
-for _name, _fn in (("lifecycle", analyze_cli.lifecycle_cmd), ("attribute", analyze_cli.attribute_cmd),
-                   ("overlap", analyze_cli.overlap_cmd), ("anticipate", analyze_cli.anticipate_cmd)):
-    app.command(_name)(_fn)
-# defend
-for _cmd in (defend_cli.coverage, defend_cli.mitigate, defend_cli.hunt, defend_cli.emulate):
-    app.command()(_cmd)
-app.add_typer(defend_cli.vulns_app, name="vulns")
-# share
-app.command(name="serve")(serve_cli.serve)
+# Each module owns its Typer app (top-level commands, or a named group); the order is the help's order.
+GROUPS = (investigate, case, kb, feeds, detect, rules, extract, analyze, defend, serve)
+for group in GROUPS:
+    app.add_typer(group.app)
 
 
 def _version(value: bool) -> None:

@@ -1,4 +1,4 @@
-"""`ttpscope rules list|check|show|update`: Sigma rule sets."""
+"""`ttpscope rules list|check|show|update|convert`: Sigma rule sets."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from typing import Optional
 
 import typer
 
-from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, load, note, print_json, table
+from ttpscope.cli.output import (BundleOpt, DomainOpt, JsonOpt, PipelineOpt, TargetOpt, console, load, load_rules_noted,
+                                 note, print_json, table)
 
-app = typer.Typer(help="Sigma rules: list, check (load + compile), show one, update the SigmaHQ release.",
+app = typer.Typer(name="rules", help="Sigma rules: list, check (load + compile), show one, update the SigmaHQ "
+                  "release, convert to SIEM queries.",
                   no_args_is_help=True)
 
 PathsArg = typer.Argument(None, help="Rule files or folders (default: the cached SigmaHQ release).")
@@ -175,3 +177,34 @@ def update_cmd(url: str = typer.Option(None, "--url", help="Rule archive (zip) t
         print_json(info)
         return
     console.print(f"{info['rules']:,} rule files from {info['url']} → {info['path']}")
+
+
+@app.command("convert")
+def convert(rules: list[str] = typer.Argument(..., help="Sigma rule files or folders."),
+            target: str = TargetOpt, pipeline: str = PipelineOpt,
+            out: str = typer.Option(None, "--out", help="Write the queries to this file (one per line)."),
+            json: bool = JsonOpt) -> None:
+    """Convert Sigma rules to Splunk SPL, Elasticsearch Lucene / ES|QL or Microsoft KQL; failures with reasons."""
+    from pathlib import Path
+
+    from ttpscope.detect.convert import convert_rules
+
+    loaded, errors = load_rules_noted(rules, None)
+    result = convert_rules(loaded, target, pipeline, isolate=False)  # freshly loaded: nothing reuses them
+    data = result.to_dict()
+    data["load_errors"] = [str(e) for e in errors]
+    if out:
+        Path(out).write_text("\n".join(q for r in result.queries for q in r.queries) + "\n", encoding="utf-8")
+    if json:
+        print_json(data)
+        return
+    if not out:
+        for r in result.queries:
+            console.print(f"[dim]# {r.title} ({r.rule_id})[/dim]")
+            for q in r.queries:
+                console.print(q, markup=False, highlight=False, soft_wrap=True)
+    if result.failures:
+        table(f"Not converted ({len(result.failures)})", ["rule", "title", "reason"],
+              [(r.path or r.rule_id, r.title, r.error) for r in result.failures])
+    console.print(f"{len(result.queries)}/{len(result.results)} rules converted to {result.target} "
+                  f"({result.pipeline}): {result.rate:.1%}" + (f"; {len(errors)} rules failed to load" if errors else ""))

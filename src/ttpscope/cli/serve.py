@@ -6,9 +6,12 @@ import typer
 
 from ttpscope.cli.output import BundleOpt, DomainOpt, note
 
+app = typer.Typer()
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
+@app.command("serve")
 def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything but loopback exposes the "
                                    "server to the network: put it behind TLS."),
           port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),

@@ -6,7 +6,7 @@ import io
 import shutil
 import zipfile
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from ttpscope.errors import InputError, OfflineError
 
@@ -64,12 +64,3 @@ def update_rules(url: str = SIGMAHQ_RELEASE, timeout: float = 60.0) -> dict:
     for old in sorted(p for p in root.iterdir() if p.is_dir() and p != target)[:-2]:  # keep two older ones
         shutil.rmtree(old, ignore_errors=True)
     return {"url": url, "path": str(target), "rules": count}
-
-
-def rules_dir_info() -> dict | None:
-    from ttpscope.detect.rules import default_rules_dir
-
-    path = default_rules_dir()
-    if path is None:
-        return None
-    return {"path": str(path), "files": sum(1 for _ in Path(path).rglob("*.yml"))}

@@ -15,25 +15,9 @@ as "malware", "backdoor", "sample"), and a sentence without either keeps both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ttpscope.extract.phrases import PhraseMatcher, tokens
 
 MIN_NAME_LEN = 2
-
-
-@dataclass(slots=True)
-class EntityMention:
-    """A group or software of the KB named in a report, with the sentences that name it."""
-
-    id: str
-    name: str
-    kind: str  # group | software
-    mentions: list[dict] = field(default_factory=list)  # [{surface, start, end}]
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "kind": self.kind, "count": len(self.mentions),
-                "mentions": self.mentions}
 
 
 def _common_words(kb) -> set[str]:

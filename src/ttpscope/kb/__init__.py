@@ -7,6 +7,10 @@
 
 Loading indexes the bundle once and writes a warm cache (a pickle keyed by the bundle file's identity and
 the loader's schema), so later processes start in a fraction of the parse time.
+
+Beside the ATT&CK model: CVE mappings (:mod:`ttpscope.kb.vulns`), Atomic Red Team indexes
+(:mod:`ttpscope.kb.atomics`) and data-source inventories (:mod:`ttpscope.kb.inventory`), the loaders the
+analyses take their reference data from.
 """
 
 from __future__ import annotations

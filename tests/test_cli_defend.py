@@ -148,7 +148,7 @@ def test_rules_convert_command(rule_dir):
     import typer
     from typer.testing import CliRunner
 
-    from ttpscope.cli.defend import convert
+    from ttpscope.cli.rules import convert
 
     app = typer.Typer()
     app.command()(convert)
