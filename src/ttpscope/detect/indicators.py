@@ -25,6 +25,12 @@ import duckdb
 import pyarrow as pa
 
 BASE = ("_src", "_rec", "_time", "_host")
+# Indicator values are short; long cells (rendered messages, script blocks) are free text, where a value is
+# not a field of its own. Skipping them halves the matching time on Windows events; a hash list such as
+# Sysmon's Hashes field (~200 characters) is well inside the second bound.
+MAX_CELL = 2048
+MAX_HASH_LIST = 512
+FLUSH_CELLS = 4_000_000  # keys are buffered over batches and joined with the terms once per this many cells
 
 # which derived keys each kind compares by equality
 _KEYS_OF_KIND = {
@@ -112,6 +118,9 @@ class IndicatorMatcher:
                 self.needed.add(kk)
         self.has = {t: self._run(f"SELECT count(*) FROM {t}")[0][0] > 0
                     for t in ("t_eq", "t_cidr2", "t_like", "t_regex", "t_regprefix")}
+        self._run("CREATE TEMP TABLE keys (_src INTEGER, _rec BIGINT, kk VARCHAR, key VARCHAR)")
+        self._run("CREATE TEMP TABLE events (_src INTEGER, _rec BIGINT, _time TIMESTAMPTZ, _host VARCHAR)")
+        self.buffered = 0
         self.sources: list[str] = []
         self.events = 0
         self.batches = 0
@@ -139,65 +148,79 @@ class IndicatorMatcher:
         con.register("_b", table)
         try:
             collist = ", ".join(_q(c) for c in cols)
-            self._run(f"""CREATE OR REPLACE TEMP TABLE cells AS
-                SELECT _src, _rec, _time, _host, lower(val) AS v
-                FROM (UNPIVOT (SELECT _src, _rec, _time, _host, {collist} FROM _b)
+            cells = f"""
+                SELECT _src, _rec, lower(val) AS v
+                FROM (UNPIVOT (SELECT _src, _rec, {collist} FROM _b)
                       ON {collist} INTO NAME col VALUE val)
-                WHERE val <> '' AND val <> '-'""")
+                WHERE strlen(val) BETWEEN 2 AND {MAX_CELL}"""
             parts = []
             if "x" in self.needed:
-                parts.append("SELECT _src, _rec, _time, _host, 'x' AS kk, v AS key FROM cells")
+                parts.append("SELECT _src, _rec, 'x' AS kk, v AS key FROM cells")
             if "h" in self.needed:
-                parts.append("SELECT _src, _rec, _time, _host, 'h', unnest(regexp_extract_all(v, '[0-9a-f]{32,128}')) "
-                             "FROM cells WHERE length(v) >= 32")
+                parts.append("SELECT _src, _rec, 'h', unnest(regexp_extract_all(v, '[0-9a-f]{32,128}')) "
+                             f"FROM cells WHERE strlen(v) BETWEEN 32 AND {MAX_HASH_LIST}")
             if "b" in self.needed:
-                parts.append(r"SELECT _src, _rec, _time, _host, 'b', regexp_extract(v, '[^\\/]+$') FROM cells "
+                parts.append(r"SELECT _src, _rec, 'b', regexp_extract(v, '[^\\/]+$') FROM cells "
                              r"WHERE contains(v, '\') OR contains(v, '/')")
             if "u" in self.needed:
-                parts.append("SELECT _src, _rec, _time, _host, 'u', regexp_extract(v, "
+                parts.append("SELECT _src, _rec, 'u', regexp_extract(v, "
                              "'^[a-z][a-z0-9+.-]*://(?:[^/@]*@)?([^/:?#]+)', 1) FROM cells WHERE contains(v, '://')")
             if "r" in self.needed:
-                parts.append("SELECT _src, _rec, _time, _host, 'r', rtrim(regexp_replace(regexp_replace(regexp_replace("
+                parts.append("SELECT _src, _rec, 'r', rtrim(regexp_replace(regexp_replace(regexp_replace("
                              "regexp_replace(regexp_replace(v, '^hkey_local_machine', 'hklm'), '^hkey_current_user', "
                              "'hkcu'), '^hkey_users', 'hku'), '^hkey_classes_root', 'hkcr'), '^hkey_current_config', "
                              "'hkcc'), '\\') FROM cells WHERE v LIKE 'hk%'")
             if not parts:
                 return
-            self._run("CREATE OR REPLACE TEMP TABLE keys AS " + " UNION ALL ".join(parts))
-            hits = []
-            if self.has["t_eq"]:
-                hits.append("SELECT e.comp, k._src, k._rec, k._time, k._host FROM keys k "
-                            "JOIN t_eq e ON e.kk = k.kk AND e.key = k.key")
-            if self.has["t_cidr2"]:
-                hits.append(r"""SELECT c.comp, k._src, k._rec, k._time, k._host FROM
-                    (SELECT *, (split_part(key, '.', 1)::BIGINT << 24) + (split_part(key, '.', 2)::BIGINT << 16)
-                             + (split_part(key, '.', 3)::BIGINT << 8) + split_part(key, '.', 4)::BIGINT AS ip
-                     FROM keys WHERE kk = 'x' AND regexp_full_match(key,
-                        '(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}')) k
-                    JOIN t_cidr2 c ON k.ip BETWEEN c.lo AND c.hi""")
-            if self.has["t_like"]:
-                hits.append("SELECT l.comp, k._src, k._rec, k._time, k._host FROM keys k JOIN t_like l "
-                            "ON k.kk = 'x' AND k.key LIKE l.value")
-            if self.has["t_regex"]:
-                hits.append("SELECT r.comp, k._src, k._rec, k._time, k._host FROM keys k JOIN t_regex r "
-                            "ON k.kk = 'x' AND regexp_matches(k.key, r.value)")
-            if self.has["t_regprefix"] and "r" in self.needed:
-                hits.append("SELECT p.comp, k._src, k._rec, k._time, k._host FROM keys k JOIN t_regprefix p "
-                            "ON k.kk = 'r' AND starts_with(k.key, p.prefix)")
-            if not hits:
-                return
+            self._run(f"INSERT INTO keys WITH cells AS ({cells}) " + " UNION ALL ".join(parts))
+            self._run("INSERT INTO events SELECT _src, _rec, _time, _host FROM _b")
+            self.buffered += table.num_rows * len(cols)
+        finally:
+            con.unregister("_b")
+        if self.buffered > FLUSH_CELLS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Join the buffered keys with the terms (one hash join for many batches), then empty the buffer."""
+        if not self.buffered:
+            return
+        hits = []
+        if self.has["t_eq"]:
+            hits.append("SELECT e.comp, k._src, k._rec FROM keys k "
+                        "JOIN t_eq e ON e.kk = k.kk AND e.key = k.key")
+        if self.has["t_cidr2"]:
+            hits.append(r"""SELECT c.comp, k._src, k._rec FROM
+                (SELECT *, (split_part(key, '.', 1)::BIGINT << 24) + (split_part(key, '.', 2)::BIGINT << 16)
+                         + (split_part(key, '.', 3)::BIGINT << 8) + split_part(key, '.', 4)::BIGINT AS ip
+                 FROM keys WHERE kk = 'x' AND regexp_full_match(key,
+                    '(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}')) k
+                JOIN t_cidr2 c ON k.ip BETWEEN c.lo AND c.hi""")
+        if self.has["t_like"]:
+            hits.append("SELECT l.comp, k._src, k._rec FROM keys k JOIN t_like l "
+                        "ON k.kk = 'x' AND k.key LIKE l.value")
+        if self.has["t_regex"]:
+            hits.append("SELECT r.comp, k._src, k._rec FROM keys k JOIN t_regex r "
+                        "ON k.kk = 'x' AND regexp_matches(k.key, r.value)")
+        if self.has["t_regprefix"] and "r" in self.needed:
+            hits.append("SELECT p.comp, k._src, k._rec FROM keys k JOIN t_regprefix p "
+                        "ON k.kk = 'r' AND starts_with(k.key, p.prefix)")
+        if hits:
             self._run(f"""INSERT INTO acc
                 WITH hits AS ({' UNION ALL '.join(hits)}),
-                sat AS (SELECT c.feed, c.indicator_id, h._src, h._rec, min(h._time) AS t, any_value(h._host) AS host
+                sat AS (SELECT DISTINCT c.feed, c.indicator_id, h._src, h._rec
                         FROM hits h JOIN comps c USING (comp)
                         GROUP BY c.feed, c.indicator_id, c.conj, h._src, h._rec
                         HAVING count(DISTINCT h.comp) = any_value(c.conj_size))
-                SELECT feed, indicator_id, _src, host, min(t), max(t), count(DISTINCT _rec)
-                FROM sat GROUP BY feed, indicator_id, _src, host""")
-        finally:
-            con.unregister("_b")
+                -- time and host only for the events that matched, not for every cell
+                SELECT s.feed, s.indicator_id, s._src, b._host, min(b._time), max(b._time), count(*)
+                FROM sat s JOIN events b ON b._src = s._src AND b._rec = s._rec
+                GROUP BY s.feed, s.indicator_id, s._src, b._host""")
+        self._run("DELETE FROM keys")
+        self._run("DELETE FROM events")
+        self.buffered = 0
 
     def result(self) -> list[Sighting]:
+        self.flush()
         rows = self._run("""
             SELECT a.feed, a.indicator_id, a._src, a._host, min(a.first_seen), max(a.last_seen), sum(a.n)::BIGINT,
                    (SELECT value FROM comps c WHERE c.feed = a.feed AND c.indicator_id = a.indicator_id
