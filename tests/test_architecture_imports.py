@@ -26,7 +26,7 @@ LAYERS: dict[str, int] = {
 }
 # Modules that look up third-party modules by name (pySigma backends and pipelines chosen by the user's
 # target, a pySigma pipeline restored from its defining module): never ttpscope's own.
-DYNAMIC_THIRD_PARTY = {"detect/convert.py", "detect/compiler.py"}
+DYNAMIC_THIRD_PARTY = {"detect/convert.py", "detect/variants.py"}
 DYNAMIC_CALLS = {"import_module", "__import__", "reload", "find_spec"}
 
 

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pytest
 
 from feeds_data import NOW, indicator, ts
+from ttpscope.ingest.base import HOST, REC, SRC, TIME
 from ttpscope.detect.indicators import match_files, match_indicators
 from ttpscope.feeds import FeedStore, add_feed, sync_feed
 from ttpscope.ingest import BASE_COLUMNS, read_table
@@ -46,7 +47,7 @@ def sysmon(shared_data):
 
 
 def _pick_values(zeek_table, sysmon_table):
-    ips = collections.Counter(v for v in zeek_table.column("id_resp_h").to_pylist() if v and "." in v)
+    ips = collections.Counter(v for v in zeek_table.column("id.resp_h").to_pylist() if v and "." in v)
     ip = sorted(ips.items(), key=lambda kv: (-kv[1], kv[0]))[1][0]  # the second most contacted address
     queries = collections.Counter(v for v in zeek_table.column("query").to_pylist() if v and "." in v)
     domain = sorted(queries.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
@@ -111,8 +112,8 @@ def test_feed_indicators_give_sightings_on_otrf_events(tmp_path, zeek, sysmon):
 def test_conjunctions_registry_prefix_and_file_names(tmp_path):
     # hand-made events: one table, strings only, as the ingest produces them
     table = pa.table({
-        "_src": pa.array([0, 0, 0, 0], pa.int32()), "_rec": pa.array([1, 2, 3, 4], pa.int64()),
-        "_time": pa.array([None] * 4, pa.timestamp("us", tz="UTC")), "_host": pa.array(["h1", "h1", "h2", "h2"]),
+        SRC: pa.array([0, 0, 0, 0], pa.int32()), REC: pa.array([1, 2, 3, 4], pa.int64()),
+        TIME: pa.array([None] * 4, pa.timestamp("us", tz="UTC")), HOST: pa.array(["h1", "h1", "h2", "h2"]),
         "Image": pa.array(["C:\\Windows\\Temp\\Evil.exe", "C:\\Windows\\System32\\cmd.exe", None, "C:\\x\\evil.exe"]),
         "TargetObject": pa.array([None, "HKLM\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\updater", None, None]),
         "Hashes": pa.array(["MD5=" + "B" * 32, None, None, "MD5=" + "C" * 32]),

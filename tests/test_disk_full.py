@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ttpscope.errors import WriteError
-from ttpscope.model import Case, Observation
+from ttpscope.model import Detection, Case, Observation
 from ttpscope.store import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,8 +85,7 @@ def test_a_workspace_commit_on_a_full_disk_is_one_error_and_keeps_the_old_cases(
     ws = Workspace(small_disk / "ws.duckdb")
     ws.save_case(Case("old", [Observation("T1059.001", "manual", "note")]))
     filler = fill(small_disk)
-    detections = [{"rule_id": f"r{i}", "title": "t" * 200, "record": str(i), "data": {"x": "y" * 500}}
-                  for i in range(5000)]
+    detections = [Detection(f"r{i}", "t" * 200, record=str(i), event={"x": "y" * 500}) for i in range(5000)]
     with pytest.raises(WriteError) as err:
         ws.save_case(Case("new", [Observation("T1003.001", "manual", "note")]), detections=detections)
     message = str(err.value)

@@ -271,9 +271,9 @@ def test_stix_bundle_is_shareable_and_valid(kb):
 
     case, dets, docs = sample_case()
     for d in docs:
-        d.update(date="2024-03-12", tlp="amber", sha256="ab" * 32,
-                 groups=[{"id": "G0016", "name": "APT29", "also_observed": ["T1059.001"]}],
-                 software=[{"id": "S0002", "name": "Mimikatz", "also_observed": ["T1003.001"]}])
+        d.date, d.tlp, d.sha256 = "2024-03-12", "amber", "ab" * 32
+        d.groups = [{"id": "G0016", "name": "APT29", "also_observed": ["T1059.001"]}]
+        d.software = [{"id": "S0002", "name": "Mimikatz", "also_observed": ["T1003.001"]}]
     analysis = analyse_case(case, kb, detections=dets, documents=docs)
     bundle = case_bundle(analysis, kb)
     assert _validate(bundle) == []

@@ -24,7 +24,10 @@ from typing import Any, Iterable
 import duckdb
 import pyarrow as pa
 
-BASE = ("_src", "_rec", "_time", "_host")
+from ttpscope.ingest.base import HOST, REC, SRC, TIME, is_internal
+
+BASE = ("_src", "_rec", "_time", "_host")  # their names in this module's SQL
+INTERNAL = (SRC, REC, TIME, HOST)  # the ingest's columns they come from
 # Indicator values are short; long cells (rendered messages, script blocks) are free text, where a value is
 # not a field of its own. Skipping them halves the matching time on Windows events; a hash list such as
 # Sysmon's Hashes field (~200 characters) is well inside the second bound.
@@ -137,13 +140,18 @@ class IndicatorMatcher:
         self.batches += 1
         if not self.indicators or table.num_rows == 0:
             return
-        cols = [f.name for f in table.schema if f.name not in BASE
-                and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
-        if not cols:
+        for internal in INTERNAL:
+            if internal not in table.column_names:
+                raise ValueError(f"event batch without {internal!r}")
+        fields = [f.name for f in table.schema if not is_internal(f.name)
+                  and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+        if not fields:
             return
-        for base in BASE:
-            if base not in table.column_names:
-                raise ValueError(f"event batch without {base!r}")
+        # the SQL below names the ingest's columns _src/_rec/_time/_host and the fields c0, c1, ...: no event
+        # field name (Splunk's own _time, say) can collide with either
+        table = pa.table([table.column(c) for c in INTERNAL] + [table.column(f) for f in fields],
+                         names=list(BASE) + [f"c{i}" for i in range(len(fields))])
+        cols = [f"c{i}" for i in range(len(fields))]
         con = self.con
         con.register("_b", table)
         try:

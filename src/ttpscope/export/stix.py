@@ -40,7 +40,7 @@ import stix2
 from ttpscope import __version__
 from ttpscope.analyze.evidence import comment_of
 from ttpscope.analyze.report import CaseAnalysis, IndicatorsSection
-from ttpscope.model import Detection
+from ttpscope.model import Detection, ReportDocument
 
 NAMESPACE = uuid.UUID("5b0d7f55-6d0e-4bd6-9f34-8d3c2f1f0a11")  # ttpscope's UUIDv5 namespace
 # IOC validity after the case: network indicators are re-used for days to weeks, file hashes a little longer
@@ -165,8 +165,8 @@ def _observables(event: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _documents(analysis) -> list[dict[str, Any]]:
-    return [d for d in (getattr(analysis, "documents", None) or []) if isinstance(d, dict)]
+def _documents(analysis: CaseAnalysis) -> list[ReportDocument]:
+    return list(analysis.documents)
 
 
 def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
     stamp = _utc(case.updated) or datetime.now(timezone.utc)
     docs = _documents(analysis)
     level = (tlp.lower().strip().removeprefix("tlp:") if tlp else None) or _strictest(
-        [str(d.get("tlp") or "").lower() for d in docs])
+        [(d.tlp or "").lower() for d in docs])
     marking = tlp_marking(level) if level else None
     first, last = analysis.time_span()
     first_dt, last_dt = _utc(first), _utc(last)
@@ -299,10 +299,10 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
     named_groups: dict[str, set[str]] = defaultdict(set)
     named_software: dict[str, set[str]] = defaultdict(set)
     for doc in docs:
-        for g in doc.get("groups") or []:
+        for g in doc.groups:
             if isinstance(g, dict) and g.get("id") in kb.groups:
                 named_groups[g["id"]].update(t for t in g.get("also_observed") or [] if t in patterns)
-        for sw in doc.get("software") or []:
+        for sw in doc.software:
             if isinstance(sw, dict) and sw.get("id") in kb.software:
                 named_software[sw["id"]].update(t for t in sw.get("also_observed") or [] if t in patterns)
     for gid, techs in sorted(named_groups.items()):
@@ -353,17 +353,17 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
                    f"{len(analysis.detections)} detections, {len(analysis.documents)} reports; {kb.label}.")
     if skipped_iocs:
         description += f" {skipped_iocs} IOC(s) of types STIX patterns do not cover were left out."
-    dates = sorted(d for d in (_utc(doc.get("date")) for doc in docs) if d is not None)
+    dates = sorted(d for d in (_utc(doc.date) for doc in docs) if d is not None)
     published = dates[-1] if dates else stamp  # STIX requires it: the case's time only if no document has one
     sources = []
     for doc in docs:
-        name = ntpath.basename(str(doc.get("path") or doc.get("name") or "")) or None
+        name = ntpath.basename(doc.path or doc.name) or None
         if not name:
             continue
         src: dict[str, Any] = {"source_name": name, "description": "source document"
-                               + (f" ({doc['title']})" if doc.get("title") else "")}
-        if doc.get("sha256"):
-            src["hashes"] = {"SHA-256": str(doc["sha256"])}
+                               + (f" ({doc.title})" if doc.title else "")}
+        if doc.sha256:
+            src["hashes"] = {"SHA-256": doc.sha256}
         sources.append(src)
     extra: dict[str, Any] = {"external_references": sources} if sources else {}
     report = stix2.Report(id=_id("report", case.id), name=f"ttpscope case: {case.name}", description=description,
