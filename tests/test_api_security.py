@@ -367,3 +367,17 @@ def test_cli_layer_with_a_non_string_technique_id_is_one_line(tmp_path):
     assert done.returncode != 0 and "Traceback" not in done.stderr
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "techniqueID 1059" in lines[0] and str(layer) in lines[0], done.stderr
+
+
+def test_stopping_the_server_removes_the_uploads_of_queued_jobs(tmp_path, kb):
+    from ttpscope.api.uploads import uploads_root
+
+    app = create_app(Settings(token=TOKEN, bundle="embedded", workspace=str(tmp_path / "ws.duckdb")))
+    before = {p.name for p in uploads_root().iterdir()}
+    with TestClient(app) as c:  # the block's end runs the app's shutdown, as SIGTERM does for serve
+        ids = [c.post("/api/cases", data={"text": f"APT{i} used PowerShell."}, headers=AUTH).json()["job"]["id"]
+               for i in range(3)]  # one worker: two of them are still queued at the end
+        assert len({p.name for p in uploads_root().iterdir()} - before) >= 2
+    assert {p.name for p in uploads_root().iterdir()} <= before
+    states = {app.state.jobs.get(i).state for i in ids}
+    assert states <= {"done", "failed"}

@@ -266,10 +266,21 @@ class JobManager:
         return sorted(self._jobs.values(), key=lambda j: -j.created)
 
     def shutdown(self) -> None:
+        """Stop: children killed, queued jobs cancelled; every unfinished job is recorded as failed and its
+        staged uploads are removed (a queued job's own cleanup would never run)."""
+        from ttpscope.api.uploads import remove
+
+        self._pool.shutdown(wait=False, cancel_futures=True)
         for child in list(self._children.values()):
             if child.is_alive():
                 child.kill()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for job in list(self._jobs.values()):
+            if job.state in ("queued", "running") and job.owner == os.getpid():
+                job.state, job.stage, job.finished = "failed", "interrupted", time.time()
+                job.error = "the server stopped before this job finished; start the investigation again"
+                if job.folder:
+                    remove(Path(job.folder))
+                self._save(job)
 
 
 def _internal(job: Job) -> str:
