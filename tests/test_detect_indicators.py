@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from feeds_data import NOW, indicator, ts
+from feeds_data import NOW, indicator
 from ttpscope.ingest.base import HOST, REC, SRC, TIME
 from ttpscope.detect.indicators import match_files, match_indicators
 from ttpscope.feeds import FeedStore, add_feed, sync_feed

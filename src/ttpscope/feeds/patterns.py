@@ -188,7 +188,7 @@ def _comparison(node) -> list[list[Term]]:
         value = getattr(const, "value", None)
         if not isinstance(value, str):
             raise UnsupportedPattern(f"{lhs.object_type_name}:{path} compared with a non-string constant")
-        return value
+        return _unescape(value)  # the parse tree keeps the pattern's escapes (\\ and \')
 
     if isinstance(node, P.EqualityComparisonExpression):
         return [[_term(kind, "eq", text(node.rhs))]]
