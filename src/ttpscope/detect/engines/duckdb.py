@@ -35,7 +35,7 @@ from ttpscope.detect.engines.base import ClassQueue
 from ttpscope.detect.ir import python_regex
 from ttpscope.detect.planner import ROW, Plan, lowering
 from ttpscope.detect.sql import render, sql_ident, sql_string
-from ttpscope.ingest.base import EventBatch, is_internal
+from ttpscope.ingest.base import is_internal
 
 QROW = sql_ident(ROW)
 
