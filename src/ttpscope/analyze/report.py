@@ -17,6 +17,7 @@ from ttpscope.analyze.evidence import ENVELOPE, TechniqueSummary, observation_te
 from ttpscope.model import Case, Detection, ReportDocument
 
 OK, EMPTY, ERROR, SKIPPED = "ok", "empty", "error", "skipped"
+CASE_JSON_DETECTIONS = 1000  # raw hits in case.json; all of them: `ttpscope case hits CASE`
 LEVELS = {"critical": 0, "high": 1, "medium": 2, "low": 3, "informational": 4}
 
 
@@ -202,7 +203,9 @@ class CaseAnalysis:
             "sections": {k: s.to_dict() for k, s in self.sections.items()},
             "rules": self.rule_summary(),
             "documents": [{k: v for k, v in d.to_dict().items() if k != "text"} for d in self.documents],
-            "detections": [d.to_dict() for d in self.detections],
+            # the first raw hits only: case.json grows with findings, not events (every hit: `case hits`)
+            "detections": [d.to_dict() for d in self.detections[:CASE_JSON_DETECTIONS]],
+            "detections_total": len(self.detections),
             "observations": [o.to_dict() for o in self.case.observations],
         }
 
