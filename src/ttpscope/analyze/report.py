@@ -90,6 +90,20 @@ class IndicatorsSection(SectionData):
 
 
 @dataclass
+class EntitiesSection(SectionData):
+    """The entity graph across log sources (:func:`ttpscope.analyze.entities.entity_graph`)."""
+
+    environments: list[dict[str, Any]]  # {logsource, product, detections, entities}
+    nodes: list[dict[str, Any]]  # {id, kind, value, detections, logsources, products, fields, rules, techniques, first, last}
+    edges: list[dict[str, Any]]  # {source, target, relation, detections, logsources, products, rules, first, last}
+    bridges: list[dict[str, Any]]  # nodes seen in more than one product
+    components: list[dict[str, Any]]  # linked entity groups spanning products: {products, entities, size, entity_hits}
+    timeline: list[dict[str, Any]]  # one case timeline across sources: {time, last, count, logsource, rule, entities, ...}
+    entity_timelines: dict[str, list[dict[str, Any]]]  # node id -> its runs
+    products: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Section:
     key: str
     title: str

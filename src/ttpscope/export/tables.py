@@ -144,4 +144,26 @@ def _section_md(key: str, section: SectionData) -> list[str]:
                                                [[c["id"], ", ".join(c["techniques"]), ", ".join(c["documents"])]
                                                 for c in data["cves"]])
         return lines
+    if key == "entities":
+        return _entities_md(data)
     return ["```json", orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode(), "```", ""]
+
+
+def _entities_md(data: dict[str, Any]) -> list[str]:
+    """Environments involved, cross-environment groups, entity links and the case timeline across sources."""
+    lines = ["### Environments involved", ""] + _table(
+        ["log source", "product", "detections", "entities"],
+        [[e["logsource"], e["product"], e["detections"], e["entities"]] for e in data.get("environments") or []])
+    if data.get("components"):
+        lines += ["### Linked across environments", ""] + _table(
+            ["products", "entities"], [[", ".join(c["products"]), ", ".join(c["entities"][:15])]
+                                       for c in data["components"][:20]])
+    lines += ["### Entity links", ""] + _table(
+        ["entity", "relation", "entity", "detections", "log sources", "first / last (UTC)"],
+        [[e["source"], e["relation"], e["target"], e["detections"], ", ".join(e["logsources"]),
+          f"{(e['first'] or '')[:19]} / {(e['last'] or '')[:19]}"] for e in (data.get("edges") or [])[:40]])
+    lines += ["### Case timeline across sources", ""] + _table(
+        ["first (UTC)", "hits", "log source", "rule", "techniques", "entities"],
+        [[(r["time"] or "")[:19], r["count"], r["logsource"], r["rule"], ", ".join(r["techniques"]),
+          ", ".join(r["entities"][:4])] for r in (data.get("timeline") or [])[:60]])
+    return lines
