@@ -31,7 +31,7 @@ ENTITY_FIELDS = {"host": "host", "user": "user", "src_ip": "ip", "dst_ip": "ip",
 MAX_NODES, MAX_EDGES = 200, 500  # kept in the report: the most-hit first
 MAX_TIMELINE, MAX_ENTITY_TIMELINES, MAX_ENTITY_POINTS = 1000, 25, 100
 WINDOW = timedelta(hours=1)  # hits of one rule on one entity further apart than this are separate runs
-_NO_VALUE = {"", "-", "n/a", "null", "none", "unknown", "system", "nt authority\\system", "local system"}
+_NO_VALUE = {"", "-", "n/a", "null", "none", "unknown", "redacted", "system", "nt authority\\system", "local system"}
 
 
 def _iso(dt: datetime | None) -> str | None:
