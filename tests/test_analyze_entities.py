@@ -30,17 +30,20 @@ def _cross() -> list[Detection]:
 def test_entities_links_and_environments():
     g = entity_graph(_cross())
     ids = {n["id"] for n in g.nodes}
-    # hosts and users compared case-insensitively; SYSTEM and loopback name no entity
-    assert {"host:ws01", "user:corp\\alice", "ip:203.0.113.7", "ip:10.0.0.5", "user:alice", "account:123456789012",
-            "host:dc01"} == ids
+    # hosts and users compared case-insensitively, users by their bare name (Windows CORP\\alice is the IAM
+    # user alice); SYSTEM and loopback name no entity
+    assert {"host:ws01", "user:alice", "ip:203.0.113.7", "ip:10.0.0.5", "account:123456789012", "host:dc01"} == ids
+    alice = next(n for n in g.nodes if n["id"] == "user:alice")
+    assert alice["spellings"] == ["CORP\\alice", "alice", "corp\\ALICE"] and alice["products"] == ["aws", "windows"]
     ws01 = next(n for n in g.nodes if n["id"] == "host:ws01")
     assert ws01["detections"] == 2 and ws01["first"] == "2024-03-05T08:00:00Z" and ws01["last"] == "2024-03-05T08:05:00Z"
     edges = {(e["source"], e["target"], e["relation"]): e for e in g.edges}
     assert edges[("ip:10.0.0.5", "ip:203.0.113.7", "connected to")]["logsources"] == {"zeek/conn": 1}
-    assert edges[("host:ws01", "user:corp\\alice", "host + user")]["detections"] == 2
+    assert edges[("host:ws01", "user:alice", "host + user")]["detections"] == 2
     assert ("account:123456789012", "ip:203.0.113.7", "account + src_ip") in edges
-    # the attacker's IP is seen by Windows, Zeek and CloudTrail: one bridge, one group spanning three products
-    assert [b["id"] for b in g.bridges] == ["ip:203.0.113.7"]
+    # the attacker's IP is seen by Windows, Zeek and CloudTrail, alice by Windows and CloudTrail: one group
+    # spanning three products
+    assert [b["id"] for b in g.bridges] == ["ip:203.0.113.7", "user:alice"]
     assert g.bridges[0]["products"] == ["aws", "windows", "zeek"]
     assert len(g.components) == 1 and g.components[0]["products"] == ["aws", "windows", "zeek"]
     assert "host:dc01" not in g.components[0]["entities"]
@@ -62,6 +65,9 @@ def test_entity_values():
     assert entity_key("ip", "::1") is None and entity_key("ip", "not-an-ip") is None
     assert entity_key("ip", "2001:db8:0::1") == ("ip:2001:db8::1", "2001:db8::1")
     assert entity_key("user", "-") is None and entity_key("host", "WS01") == ("host:ws01", "WS01")
+    assert entity_key("host", "WS01.corp.local")[0] == "host:ws01" and entity_key("host", "10.0.0.5")[0] == "host:10.0.0.5"
+    assert entity_key("user", "arn:aws:iam::123456789012:user/Bob")[0] == entity_key("user", "bob@corp.com")[0]
+    assert entity_key("user", "NT AUTHORITY\\SYSTEM") is None
     assert entity_graph([]).nodes == []
 
 

@@ -12,8 +12,12 @@ timeline across sources.
 
 A pure function of the detections (rule hits with their entity fields): a Windows logon with user and
 source IP links the host, the user and the IP; a Zeek connection its source and destination; a CloudTrail
-call its user, source IP and account. Values are compared case-insensitively (hosts and users) and IPs as
-addresses; loopback and unspecified addresses are no entity.
+call its user, source IP and account. Values are compared case-insensitively and IPs as addresses; a host
+by its first name label (``WS01.corp.local`` is ``WS01``) and a user by the bare account name
+(``CORP\\alice``, ``alice@corp.com`` and the IAM ARN ``...:user/alice`` are ``alice``), so that one
+account links across Windows, Linux, identity and cloud logs (two domains' same-named accounts merge:
+the node keeps every spelling seen). Loopback and unspecified addresses, and placeholder values, are no
+entity.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ ENTITY_FIELDS = {"host": "host", "user": "user", "src_ip": "ip", "dst_ip": "ip",
 MAX_NODES, MAX_EDGES = 200, 500  # kept in the report: the most-hit first
 MAX_TIMELINE, MAX_ENTITY_TIMELINES, MAX_ENTITY_POINTS = 1000, 25, 100
 WINDOW = timedelta(hours=1)  # hits of one rule on one entity further apart than this are separate runs
-_NO_VALUE = {"", "-", "n/a", "null", "none", "unknown", "redacted", "system", "nt authority\\system", "local system"}
+_NO_VALUE = {"", "-", "n/a", "null", "none", "unknown", "redacted", "system", "nt authority\\system", "local system",
+             "localsystem", "local service", "network service"}
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -58,7 +63,17 @@ def entity_key(kind: str, value: Any) -> tuple[str, str] | None:
         if addr.is_loopback or addr.is_unspecified:
             return None
         return f"ip:{addr.compressed}", addr.compressed
-    return f"{kind}:{text.lower()}", text
+    name = text.lower()
+    if kind == "host":
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            name = name.split(".", 1)[0] or name
+    elif kind == "user":
+        name = name.rsplit("\\", 1)[-1].rsplit("/", 1)[-1].split("@", 1)[0] or name
+        if name in _NO_VALUE:
+            return None
+    return f"{kind}:{name}", text
 
 
 def entities_of(det: Detection) -> list[tuple[str, str, str, str]]:
@@ -147,8 +162,10 @@ def entity_graph(detections: Iterable[Detection]) -> EntityGraph:
             env["entities"].add(node)
             row = nodes.setdefault(node, {"id": node, "kind": kind, "value": value, "detections": 0,
                                           "logsources": {}, "fields": set(), "rules": set(), "techniques": set(),
-                                          "first": None, "last": None})
+                                          "first": None, "last": None, "spellings": set()})
             row["detections"] += 1
+            if len(row["spellings"]) < 10:
+                row["spellings"].add(value)
             _count(row["logsources"], label)
             row["fields"].add(name)
             row["rules"].add(det.rule_id)
@@ -187,7 +204,7 @@ def entity_graph(detections: Iterable[Detection]) -> EntityGraph:
 def _node_out(n: dict[str, Any]) -> dict[str, Any]:
     return {"id": n["id"], "kind": n["kind"], "value": n["value"], "detections": n["detections"],
             "logsources": dict(sorted(n["logsources"].items(), key=lambda kv: -kv[1])), "products": n["products"],
-            "fields": sorted(n["fields"]), "rules": len(n["rules"]), "techniques": sorted(n["techniques"]),
+            "fields": sorted(n["fields"]), "spellings": sorted(n["spellings"]), "rules": len(n["rules"]), "techniques": sorted(n["techniques"]),
             "first": _iso(n["first"]), "last": _iso(n["last"])}
 
 
