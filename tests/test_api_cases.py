@@ -210,3 +210,22 @@ def test_upload_of_nothing_usable_fails_with_the_file_named(setup):
     assert r.status_code == 202
     job = wait_for_job(client, r.json()["job"]["id"])
     assert job["state"] == "failed" and "broken.pdf" in job["error"] and "ttpscope-upload-" not in job["error"]
+
+
+def test_case_page_shows_environments_and_entity_links(setup):
+    from ttpscope.detect.results import observations_of
+    from ttpscope.model import Detection
+
+    client, ws, _, _ = setup
+    t0 = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
+    dets = [Detection(rule_id="win-logon", title="Logon", level="high", techniques=["T1078"], time=t0, host="WS-07",
+                      user="CORP\\eve", src_ip="198.51.100.9", logsource="windows/security", source="ws.jsonl"),
+            Detection(rule_id="aws-key", title="Key <b>made</b>", level="medium", techniques=["T1098.001"],
+                      time=t0 + timedelta(minutes=5), user="eve", src_ip="198.51.100.9", account="111122223333",
+                      logsource="aws/cloudtrail", source="trail.json")]
+    case = ws.save_case(Case("cross-env", observations_of(dets)), dets)
+    html = client.get(f"/cases/{case.id}").text
+    assert '<section id="entities">' in html and 'id="environments-table"' in html
+    assert "aws/cloudtrail" in html and "windows/security" in html
+    assert "Linked across aws + windows" in html and "ip:198.51.100.9" in html
+    assert "<b>made</b>" not in html

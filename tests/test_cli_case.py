@@ -123,3 +123,21 @@ def test_investigate_missing_rules_folder_exits_2(tmp_path, run):
     (tmp_path / "a.jsonl").write_text('{"EventID": 1}\n')
     res = run(tmp_path, "investigate", str(tmp_path / "a.jsonl"), "--rules", str(tmp_path / "no-rules"))
     assert res.returncode == 2 and "no such Sigma rule file or folder" in res.stderr
+
+
+def test_case_hits_timeline(home, run, tmp_path):
+    import pyarrow.parquet as pq
+
+    res = run(home, "case", "hits", "cli-case", "--csv", "--out", str(tmp_path / "hits.csv"), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["hits"] == 4
+    lines = (tmp_path / "hits.csv").read_text().splitlines()
+    assert lines[0].startswith("time,host,user") and len(lines) == 5 and "Admin share" in lines[-1]
+    out = run(home, "case", "hits", "cli-case", "--out", "-")  # JSON lines by default
+    assert out.returncode == 0 and [json.loads(x)["rule_id"] for x in out.stdout.splitlines()] == [
+        "r-ps", "r-lsass", "r-smb", "r-smb"]
+    pq_res = run(home, "case", "hits", "cli-case", "--parquet", cwd=tmp_path)
+    assert pq_res.returncode == 0, pq_res.stderr
+    assert pq.read_table(tmp_path / "ttpscope-out" / "cli-case" / "hits.parquet").num_rows == 4
+    bad = run(home, "case", "hits", "cli-case", "--csv", "--parquet")
+    assert bad.returncode != 0 and "one of" in bad.stderr

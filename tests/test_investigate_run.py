@@ -59,7 +59,41 @@ def test_examples_produce_every_output(example_run, kb):
     assert case["case"]["name"] == CASE
     assert {s["path"].rsplit("/", 1)[-1]: s["used"] for s in case["sources"]} == {
         "dc01.jsonl": True, "fs01.jsonl": True, "report-ashen-lantern.md": True, "ws-fin-07.jsonl": True,
-        "ws-hr-03.jsonl": True}
+        "ws-hr-03.jsonl": True, "bkp01-audit.log": True, "cloudtrail-111122223333.json": True,
+        "zeek-sensor.jsonl": True}
+
+
+def test_examples_case_crosses_environments(example_run):
+    """One case over Windows hosts, a Linux server, an AWS account and a Zeek sensor, linked by the entities
+    they share; every raw hit is in the detection timeline, the observations aggregate them."""
+    from ttpscope.store.hits import hits_table
+
+    home, out, result = example_run
+    case = orjson.loads((out / "case.json").read_bytes())
+    sec = case["sections"]["entities"]
+    assert sec["status"] == "ok", sec["message"]
+    data = sec["data"]
+    assert set(data["products"]) == {"aws", "linux", "windows", "zeek"}
+    assert data["components"][0]["products"] == ["aws", "linux", "windows", "zeek"]
+    linked = set(data["components"][0]["entities"])
+    assert {"ip:198.51.100.23", "host:ws-fin-07", "host:fs01", "host:bkp01", "user:svc_backup",
+            "account:111122223333"} <= linked
+    c2 = next(n for n in data["nodes"] if n["id"] == "ip:198.51.100.23")
+    assert c2["products"] == ["aws", "windows", "zeek"]
+    assert {r["product"] for r in data["timeline"]} == {"aws", "linux", "windows", "zeek"}
+    doc = lxml_html.fromstring((out / "report.html").read_text(encoding="utf-8"))
+    section = doc.get_element_by_id("entities")
+    envs = [td.text_content() for td in section.xpath('.//table[@class="environments"]//td[@class="mono"]')]
+    assert {"aws/cloudtrail", "zeek/http", "linux/auditd/process_creation"} <= set(envs)
+    links = section.xpath('.//table[@class="cross-links"]//td')
+    assert links and "aws + linux + windows + zeek" in links[0].text_content()
+    assert "ip:198.51.100.23" in section.xpath('.//table[@class="entity-links"]')[0].text_content()
+    assert "## Entities across environments" in (out / "report.md").read_text(encoding="utf-8")
+    ws = Workspace(home / "workspace.duckdb")
+    hits = hits_table(ws, CASE)
+    assert hits.num_rows == case["summary"]["detections"] == case["detections_total"]
+    sigma = [o for o in case["observations"] if o["source_kind"] == "sigma"]
+    assert len(sigma) < hits.num_rows and sum(o["count"] for o in sigma) >= hits.num_rows
 
 
 @pytest.mark.slow
@@ -70,7 +104,8 @@ def test_example_report_renders_in_chromium(example_run):
     with chromium() as browser:
         drawn = check_report(browser, out / "report.html", "report-examples")
     assert {"matrix", "timeline", "attribution", "overlap"} <= set(drawn)
-    assert drawn["timeline"]["points"] > 50 and drawn["attribution"]["bars"] >= 3
+    # one point per aggregated observation (a rule's hits on a host within an hour), no longer per raw hit
+    assert drawn["timeline"]["points"] > 40 and drawn["attribution"]["bars"] >= 3
     assert colours(SHOTS / "report-examples-matrix.png") > 20
 
 
@@ -85,7 +120,7 @@ def test_examples_case_holds_logs_and_report_together(example_run):
     rules = {d.rule_id for d in ws.get_detections(CASE)}
     assert len(rules) == len(list((EXAMPLES / "rules").glob("*.yml")))  # every example rule fired
     hosts = {o.host.split(".")[0] for o in case.observations if o.host}
-    assert hosts == {"WS-FIN-07", "FS01", "DC01"}  # WS-HR-03 only has benign activity
+    assert hosts == {"WS-FIN-07", "FS01", "DC01", "bkp01"}  # WS-HR-03 only has benign activity
     text_techniques = {o.technique_id for o in case.observations if o.source_kind == "text"}
     assert len(text_techniques & STORY) >= 5  # the report tells the same story
     docs = ws.get_documents(CASE)

@@ -216,3 +216,67 @@ def test_killed_mid_write_leaves_a_consistent_workspace(tmp_path, delay):
     # and the workspace still takes writes
     after.save_case(_case("later"))
     assert after.has_case("later")
+
+
+def _hits(n: int, minutes: float = 10) -> list[Detection]:
+    from datetime import timedelta
+
+    t0 = parse_time("2024-03-05T08:00:00Z")
+    return [Detection(rule_id="r-logon", title="Logon", level="high", techniques=["T1078", "T1021"],
+                      tactics=["lateral-movement"], time=t0 + timedelta(minutes=minutes * i), host="WS01",
+                      source="ws01.jsonl", record=i, event={"EventID": 4624, "IpAddress": "=cmd|x"},
+                      matched={"EventID": 4624}, logsource="windows/security", src_ip="203.0.113.7")
+            for i in range(n)]
+
+
+def test_observations_aggregate_hits_and_round_trip(tmp_path):
+    from ttpscope.detect.results import SAMPLES, observations_of
+
+    dets = _hits(10)  # 08:00 .. 09:30 every 10 minutes: two one-hour runs per technique
+    obs = observations_of(dets)
+    assert len(obs) == 4 and {o.technique_id for o in obs} == {"T1078", "T1021"}
+    first = [o for o in obs if o.technique_id == "T1078"]
+    assert [(o.count, o.first_seen.isoformat(), o.last_seen.isoformat()) for o in first] == [
+        (7, "2024-03-05T08:00:00+00:00", "2024-03-05T09:00:00+00:00"),
+        (3, "2024-03-05T09:10:00+00:00", "2024-03-05T09:30:00+00:00")]
+    assert len(first[0].evidence["samples"]) == SAMPLES - 1 and first[0].evidence["record"] == 0
+    assert first[0].evidence["entity"] == {"kind": "host", "value": "WS01"}
+    ws = Workspace(tmp_path / "ws.duckdb")
+    case = Case(name="agg", observations=obs)
+    ws.save_case(case, dets)
+    back = ws.get_case("agg")
+    assert [(o.count, o.first_seen, o.last_seen) for o in back.observations] == [
+        (o.count, o.first_seen, o.last_seen) for o in obs]
+    assert len(ws.get_detections("agg")) == 10  # every raw hit stays
+    old = Observation.from_dict({"technique_id": "T1078", "source_kind": "sigma", "source_ref": "r",
+                                 "time": "2024-03-05T08:00:00Z"})  # saved before aggregation
+    assert old.count == 1 and old.first_seen == old.last_seen == old.time
+    with pytest.raises(ValueError, match="count"):
+        Observation("T1078", "sigma", "r", count=0)
+    with pytest.raises(ValueError, match="before first_seen"):
+        Observation("T1078", "sigma", "r", first_seen="2024-03-05T09:00:00Z", last_seen="2024-03-05T08:00:00Z")
+
+
+def test_hits_timeline_every_hit_in_time_order(tmp_path):
+    import io
+
+    import orjson
+    import pyarrow.parquet as pq
+
+    from ttpscope.store.hits import HIT_COLUMNS, hits_table, render_hits
+
+    ws = Workspace(tmp_path / "ws.duckdb")
+    dets = _hits(6)[::-1] + [Detection(rule_id="r-x", title="untimed", host="H2", source="h2.jsonl", record=1)]
+    ws.save_case(Case(name="hits"), dets)
+    table = hits_table(ws, "hits")
+    assert table.num_rows == 7 and tuple(table.column_names) == HIT_COLUMNS
+    rows = [orjson.loads(line) for line in render_hits(table, "jsonl").splitlines()]
+    assert [r["record"] for r in rows] == ["0", "1", "2", "3", "4", "5", "1"]  # oldest first, untimed last
+    assert rows[0]["time"] == "2024-03-05T08:00:00Z" and rows[0]["src_ip"] == "203.0.113.7"
+    assert rows[0]["logsource"] == "windows/security" and rows[0]["techniques"] == "T1078;T1021"
+    assert rows[0]["details"] == "EventID=4624" and rows[-1]["time"] is None
+    csv_text = render_hits(table, "csv").decode()
+    assert csv_text.splitlines()[0] == ",".join(HIT_COLUMNS) and len(csv_text.splitlines()) == 8
+    assert pq.read_table(io.BytesIO(render_hits(table, "parquet"))).num_rows == 7
+    with pytest.raises(InputError):
+        render_hits(table, "xml")

@@ -56,6 +56,9 @@ class Observation:
 
     ``source_ref`` names what produced it: a Sigma rule id, or ``document#start-end`` for a sentence.
     ``evidence`` is the proof itself: matched event fields, or ``{"sentence": ...}``.
+    ``count`` is how many hits it stands for: one rule's hits for one technique on one entity within a time
+    window are one Observation (``ttpscope.detect.results.observations_of``), seen from ``first_seen``
+    (= ``time``) to ``last_seen``; every raw hit stays a Detection in the workspace.
     """
 
     technique_id: str
@@ -69,6 +72,9 @@ class Observation:
     document: str | None = None
     confidence: float = 1.0
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    count: int = 1
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -90,6 +96,19 @@ class Observation:
             self.time = parse_time(self.time)
         elif self.time is not None and self.time.tzinfo is None:
             self.time = self.time.replace(tzinfo=timezone.utc)
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise ValueError(f"count {self.count!r} is not a positive whole number")
+        if self.first_seen is None:
+            self.first_seen = self.time
+        if self.last_seen is None:
+            self.last_seen = self.first_seen
+        for name in ("first_seen", "last_seen"):  # kept in UTC: the span of an aggregate, compared as instants
+            value = getattr(self, name)
+            if value is not None:
+                dt = value if isinstance(value, datetime) else parse_time(value)
+                setattr(self, name, dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc))
+        if self.first_seen and self.last_seen and self.last_seen < self.first_seen:
+            raise ValueError(f"last_seen {_iso(self.last_seen)} is before first_seen {_iso(self.first_seen)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +123,9 @@ class Observation:
             "user": self.user,
             "document": self.document,
             "confidence": self.confidence,
+            "count": self.count,
+            "first_seen": _iso(self.first_seen),
+            "last_seen": _iso(self.last_seen),
         }
 
     @classmethod
@@ -115,8 +137,9 @@ class Observation:
             raise ValueError(f"observation lacks {', '.join(missing)}")
         kwargs = {k: data[k] for k in (
             "technique_id", "source_kind", "source_ref", "evidence", "tactic_ids",
-            "host", "user", "document", "confidence", "id") if data.get(k) is not None}
-        kwargs["time"] = parse_time(data.get("time"))
+            "host", "user", "document", "confidence", "id", "count") if data.get(k) is not None}
+        for name in ("time", "first_seen", "last_seen"):  # observations saved before aggregation have time only
+            kwargs[name] = parse_time(data.get(name))
         return cls(**kwargs)
 
 

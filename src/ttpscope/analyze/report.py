@@ -17,6 +17,7 @@ from ttpscope.analyze.evidence import ENVELOPE, TechniqueSummary, observation_te
 from ttpscope.model import Case, Detection, ReportDocument
 
 OK, EMPTY, ERROR, SKIPPED = "ok", "empty", "error", "skipped"
+CASE_JSON_DETECTIONS = 1000  # raw hits in case.json; all of them: `ttpscope case hits CASE`
 LEVELS = {"critical": 0, "high": 1, "medium": 2, "low": 3, "informational": 4}
 
 
@@ -86,6 +87,20 @@ class MitigationsSection(SectionData):
 class IndicatorsSection(SectionData):
     iocs: list[dict[str, Any]]  # {type, value, documents}
     cves: list[dict[str, Any]]  # {id, techniques, documents}
+
+
+@dataclass
+class EntitiesSection(SectionData):
+    """The entity graph across log sources (:func:`ttpscope.analyze.entities.entity_graph`)."""
+
+    environments: list[dict[str, Any]]  # {logsource, product, detections, entities}
+    nodes: list[dict[str, Any]]  # {id, kind, value, detections, logsources, products, fields, rules, techniques, first, last}
+    edges: list[dict[str, Any]]  # {source, target, relation, detections, logsources, products, rules, first, last}
+    bridges: list[dict[str, Any]]  # nodes seen in more than one product
+    components: list[dict[str, Any]]  # linked entity groups spanning products: {products, entities, size, entity_hits}
+    timeline: list[dict[str, Any]]  # one case timeline across sources: {time, last, count, logsource, rule, entities, ...}
+    entity_timelines: dict[str, list[dict[str, Any]]]  # node id -> its runs
+    products: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -202,7 +217,9 @@ class CaseAnalysis:
             "sections": {k: s.to_dict() for k, s in self.sections.items()},
             "rules": self.rule_summary(),
             "documents": [{k: v for k, v in d.to_dict().items() if k != "text"} for d in self.documents],
-            "detections": [d.to_dict() for d in self.detections],
+            # the first raw hits only: case.json grows with findings, not events (every hit: `case hits`)
+            "detections": [d.to_dict() for d in self.detections[:CASE_JSON_DETECTIONS]],
+            "detections_total": len(self.detections),
             "observations": [o.to_dict() for o in self.case.observations],
         }
 

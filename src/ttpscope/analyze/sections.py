@@ -16,13 +16,14 @@ from typing import Any, Callable, Iterable, NamedTuple
 from ttpscope.analyze.anticipate import anticipate
 from ttpscope.analyze.attribution import attribute
 from ttpscope.analyze.coverage import coverage_report
+from ttpscope.analyze.entities import entity_graph
 from ttpscope.analyze.evidence import TechniqueSummary, observation_text, technique_evidence
 from ttpscope.analyze.lifecycle import lifecycle
 from ttpscope.analyze.mitigations import mitigation_plan
 from ttpscope.analyze.overlap import overlap
 from ttpscope.analyze.profile import profile_from_ranking
 from ttpscope.analyze.report import (EMPTY, ERROR, OK, SKIPPED, AnticipationSection, AttributionSection,
-                                     CaseAnalysis, GapsSection, IndicatorsSection, LifecycleSection,
+                                     CaseAnalysis, EntitiesSection, GapsSection, IndicatorsSection, LifecycleSection,
                                      MitigationsSection, OverlapSection, Section, SectionData)
 from ttpscope.model import Case, Detection, ReportDocument
 
@@ -307,6 +308,25 @@ def _indicators(ctx: Context):
         return data, ("CVEs are listed without the techniques they enable: point TTPSCOPE_CVE_MAPPINGS at CTID "
                       "Mappings Explorer files (e.g. the KEV mappings) to link them")
     return data, ""
+
+
+@section("entities", "Entities across environments")
+def _entities(ctx: Context):
+    """Hosts, users, IPs and accounts the detections name, linked across log sources."""
+    if not ctx.detections:
+        raise Empty("no rule hit, so no entity to link")
+    g = entity_graph(ctx.detections)
+    if not g.nodes:
+        raise Empty(f"none of the {g.detections} detections names a host, user, IP or account")
+    products = sorted({e["product"] for e in g.environments})
+    data = EntitiesSection(environments=g.environments, nodes=g.nodes, edges=g.edges, bridges=g.bridges,
+                           components=g.components, timeline=g.timeline, entity_timelines=g.entity_timelines,
+                           products=products)
+    message = (f"{len(g.nodes)} entities and {len(g.edges)} links in {len(g.environments)} log source(s) of "
+               f"{len(products)} product(s) ({', '.join(products)})")
+    if g.components:
+        message += f"; {len(g.components)} linked group(s) span more than one product"
+    return data, message
 
 
 def analyse(case: Case, kb, *, detections: Iterable[Detection] = (), documents: Iterable[ReportDocument] = (),

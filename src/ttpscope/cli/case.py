@@ -11,7 +11,7 @@ import typer
 from ttpscope.cli.output import BundleOpt, JsonOpt, console, note, print_json, table
 
 app = typer.Typer()  # `export` at the top, the `case` group beside it
-case_app = typer.Typer(name="case", help="Cases stored in the workspace: list, show, export, delete.",
+case_app = typer.Typer(name="case", help="Cases stored in the workspace: list, show, export, hits, delete.",
                        no_args_is_help=True)
 app.add_typer(case_app)
 
@@ -96,6 +96,48 @@ def export_cmd(case: str = typer.Argument(..., help="Case id or name."),
         print_json({"case": analysis.case.id, "outputs": {k: str(v) for k, v in written.items()}})
         return
     console.print(f"Wrote {', '.join(p.name for p in written.values())} to [bold]{out_dir}[/bold]")
+
+
+@case_app.command("hits")
+def hits_cmd(case: str = typer.Argument(..., help="Case id or name."),
+             jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines (the default)."),
+             csv_out: bool = typer.Option(False, "--csv", help="CSV."),
+             parquet: bool = typer.Option(False, "--parquet", help="Parquet (needs --out FILE or the default file)."),
+             out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file, '-' for standard output "
+                                                "(default ./ttpscope-out/<case>/hits.<format>)."),
+             json_out: bool = JsonOpt) -> None:
+    """Every rule hit of a case, one row each in time order: the detection timeline (time, host, user, IPs,
+    log source, level, rule, techniques, the fields the rule matched, source file and record)."""
+    import sys
+
+    from ttpscope.errors import InputError
+    from ttpscope.export.outputs import write_atomic
+    from ttpscope.investigate import slug
+    from ttpscope.store import Workspace
+    from ttpscope.store.hits import hits_table, render_hits
+
+    chosen = [name for name, on in (("jsonl", jsonl), ("csv", csv_out), ("parquet", parquet)) if on]
+    if len(chosen) > 1:
+        raise InputError("case hits", None, "give one of --jsonl, --csv, --parquet")
+    fmt = chosen[0] if chosen else "jsonl"
+    if str(out) == "-" and fmt == "parquet":
+        raise InputError("--out", None, "Parquet is not written to standard output; give a file")
+    ws = Workspace()
+    target_case = ws.get_case(case)
+    table = hits_table(ws, target_case.id)
+    content = render_hits(table, fmt)
+    if str(out) == "-":
+        sys.stdout.buffer.write(content)
+        sys.stdout.flush()
+        return
+    target = out or Path.cwd() / "ttpscope-out" / slug(target_case.name) / f"hits.{fmt}"
+    if target.is_dir():
+        target = target / f"hits.{fmt}"
+    write_atomic(target, content)
+    if json_out:
+        print_json({"case": target_case.id, "format": fmt, "hits": table.num_rows, "output": str(target)})
+        return
+    console.print(f"Wrote {table.num_rows:,} hits to {target}")
 
 
 @case_app.command("delete")

@@ -13,13 +13,17 @@ from ttpscope.analyze.report import CaseAnalysis, SectionData
 from ttpscope.export.html import findings, headline
 
 CSV_COLUMNS = ["id", "technique_id", "technique", "tactics", "source_kind", "source_ref", "time", "host", "user",
-               "document", "confidence", "evidence", "evidence_json"]
+               "document", "confidence", "count", "first_seen", "last_seen", "evidence", "evidence_json"]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def case_json(analysis: CaseAnalysis) -> bytes:
     """Everything machine-readable: case, knowledge base, sections, detections, observations."""
     return orjson.dumps(analysis.to_dict(), default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+
+
+def _iso(dt) -> str:
+    return dt.isoformat().replace("+00:00", "Z") if dt else ""
 
 
 def _cell(value: Any) -> str:
@@ -38,8 +42,8 @@ def observations_csv(analysis: CaseAnalysis, kb) -> str:
         writer.writerow([
             obs.id, obs.technique_id, _cell(tech.name if tech else ""), ";".join(obs.tactic_ids), obs.source_kind,
             _cell(obs.source_ref), obs.time.isoformat().replace("+00:00", "Z") if obs.time else "",
-            _cell(obs.host), _cell(obs.user), _cell(obs.document), f"{obs.confidence:.3f}",
-            _cell(observation_text(obs, 1000)),
+            _cell(obs.host), _cell(obs.user), _cell(obs.document), f"{obs.confidence:.3f}", obs.count,
+            _iso(obs.first_seen), _iso(obs.last_seen), _cell(observation_text(obs, 1000)),
             _cell(orjson.dumps(obs.evidence, default=str, option=orjson.OPT_NON_STR_KEYS).decode()),
         ])
     return buf.getvalue()
@@ -144,4 +148,26 @@ def _section_md(key: str, section: SectionData) -> list[str]:
                                                [[c["id"], ", ".join(c["techniques"]), ", ".join(c["documents"])]
                                                 for c in data["cves"]])
         return lines
+    if key == "entities":
+        return _entities_md(data)
     return ["```json", orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode(), "```", ""]
+
+
+def _entities_md(data: dict[str, Any]) -> list[str]:
+    """Environments involved, cross-environment groups, entity links and the case timeline across sources."""
+    lines = ["### Environments involved", ""] + _table(
+        ["log source", "product", "detections", "entities"],
+        [[e["logsource"], e["product"], e["detections"], e["entities"]] for e in data.get("environments") or []])
+    if data.get("components"):
+        lines += ["### Linked across environments", ""] + _table(
+            ["products", "entities"], [[", ".join(c["products"]), ", ".join(c["entities"][:15])]
+                                       for c in data["components"][:20]])
+    lines += ["### Entity links", ""] + _table(
+        ["entity", "relation", "entity", "detections", "log sources", "first / last (UTC)"],
+        [[e["source"], e["relation"], e["target"], e["detections"], ", ".join(e["logsources"]),
+          f"{(e['first'] or '')[:19]} / {(e['last'] or '')[:19]}"] for e in (data.get("edges") or [])[:40]])
+    lines += ["### Case timeline across sources", ""] + _table(
+        ["first (UTC)", "hits", "log source", "rule", "techniques", "entities"],
+        [[(r["time"] or "")[:19], r["count"], r["logsource"], r["rule"], ", ".join(r["techniques"]),
+          ", ".join(r["entities"][:4])] for r in (data.get("timeline") or [])[:60]])
+    return lines

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS cases (
 CREATE TABLE IF NOT EXISTS observations (
     case_id VARCHAR NOT NULL, ord INTEGER NOT NULL, id VARCHAR NOT NULL, technique_id VARCHAR NOT NULL,
     tactic_ids VARCHAR[], source_kind VARCHAR NOT NULL, source_ref VARCHAR, evidence JSON, time TIMESTAMP,
-    host VARCHAR, "user" VARCHAR, document VARCHAR, confidence DOUBLE);
+    host VARCHAR, "user" VARCHAR, document VARCHAR, confidence DOUBLE, count INTEGER, first_seen TIMESTAMP,
+    last_seen TIMESTAMP);
 CREATE TABLE IF NOT EXISTS detections (
     case_id VARCHAR NOT NULL, ord INTEGER NOT NULL, id VARCHAR NOT NULL, rule_id VARCHAR, title VARCHAR,
     level VARCHAR, techniques VARCHAR[], time TIMESTAMP, host VARCHAR, source VARCHAR, record VARCHAR,
@@ -43,6 +44,12 @@ CREATE TABLE IF NOT EXISTS detections (
 CREATE TABLE IF NOT EXISTS documents (
     case_id VARCHAR NOT NULL, ord INTEGER NOT NULL, id VARCHAR NOT NULL, name VARCHAR, kind VARCHAR,
     sha256 VARCHAR, data JSON);
+"""
+# workspaces made before observations were aggregated get the aggregate's columns (empty: one hit each)
+_UPGRADE = """
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS count INTEGER;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS first_seen TIMESTAMP;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS last_seen TIMESTAMP;
 """
 
 
@@ -122,6 +129,8 @@ class Workspace:
             elif current != SCHEMA_VERSION:
                 raise InputError(str(self.path), None, f"workspace schema {current} is not the supported "
                                  f"{SCHEMA_VERSION}; use a new TTPSCOPE_HOME or export and re-import the cases")
+            else:
+                _run(con, _UPGRADE)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
@@ -195,11 +204,13 @@ class Workspace:
             cid, name, created, updated, meta = self._require(con, ref)
             rows = _run(con, 
                 'SELECT id, technique_id, tactic_ids, source_kind, source_ref, evidence, time, host, "user", '
-                "document, confidence FROM observations WHERE case_id = ? ORDER BY ord", [cid])
+                "document, confidence, count, first_seen, last_seen FROM observations WHERE case_id = ? "
+                "ORDER BY ord", [cid])
         observations = [
             Observation(id=r[0], technique_id=r[1], tactic_ids=list(r[2] or []), source_kind=r[3],
                         source_ref=r[4] or "", evidence=orjson.loads(r[5]) if r[5] else {}, time=_aware(r[6]),
-                        host=r[7], user=r[8], document=r[9], confidence=r[10] if r[10] is not None else 1.0)
+                        host=r[7], user=r[8], document=r[9], confidence=r[10] if r[10] is not None else 1.0,
+                        count=r[11] or 1, first_seen=_aware(r[12]), last_seen=_aware(r[13]))
             for r in rows]
         return Case(name=name, observations=observations, id=cid, created=_aware(created) or datetime.now(timezone.utc),
                     updated=_aware(updated) or datetime.now(timezone.utc), meta=orjson.loads(meta) if meta else {})
@@ -308,10 +319,13 @@ class Workspace:
             "user": pa.array([o.user for o in obs], pa.string()),
             "document": pa.array([o.document for o in obs], pa.string()),
             "confidence": pa.array([o.confidence for o in obs], pa.float64()),
+            "count": pa.array([o.count for o in obs], pa.int32()),
+            "first_seen": pa.array([_naive_utc(o.first_seen) for o in obs], pa.timestamp("us")),
+            "last_seen": pa.array([_naive_utc(o.last_seen) for o in obs], pa.timestamp("us")),
         })
         con.register("_obs_in", table)
         try:
-            _run(con, "INSERT INTO observations SELECT * FROM _obs_in")
+            _run(con, "INSERT INTO observations BY NAME SELECT * FROM _obs_in")
         finally:
             con.unregister("_obs_in")
 
