@@ -79,6 +79,12 @@ def show_cmd(case: str = typer.Argument(..., help="Case id or name."), bundle: O
         table("Evidence sources", ["source", "as", "read", "accepted", "rejected", "notes"],
               [[s["path"], s["format"] or s["kind"], s.get("read"), s.get("accepted"), s.get("rejected"),
                 s.get("note")] for s in sources])
+    history = c.meta.get("history") or []
+    if history:
+        table("History", ["when (UTC)", "what", "files", "obs.", "skipped (already in the case)"],
+              [[str(h.get("time") or "")[:16].replace("T", " "), h.get("action"),
+                ", ".join(Path(str(f.get("path"))).name for f in h.get("files") or []), h.get("observations"),
+                ", ".join(Path(str(x.get("path"))).name for x in h.get("skipped") or [])] for h in history])
 
 
 @case_app.command("export")
