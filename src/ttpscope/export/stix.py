@@ -138,6 +138,17 @@ def ioc_pattern(ioc_type: str, value: str) -> tuple[str, str] | None:
     return f"[{path} = {_pattern_literal(str(value))}]", validity
 
 
+# STIX wants a registry key's full hive name; Sysmon writes the short one (HKLM\..., HKU\...)
+_HIVES = {"HKLM": "HKEY_LOCAL_MACHINE", "HKU": "HKEY_USERS", "HKCU": "HKEY_CURRENT_USER",
+          "HKCR": "HKEY_CLASSES_ROOT", "HKCC": "HKEY_CURRENT_CONFIG"}
+
+
+def registry_key(key: str) -> str:
+    """A registry key with its hive spelt out, as STIX 2.1 requires."""
+    hive, sep, rest = key.partition("\\")
+    return _HIVES[hive.upper()] + sep + rest if hive.upper() in _HIVES else key
+
+
 def _observables(event: dict[str, Any]) -> list[Any]:
     """STIX cyber-observables of one event's telling fields (deterministic ids from their values)."""
     out: list[Any] = []
@@ -162,7 +173,7 @@ def _observables(event: dict[str, Any]) -> list[Any]:
         if event.get(key):
             out.append(stix2.File(name=ntpath.basename(str(event[key])) or str(event[key])))
     if event.get("TargetObject"):
-        out.append(stix2.WindowsRegistryKey(key=str(event["TargetObject"])))
+        out.append(stix2.WindowsRegistryKey(key=registry_key(str(event["TargetObject"]))))
     for key in ("TargetUserName", "SubjectUserName", "User"):
         if event.get(key) and str(event[key]) not in ("-", ""):
             out.append(stix2.UserAccount(user_id=str(event[key])))
