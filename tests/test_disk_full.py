@@ -54,7 +54,7 @@ def fill(disk: Path) -> Path:
 def investigate(out: Path, home: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, TTPSCOPE_HOME=str(home), PYTHONPATH=str(ROOT / "src"), COLUMNS="200")
     return subprocess.run([sys.executable, "-m", "ttpscope", "investigate", str(EXAMPLES / "evidence" / "dc01.jsonl"),
-                           "--rules", str(EXAMPLES / "rules"), "--out", str(out), "--name", "disk test"],
+                           "--rules", str(EXAMPLES / "rules"), "--out", str(out), "--name", "disk test", "--replace"],
                           env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -204,7 +204,8 @@ def test_rerun_replaces_the_case_and_keeps_its_id(tmp_path):
     first = investigate(evidence, rules=EXAMPLES / "rules", name="again", workspace=ws, formats=[])
     detections = len(ws.get_detections("again"))
     assert detections > 0 and first.analysis is None  # no output asked: no analysis run
-    second = investigate(evidence, rules=EXAMPLES / "rules", name="again", workspace=ws, formats=[])
+    # issue 16: replacing needs mode="replace" (--replace); without it the name is refused
+    second = investigate(evidence, rules=EXAMPLES / "rules", name="again", workspace=ws, formats=[], mode="replace")
     assert first.case.id == second.case.id
     assert len(ws.get_case("again").observations) == len(first.case.observations)  # replaced, not doubled
     assert len(ws.get_detections("again")) == detections

@@ -21,6 +21,7 @@ from ttpscope.errors import InputError
 TECHNIQUE_ID = re.compile(r"^T\d{4}(\.\d{3})?$")
 TACTIC_ID = re.compile(r"^TA\d{4}$")
 SOURCE_KINDS = ("sigma", "text", "manual", "import")
+REVIEW_STATES = ("unreviewed", "confirmed", "rejected")
 # how much a hit of a rule of this level says the technique happened
 LEVEL_CONFIDENCE = {"critical": 0.95, "high": 0.85, "medium": 0.7, "low": 0.5, "informational": 0.3}
 
@@ -50,6 +51,64 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat().replace("+00:00", "Z") if dt else None
 
 
+def ioc_target(ioc_type: str, value: str) -> str:
+    """The review target of an IOC: ``ioc:<type>:<value>`` (type lower-cased, value as extracted)."""
+    return f"ioc:{str(ioc_type).strip().lower()}:{value}"
+
+
+@dataclass(slots=True)
+class Review:
+    """An analyst's decision on a finding: ``target`` is an observation id, ``ioc:<type>:<value>`` or a
+    technique id (the whole technique). ``confidence`` (0-100) is what a confirmation vouches for; the
+    STIX export uses it. ``fingerprint`` identifies an observation by its content, so the decision
+    follows it when a re-investigation gives it a new id."""
+
+    target: str
+    state: str = "unreviewed"
+    by: str | None = None
+    note: str = ""
+    time: datetime | None = None
+    confidence: int | None = None
+    fingerprint: str | None = None
+
+    FIELDS = ("target", "state", "by", "note", "time", "confidence", "fingerprint")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target, str) or not self.target.strip():
+            raise ValueError(f"review target {self.target!r} is not a non-empty string")
+        if self.state not in REVIEW_STATES:
+            raise ValueError(f"review state {self.state!r} is not one of {', '.join(REVIEW_STATES)}")
+        if self.state != "unreviewed" and not (isinstance(self.by, str) and self.by.strip()):
+            raise ValueError("a review decision needs who made it (by)")
+        for name in ("by", "fingerprint"):
+            _check_optional_str(name, getattr(self, name))
+        if not isinstance(self.note, str):
+            raise ValueError(f"review note {self.note!r} is not a string")
+        if self.confidence is not None:
+            if isinstance(self.confidence, bool) or not isinstance(self.confidence, (int, float)) \
+                    or not 0 <= self.confidence <= 100:
+                raise ValueError(f"review confidence {self.confidence!r} is not in [0, 100]")
+            self.confidence = int(round(self.confidence))
+        if self.time is not None and not isinstance(self.time, datetime):
+            self.time = parse_time(self.time)
+        elif self.time is not None and self.time.tzinfo is None:
+            self.time = self.time.replace(tzinfo=timezone.utc)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.FIELDS if getattr(self, k) is not None}
+        if self.time is not None:
+            out["time"] = _iso(self.time)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Review:
+        if not isinstance(data, dict):
+            raise ValueError("a review must be a JSON object")
+        if "target" not in data:
+            raise ValueError("review lacks target")
+        return cls(**{k: data[k] for k in cls.FIELDS if data.get(k) is not None})
+
+
 @dataclass(slots=True)
 class Observation:
     """A technique seen, with the evidence that says so.
@@ -75,9 +134,18 @@ class Observation:
     count: int = 1
     first_seen: datetime | None = None
     last_seen: datetime | None = None
+    review: Review | None = None  # the analyst's decision, when one was made (kept by the workspace apart)
 
     def __post_init__(self) -> None:
         self.validate()
+
+    def fingerprint(self) -> str:
+        """What identifies this observation apart from its id: the same finding of a re-investigation has it."""
+        import hashlib
+
+        ident = "|".join(str(x) for x in (self.technique_id, self.source_kind, self.source_ref, self.host,
+                                           _iso(self.time), self.document))
+        return hashlib.sha256(ident.encode()).hexdigest()[:24]
 
     def validate(self) -> None:
         if not isinstance(self.technique_id, str) or not TECHNIQUE_ID.match(self.technique_id):
@@ -92,6 +160,8 @@ class Observation:
                 raise ValueError(f"tactic id {tactic!r} is not a non-empty string")
         if not isinstance(self.evidence, dict):
             raise ValueError("evidence must be an object")
+        if self.review is not None and not isinstance(self.review, Review):
+            raise ValueError("review must be a Review")
         if self.time is not None and not isinstance(self.time, datetime):
             self.time = parse_time(self.time)
         elif self.time is not None and self.time.tzinfo is None:
@@ -111,7 +181,7 @@ class Observation:
             raise ValueError(f"last_seen {_iso(self.last_seen)} is before first_seen {_iso(self.first_seen)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "technique_id": self.technique_id,
             "tactic_ids": list(self.tactic_ids),
@@ -127,6 +197,9 @@ class Observation:
             "first_seen": _iso(self.first_seen),
             "last_seen": _iso(self.last_seen),
         }
+        if self.review is not None:
+            out["review"] = self.review.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Observation:
@@ -140,6 +213,8 @@ class Observation:
             "host", "user", "document", "confidence", "id", "count") if data.get(k) is not None}
         for name in ("time", "first_seen", "last_seen"):  # observations saved before aggregation have time only
             kwargs[name] = parse_time(data.get(name))
+        if data.get("review") is not None:
+            kwargs["review"] = Review.from_dict(data["review"])
         return cls(**kwargs)
 
 

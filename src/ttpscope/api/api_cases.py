@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from ttpscope.api import investigation
+from ttpscope.analyze.review import add_manual, decide, findings
 from ttpscope.api.deps import case_of, kb_of, stored_analysis, workspace
 from ttpscope.api.responses import ORJSONResponse, safe_name
 from ttpscope.api.security import require_token
 from ttpscope.api.uploads import read_uploads
 from ttpscope.errors import InputError, NotFoundError
 from ttpscope.export.outputs import EXPORTS
+from ttpscope.investigate.analysis import analyse_stored_case
 from ttpscope.model import Case
 from ttpscope.store import Workspace
 
@@ -76,13 +81,19 @@ REPORT_CSP = ("sandbox allow-scripts allow-downloads; default-src 'none'; script
 
 @router.get("/cases/{case_id}/export/{fmt}",
             summary="A case export: " + ", ".join(EXPORTS) + " (the export registry's formats)")
-def export_case(case_id: str, fmt: str, request: Request, download: bool = True) -> Response:
+def export_case(case_id: str, fmt: str, request: Request, download: bool = True,
+                reviewed_only: bool = False) -> Response:
     """The case rendered by one exporter of ``ttpscope.export.outputs.EXPORTS``; ``download=false`` shows it
-    inline (the HTML report, sandboxed)."""
+    inline (the HTML report, sandboxed); ``reviewed_only=1`` keeps only the confirmed findings."""
     exporter = EXPORTS.get(fmt)
     if exporter is None:
         raise InputError("export", fmt, f"unknown format; one of {', '.join(EXPORTS)}")
-    case, analysis = stored_analysis(request, case_id)
+    if reviewed_only:  # not cached: the shared cache holds the case as the page shows it
+        case = case_of(request, case_id)
+        analysis = analyse_stored_case(workspace(request), workspace(request).get_case(case.id),
+                                       request.app.state.kb, reviewed_only=True)
+    else:
+        case, analysis = stored_analysis(request, case_id)
     headers = {"content-security-policy": REPORT_CSP} if fmt == "html" else {}
     if download:
         headers["content-disposition"] = f'attachment; filename="{safe_name(case.name)}-{exporter.file_name}"'
@@ -103,3 +114,47 @@ def case_stix(case_id: str, request: Request) -> Response:
 @router.get("/cases/{case_id}/report", summary="The self-contained HTML report of a case (alias of export/html)")
 def case_report_html(case_id: str, request: Request, download: bool = False) -> Response:
     return export_case(case_id, "html", request, download=download)
+
+
+class ReviewRequest(BaseModel):
+    """A review decision, or an analyst's own observation (``action="add"``)."""
+
+    action: Literal["confirm", "reject", "reset", "add"]
+    ids: list[str] = Field(default_factory=list, max_length=1000,
+                           description="Observation ids (or 6+ character prefixes), technique ids, ioc:<type>:<value>.")
+    technique: list[str] | str | None = Field(default=None, description="Whole techniques (for add: the one seen).")
+    ioc: list[str] = Field(default_factory=list, max_length=1000, description="IOCs by value.")
+    by: str | None = Field(default=None, max_length=200, description="Who decides (required but for reset).")
+    note: str = Field(default="", max_length=2000)
+    confidence: int | None = Field(default=None, ge=0, le=100, description="For confirm: how sure, 0-100.")
+    evidence: str | None = Field(default=None, max_length=10000, description="For add: what shows it.")
+    host: str | None = Field(default=None, max_length=300, description="For add: where it was seen.")
+
+
+_STATES = {"confirm": "confirmed", "reject": "rejected", "reset": "unreviewed"}
+
+
+@router.get("/cases/{case_id}/review", summary="A case's findings (techniques, observations, IOCs) with their review state")
+def show_review(request: Request, case: Case = Depends(case_of), ws: Workspace = Depends(workspace)) -> Response:
+    kb = request.app.state.kb
+    names = {t: kb.techniques[t].name for t in case.technique_ids() if t in kb.techniques}
+    return ORJSONResponse({"case": {"id": case.id, "name": case.name},
+                           **findings(case, ws.get_documents(case.id), ws.get_reviews(case.id), names=names)})
+
+
+@router.post("/cases/{case_id}/review", dependencies=[Depends(require_token)],
+             summary="Confirm, reject or reset findings, or add an observation (needs the token)")
+def post_review(body: ReviewRequest, request: Request, case: Case = Depends(case_of),
+                ws: Workspace = Depends(workspace)) -> Response:
+    techniques = [body.technique] if isinstance(body.technique, str) else list(body.technique or [])
+    if body.action == "add":
+        if len(techniques) != 1:
+            raise InputError("review", None, "add takes exactly one technique")
+        obs = add_manual(ws, case.id, techniques[0], body.evidence or "", kb=request.app.state.kb,
+                         host=body.host, by=body.by, note=body.note)
+        return ORJSONResponse({"case": case.id, "observation": obs.to_dict()}, status_code=201)
+    if body.action != "reset" and not (body.by or "").strip():
+        raise InputError("review", None, "a decision needs who makes it (by)")
+    made = decide(ws, case.id, _STATES[body.action], ids=body.ids, techniques=techniques, iocs=body.ioc,
+                  by=body.by, note=body.note, confidence=body.confidence)
+    return ORJSONResponse({"case": case.id, "reviews": [r.to_dict() for r in made]})

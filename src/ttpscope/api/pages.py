@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from ttpscope.analyze.coverage import coverage_report
 from ttpscope.analyze.overlap import overlap
 from ttpscope.analyze.profile import profile_for
+from ttpscope.analyze.review import findings
 from ttpscope.api import case_report
 from ttpscope.api import matrix as mx
 from ttpscope.api.deps import case_of, server_rules, workspace
@@ -282,6 +283,9 @@ def case_page(request: Request, case_id: str):
     case = case_of(request, case_id)
     marks, coloured_by = mx.case_marks(kb, case)
     report = case_report.build(request, kb, case)
+    ws = workspace(request)
+    review = findings(case, ws.get_documents(case.id), ws.get_reviews(case.id),
+                      names={t: kb.techniques[t].name for t in case.technique_ids() if t in kb.techniques})
     return render(request, "case.html", title=f"Case {case.name}", case=case, r=report,
                   matrix=request.app.state.matrix, marks=marks, marked=mx.marked_ids(marks),
-                  coloured_by=coloured_by, name_of=kb.name_of)
+                  coloured_by=coloured_by, name_of=kb.name_of, review=review)

@@ -19,9 +19,11 @@ FormatOpt = typer.Option(None, "--format", "-f", help="html, layer, stix, json, 
                          "default: all).")
 RulesOpt = typer.Option(None, "--rules", "-r", help="Sigma rules for the coverage section (default: the rule set "
                         "the case was investigated with).")
+ReviewedOnlyOpt = typer.Option(False, "--reviewed-only", help="Only confirmed findings: leave out unreviewed "
+                               "observations and IOCs (rejected ones are always left out).")
 
 
-def _analysis(ref: str, bundle: str | None, rules: Path | None):
+def _analysis(ref: str, bundle: str | None, rules: Path | None, reviewed_only: bool = False):
     from ttpscope.investigate.analysis import analyse_stored_case, case_kb, stored_rules
     from ttpscope.store import Workspace
 
@@ -30,7 +32,7 @@ def _analysis(ref: str, bundle: str | None, rules: Path | None):
     kb = case_kb(case, bundle)
     if rules is None and case.meta.get("rules") and stored_rules(case) is None:
         note(f"the rule set the case was investigated with is gone ({case.meta['rules']}); coverage is skipped")
-    return analyse_stored_case(ws, case, kb, rules=rules), kb
+    return analyse_stored_case(ws, case, kb, rules=rules, reviewed_only=reviewed_only), kb
 
 
 @case_app.command("list")
@@ -77,6 +79,12 @@ def show_cmd(case: str = typer.Argument(..., help="Case id or name."), bundle: O
         table("Evidence sources", ["source", "as", "read", "accepted", "rejected", "notes"],
               [[s["path"], s["format"] or s["kind"], s.get("read"), s.get("accepted"), s.get("rejected"),
                 s.get("note")] for s in sources])
+    history = c.meta.get("history") or []
+    if history:
+        table("History", ["when (UTC)", "what", "files", "obs.", "skipped (already in the case)"],
+              [[str(h.get("time") or "")[:16].replace("T", " "), h.get("action"),
+                ", ".join(Path(str(f.get("path"))).name for f in h.get("files") or []), h.get("observations"),
+                ", ".join(Path(str(x.get("path"))).name for x in h.get("skipped") or [])] for h in history])
 
 
 @case_app.command("export")
@@ -84,12 +92,13 @@ def export_cmd(case: str = typer.Argument(..., help="Case id or name."),
                formats: Optional[list[str]] = FormatOpt,
                out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default "
                                                   "./ttpscope-out/<case>)."),
-               rules: Optional[Path] = RulesOpt, bundle: Optional[str] = BundleOpt, json_out: bool = JsonOpt) -> None:
+               rules: Optional[Path] = RulesOpt, bundle: Optional[str] = BundleOpt,
+               reviewed_only: bool = ReviewedOnlyOpt, json_out: bool = JsonOpt) -> None:
     """Re-run the analyses on a stored case and write its outputs (all formats by default)."""
     from ttpscope.export.outputs import FORMATS, write_outputs
     from ttpscope.investigate import slug
 
-    analysis, kb = _analysis(case, bundle, rules)
+    analysis, kb = _analysis(case, bundle, rules, reviewed_only)
     out_dir = out or Path.cwd() / "ttpscope-out" / slug(analysis.case.name)
     written = write_outputs(analysis, kb, out_dir, formats or FORMATS)
     if json_out:
@@ -165,7 +174,7 @@ def export_one_cmd(case: str = typer.Argument(..., help="Case id or name."),
                    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file or folder, '-' for "
                                                       "standard output (default ./ttpscope-out/<case>/<file>)."),
                    rules: Optional[Path] = RulesOpt, bundle: Optional[str] = BundleOpt,
-                   json_out: bool = JsonOpt) -> None:
+                   reviewed_only: bool = ReviewedOnlyOpt, json_out: bool = JsonOpt) -> None:
     """Export one format of a stored case (the analyses are re-run; the evidence is not re-read)."""
     import sys
 
@@ -176,7 +185,7 @@ def export_one_cmd(case: str = typer.Argument(..., help="Case id or name."),
     exporter = EXPORTS.get(fmt)
     if exporter is None:
         raise InputError("--format", None, f"{fmt!r} is not one of {', '.join(EXPORTS)}")
-    analysis, kb = _analysis(case, bundle, rules)
+    analysis, kb = _analysis(case, bundle, rules, reviewed_only)
     content = exporter.render(analysis, kb)
     if str(out) == "-":
         sys.stdout.buffer.write(content.encode() if isinstance(content, str) else content)
@@ -190,3 +199,130 @@ def export_one_cmd(case: str = typer.Argument(..., help="Case id or name."),
         print_json({"case": analysis.case.id, "format": fmt, "output": str(target)})
         return
     console.print(f"Wrote {target}")
+
+
+# ---------------------------------------------------------------------- review before sharing
+review_app = typer.Typer(name="review", invoke_without_command=True,
+                         help="Review a case's findings before sharing: list them with their state, confirm or "
+                              "reject them, add your own (`ttpscope case review CASE [confirm|reject|reset|add] ...`).")
+case_app.add_typer(review_app)
+ByOpt = typer.Option(..., "--by", help="Who decides (kept with the decision).")
+NoteOpt = typer.Option("", "--note", help="Why (kept with the decision).")
+TechniqueFilterOpt = typer.Option(None, "--technique", "-t", help="A whole technique (repeatable).")
+IocFilterOpt = typer.Option(None, "--ioc", help="An IOC by its value (repeatable).")
+IdsArg = typer.Argument(None, help="Observation ids (or unique prefixes of 6+ characters), technique ids or "
+                        "ioc:<type>:<value>, as 'ttpscope case review CASE' lists them.")
+
+
+@review_app.callback()
+def review_cmd(ctx: typer.Context, case: str = typer.Argument(..., help="Case id or name.")) -> None:
+    """List a case's techniques, observations and IOCs with their review state (unreviewed, confirmed,
+    rejected: the same as 'list'); with confirm, reject, reset or add, decide."""
+    ctx.obj = {"case": case}
+    if ctx.invoked_subcommand is None:
+        list_findings_cmd(ctx, show_all=False, json_out=False)
+
+
+@review_app.command("list")
+def list_findings_cmd(ctx: typer.Context,
+                      show_all: bool = typer.Option(False, "--all", help="List every observation (default: the "
+                                                    "first 40)."),
+                      json_out: bool = JsonOpt) -> None:
+    """The case's techniques, observations and IOCs with their review state."""
+    case = ctx.obj["case"]
+    from ttpscope.analyze.review import findings
+    from ttpscope.investigate.analysis import case_kb
+    from ttpscope.store import Workspace
+
+    ws = Workspace()
+    c = ws.get_case(case)
+    kb = case_kb(c)
+    found = findings(c, ws.get_documents(c.id), ws.get_reviews(c.id),
+                     names={t: kb.techniques[t].name for t in c.technique_ids() if t in kb.techniques})
+    if json_out:
+        print_json({"case": {"id": c.id, "name": c.name}, **found})
+        return
+    console.print(f"[bold]{c.name}[/bold] ({c.id}): review before sharing")
+    table("Techniques", ["technique", "name", "decision", "obs. confirmed/rejected/unreviewed", "by / note"],
+          [[t["technique_id"], t["name"], t["state"],
+            f"{t['states']['confirmed']}/{t['states']['rejected']}/{t['states']['unreviewed']}", _who(t["review"])]
+           for t in found["techniques"]])
+    rows = found["observations"] if show_all else found["observations"][:40]
+    table("Observations", ["id", "technique", "source", "host", "time", "state", "evidence"],
+          [[o["target"], o["technique_id"], f"{o['source_kind']}: {o['source_ref']}", o["host"] or "",
+            (o["time"] or "")[:19].replace("T", " "), o["state"], o["evidence"]] for o in rows],
+          caption=None if len(rows) == len(found["observations"]) else
+          f"{len(rows)} of {len(found['observations'])} observations (--all lists every one)")
+    if found["iocs"]:
+        table("IOCs", ["id", "found in", "state", "by / note"],
+              [[i["target"], ", ".join(i["documents"]), i["state"], _who(i["review"])] for i in found["iocs"]])
+
+
+def _who(review: dict | None) -> str:
+    if not review:
+        return ""
+    return f"{review.get('by') or ''}" + (f": {review['note']}" if review.get("note") else "")
+
+
+def _decide(ctx: typer.Context, state: str, ids, techniques, iocs, by, note, confidence, json_out: bool) -> None:
+    from ttpscope.analyze.review import decide
+    from ttpscope.store import Workspace
+
+    made = decide(Workspace(), ctx.obj["case"], state, ids=ids or (), techniques=techniques or (),
+                  iocs=iocs or (), by=by, note=note, confidence=confidence)
+    if json_out:
+        print_json({"case": ctx.obj["case"], "reviews": [r.to_dict() for r in made]})
+        return
+    console.print(f"{state.capitalize()} {len(made)} finding(s) of case '{ctx.obj['case']}': "
+                  + ", ".join(r.target for r in made[:8]) + (" …" if len(made) > 8 else ""))
+
+
+@review_app.command("confirm")
+def confirm_cmd(ctx: typer.Context, ids: Optional[list[str]] = IdsArg,
+                technique: Optional[list[str]] = TechniqueFilterOpt, ioc: Optional[list[str]] = IocFilterOpt,
+                by: str = ByOpt, note: str = NoteOpt,
+                confidence: Optional[int] = typer.Option(None, "--confidence", min=0, max=100, help="How sure you "
+                                                         "are, 0-100 (default 100); the STIX export carries it."),
+                json_out: bool = JsonOpt) -> None:
+    """Confirm findings: they go into --reviewed-only exports with your confidence."""
+    _decide(ctx, "confirmed", ids, technique, ioc, by, note, confidence, json_out)
+
+
+@review_app.command("reject")
+def reject_cmd(ctx: typer.Context, ids: Optional[list[str]] = IdsArg,
+               technique: Optional[list[str]] = TechniqueFilterOpt, ioc: Optional[list[str]] = IocFilterOpt,
+               by: str = ByOpt, note: str = NoteOpt, json_out: bool = JsonOpt) -> None:
+    """Reject findings (false positives): no export carries them any more."""
+    _decide(ctx, "rejected", ids, technique, ioc, by, note, None, json_out)
+
+
+@review_app.command("reset")
+def reset_cmd(ctx: typer.Context, ids: Optional[list[str]] = IdsArg,
+              technique: Optional[list[str]] = TechniqueFilterOpt, ioc: Optional[list[str]] = IocFilterOpt,
+              json_out: bool = JsonOpt) -> None:
+    """Take decisions back: the findings are unreviewed again."""
+    _decide(ctx, "unreviewed", ids, technique, ioc, None, "", None, json_out)
+
+
+@review_app.command("add")
+def add_cmd(ctx: typer.Context,
+            technique: str = typer.Option(..., "--technique", "-t", help="The technique seen, e.g. T1059.001."),
+            evidence: str = typer.Option(..., "--evidence", "-e", help="What shows it (kept as the evidence)."),
+            host: Optional[str] = typer.Option(None, "--host", help="Where it was seen."),
+            by: Optional[str] = typer.Option(None, "--by", help="Who adds it (default: your user name)."),
+            note: str = NoteOpt, json_out: bool = JsonOpt) -> None:
+    """Add your own observation (source kind manual, confidence 1), confirmed by you."""
+    import getpass
+
+    from ttpscope.analyze.review import add_manual
+    from ttpscope.investigate.analysis import case_kb
+    from ttpscope.store import Workspace
+
+    ws = Workspace()
+    kb = case_kb(ws.get_case(ctx.obj["case"]))
+    obs = add_manual(ws, ctx.obj["case"], technique, evidence, kb=kb, host=host, by=by or getpass.getuser(),
+                     note=note)
+    if json_out:
+        print_json({"case": ctx.obj["case"], "observation": obs.to_dict()})
+        return
+    console.print(f"Added observation {obs.id} ({obs.technique_id}) to case '{ctx.obj['case']}', confirmed")

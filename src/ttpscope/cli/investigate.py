@@ -23,8 +23,12 @@ def investigate_cmd(
                                           "Parquet, CSV) and threat reports (txt, md, html, pdf), sorted by content."),
     rules: Optional[Path] = typer.Option(None, "--rules", "-r", help="Sigma rule file or folder for the event logs "
                                          "(default: the SigmaHQ set cached by 'ttpscope rules update')."),
-    name: Optional[str] = typer.Option(None, "--name", "-n", help="Case name (default: from the evidence). An "
-                                       "existing case of that name is replaced."),
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="Case name (default: from the evidence). A "
+                                       "name the workspace has already is refused: use --case or --replace."),
+    add_to: Optional[str] = typer.Option(None, "--case", "-c", help="Add the evidence to this case (created if "
+                                         "it does not exist); files it holds already (same SHA-256) are skipped."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the case of that name (its id, analyst-added "
+                                 "observations and review decisions are kept)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default ./ttpscope-out/<case>)."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not store the case in the workspace."),
     domain: str = DomainOpt,
@@ -44,8 +48,14 @@ def investigate_cmd(
     report.html, layer.json, bundle.json (STIX 2.1), case.json, observations.csv and report.md."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ttpscope.investigate import investigate
+    from ttpscope.errors import InputError
+    from ttpscope.investigate import ADD, NEW, REPLACE, investigate
 
+    if add_to is not None and replace:
+        raise InputError("investigate", None, "--case adds to a case and --replace replaces it: give one of them")
+    if add_to is not None and name is not None and name != add_to:
+        raise InputError("investigate", None, f"--name {name!r} and --case {add_to!r} name different cases")
+    mode = ADD if add_to is not None else REPLACE if replace else NEW
     live = err_console.is_terminal and not json_out
     plain = PlainProgress(STAGES) if not (live or json_out) else None
     progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description:<24}"), BarColumn(bar_width=30),
@@ -63,9 +73,9 @@ def investigate_cmd(
 
     with progress:
         try:
-            result = investigate(list(evidence) + list(force_report or []), rules=rules, name=name, out=out,
-                                 domain=domain, bundle=bundle, save=not no_save, progress=report,
-                                 force_reports=force_report or ())
+            result = investigate(list(evidence) + list(force_report or []), rules=rules, name=add_to or name,
+                                 out=out, domain=domain, bundle=bundle, save=not no_save, progress=report,
+                                 force_reports=force_report or (), mode=mode)
         finally:
             if plain is not None:
                 plain.close()

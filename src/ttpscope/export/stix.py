@@ -22,6 +22,12 @@ the attack-patterns of this case their ATT&CK profile has. Indicators come only 
 the extraction's screening; their ``indicator_types`` stay "malicious-activity" with a confidence that says
 they were extracted, not reviewed.
 
+Review (:mod:`ttpscope.analyze.review`): rejected techniques and IOCs never reach the bundle (the case is
+filtered before it is analysed). A confirmed technique's ``uses`` relationship and a confirmed IOC's
+indicator carry the confidence the review gave (100 when it gave none) and the label
+``ttpscope-review:confirmed``; unreviewed ones keep the machine's confidence with the label
+``ttpscope-review:unreviewed``.
+
 Ids of our own objects are UUIDv5 of the case id and the object's content, and times come from the case,
 so the same case gives the same bundle.
 """
@@ -40,7 +46,8 @@ import stix2
 from ttpscope import __version__
 from ttpscope.analyze.evidence import comment_of
 from ttpscope.analyze.report import CaseAnalysis, IndicatorsSection
-from ttpscope.model import Detection, ReportDocument
+from ttpscope.analyze.review import CONFIRMED, technique_review
+from ttpscope.model import Detection, ReportDocument, ioc_target
 
 NAMESPACE = uuid.UUID("5b0d7f55-6d0e-4bd6-9f34-8d3c2f1f0a11")  # ttpscope's UUIDv5 namespace
 # IOC validity after the case: network indicators are re-used for days to weeks, file hashes a little longer
@@ -94,6 +101,11 @@ _IOC_TYPES = {  # extractor type names -> (STIX pattern path, validity class)
 }
 
 
+def review_label(state: str) -> str:
+    """The label that tells a bundle's reader whether an analyst reviewed the object."""
+    return f"ttpscope-review:{state}"
+
+
 def _id(kind: str, *parts: Any) -> str:
     return f"{kind}--{uuid.uuid5(NAMESPACE, '|'.join(str(p) for p in parts))}"
 
@@ -126,6 +138,17 @@ def ioc_pattern(ioc_type: str, value: str) -> tuple[str, str] | None:
     return f"[{path} = {_pattern_literal(str(value))}]", validity
 
 
+# STIX wants a registry key's full hive name; Sysmon writes the short one (HKLM\..., HKU\...)
+_HIVES = {"HKLM": "HKEY_LOCAL_MACHINE", "HKU": "HKEY_USERS", "HKCU": "HKEY_CURRENT_USER",
+          "HKCR": "HKEY_CLASSES_ROOT", "HKCC": "HKEY_CURRENT_CONFIG"}
+
+
+def registry_key(key: str) -> str:
+    """A registry key with its hive spelt out, as STIX 2.1 requires."""
+    hive, sep, rest = key.partition("\\")
+    return _HIVES[hive.upper()] + sep + rest if hive.upper() in _HIVES else key
+
+
 def _observables(event: dict[str, Any]) -> list[Any]:
     """STIX cyber-observables of one event's telling fields (deterministic ids from their values)."""
     out: list[Any] = []
@@ -150,7 +173,7 @@ def _observables(event: dict[str, Any]) -> list[Any]:
         if event.get(key):
             out.append(stix2.File(name=ntpath.basename(str(event[key])) or str(event[key])))
     if event.get("TargetObject"):
-        out.append(stix2.WindowsRegistryKey(key=str(event["TargetObject"])))
+        out.append(stix2.WindowsRegistryKey(key=registry_key(str(event["TargetObject"]))))
     for key in ("TargetUserName", "SubjectUserName", "User"):
         if event.get(key) and str(event[key]) not in ("-", ""):
             out.append(stix2.UserAccount(user_id=str(event[key])))
@@ -211,9 +234,11 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
             kill_chain_phases=[{"kill_chain_name": "mitre-attack", "phase_name": t} for t in tech.tactics],
             created=stamp, modified=stamp, allow_custom=False))
         patterns[ev.id] = ap
+        state, vouched = technique_review(case, ev.id)
         add(stix2.Relationship(id=_id("relationship", case.id, "uses", ev.id), source_ref=campaign.id,
                                relationship_type="uses", target_ref=ap.id, description=comment_of(ev),
-                               confidence=max(0, min(100, ev.score)), **common))
+                               confidence=vouched if state == CONFIRMED else max(0, min(100, ev.score)),
+                               labels=[review_label(state)], **common))
     # detections: per rule and host, the observables and a sighting of each tagged technique
     hosts: dict[str, Any] = {}
     groups: dict[tuple[str, str], list[Detection]] = defaultdict(list)
@@ -269,7 +294,11 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
     skipped_iocs = 0
     ind = analysis.sections.get("indicators")
     ind_data = ind.data if ind is not None and ind.ok else IndicatorsSection(iocs=[], cves=[])
+    ioc_reviews = {ioc_target(i["type"], i["value"]): i["review"] for doc in (analysis.documents or [])
+                   for i in getattr(doc, "iocs", None) or [] if isinstance(i.get("review"), dict)}
     for ioc in ind_data.iocs:
+        review = ioc_reviews.get(ioc_target(ioc.get("type", ""), str(ioc.get("value", ""))))
+        confirmed = review is not None and review.get("state") == CONFIRMED
         made = ioc_pattern(ioc.get("type", ""), str(ioc.get("value", "")))
         if made is None:
             skipped_iocs += 1
@@ -281,8 +310,10 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
                 pattern_type="stix", indicator_types=["malicious-activity"], valid_from=stamp,
                 valid_until=stamp + timedelta(days=VALIDITY_DAYS[validity]),
                 description=f"{ioc.get('type')} named in {', '.join(map(str, ioc.get('documents') or []))} "
-                            "(extracted from the text, not reviewed)",
-                confidence=EXTRACTED_IOC_CONFIDENCE, **common)
+                            + (f"(extracted from the text, confirmed by {review.get('by')})" if confirmed
+                               else "(extracted from the text, not reviewed)"),
+                confidence=(review.get("confidence", 100) if confirmed else EXTRACTED_IOC_CONFIDENCE),
+                labels=[review_label(CONFIRMED if confirmed else "unreviewed")], **common)
         except (stix2.exceptions.STIXError, ValueError):
             skipped_iocs += 1
             continue

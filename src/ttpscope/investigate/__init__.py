@@ -13,12 +13,14 @@ reported with its reason and never stops the others; the run fails only when not
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ttpscope.analyze.report import CaseAnalysis
+from ttpscope.analyze.review import apply_reviews
 from ttpscope.analyze.sections import SECTIONS
 from ttpscope.errors import InputError, NotFoundError
 from ttpscope.export.outputs import FORMATS, write_outputs
@@ -33,6 +35,9 @@ __all__ = ["investigate", "InvestigationResult", "SourceReport", "default_case_n
 
 # progress(stage, done, total, detail): stages route, logs, reports, save, analyse, export
 Progress = Callable[[str, int, int | None, str], None]
+# what to do when the case name is already taken: refuse, add the new evidence to it, or replace it
+NEW, ADD, REPLACE = "new", "add", "replace"
+MODES = (NEW, ADD, REPLACE)
 
 
 @dataclass
@@ -78,20 +83,38 @@ def _noop(stage: str, done: int, total: int | None, detail: str) -> None:
     return None
 
 
+def file_sha256(path: Path) -> str | None:
+    """The SHA-256 of a file's content (how a case knows it has read a file already), None if unreadable."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = None, name: str | None = None,
                 out: str | Path | None = None, domain: str = "enterprise", bundle: str | None = None,
                 workspace: Any = None, save: bool = True, formats: Iterable[str] = FORMATS,
-                progress: Progress | None = None, force_reports: Iterable[str | Path] = ()) -> InvestigationResult:
+                progress: Progress | None = None, force_reports: Iterable[str | Path] = (),
+                mode: str = NEW) -> InvestigationResult:
     """Investigate evidence files and folders into one case, saved in the workspace, with every output.
 
     ``rules``: a Sigma rule file or folder for the event logs (default: the cached SigmaHQ set of
-    ``ttpscope rules update`` when there is one). ``name``: the case name (default: from the evidence; an
-    existing case of that name is replaced, keeping its id). ``out``: the output folder (default
+    ``ttpscope rules update`` when there is one). ``name``: the case name (default: from the evidence).
+    ``mode`` says what happens when the workspace has a case of that name already: ``new`` refuses,
+    ``add`` adds the files it does not hold yet (a file is known by its SHA-256), ``replace`` replaces its
+    evidence, keeping its id, its analyst-added observations and its review decisions. The case's
+    ``meta["history"]`` records each of these. ``out``: the output folder (default
     ``./ttpscope-out/<case>``). ``workspace``: a :class:`ttpscope.store.Workspace` (default: the user's).
     ``force_reports``: files read as reports even if they look like documentation (README, LICENSE).
     Raises :class:`InputError` when nothing usable was given.
     """
     progress = progress or _noop
+    if mode not in MODES:
+        raise InputError("investigate", None, f"mode {mode!r} is not one of {', '.join(MODES)}")
     formats = list(formats)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -102,12 +125,44 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     progress("route", 0, None, "sorting evidence")
     routed = collect(paths)
     progress("route", len(routed), len(routed), f"{len(routed)} file(s)")
-    kb = load_kb(domain, bundle)
-    logs = [e for e in routed if e.kind == LOG]
-    reports = [e for e in routed if e.kind == REPORT]
+    ws = workspace if workspace is not None else (Workspace() if save else None)
+    case_name = name or default_case_name(paths)
+    old = None
+    if ws is not None:
+        try:
+            old = ws.get_case(case_name)
+            case_name = old.name  # named by its id, or in another letter case
+        except NotFoundError:
+            pass
+    if old is not None and mode == NEW:  # asked before any evidence is read: nothing is lost by refusing
+        raise InputError(f"case {old.name!r}", None, "already exists in the workspace: add this evidence to it "
+                         f"with --case {old.name!r}, or replace it with --replace")
+    hashes = {e.path: file_sha256(e.path) for e in routed if e.kind in (LOG, REPORT) and e.path.is_file()}
     sources: dict[Path, SourceReport] = {
         e.path: SourceReport(str(e.path), e.kind, e.format, note=e.problem or "") for e in routed}
     warnings: list[str] = []
+    skipped: list[dict[str, str]] = []
+    known = {s["sha256"]: s["path"] for s in (old.meta.get("sources") or []) if s.get("sha256")} \
+        if old is not None and mode == ADD else {}
+    fresh = []
+    for e in routed:
+        digest = hashes.get(e.path)
+        if digest and digest in known:
+            sources[e.path].note = f"skipped: already in the case (same SHA-256 as {Path(known[digest]).name})"
+            skipped.append({"path": str(e.path), "sha256": digest, "same_as": known[digest]})
+            continue
+        if digest:
+            known.setdefault(digest, str(e.path))
+        fresh.append(e)
+    if skipped:
+        warnings.append(f"{len(skipped)} file(s) skipped: already in case '{case_name}' (same SHA-256): "
+                        + ", ".join(Path(x["path"]).name for x in skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+        if not [e for e in fresh if e.kind in (LOG, REPORT)]:
+            raise InputError(f"case {case_name!r}", None, f"nothing new to add: all {len(skipped)} evidence "
+                             "file(s) are in the case already (same SHA-256)")
+    kb = load_kb(domain, bundle)
+    logs = [e for e in fresh if e.kind == LOG]
+    reports = [e for e in fresh if e.kind == REPORT]
     observations, detections, documents = [], [], []
 
     rules_path = None
@@ -138,31 +193,53 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     usable = [s for s in sources.values() if s.used]
     if not usable:
         raise InputError(", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else ""), None,
-                         _nothing_usable(list(sources.values()), warnings))
+                         _nothing_usable([s for s in sources.values() if not s.note.startswith("skipped:")],
+                                         warnings))
 
-    ws = workspace if workspace is not None else (Workspace() if save else None)
-    case_name = name or default_case_name(paths)
-    case = Case(name=case_name)
-    if ws is not None:
-        try:
-            old = ws.get_case(case_name)
-            case.id, case.created = old.id, old.created  # re-running replaces the case, keeping its identity
-        except NotFoundError:
-            pass
-    case.add(observations)
-    case.meta.update({
-        "evidence": [str(p) for p in paths], "rules": str(rules_path) if rules_path else None,
-        "domain": domain, "knowledge_base": kb.provenance(), "investigated": utcnow().isoformat(),
-        "sources": [s.to_dict() for s in sources.values()], "warnings": warnings})
+    now = utcnow()
+    taken = [{**s.to_dict(), "sha256": hashes.get(Path(s.path))} for s in sources.values()
+             if not s.note.startswith("skipped:")]
+    if old is not None and mode == ADD:
+        case = old
+        case.add(observations)
+        history = list(old.meta.get("history") or []) or [_first_entry(old)]
+        case.meta.update({
+            "evidence": list(dict.fromkeys([*(old.meta.get("evidence") or []), *(str(p) for p in paths)])),
+            "rules": str(rules_path) if rules_path else old.meta.get("rules"),
+            "sources": [*(old.meta.get("sources") or []), *taken],
+            "warnings": [*(old.meta.get("warnings") or []), *warnings]})
+    else:
+        case = Case(name=case_name)
+        history = []
+        if old is not None:  # --replace: the case keeps its identity, its analyst's observations and decisions
+            case.id, case.created = old.id, old.created
+            case.add([o for o in old.observations if o.source_kind == "manual"])
+            history = list(old.meta.get("history") or []) or [_first_entry(old)]
+        case.add(observations)
+        case.meta.update({"evidence": [str(p) for p in paths], "rules": str(rules_path) if rules_path else None,
+                          "sources": taken, "warnings": warnings})
+    history.append({"time": now.isoformat().replace("+00:00", "Z"),
+                    "action": "added" if old is not None and mode == ADD else
+                    "replaced" if old is not None else "created",
+                    "files": [{"path": t["path"], "sha256": t["sha256"]} for t in taken],
+                    "skipped": skipped, "observations": len(observations), "detections": len(detections),
+                    "documents": len(documents)})
+    case.meta.update({"domain": domain, "knowledge_base": kb.provenance(), "investigated": now.isoformat(),
+                      "history": history})
     if ws is not None:
         progress("save", 0, 1, f"saving case '{case.name}'")
-        ws.save_case(case, detections, documents, replace=True)
+        ws.save_case(case, detections, documents, replace=not (old is not None and mode == ADD))
         progress("save", 1, 1, str(ws.path))
     analysis = None
     if formats:  # without outputs (e.g. the web app, which renders on demand) there is nothing to analyse for
         keys = list(SECTIONS)
         done = iter(range(1, len(keys) + 1))
-        analysis = analyse_case(case, kb, detections=detections, documents=documents, rules=rules_path,
+        reviewed, all_dets, all_docs = case, detections, documents
+        if ws is not None:  # the whole case (all it gathered so far), with the analysts' decisions applied
+            if old is not None and mode == ADD:
+                all_dets, all_docs = ws.get_detections(case.id), ws.get_documents(case.id)
+            reviewed, all_dets, all_docs = apply_reviews(case, ws.get_reviews(case.id), all_dets, all_docs)
+        analysis = analyse_case(reviewed, kb, detections=all_dets, documents=all_docs, rules=rules_path,
                                 workspace=ws, on_section=lambda key: progress("analyse", next(done), len(keys), key))
     out_dir = Path(out) if out else Path.cwd() / "ttpscope-out" / slug(case.name)
     counter = iter(range(1, len(formats) + 1))
@@ -171,6 +248,13 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     return InvestigationResult(case=case, analysis=analysis, sources=list(sources.values()), outputs=outputs,
                                out_dir=out_dir, workspace=ws.path if ws is not None else None, rules=rules_path,
                                warnings=warnings)
+
+
+def _first_entry(case: Case) -> dict[str, Any]:
+    """The history entry of a case saved before cases kept a history: what its meta says it was made of."""
+    return {"time": case.meta.get("investigated") or case.created.isoformat(), "action": "created",
+            "files": [{"path": s.get("path"), "sha256": s.get("sha256")} for s in case.meta.get("sources") or []],
+            "skipped": [], "observations": len(case.observations)}
 
 
 def _merge(target: SourceReport, rep: SourceReport) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ttpscope.analyze.report import CaseAnalysis
+from ttpscope.analyze.review import apply_reviews
 from ttpscope.analyze.sections import analyse
 from ttpscope.detect.rules import default_rules_dir, load_rules
 from ttpscope.errors import TtpscopeError
@@ -72,12 +73,15 @@ def stored_rules(case: Case) -> Path | None:
 
 
 def analyse_stored_case(workspace: Workspace, case: str | Case, kb, *, rules: str | Path | None = None,
-                        only: Iterable[str] | None = None,
-                        on_section: Callable[[str], None] | None = None) -> CaseAnalysis:
+                        only: Iterable[str] | None = None, on_section: Callable[[str], None] | None = None,
+                        reviewed_only: bool = False) -> CaseAnalysis:
     """Analyse a case of the workspace (by id, name, or the Case read from it) with its stored detections and
     documents. The coverage section measures ``rules``, else the rule set the case was investigated with
-    (when it is still there), else the cached SigmaHQ set."""
+    (when it is still there), else the cached SigmaHQ set. The analysts' review decisions are applied first:
+    rejected findings are left out, and with ``reviewed_only`` unreviewed ones too."""
     found = case if isinstance(case, Case) else workspace.get_case(case)
-    return analyse_case(found, kb, detections=workspace.get_detections(found.id),
-                        documents=workspace.get_documents(found.id), rules=rules or stored_rules(found),
-                        workspace=workspace, only=only, on_section=on_section)
+    reviewed, detections, documents = apply_reviews(
+        found, workspace.get_reviews(found.id), workspace.get_detections(found.id),
+        workspace.get_documents(found.id), reviewed_only=reviewed_only)
+    return analyse_case(reviewed, kb, detections=detections, documents=documents,
+                        rules=rules or stored_rules(found), workspace=workspace, only=only, on_section=on_section)

@@ -21,7 +21,7 @@ import orjson
 import pyarrow as pa
 
 from ttpscope.errors import InputError, NotFoundError, TtpscopeError, WriteError
-from ttpscope.model import Case, Detection, Observation, ReportDocument, parse_time
+from ttpscope.model import Case, Detection, Observation, ReportDocument, Review, parse_time
 from ttpscope.paths import home
 
 SCHEMA_VERSION = "1"
@@ -50,6 +50,13 @@ _UPGRADE = """
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS count INTEGER;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS first_seen TIMESTAMP;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS last_seen TIMESTAMP;
+"""
+# Analysts' decisions live apart from what the evidence produced, so replacing a case's observations (a
+# re-run, a re-investigation) keeps them. Created on every open: older workspaces gain the table.
+_REVIEWS = """
+CREATE TABLE IF NOT EXISTS reviews (
+    case_id VARCHAR NOT NULL, target VARCHAR NOT NULL, state VARCHAR NOT NULL, "by" VARCHAR, note VARCHAR,
+    time TIMESTAMP, confidence INTEGER, fingerprint VARCHAR, PRIMARY KEY (case_id, target));
 """
 
 
@@ -131,6 +138,7 @@ class Workspace:
                                  f"{SCHEMA_VERSION}; use a new TTPSCOPE_HOME or export and re-import the cases")
             else:
                 _run(con, _UPGRADE)
+            _run(con, _REVIEWS)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
@@ -229,6 +237,34 @@ class Workspace:
             rows = _run(con, "SELECT data FROM documents WHERE case_id = ? ORDER BY ord", [cid])
         return [ReportDocument.from_dict(orjson.loads(r[0])) for r in rows]
 
+    def get_reviews(self, ref: str) -> list[Review]:
+        """The review decisions of a case (observations, IOCs, techniques), oldest first."""
+        with self._connect() as con:
+            cid = self._require(con, ref)[0]
+            rows = _run(con, 'SELECT target, state, "by", note, time, confidence, fingerprint FROM reviews '
+                             "WHERE case_id = ? ORDER BY time, target", [cid])
+        return [Review(target=r[0], state=r[1], by=r[2], note=r[3] or "", time=_aware(r[4]), confidence=r[5],
+                       fingerprint=r[6]) for r in rows]
+
+    def save_reviews(self, ref: str, reviews: Iterable[Review]) -> list[Review]:
+        """Record decisions (one per target; a later one replaces the earlier). A decision back to
+        ``unreviewed`` removes the target's row. The case's ``updated`` time moves, so cached analyses of
+        it are recomputed."""
+        items = list(reviews)
+        for item in items:
+            if not isinstance(item, Review):
+                raise TypeError(f"cannot store {type(item).__name__} as a Review")
+        with self._transaction() as con:
+            cid = self._require(con, ref)[0]
+            for r in items:
+                _run(con, "DELETE FROM reviews WHERE case_id = ? AND target = ?", [cid, r.target])
+                if r.state != "unreviewed":
+                    _run(con, "INSERT INTO reviews VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         [cid, r.target, r.state, r.by, r.note, _naive_utc(r.time) or _naive_utc(_now()),
+                          r.confidence, r.fingerprint])
+            _run(con, "UPDATE cases SET updated = ? WHERE id = ?", [_naive_utc(_now()), cid])
+        return items
+
     def list_cases(self) -> list[dict[str, Any]]:
         """A summary per case, most recently updated first: id, name, created, updated and counts."""
         with self._connect() as con:
@@ -294,7 +330,7 @@ class Workspace:
         """Remove a case and everything stored with it; returns what was removed (id, name)."""
         with self._transaction() as con:
             cid, name = self._require(con, ref)[:2]
-            for table in ("observations", "detections", "documents"):
+            for table in ("observations", "detections", "documents", "reviews"):
                 _run(con, f"DELETE FROM {table} WHERE case_id = ?", [cid])  # table names are our constants
             _run(con, "DELETE FROM cases WHERE id = ?", [cid])
         return {"id": cid, "name": name}
@@ -377,6 +413,10 @@ class Workspace:
                         [case_id, start, doc["id"], _str(doc.get("name")), _str(doc.get("kind")),
                          _str(doc.get("sha256")), _json(doc)])
             start += 1
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _rollback(con) -> None:

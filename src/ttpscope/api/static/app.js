@@ -63,6 +63,23 @@ document.addEventListener("DOMContentLoaded", () => {
   const job = document.getElementById("job");
   if (job) followJob(job.dataset.id);
 
+  // Review forms of the case page: one decision (or a new observation) per form, posted with the token.
+  document.querySelectorAll("form[data-review]").forEach((f) => f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const tok = token() || prompt("Write token (printed when the server started):") || "";
+    sessionStorage.setItem("ttpscope-token", tok);
+    const v = (name) => (f.elements[name] ? f.elements[name].value.trim() : "");
+    const body = f.dataset.add
+      ? { action: "add", technique: v("technique"), evidence: v("evidence"), host: v("host") || null, by: v("by") || null }
+      : { action: v("action"), ids: [f.dataset.target], by: v("by") || null, note: v("note") };
+    const status = f.querySelector(".review-state");
+    const res = await fetch(f.dataset.review, { method: "POST", body: JSON.stringify(body),
+      headers: { Authorization: "Bearer " + tok, "Content-Type": "application/json" } });
+    if (res.ok) { location.reload(); return; }
+    const detail = (await res.json().catch(() => ({}))).detail || res.statusText;
+    if (status) status.textContent = "Refused: " + detail;
+  }));
+
   document.querySelectorAll("form[data-delete]").forEach((f) => f.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     if (!confirm("Delete this case?")) return;
