@@ -68,3 +68,65 @@ def test_unreachable_master_is_one_line_error(inputs):
     with pytest.raises(TtpscopeError, match=r"spark://127\.0\.0\.1:\d+ does not answer"):
         detect(files[:1], rules, cache=False, compiled=duck.compiled, engine="spark",
                engine_options={"master": f"spark://127.0.0.1:{free_port()}"})
+
+
+def _event_rows(files):
+    """The events of the EVTX files as plain string rows (their fields only), each with its file's index."""
+    from ttpscope.ingest import read_table
+    from ttpscope.ingest.base import SRC, is_internal
+
+    table, reader = read_table(files)
+    rows = []
+    for row in table.to_pylist():
+        fields = {k: v for k, v in row.items() if v is not None and not is_internal(k)}
+        fields["origin"] = str(files.index(type(files[0])(reader.sources[row[SRC]])))
+        rows.append(fields)
+    return rows
+
+
+def _by_event(detections):
+    return {(d.rule_id, str(d.event.get("origin")), str(d.event.get("EventRecordID"))) for d in detections}
+
+
+def test_spark_reads_hive_parquet_and_json_lines_by_uri(cluster, inputs, tmp_path):
+    import orjson
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    files, rules, duck = inputs
+    rows = _event_rows(files)
+    names = sorted({k for r in rows for k in r})
+    table = pa.table({n: pa.array([r.get(n) for r in rows], pa.string()) for n in names})
+    hive = tmp_path / "events"  # events/origin=0/Channel=Security/part-0.parquet ...
+    ds.write_dataset(table, hive, format="parquet", partitioning=["origin", "Channel"], partitioning_flavor="hive")
+    assert len(list(hive.glob("origin=*/Channel=*/*.parquet"))) >= 3
+    lines = tmp_path / "events.jsonl"
+    lines.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n{not json\n")
+    want = {(d.rule_id, str(files.index(type(files[0])(d.source))), str(d.event.get("EventRecordID")))
+            for d in duck.detections}
+    options = {"master": cluster.master, "conf": {"spark.driver.host": "127.0.0.1"}}
+    sp = detect([hive.as_uri(), "json:" + lines.as_uri()], rules, cache=False, compiled=duck.compiled,
+                engine="spark", engine_options=options)
+    assert not sp.engine_errors
+    by_source = {s.source: s for s in sp.ingest}
+    parquet, jsonl = by_source[hive.as_uri()], by_source["json:" + lines.as_uri()]
+    assert (parquet.read, parquet.accepted, parquet.rejected) == (len(rows), len(rows), 0)
+    assert (jsonl.read, jsonl.accepted, jsonl.rejected) == (len(rows) + 1, len(rows), 1)
+    for uri in (hive.as_uri(), "json:" + lines.as_uri()):
+        got = _by_event([d for d in sp.detections if d.source == uri])
+        assert got == want, uri
+    # results back as Parquet, read by Spark on the cluster
+    from ttpscope.detect.engines.spark import spark_session
+    from ttpscope.detect.results import write_parquet
+
+    out = tmp_path / "out"
+    write_parquet(sp.detections, out.as_uri())
+    session = spark_session(cluster.master, conf=options["conf"])
+    try:
+        back = session.read.parquet(out.as_uri())
+        assert back.count() == len(sp.detections)
+        assert {(r.rule_id, r.source) for r in back.select("rule_id", "source").collect()} == \
+            {(d.rule_id, d.source) for d in sp.detections}
+    finally:
+        session.stop()

@@ -16,8 +16,9 @@ app = typer.Typer()
 
 @app.command("detect")
 def detect_cmd(
-    logs: list[Path] = typer.Argument(..., help="EVTX, JSON lines, JSON, Parquet or CSV files, folders, or "
-                                      "zip/tar/gz archives of them."),
+    logs: list[str] = typer.Argument(..., help="EVTX, JSON lines, JSON, Parquet or CSV files, folders, or "
+                                     "zip/tar/gz archives of them; with --engine spark also dataset URIs that "
+                                     "Spark reads (Parquet, Hive-partitioned; JSON lines: *.jsonl or json:URI)."),
     rules: list[Path] = typer.Option(None, "--rules", "-r", help="Sigma rule file or folder (repeatable; "
                                      "default: the SigmaHQ release from 'ttpscope rules update')."),
     level: Optional[str] = typer.Option(None, "--level", help="Rule levels: 'medium+', 'high', 'low,high'."),
@@ -42,6 +43,8 @@ def detect_cmd(
     json: bool = JsonOpt,
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Write the detections to FILE, one JSON object a "
                                          "line (for big runs)."),
+    out_parquet: Optional[str] = typer.Option(None, "--out-parquet", help="Write the detections as a Parquet "
+                                              "dataset in this folder (a path or URI: file://, hdfs://, s3://)."),
     case: Optional[str] = typer.Option(None, "--case", help="Add the observations and detections to this case "
                                        "of the workspace (created if new)."),
     chains: bool = typer.Option(False, "--chains", help="Show activity chains: detections per host close in "
@@ -105,6 +108,10 @@ def detect_cmd(
             for d in result.detections:
                 fh.write(orjson.dumps(d.to_dict(), default=str, option=orjson.OPT_NON_STR_KEYS))
                 fh.write(b"\n")
+    if out_parquet is not None:
+        from ttpscope.detect.results import write_parquet
+
+        written = write_parquet(result.detections, out_parquet)
     if case:
         from ttpscope.store import Workspace
 
@@ -119,6 +126,8 @@ def detect_cmd(
         _print_chains(result, gap, by_user)
     if jsonl is not None:
         console.print(f"{len(result.detections):,} detections written to {jsonl}")
+    if out_parquet is not None:
+        console.print(f"{len(result.detections):,} detections written to {written}")
     if case:
         console.print(f"added {len(result.observations()):,} observations to case '{case}'")
     _notes(result, quiet=False)
