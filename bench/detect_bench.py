@@ -1,6 +1,14 @@
-"""Benchmark: ttpscope's DuckDB Sigma engine against the Zircolite method, same machine, same run.
+"""Benchmark: ttpscope's DuckDB Sigma engine against the real Zircolite, same machine, same run.
 
-The peer is the Zircolite method, implemented here: rules converted with pySigma's SQLite backend (Sysmon
+Peer ``zircolite`` (default): Zircolite itself (``../shared/peers/zircolite``, copied to a writable folder,
+run from its own virtual environment made from its ``requirements.txt``) with the SigmaHQ Windows rules
+converted by Zircolite from the same YAML (``-r RULES -sr``, done once and cached). Both tools are timed
+as a user runs them, whole process (``python zircolite.py -e ...`` and ``ttpscope detect ... --jsonl``;
+wall time, CPU seconds of the process tree, peak RSS of its largest process, from ``wait4``); the
+ttpscope compiled-rule cache is warmed once beforehand, as Zircolite's conversion is. Agreement is counted
+on (rule id, file, EVTX record id). Inputs wired for Zircolite: ``evtx``, ``generated``.
+
+Peer ``method`` (``--peers method``): the Zircolite method rebuilt inside this script: rules converted with pySigma's SQLite backend (Sysmon
 and Windows-channel pipelines, as Zircolite's Sysmon rule set is built), events flattened to one wide
 table in Python's in-memory SQLite (TEXT COLLATE NOCASE columns), then one query per rule.
 
@@ -22,6 +30,7 @@ the file's technique (or its parent/sub-technique) fires. JSON: ``bench/results/
 
     PYTHONPATH=src python bench/detect_bench.py                 # everything
     PYTHONPATH=src python bench/detect_bench.py --inputs evtx   # one input (the others keep their last results)
+    PYTHONPATH=src python bench/detect_bench.py --inputs evtx --repeat 1 --peers zircolite,method
 """
 
 from __future__ import annotations
@@ -33,10 +42,12 @@ import os
 import random
 import re
 import resource
+import shutil
 import sqlite3
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import zipfile
 from collections import Counter, defaultdict
@@ -50,6 +61,10 @@ OTRF = DATA / "otrf-atomic-windows"
 RESULTS = ROOT / "bench" / "results" / "detect_bench.json"
 CACHE = Path(os.environ.get("TTPSCOPE_BENCH_CACHE", "/tmp/ttpscope-bench"))
 SEED = 20240229
+ZIRCOLITE = (ROOT / ".." / "shared" / "peers" / "zircolite").resolve()
+ZIRCOLITE_VENV = Path(os.environ.get("ZIRCOLITE_VENV", "/tmp/zircolite-venv"))
+ZIRCOLITE_COPY = Path(os.environ.get("ZIRCOLITE_COPY", "/tmp/zircolite"))
+ZIRCOLITE_RULES = CACHE / "zircolite-rules-windows.json"
 sys.path.insert(0, str(ROOT / "src"))  # this checkout's ttpscope, whatever is installed
 
 
@@ -172,7 +187,115 @@ def run_ttpscope(paths: list[Path], workers: int = 0) -> dict:
             "timings": res.timings}
 
 
-# ---------------------------------------------------------------------------------------------- the peer
+# ---------------------------------------------------------------------------------------------- whole processes
+# A small launcher between this process and the measured one: a child forked from this (big) process
+# would keep its peak RSS across exec, so the measured command's own peak could not be told apart.
+LAUNCH = ("import os, resource, subprocess, sys; p = subprocess.run(sys.argv[2:]); "
+          "r = resource.getrusage(resource.RUSAGE_CHILDREN); "
+          "open(sys.argv[1], 'w').write(f'{r.ru_utime + r.ru_stime} {r.ru_maxrss}'); sys.exit(p.returncode)")
+
+
+def timed(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> dict:
+    """Run a command to its end: wall seconds, CPU seconds (user + system of its whole process tree),
+    peak RSS (MB, its largest process), exit code and output."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".rusage") as usage:
+        t0 = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/env", "python3", "-c", LAUNCH, usage.name, *cmd], cwd=cwd, env=env,
+                              stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        cpu, maxrss = (float(x) for x in (usage.read().split() or ["0", "0"]))
+        out.seek(0)
+        err.seek(0)
+        return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": maxrss / 1024, "rc": proc.returncode,
+                "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
+
+
+def zircolite_ready() -> None:
+    """Zircolite's venv (from its requirements.txt), a writable copy of it, and its conversion of RULES."""
+    if not (ZIRCOLITE / "zircolite.py").exists():
+        raise SystemExit(f"Zircolite is not at {ZIRCOLITE} (see ../shared/peers/README.md)")
+    py = ZIRCOLITE_VENV / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(ZIRCOLITE_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(ZIRCOLITE / "requirements.txt")], check=True)
+    if not (ZIRCOLITE_COPY / "zircolite.py").exists():
+        shutil.copytree(ZIRCOLITE, ZIRCOLITE_COPY, dirs_exist_ok=True)
+        for p in [ZIRCOLITE_COPY, *ZIRCOLITE_COPY.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
+    if ZIRCOLITE_RULES.exists():
+        return
+    # Zircolite converts the YAML itself (pySigma) and saves the ruleset beside it: run once on one file
+    with tempfile.TemporaryDirectory() as tmp:
+        one = Path(tmp) / "logs"
+        one.mkdir()
+        shutil.copy(min(EVTX.rglob("*.evtx"), key=lambda p: p.stat().st_size), one)
+        before = set(ZIRCOLITE_COPY.glob("ruleset-*.json"))
+        r = timed([str(py), "zircolite.py", "-e", str(one), "-r", str(RULES), "-sr", "-q", "-o", f"{tmp}/out.json",
+                   "-l", f"{tmp}/z.log"], cwd=ZIRCOLITE_COPY)
+        made = sorted(set(ZIRCOLITE_COPY.glob("ruleset-*.json")) - before) or sorted(ZIRCOLITE_COPY.glob("ruleset-*.json"))
+        if r["rc"] != 0 or not made:
+            raise SystemExit(f"Zircolite could not convert {RULES}:\n{r['stderr'][-2000:]}")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(made[-1]), ZIRCOLITE_RULES)
+
+
+def run_zircolite(name: str, paths: list[Path], events: int) -> dict:
+    """Zircolite on an input, as a user runs it (its default: parallel when it judges it useful)."""
+    zircolite_ready()
+    if name == "evtx":
+        target, extra = [str(EVTX)], []
+    elif name == "generated":
+        target, extra = [str(paths[0])], ["-j"]
+    else:
+        raise SystemExit(f"input {name} is not wired for Zircolite (evtx, generated)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        r = timed([str(ZIRCOLITE_VENV / "bin" / "python"), "zircolite.py", "-e", *target, *extra,
+                   "-r", str(ZIRCOLITE_RULES), "-o", str(out), "-l", f"{tmp}/z.log", "-q"], cwd=ZIRCOLITE_COPY)
+        if r["rc"] != 0:
+            raise SystemExit(f"Zircolite on {name} failed ({r['rc']}):\n{r['stderr'][-3000:]}")
+        found = json.loads(out.read_text()) if out.exists() else []
+    by_name: dict[str, str] = {}
+    for p in paths:
+        by_name.setdefault(p.name, str(p))  # Zircolite names a file by its base name
+    hits = sorted({(rule["id"], by_name.get(m.get("OriginalLogfile"), m.get("OriginalLogfile")),
+                    int(m["EventRecordID"]) if str(m.get("EventRecordID", "")).isdigit() else m.get("row_id"))
+                   for rule in found for m in rule.get("matches", [])})
+    rules = json.loads(ZIRCOLITE_RULES.read_text())
+    return {"engine": "zircolite", "events": events, "run_s": r["wall_s"], "wall_s": r["wall_s"], "cpu_s": r["cpu_s"],
+            "events_per_s": events / r["wall_s"], "events_per_cpu_s": events / r["cpu_s"],
+            "peak_rss_mb": r["peak_rss_mb"], "rules": len(rules), "compiled": len(rules), "failed": 0,
+            "detections": len(hits), "hits": hits}
+
+
+def run_ttpscope_cli(name: str, paths: list[Path]) -> dict:
+    """``ttpscope detect`` as a user runs it: one process (with its workers), the rules from YAML (the
+    compiled-rule cache warmed by a first run, as Zircolite's conversion is done once)."""
+    target = [str(EVTX)] if name == "evtx" else [str(p) for p in paths]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "d.jsonl"
+        cmd = [sys.executable, "-m", "ttpscope", "detect", *target, "--rules", str(RULES), "--jsonl", str(out),
+               "--no-progress"]
+        r = timed(cmd, env=env)
+        if r["rc"] != 0:
+            raise SystemExit(f"ttpscope on {name} failed ({r['rc']}):\n{r['stderr'][-3000:]}")
+        hits = set()
+        for line in out.read_bytes().splitlines():
+            d = json.loads(line)
+            hits.add((d["rule_id"], d["source"], d["record"]))
+    m = re.search(r"([\d,]+)\s+events\s+read", r["stdout"])
+    events = int(m.group(1).replace(",", "")) if m else 0
+    m = re.search(r"([\d,]+)/([\d,]+)\s+rules\s+compiled", r["stdout"])
+    compiled, rules = (int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))) if m else (0, 0)
+    return {"engine": "ttpscope", "events": events, "run_s": r["wall_s"], "wall_s": r["wall_s"], "cpu_s": r["cpu_s"],
+            "events_per_s": events / r["wall_s"], "events_per_cpu_s": events / r["cpu_s"],
+            "peak_rss_mb": r["peak_rss_mb"], "rules": rules, "compiled": compiled, "failed": rules - compiled,
+            "detections": len(hits), "hits": sorted(hits, key=str)}
+
+
+# ---------------------------------------------------------------------------------------------- the rebuilt method
 def zircolite_flatten(obj, out: dict, prefix: str = "") -> None:
     """Zircolite-style flattening: leaves keep their own name; XML attributes become Parent_Attr."""
     for key, value in obj.items():
@@ -449,25 +572,49 @@ def main() -> None:
     ap.add_argument("--generated-events", type=int, default=5_000_000)
     ap.add_argument("--repeat", type=int, default=5,
                     help="runs per engine on the EVTX set (10k events, a few seconds: the median is reported)")
+    ap.add_argument("--peers", default="zircolite",
+                    help="zircolite (the real one, whole process), method (rebuilt in this script), or both")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args.worker, args.inputs, args.peer_max, args.generated_events)
         return
     names = [n.strip() for n in args.inputs.split(",") if n.strip()]
+    peers = {p.strip() for p in args.peers.split(",") if p.strip()}
     if any(n in ("generated", "10m") for n in names):
         generated_file(args.generated_events)  # generate before timing anything
+    if "zircolite" in peers:
+        from ttpscope.detect.rules import load_rules
+        from ttpscope.detect.runner import compile_ruleset
+
+        zircolite_ready()  # its conversion, once
+        compile_ruleset(load_rules(RULES))  # ttpscope's compiled-rule cache, once
     runs = []
     for name in names:
-        tries: dict[str, list[dict]] = {"ttpscope": [], "peer": []}
+        if "zircolite" in peers and name in ("evtx", "generated"):
+            paths, _ = inputs(name, args.peer_max, args.generated_events)
+            tries = {"ttpscope": [], "peer": []}
+            for _ in range(args.repeat if name == "evtx" else 1):  # alternating pairs, so that drift hits both
+                tries["ttpscope"].append(run_ttpscope_cli(name, paths))
+                tries["peer"].append(run_zircolite(name, paths, tries["ttpscope"][-1]["events"]))
+            ours, peer = (_median(tries[e]) for e in ("ttpscope", "peer"))
+            runs.append((name, ours, peer))
+            print(f"{name}: ttpscope {ours['events_per_s']:,.0f} ev/s, Zircolite {peer['events_per_s']:,.0f} ev/s",
+                  file=sys.stderr)
+        if "method" not in peers and name not in ("10m",) and "zircolite" in peers:
+            continue
+        tries = {"ttpscope": [], "peer": []}
         for _ in range(args.repeat if name == "evtx" else 1):  # alternating, so that drift hits both
             tries["ttpscope"].append(child("ttpscope", name, args))
-            if name != "10m":
+            if name != "10m" and "method" in peers:
                 tries["peer"].append(child("peer", name, args))
         ours, peer = (_median(tries[e]) for e in ("ttpscope", "peer"))
-        runs.append((name, ours, peer))
-        print(f"{name}: ttpscope {ours['events_per_s']:,.0f} ev/s"
-              + (f", peer {peer['events_per_s']:,.0f} ev/s" if peer else ""), file=sys.stderr)
+        label = name if (name == "10m" or "zircolite" not in peers) else f"{name} (method)"
+        if peer:
+            peer["engine"] = "zircolite method"
+        runs.append((label, ours, peer))
+        print(f"{label}: ttpscope {ours['events_per_s']:,.0f} ev/s"
+              + (f", method {peer['events_per_s']:,.0f} ev/s" if peer else ""), file=sys.stderr)
     report(runs, args)
 
 

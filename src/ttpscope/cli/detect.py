@@ -16,8 +16,9 @@ app = typer.Typer()
 
 @app.command("detect")
 def detect_cmd(
-    logs: list[Path] = typer.Argument(..., help="EVTX, JSON lines, JSON, Parquet or CSV files, folders, or "
-                                      "zip/tar/gz archives of them."),
+    logs: list[str] = typer.Argument(..., help="EVTX, JSON lines, JSON, Parquet or CSV files, folders, or "
+                                     "zip/tar/gz archives of them; with --engine spark also dataset URIs that "
+                                     "Spark reads (Parquet, Hive-partitioned; JSON lines: *.jsonl or json:URI)."),
     rules: list[Path] = typer.Option(None, "--rules", "-r", help="Sigma rule file or folder (repeatable; "
                                      "default: the SigmaHQ release from 'ttpscope rules update')."),
     level: Optional[str] = typer.Option(None, "--level", help="Rule levels: 'medium+', 'high', 'low,high'."),
@@ -25,7 +26,15 @@ def detect_cmd(
                                         "(or a sub-technique of it); repeatable."),
     tactic: list[str] = typer.Option(None, "--tactic", help="Only rules of this tactic; repeatable."),
     status: Optional[str] = typer.Option(None, "--status", help="Only rules of these statuses (comma list)."),
-    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded), arrow (Arrow kernels only) or spark (pyspark local mode)."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded), arrow (Arrow kernels only) or spark "
+                               "(pyspark: local mode, or the cluster of --master)."),
+    master: Optional[str] = typer.Option(None, "--master", help="Spark engine: local[N], a standalone cluster "
+                                         "spark://HOST:PORT or a Spark Connect server sc://HOST:PORT."),
+    spark_conf: list[str] = typer.Option(None, "--spark-conf", help="Spark engine: a setting KEY=VALUE "
+                                         "(repeatable), e.g. spark.executor.memory=2g."),
+    spark_work_dir: Optional[str] = typer.Option(None, "--spark-work-dir", help="Spark engine: stage the events "
+                                                 "as Parquet here (a path or URI every executor reads); "
+                                                 "default: local folder in local mode, else sent through the session."),
     workers: int = typer.Option(0, "--workers", min=0,
                                 help="Processes sharing the input files (duckdb engine); 0: one per CPU."),
     logsource: Optional[str] = typer.Option(None, "--logsource", help="The Sigma log source of events ttpscope "
@@ -34,6 +43,8 @@ def detect_cmd(
     json: bool = JsonOpt,
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Write the detections to FILE, one JSON object a "
                                          "line (for big runs)."),
+    out_parquet: Optional[str] = typer.Option(None, "--out-parquet", help="Write the detections as a Parquet "
+                                              "dataset in this folder (a path or URI: file://, hdfs://, s3://)."),
     case: Optional[str] = typer.Option(None, "--case", help="Add the observations and detections to this case "
                                        "of the workspace (created if new)."),
     chains: bool = typer.Option(False, "--chains", help="Show activity chains: detections per host close in "
@@ -54,6 +65,7 @@ def detect_cmd(
 
     from ttpscope.detect.runner import detect
 
+    options = _spark_options(engine, master, spark_conf, spark_work_dir)
     kb = load(domain, bundle)
     filters = {"level": level, "technique": technique or None, "tactic": tactic or None, "status": status}
     show = not (json or no_progress) and err_console.is_terminal
@@ -80,7 +92,7 @@ def detect_cmd(
     with progress:
         try:
             result = detect(logs, rules or None, kb=kb, engine=engine, progress=on_progress, workers=workers,
-                            logsource=logsource, **filters)
+                            logsource=logsource, engine_options=options, **filters)
         finally:
             if plain is not None:
                 plain.close()
@@ -96,6 +108,10 @@ def detect_cmd(
             for d in result.detections:
                 fh.write(orjson.dumps(d.to_dict(), default=str, option=orjson.OPT_NON_STR_KEYS))
                 fh.write(b"\n")
+    if out_parquet is not None:
+        from ttpscope.detect.results import write_parquet
+
+        written = write_parquet(result.detections, out_parquet)
     if case:
         from ttpscope.store import Workspace
 
@@ -110,9 +126,34 @@ def detect_cmd(
         _print_chains(result, gap, by_user)
     if jsonl is not None:
         console.print(f"{len(result.detections):,} detections written to {jsonl}")
+    if out_parquet is not None:
+        console.print(f"{len(result.detections):,} detections written to {written}")
     if case:
         console.print(f"added {len(result.observations()):,} observations to case '{case}'")
     _notes(result, quiet=False)
+
+
+def _spark_options(engine: str, master: str | None, conf: list[str] | None, work_dir: str | None) -> dict:
+    """The Spark engine's options from the command line (an error if given to another engine)."""
+    from ttpscope.errors import InputError
+
+    if engine != "spark":
+        given = [n for n, v in (("--master", master), ("--spark-conf", conf), ("--spark-work-dir", work_dir)) if v]
+        if given:
+            raise InputError(given[0], None, "is an option of the Spark engine: add --engine spark")
+        return {}
+    settings = {}
+    for item in conf or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError("--spark-conf", item, "expected KEY=VALUE")
+        settings[key.strip()] = value.strip()
+    options: dict = {"conf": settings} if settings else {}
+    if master:
+        options["master"] = master
+    if work_dir:
+        options["work_dir"] = work_dir
+    return options
 
 
 def _print_summary(result, min_level: str = "low", noisy: float = 0.10) -> None:

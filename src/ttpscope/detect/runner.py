@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import os
 import tempfile
@@ -24,10 +25,11 @@ from ttpscope.detect.ir import fields_of
 from ttpscope.detect.results import Detection, event_user, observations_of
 from ttpscope.detect.rules import RuleSet, load_rules
 from ttpscope.ingest.base import (ACCOUNT, DST_IP, HOST, LOGSOURCE, REC, REGION, SRC, SRC_IP, TIME, USER,
-                                  EventReader, IngestStats, expand_sources, is_internal)
+                                  Batcher, EventReader, IngestStats, expand_sources, is_internal)
 from ttpscope.ingest.logsource import LogSource, parse_logsource
 
 from ttpscope.detect.engines import ENGINES, make_engine
+from ttpscope.detect.engines.spark import dataset_format, is_dataset_uri
 PARALLEL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
 
 
@@ -198,7 +200,9 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     compile_errors = [(rs.rules[c.index].id, rs.rules[c.index].path, c.error) for c in compiled if c.error]
     notes = sorted({c.note for c in compiled if c.note})
 
-    files = expand_sources(logs)
+    items = [logs] if isinstance(logs, (str, Path)) else list(logs)
+    datasets = [str(i) for i in items if engine == "spark" and is_dataset_uri(i)]  # read by Spark itself
+    files = expand_sources([i for i in items if str(i) not in datasets]) if len(datasets) < len(items) else []
     workers = workers or os.cpu_count() or 1
     sizes = {f: f.stat().st_size for f in files} if engine == "duckdb" and workers > 1 and len(files) > 1 else {}
     if sizes and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
@@ -208,7 +212,7 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     else:
         workers = 1
         hits, ingest, errors, seen = _scan(files, compiled, engine, engine_options or {}, progress,
-                                           declared=declared)
+                                           declared=declared, datasets=datasets)
     t3 = time.perf_counter()
 
     rule_fields = {c.index: sorted({f for v in c.variants.values() for f in fields_of(v) if f})
@@ -273,21 +277,39 @@ def _declared(logsource) -> LogSource | None:
 
 
 def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None, on_events=None,
-          declared: LogSource | None = None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
-    """One process: read the files, run the engine; hits name their source. The last item says which
-    rules had data of their log source and how many events of each source were of none."""
+          declared: LogSource | None = None, datasets: list[str] | None = None
+          ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
+    """One process: read the files (and the Spark engine's datasets), run the engine; hits name their
+    source. The last item says which rules had data of their log source and how many events of each
+    source were of none."""
     if on_events is None and progress:
         def on_events(e, f, n):
             progress("events", e, f)
     reader = EventReader(files, on_progress=on_events, logsource=declared)
     eng = make_engine(engine, compiled, **options)
     try:
-        raw = list(eng.run(reader.batches()))
+        batches = reader.batches()
+        if datasets:
+            batches = itertools.chain(batches, _dataset_batches(eng, datasets, reader, declared))
+        raw = list(eng.run(batches))
     finally:
         eng.close()
     seen = {"with_data": set(eng.with_data), "not_analysed": dict(eng.not_analysed)}
     return ([(h.rule, reader.sources[h.event[SRC]], h.event) for h in raw], reader.stats, list(eng.errors),
             seen)
+
+
+def _dataset_batches(eng, datasets: list[str], reader: EventReader, declared: LogSource | None):
+    """Batches of the datasets the Spark engine reads itself, numbered as sources after the files."""
+    batcher = Batcher(reader.sources, declared=declared)
+    for uri in datasets:
+        src = len(reader.sources)
+        reader.sources.append(uri)
+        stats = IngestStats(uri, "spark-" + dataset_format(uri)[0])
+        reader.stats.append(stats)
+        for rec, fields in eng.dataset_records(uri, stats):
+            yield from batcher.add(src, rec, fields)
+    yield from batcher.flush_all()
 
 
 # Set in the parent just before the workers fork, so they inherit the compiled rules instead of

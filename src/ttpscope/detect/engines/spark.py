@@ -1,18 +1,27 @@
-"""The Spark engine (``--engine spark``): the same compiled rules, run by Apache Spark over Parquet.
+"""The Spark engine (``--engine spark``): the same compiled rules, run by Apache Spark.
 
-Ingest batches are written as Parquet, one folder per event class; at the end each class is read back by
+Ingest batches are staged one folder of Parquet per event class; at the end each class is read back by
 Spark, planned exactly as for DuckDB (:mod:`ttpscope.detect.planner`) and rendered in Spark SQL (the
 ``SPARK`` dialect of :mod:`ttpscope.detect.sql`: ``RLIKE`` with Java regexes, ``contains``/``startswith``,
-string literals spelled with ``chr()`` for quotes). Spark runs in local mode by default
-(``master="local[2]"``); pass ``spark=`` an existing session to run on a cluster. Needs the ``[spark]``
-extra (pyspark) and a Java runtime.
+string literals spelled with ``chr()`` for quotes). The rules run as SQL only (no Python UDF), so the
+executors of a cluster need no Python.
+
+Where Spark runs (``master``): ``local[N]`` (default ``local[2]``), a standalone cluster
+``spark://HOST:PORT``, or a Spark Connect server ``sc://HOST:PORT``; or pass ``spark=`` an existing session.
+Where the events go (``stage``): ``"files"`` writes the Parquet to ``work_dir`` (a path or a URI that the
+executors read too; default a local temporary folder), ``"upload"`` sends each class's Arrow table
+through the session (``createDataFrame``), which works with any cluster and any Connect server but holds
+each class in the driver's memory until its scan. The default is ``files`` with ``local[N]`` or a given
+``work_dir``, else ``upload``. Needs the ``[spark]`` extra (pyspark) and a Java runtime (not for Connect).
 """
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,18 +34,67 @@ from ttpscope.errors import TtpscopeError
 from ttpscope.ingest.base import EventBatch
 
 QROW = SPARK.ident(ROW)
+MASTER_PREFIXES = ("local", "spark://", "sc://", "yarn", "k8s://", "mesos://")
 
 
-def local_session(master: str = "local[2]", app: str = "ttpscope"):
-    """A local Spark session for the rendered SQL (no UI, few shuffle partitions: the scans are narrow)."""
+def _reachable(master: str, timeout: float = 5.0) -> None:
+    """Fail fast, in one line, when no master of ``spark://H:P[,H:P]`` or ``sc://H:P`` answers (Spark
+    itself retries for minutes before it gives up)."""
+    scheme, rest = master.split("://", 1)
+    hosts = rest.split("/", 1)[0].split(";", 1)[0].split(",")
+    default = 15002 if scheme == "sc" else 7077
+    problems = []
+    for hp in hosts:
+        parts = urlsplit(f"//{hp}")
+        try:
+            host, port = parts.hostname, parts.port or default
+        except ValueError as exc:
+            raise TtpscopeError(f"Spark master {master}: {exc}") from None
+        if not host:
+            raise TtpscopeError(f"Spark master {master}: no host (use {scheme}://HOST:PORT)")
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            return
+        except OSError as exc:
+            problems.append(f"{host}:{port}: {exc.strerror or exc}")
+    raise TtpscopeError(f"Spark master {master} does not answer ({'; '.join(problems)})")
+
+
+def spark_session(master: str = "local[2]", app: str = "ttpscope", conf: dict | None = None):
+    """A Spark session for the rendered SQL: ``local[N]``, ``spark://HOST:PORT`` (standalone cluster) or
+    ``sc://HOST:PORT`` (Spark Connect). No UI, few shuffle partitions: the scans are narrow. ``conf``:
+    more Spark settings (``spark.executor.memory``, ...)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:  # pragma: no cover - depends on the extra
         raise TtpscopeError("the Spark engine needs pyspark: pip install 'ttpscope[spark]'") from exc
-    return (SparkSession.builder.master(master).appName(app)
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.shuffle.partitions", "4")
-            .getOrCreate())
+    if not master.startswith(MASTER_PREFIXES):
+        raise TtpscopeError(f"Spark master {master!r}: use local[N], spark://HOST:PORT or sc://HOST:PORT")
+    if master.startswith(("spark://", "sc://")):
+        _reachable(master)
+    settings = {"spark.sql.shuffle.partitions": "4", **(conf or {})}
+    if master.startswith("sc://"):
+        try:
+            builder = SparkSession.builder.remote(master)
+        except (ImportError, RuntimeError) as exc:
+            raise TtpscopeError(f"Spark Connect needs pyspark's connect client: pip install 'pyspark[connect]' "
+                                f"({exc})") from None
+    else:
+        builder = SparkSession.builder.master(master).appName(app)
+        settings = {"spark.ui.enabled": "false", **settings}
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def local_session(master: str = "local[2]", app: str = "ttpscope"):
+    """A local Spark session (the name of :func:`spark_session` for ``local[N]``)."""
+    return spark_session(master, app)
+
+
+def is_remote(spark) -> bool:
+    """Whether a session is a Spark Connect client."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 class SparkEngine(Planner):
@@ -44,14 +102,23 @@ class SparkEngine(Planner):
     as :class:`~ttpscope.detect.engines.duckdb.DuckDBEngine`."""
 
     def __init__(self, compiled: Iterable[CompiledRule], spark=None, master: str = "local[2]",
-                 chunk_rules: int = 200, work_dir: str | None = None):
+                 chunk_rules: int = 200, work_dir: str | None = None, stage: str | None = None,
+                 conf: dict | None = None):
         Planner.__init__(self, compiled)
         self._own = spark is None
-        self.spark = spark or local_session(master)
-        self._tmp = tempfile.TemporaryDirectory(prefix="ttpscope-spark-") if work_dir is None else None
-        self.root = Path(work_dir or self._tmp.name)
+        self.spark = spark or spark_session(master, conf=conf)
+        self.master = master if spark is None else ("connect" if is_remote(spark) else spark.sparkContext.master)
+        if stage is None:
+            stage = "files" if work_dir is not None or self.master.startswith("local") else "upload"
+        if stage not in ("files", "upload"):
+            raise TtpscopeError(f"Spark stage {stage!r}: use files or upload")
+        self.stage = stage
+        self._tmp = tempfile.TemporaryDirectory(prefix="ttpscope-spark-") \
+            if work_dir is None and stage == "files" else None
+        self.fs, self.root = _filesystem(work_dir or (self._tmp.name if self._tmp else None))
         self.chunk_rules = chunk_rules
-        self.dirs: dict[tuple, Path] = {}
+        self.dirs: dict[tuple, str] = {}
+        self.held: dict[tuple, list[pa.Table]] = {}  # stage "upload": the class's tables until its scan
         self.parts: dict[tuple, int] = {}
         self._next_row = 0
         self.stats.update({"events": 0, "scans": 0})
@@ -61,23 +128,27 @@ class SparkEngine(Planner):
             return []
         self._count_unknown(batch)
         sig, new = self._class_of(batch)
-        if new:
-            self.dirs[sig] = self.root / f"c{len(self.dirs)}"
-            self.dirs[sig].mkdir(parents=True)
         table = batch.table.append_column(
             ROW, pa.array(range(self._next_row, self._next_row + batch.num_rows), pa.int64()))
         self._next_row += batch.num_rows
-        # the parts' schemas merge: the reader gives a field one spelling across all batches
-        n = self.parts.get(sig, 0)
-        pq.write_table(table, self.dirs[sig] / f"part-{n:05d}.parquet")
-        self.parts[sig] = n + 1
+        if self.stage == "upload":
+            self.held.setdefault(sig, []).append(table)
+        else:
+            if new:
+                self.dirs[sig] = f"{self.root}/c{len(self.dirs)}"
+                self.fs.create_dir(_fs_path(self.dirs[sig]), recursive=True)
+            # the parts' schemas merge: the reader gives a field one spelling across all batches
+            n = self.parts.get(sig, 0)
+            pq.write_table(table, f"{_fs_path(self.dirs[sig])}/part-{n:05d}.parquet", filesystem=self.fs)
+            self.parts[sig] = n + 1
         self.stats["events"] += batch.num_rows
         return []
 
     def finish(self) -> list[RawHit]:
         hits: list[RawHit] = []
-        for sig in self._in_order(self.dirs):
-            hits.extend(self._scan(sig))
+        for sig in self._in_order(self.keys):
+            if sig in self.dirs or sig in self.held:
+                hits.extend(self._scan(sig))
         return hits
 
     def run(self, batches: Iterable[EventBatch]) -> Iterator[RawHit]:
@@ -86,7 +157,12 @@ class SparkEngine(Planner):
         yield from self.finish()
 
     def _scan(self, sig: tuple) -> list[RawHit]:
-        df = self.spark.read.option("mergeSchema", "true").parquet(str(self.dirs[sig]))
+        if self.stage == "upload":
+            tables = self.held.pop(sig)
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+            df = self.spark.createDataFrame(table)
+        else:
+            df = self.spark.read.option("mergeSchema", "true").parquet(self.dirs[sig])
         plan = self._plan(sig, df.columns)
         self.stats["scans"] += 1
         if not plan.rules:
@@ -132,8 +208,81 @@ class SparkEngine(Planner):
             mid = len(items) // 2
             return self._run_chunk(items[:mid]) + self._run_chunk(items[mid:])
 
+    def dataset_records(self, uri: str, stats) -> Iterator[tuple[int, dict]]:
+        """Records of a dataset read by Spark itself, by URI (any Hadoop-compatible one: file://, hdfs://,
+        s3a://, ...): Parquet (Hive-partitioned folders give their partition columns, e.g. ``date=``,
+        ``host=``, as fields) or JSON lines (``.json``/``.jsonl``/``.ndjson``, or ``json:URI``). Rows reach
+        the driver a partition at a time, numbered from 1 in Spark's order; nested values follow the JSON
+        flattening rule. A JSON line Spark cannot parse is counted as rejected."""
+        from ttpscope.ingest.flatten import flatten_json_event
+
+        fmt, target = dataset_format(uri)
+        try:
+            if fmt == "json":
+                df = self.spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", "::bad") \
+                    .json(target)
+            else:
+                df = self.spark.read.option("mergeSchema", "true").parquet(target)
+            columns = df.columns
+        except Exception as exc:  # AnalysisException (no such path), Py4J errors: one line, the run goes on
+            stats.reject(None, f"Spark cannot read {target}: {' '.join(str(exc).split())[:300]}")
+            return
+        bad = "::bad" in columns
+        for n, row in enumerate(df.toLocalIterator(), start=1):
+            obj = row.asDict(recursive=True)
+            if bad and obj.pop("::bad", None) is not None:
+                stats.reject(n, "JSON line Spark could not parse")
+                continue
+            try:
+                fields = flatten_json_event({k: v for k, v in obj.items() if v is not None})
+            except (TypeError, ValueError, RecursionError) as exc:
+                stats.reject(n, f"row not flattened: {exc}")
+                continue
+            stats.accept()
+            yield n, fields
+
     def close(self) -> None:
+        self.held.clear()
         if self._own:
             self.spark.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def is_dataset_uri(item) -> bool:
+    """Whether an input names a dataset for Spark to read (a URI, not a local path)."""
+    text = str(item)
+    return "://" in text and not Path(text).exists()
+
+
+def dataset_format(uri: str) -> tuple[str, str]:
+    """(``parquet`` or ``json``, the URI Spark reads): ``json:URI``/``parquet:URI`` say it, else the name."""
+    for fmt in ("json", "parquet"):
+        if uri.startswith(fmt + ":") and "://" in uri[len(fmt) + 1:]:
+            return fmt, uri[len(fmt) + 1:]
+    low = uri.lower().rstrip("/")
+    return ("json" if low.endswith((".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz")) else "parquet"), uri
+
+
+def _filesystem(where: str | None):
+    """(pyarrow filesystem, root URI) of the staging folder: a local path, or a URI (file://, hdfs://,
+    s3://, gs://) that pyarrow writes and Spark reads."""
+    if where is None:
+        return None, None
+    from pyarrow import fs
+
+    if "://" not in where:
+        path = Path(where).expanduser().resolve()
+        return fs.LocalFileSystem(), path.as_uri()
+    try:
+        filesystem, _ = fs.FileSystem.from_uri(where)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise TtpscopeError(f"Spark work folder {where}: {exc}") from None
+    return filesystem, where.rstrip("/")
+
+
+def _fs_path(uri: str) -> str:
+    """The path pyarrow's filesystem takes for a URI of the staging folder."""
+    parts = urlsplit(uri)
+    return parts.path if parts.scheme == "file" else f"{parts.netloc}{parts.path}" if parts.scheme in ("s3", "gs") \
+        else parts.path
