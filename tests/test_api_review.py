@@ -5,6 +5,7 @@ example evidence investigated into a real DuckDB workspace."""
 from __future__ import annotations
 
 import copy
+import time
 import re
 from pathlib import Path
 
@@ -125,3 +126,37 @@ def test_case_page_has_keyboard_usable_review_forms(setup):
         "unsafe-inline" not in page.headers.get("content-security-policy", "").split("script-src")[-1].split(";")[0]
     js = client.get("/static/app.js").text
     assert "form[data-review]" in js and "Bearer" in js
+
+
+def wait_for_job(client, job_id: str, limit_s: float = 600) -> dict:
+    deadline = time.monotonic() + limit_s
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.2)
+
+
+def test_uploads_into_an_existing_case_need_a_mode(setup):
+    client, _ = setup
+    dc01 = (EXAMPLES / "evidence" / "dc01.jsonl").read_bytes()
+    fs01 = (EXAMPLES / "evidence" / "fs01.jsonl").read_bytes()
+
+    def upload(mode: str | None, *files: tuple[str, bytes]) -> dict:
+        data = {"name": "grown upload", **({"mode": mode} if mode else {})}
+        r = client.post("/api/cases", headers=AUTH, data=data,
+                        files=[("file", (n, body, "application/json")) for n, body in files])
+        assert r.status_code == 202, r.text
+        return wait_for_job(client, r.json()["job"]["id"])
+
+    first = upload(None, ("dc01.jsonl", dc01))
+    assert first["state"] == "done", first
+    refused = upload(None, ("dc01.jsonl", dc01))
+    assert refused["state"] == "failed" and "already exists" in refused["error"]
+    grown = upload("add", ("dc01-copy.jsonl", dc01), ("fs01.jsonl", fs01))
+    assert grown["state"] == "done", grown
+    assert grown["result"]["case_id"] == first["result"]["case_id"]
+    notes = {s["path"]: s["note"] for s in grown["result"]["sources"]}
+    assert notes["dc01-copy.jsonl"].startswith("skipped: already in the case") and not notes["fs01.jsonl"]
+    history = client.get(f"/api/cases/{first['result']['case_id']}").json()["meta"]["history"]
+    assert [h["action"] for h in history] == ["created", "added"]

@@ -91,7 +91,7 @@ def test_review_record_round_trips_and_validates():
 
 
 def test_review_a_case_end_to_end(home, run, tmp_path):
-    listed = run(home, "case", "review", CASE, "list", "--json")
+    listed = run(home, "case", "review", "list", CASE, "--json")
     assert listed.returncode == 0, listed.stderr
     found = json.loads(listed.stdout)
     techniques = {t["technique_id"] for t in found["techniques"]}
@@ -111,15 +111,15 @@ def test_review_a_case_end_to_end(home, run, tmp_path):
              ("confirm", one["target"][:10], "--by", "bob"),
              ("confirm", f"ioc:domain:{good_ioc}", "--by", "bob")]
     for step in steps:
-        done = run(home, "case", "review", CASE, *step)
+        done = run(home, "case", "review", step[0], CASE, *step[1:])
         assert done.returncode == 0, (step, done.stderr)
-    added = run(home, "case", "review", CASE, "add", "--technique", "T1021.001", "--evidence",
+    added = run(home, "case", "review", "add", CASE, "--technique", "T1021.001", "--evidence",
                 "RDP session from WS-FIN-07 seen in the firewall log", "--host", "DC01", "--by", "carol", "--json")
     assert added.returncode == 0, added.stderr
     manual = json.loads(added.stdout)["observation"]
     assert manual["source_kind"] == "manual" and manual["confidence"] == 1.0
 
-    after = json.loads(run(home, "case", "review", CASE, "list", "--json").stdout)
+    after = json.loads(run(home, "case", "review", "list", CASE, "--json").stdout)
     by_tid = {t["technique_id"]: t for t in after["techniques"]}
     assert by_tid["T1490"]["state"] == "rejected" and by_tid["T1490"]["review"]["by"] == "alice"
     assert by_tid["T1490"]["states"]["rejected"] == by_tid["T1490"]["observations"]
@@ -166,7 +166,7 @@ def test_review_a_case_end_to_end(home, run, tmp_path):
     assert rows and {r["technique_id"] for r in rows} <= {"T1003.001", "T1071.001", "T1021.001"}
 
     # a bad id is one line, exit 2, and nothing is written
-    bad = run(home, "case", "review", CASE, "reject", "T1490", "nosuchobservation", "--by", "x")
+    bad = run(home, "case", "review", "reject", CASE, "T1490", "nosuchobservation", "--by", "x")
     assert bad.returncode == 2 and "nosuchobservation" in bad.stderr and "Traceback" not in bad.stderr
     assert len([ln for ln in bad.stderr.splitlines() if ln.strip()]) == 1
 
@@ -174,7 +174,7 @@ def test_review_a_case_end_to_end(home, run, tmp_path):
     ws = Workspace(home / "workspace.duckdb")
     investigate([EXAMPLES / "evidence"], rules=EXAMPLES / "rules", name=CASE, workspace=ws, formats=[],
                 mode="replace")
-    again = json.loads(run(home, "case", "review", CASE, "list", "--json").stdout)
+    again = json.loads(run(home, "case", "review", "list", CASE, "--json").stdout)
     assert one["target"] not in {o["target"] for o in again["observations"]}  # new ids ...
     by_tid = {t["technique_id"]: t for t in again["techniques"]}
     assert by_tid["T1071.001"]["states"]["confirmed"] == 1  # ... the same decision, found by content

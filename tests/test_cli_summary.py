@@ -98,7 +98,7 @@ def test_investigate_prints_a_compact_summary_and_plain_progress(tmp_path):
     assert [x.split(":")[1].strip() for x in stages] == ["Sorting evidence", "Event logs (Sigma)",
                                                          "Reports (extraction)", "Analysing", "Writing outputs"]
     out = proc.stdout
-    assert "Evidence    5 file(s) (4 event logs, 1 reports)" in out and "Top hosts" in out
+    assert "Evidence    8 file(s) (7 event logs, 1 reports)" in out and "Top hosts" in out
     assert "dc01.jsonl" not in out  # no per-file table by default
     assert len(out.splitlines()) + len(proc.stderr.splitlines()) <= 40
     listed = run("investigate", str(ROOT / "examples" / "evidence"), "--rules", str(ROOT / "examples" / "rules"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+
+from ttpscope.ingest.base import HOST, REC, SRC, TIME
 import stix2
 
 from feeds_data import indicator
@@ -20,10 +22,10 @@ def test_case_sightings_become_valid_stix(tmp_path):
     store = FeedStore(tmp_path / "ws.duckdb")
     add_feed("f", "bundle", str(tmp_path / "b.json"), store)
     sync_feed("f", store)
-    t = pa.table({"_src": pa.array([0, 0, 0], pa.int32()), "_rec": pa.array([1, 2, 3], pa.int64()),
-                  "_time": pa.array(["2026-11-30T10:00:00Z", "2026-11-30T11:00:00Z", "2026-11-30T12:00:00Z"]).cast(
+    t = pa.table({SRC: pa.array([0, 0, 0], pa.int32()), REC: pa.array([1, 2, 3], pa.int64()),
+                  TIME: pa.array(["2026-11-30T10:00:00Z", "2026-11-30T11:00:00Z", "2026-11-30T12:00:00Z"]).cast(
                       pa.timestamp("us", tz="UTC")),
-                  "_host": pa.array(["WS1", "WS1", "WS2"]), "DestinationIp": pa.array(["203.0.113.5"] * 3)})
+                  HOST: pa.array(["WS1", "WS1", "WS2"]), "DestinationIp": pa.array(["203.0.113.5"] * 3)})
     res = match_indicators([(t, ["net.json"])], store.current_terms())
     store.save_sightings(res.sightings, case_id="case-1")
     objs = case_sightings_stix("case-1", store)

@@ -46,12 +46,15 @@ async def create_case(request: Request,
                                                     "CSV, Parquet logs; txt/md/html/pdf reports."),
                       text: str | None = Form(default=None, description="Pasted report text."),
                       name: str | None = Form(default=None, max_length=200, description="Case name."),
+                      mode: Literal["new", "add", "replace"] = Form(default="new", description="When the case "
+                                                                    "name exists: refuse (new), add the new files "
+                                                                    "(add) or replace it (replace)."),
                       kb=Depends(kb_of)) -> dict:
     """Answers 202 at once with a job; poll ``GET /api/jobs/{id}`` until ``state`` is done (its ``result``
     holds the ``case_id``) or failed (``error`` says why)."""
     s = request.app.state.settings
     evidence = await read_uploads(file, text, s.max_files, s.max_upload_bytes, s.max_text_chars)
-    job = investigation.start(request.app, evidence, name, kb)
+    job = investigation.start(request.app, evidence, name, kb, mode)
     return {"job": job.to_dict(), "poll": f"/api/jobs/{job.id}"}
 
 

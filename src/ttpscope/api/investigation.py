@@ -15,7 +15,7 @@ _STAGES = {"route": (0.0, 0.05), "logs": (0.05, 0.45), "reports": (0.5, 0.25), "
            "analyse": (0.8, 0.18), "export": (0.98, 0.02)}
 
 
-def start(app, evidence, name, kb):
+def start(app, evidence, name, kb, mode: str = "new"):
     """Queue an investigation of ``evidence`` (list of uploads.Upload); returns the Job.
 
     The case is saved in the server's workspace; no output files are written (the case page and the
@@ -27,14 +27,14 @@ def start(app, evidence, name, kb):
     folder, staged = stage(evidence)
     title = (name or ", ".join(label for _, label in staged))[:120]
     # the job runs in the staging folder: the server's own relative paths are made absolute first
-    kwargs = {"files": [p.name for p, _ in staged], "labels": [label for _, label in staged], "name": title,
+    kwargs = {"files": [p.name for p, _ in staged], "labels": [label for _, label in staged], "name": title, "mode": mode,
               "domain": kb.domain, "bundle": _absolute(settings.bundle), "rules": _absolute(settings.rules),
               "workspace": str(Path(ws.path).resolve())}
     return app.state.jobs.submit_child("investigate", title, run_investigation, kwargs, cleanup=lambda: remove(folder),
                                        cwd=folder, folder=folder)
 
 
-def run_investigation(progress, *, files, labels, name, domain, bundle, rules, workspace) -> dict:
+def run_investigation(progress, *, files, labels, name, domain, bundle, rules, workspace, mode="new") -> dict:
     """The job itself (in the child process, in the staging folder): investigate the staged files."""
     staged = list(zip(files, labels))
 
@@ -44,7 +44,7 @@ def run_investigation(progress, *, files, labels, name, domain, bundle, rules, w
         progress(_as_labels(f"{stage_name}: {detail}" if detail else stage_name, staged), fraction)
 
     try:
-        result = investigate(files, name=name, domain=domain, bundle=bundle, rules=rules,
+        result = investigate(files, name=name, domain=domain, bundle=bundle, rules=rules, mode=mode,
                              workspace=Workspace(workspace), formats=(), progress=on_progress)
     except TtpscopeError as exc:  # name the uploads as the user knows them, not the server's file names
         raise TtpscopeError(_as_labels(str(exc), staged)) from exc

@@ -1,4 +1,4 @@
-"""`ttpscope case list|show|export|delete` and `ttpscope export CASE --format ...`: stored cases, re-analysed
+"""`ttpscope case list|show|review|export|delete` and `ttpscope export CASE --format ...`: stored cases, re-analysed
 without re-reading their evidence."""
 
 from __future__ import annotations
@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from ttpscope.cli.output import BundleOpt, JsonOpt, console, note, print_json, table
 
 app = typer.Typer()  # `export` at the top, the `case` group beside it
-case_app = typer.Typer(name="case", help="Cases stored in the workspace: list, show, export, hits, delete.",
+case_app = typer.Typer(name="case", help="Cases stored in the workspace: list, show, review, export, hits, delete.",
                        no_args_is_help=True)
 app.add_typer(case_app)
 
@@ -202,10 +203,22 @@ def export_one_cmd(case: str = typer.Argument(..., help="Case id or name."),
 
 
 # ---------------------------------------------------------------------- review before sharing
-review_app = typer.Typer(name="review", invoke_without_command=True,
-                         help="Review a case's findings before sharing: list them with their state, confirm or "
-                              "reject them, add your own (`ttpscope case review CASE [confirm|reject|reset|add] ...`).")
+
+
+class _ReviewGroup(TyperGroup):
+    """`ttpscope case review CASE` is `ttpscope case review list CASE`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+review_app = typer.Typer(name="review", cls=_ReviewGroup, no_args_is_help=True,
+                         help="Review a case's findings before sharing: 'ttpscope case review CASE' lists them with "
+                              "their state; confirm, reject or reset them, or add your own.")
 case_app.add_typer(review_app)
+CaseArg = typer.Argument(..., help="Case id or name.")
 ByOpt = typer.Option(..., "--by", help="Who decides (kept with the decision).")
 NoteOpt = typer.Option("", "--note", help="Why (kept with the decision).")
 TechniqueFilterOpt = typer.Option(None, "--technique", "-t", help="A whole technique (repeatable).")
@@ -214,22 +227,12 @@ IdsArg = typer.Argument(None, help="Observation ids (or unique prefixes of 6+ ch
                         "ioc:<type>:<value>, as 'ttpscope case review CASE' lists them.")
 
 
-@review_app.callback()
-def review_cmd(ctx: typer.Context, case: str = typer.Argument(..., help="Case id or name.")) -> None:
-    """List a case's techniques, observations and IOCs with their review state (unreviewed, confirmed,
-    rejected: the same as 'list'); with confirm, reject, reset or add, decide."""
-    ctx.obj = {"case": case}
-    if ctx.invoked_subcommand is None:
-        list_findings_cmd(ctx, show_all=False, json_out=False)
-
-
 @review_app.command("list")
-def list_findings_cmd(ctx: typer.Context,
+def list_findings_cmd(case: str = CaseArg,
                       show_all: bool = typer.Option(False, "--all", help="List every observation (default: the "
                                                     "first 40)."),
                       json_out: bool = JsonOpt) -> None:
-    """The case's techniques, observations and IOCs with their review state."""
-    case = ctx.obj["case"]
+    """The case's techniques, observations and IOCs with their review state (unreviewed, confirmed, rejected)."""
     from ttpscope.analyze.review import findings
     from ttpscope.investigate.analysis import case_kb
     from ttpscope.store import Workspace
@@ -264,48 +267,49 @@ def _who(review: dict | None) -> str:
     return f"{review.get('by') or ''}" + (f": {review['note']}" if review.get("note") else "")
 
 
-def _decide(ctx: typer.Context, state: str, ids, techniques, iocs, by, note, confidence, json_out: bool) -> None:
+def _decide(case: str, state: str, ids, techniques, iocs, by, note, confidence, json_out: bool) -> None:
     from ttpscope.analyze.review import decide
     from ttpscope.store import Workspace
 
-    made = decide(Workspace(), ctx.obj["case"], state, ids=ids or (), techniques=techniques or (),
+    made = decide(Workspace(), case, state, ids=ids or (), techniques=techniques or (),
                   iocs=iocs or (), by=by, note=note, confidence=confidence)
     if json_out:
-        print_json({"case": ctx.obj["case"], "reviews": [r.to_dict() for r in made]})
+        print_json({"case": case, "reviews": [r.to_dict() for r in made]})
         return
-    console.print(f"{state.capitalize()} {len(made)} finding(s) of case '{ctx.obj['case']}': "
+    done = {"confirmed": "Confirmed", "rejected": "Rejected"}.get(state, "Reset")
+    console.print(f"{done} {len(made)} finding(s) of case '{case}': "
                   + ", ".join(r.target for r in made[:8]) + (" …" if len(made) > 8 else ""))
 
 
 @review_app.command("confirm")
-def confirm_cmd(ctx: typer.Context, ids: Optional[list[str]] = IdsArg,
+def confirm_cmd(case: str = CaseArg, ids: Optional[list[str]] = IdsArg,
                 technique: Optional[list[str]] = TechniqueFilterOpt, ioc: Optional[list[str]] = IocFilterOpt,
                 by: str = ByOpt, note: str = NoteOpt,
                 confidence: Optional[int] = typer.Option(None, "--confidence", min=0, max=100, help="How sure you "
                                                          "are, 0-100 (default 100); the STIX export carries it."),
                 json_out: bool = JsonOpt) -> None:
     """Confirm findings: they go into --reviewed-only exports with your confidence."""
-    _decide(ctx, "confirmed", ids, technique, ioc, by, note, confidence, json_out)
+    _decide(case, "confirmed", ids, technique, ioc, by, note, confidence, json_out)
 
 
 @review_app.command("reject")
-def reject_cmd(ctx: typer.Context, ids: Optional[list[str]] = IdsArg,
+def reject_cmd(case: str = CaseArg, ids: Optional[list[str]] = IdsArg,
                technique: Optional[list[str]] = TechniqueFilterOpt, ioc: Optional[list[str]] = IocFilterOpt,
                by: str = ByOpt, note: str = NoteOpt, json_out: bool = JsonOpt) -> None:
     """Reject findings (false positives): no export carries them any more."""
-    _decide(ctx, "rejected", ids, technique, ioc, by, note, None, json_out)
+    _decide(case, "rejected", ids, technique, ioc, by, note, None, json_out)
 
 
 @review_app.command("reset")
-def reset_cmd(ctx: typer.Context, ids: Optional[list[str]] = IdsArg,
+def reset_cmd(case: str = CaseArg, ids: Optional[list[str]] = IdsArg,
               technique: Optional[list[str]] = TechniqueFilterOpt, ioc: Optional[list[str]] = IocFilterOpt,
               json_out: bool = JsonOpt) -> None:
     """Take decisions back: the findings are unreviewed again."""
-    _decide(ctx, "unreviewed", ids, technique, ioc, None, "", None, json_out)
+    _decide(case, "unreviewed", ids, technique, ioc, None, "", None, json_out)
 
 
 @review_app.command("add")
-def add_cmd(ctx: typer.Context,
+def add_cmd(case: str = CaseArg,
             technique: str = typer.Option(..., "--technique", "-t", help="The technique seen, e.g. T1059.001."),
             evidence: str = typer.Option(..., "--evidence", "-e", help="What shows it (kept as the evidence)."),
             host: Optional[str] = typer.Option(None, "--host", help="Where it was seen."),
@@ -319,10 +323,10 @@ def add_cmd(ctx: typer.Context,
     from ttpscope.store import Workspace
 
     ws = Workspace()
-    kb = case_kb(ws.get_case(ctx.obj["case"]))
-    obs = add_manual(ws, ctx.obj["case"], technique, evidence, kb=kb, host=host, by=by or getpass.getuser(),
+    kb = case_kb(ws.get_case(case))
+    obs = add_manual(ws, case, technique, evidence, kb=kb, host=host, by=by or getpass.getuser(),
                      note=note)
     if json_out:
-        print_json({"case": ctx.obj["case"], "observation": obs.to_dict()})
+        print_json({"case": case, "observation": obs.to_dict()})
         return
-    console.print(f"Added observation {obs.id} ({obs.technique_id}) to case '{ctx.obj['case']}', confirmed")
+    console.print(f"Added observation {obs.id} ({obs.technique_id}) to case '{case}', confirmed")
