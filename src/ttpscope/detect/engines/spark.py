@@ -17,6 +17,7 @@ each class in the driver's memory until its scan. The default is ``files`` with 
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 from pathlib import Path
@@ -83,6 +84,10 @@ def spark_session(master: str = "local[2]", app: str = "ttpscope", conf: dict | 
             raise TtpscopeError(f"Spark Connect needs pyspark's connect client: pip install 'pyspark[connect]' "
                                 f"({exc})") from None
     else:
+        # a Connect session made earlier in this process leaves pyspark in "connect mode" (an environment
+        # flag) and every later builder would ask for a remote URL
+        if "SPARK_REMOTE" not in os.environ:
+            os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
         builder = SparkSession.builder.master(master).appName(app)
         settings = {"spark.ui.enabled": "false", **settings}
     for key, value in settings.items():
