@@ -107,7 +107,7 @@ def main() -> None:
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     rows = []
     for scale in scales:
-        base = None
+        base, base_hits = None, None
         for config in configs:
             if config == "spark-cluster":
                 from spark_cluster import standalone_cluster
@@ -116,17 +116,14 @@ def main() -> None:
                     r = child(config, scale, args.files, cluster.master)
             else:
                 r = child(config, scale, args.files, None)
+            hits = r.pop("hits")
             if config == "duckdb-1":
-                base = r
+                base, base_hits = r, hits
             r["vs_duckdb_1"] = round(base["wall_s"] / r["wall_s"], 2) if base else None
-            r["same_hits_as_duckdb"] = (r.pop("hits") == base["hits"]) if base else None
-            if base is r:
-                r["same_hits_as_duckdb"] = True
+            r["same_hits_as_duckdb"] = (hits == base_hits) if base else None
             rows.append(r)
             print(f"{scale}x {config}: {r['events']:,} events, {r['wall_s']} s, {r['events_per_s']:,} ev/s, "
                   f"same hits as duckdb: {r['same_hits_as_duckdb']}", file=sys.stderr)
-        if base is not None:
-            base.pop("hits", None)
     header = ("scale", "config", "events", "wall s", "events/s", "CPU s (tree)", "scan s", "peak RSS MB",
               "detections", "vs duckdb-1", "same hits")
     table = [(f"{r['scale']}x", r["config"], f"{r['events']:,}", r["wall_s"], f"{r['events_per_s']:,}", r["cpu_s"],

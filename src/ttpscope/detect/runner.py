@@ -175,6 +175,10 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     ``workers`` > 1 (or 0: one per CPU) splits the input files between that many processes, each with its
     own DuckDB engine (same rules, same results; used when there are several files and at least 8 MiB).
 
+    With ``engine="spark"``, items of ``logs`` that are URIs (``file://``, ``hdfs://``, ``s3a://``, ...; not
+    local paths) are datasets Spark reads itself: Parquet (Hive-partitioned folders too) or JSON lines
+    (``*.jsonl``, or ``json:URI``); each is one source, its records numbered from 1.
+
     ``logsource`` declares the log source (a LogSource, ``"product=…,service=…"`` or a dict) of events no
     log-source family recognises; without it such events are not analysed (``result.not_analysed``).
     Rules run only on events of their own log source.
