@@ -204,7 +204,7 @@ def test_cli_train_labelled(kb, model, tmp_path):
 
 
 @pytest.mark.slow
-def test_twenty_megabyte_report_bounded_memory_with_progress(model, tmp_path):
+def test_twenty_megabyte_report_bounded_memory_with_progress(kb, model, tmp_path):
     """20 MB of report text through the CLI: progress lines on stderr, peak memory well below 1 GB."""
     paragraph = REPORT.replace("# Operation", "Operation")
     big = tmp_path / "big.txt"
@@ -219,7 +219,13 @@ def test_twenty_megabyte_report_bounded_memory_with_progress(model, tmp_path):
             "from ttpscope.cli.main import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    # a home of its own holding only the small model: what earlier tests left in the session's home (caches,
+    # other models) is not this measurement's business
+    home = tmp_path / "home"
+    own_model = home / custom_model_path(kb).relative_to(os.environ["TTPSCOPE_HOME"])
+    own_model.parent.mkdir(parents=True)
+    save_model(model, own_model)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), TTPSCOPE_HOME=str(home))
     proc = subprocess.run([sys.executable, "-c", code, str(big)], capture_output=True, env=env, timeout=1800)
     err = proc.stderr.decode()
     assert proc.returncode == 0, err[-2000:]
