@@ -266,7 +266,7 @@ def test_not_found_texts_carry_no_server_path(tmp_path, kb):
     assert page.status_code == 404 and "private-folder" not in page.text
 
 
-def test_a_full_queue_answers_503_with_retry_after_and_keeps_no_upload(tmp_path, kb):
+def test_a_full_queue_answers_429_with_retry_after_and_keeps_no_upload(tmp_path, kb):
     from ttpscope.api.uploads import uploads_root
 
     c = TestClient(create_app(Settings(token=TOKEN, bundle="embedded", workspace=str(tmp_path / "ws.duckdb"),
@@ -275,7 +275,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_keeps_no_upload(tmp_path,
     first = c.post("/api/cases", data={"text": "APT29 used PowerShell."}, headers=AUTH)
     assert first.status_code == 202
     second = c.post("/api/cases", data={"text": "APT28 used Mimikatz."}, headers=AUTH)
-    assert second.status_code == 503 and second.headers["retry-after"].isdigit()
+    assert second.status_code == 429 and second.headers["retry-after"].isdigit()
     assert "try again" in second.json()["detail"]
     _wait(c, first.json()["job"]["id"])
     assert {p.name for p in uploads_root().iterdir()} <= before  # both upload folders are gone

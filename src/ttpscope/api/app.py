@@ -43,7 +43,7 @@ class Settings:
     investigation_workers: int = 1
     job_seconds: float | None = 1800.0  # wall-clock budget of one investigation (None: unlimited)
     job_memory_mib: int | None = 4096  # address-space budget of one investigation's process (None: unlimited)
-    max_pending_jobs: int = 8  # queued + running; beyond, uploads answer 503 with Retry-After
+    max_pending_jobs: int = 8  # queued + running; beyond, uploads answer 429 with Retry-After
     view_cache_size: int = 2048  # serialised KB views kept in memory (0 = off)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -195,7 +195,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(QueueFullError)
     async def _busy(request: Request, exc: QueueFullError):
-        response = _error(request, 503, str(exc))
+        # 429, not 503: the server is healthy, this client should come back later
+        response = _error(request, 429, str(exc))
         response.headers["retry-after"] = "30"
         return response
 

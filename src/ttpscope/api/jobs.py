@@ -74,7 +74,7 @@ class Job:
 
 
 class QueueFullError(TtpscopeError):
-    """Too many investigations are waiting; the caller should try again later (HTTP 503)."""
+    """Too many investigations are waiting; the caller should try again later (HTTP 429)."""
 
 
 class JobFailed(TtpscopeError):
