@@ -119,7 +119,7 @@ class JobManager:
             except Exception as exc:  # a half-written or foreign file: not a job of ours
                 log.warning("job record %s unreadable (%s): ignored", path, exc)
                 continue
-            if job.state in ("queued", "running") and not _alive(job.owner):
+            if job.state in ("queued", "running") and not alive(job.owner):
                 job.state, job.finished = "failed", job.finished or time.time()
                 job.error = "the server stopped before this job finished; start the investigation again"
                 job.stage = "interrupted"
@@ -293,7 +293,8 @@ def _died(code: int | None, budget: Budget) -> str:
     return f"the job's process ended without a result ({how}){limit}"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of this id runs (one we may not signal counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

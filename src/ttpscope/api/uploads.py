@@ -24,6 +24,7 @@ from pathlib import Path
 
 from fastapi import HTTPException, UploadFile
 
+from ttpscope.api.jobs import alive
 from ttpscope.ingest.sniff import LOG, REPORT, SNIFF_BYTES, sniff
 
 # extension -> (kind, leading bytes it must start with, or None)
@@ -209,16 +210,6 @@ def remove(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale(root: Path | None = None) -> list[Path]:
     """Remove upload folders whose server process is gone (killed, crashed); returns what was removed.
 
@@ -228,7 +219,7 @@ def remove_stale(root: Path | None = None) -> list[Path]:
     removed = []
     for folder in root.iterdir():
         owner = folder.name.removeprefix("sniff-").split("-", 1)[0]
-        if folder.is_dir() and owner.isdigit() and not _alive(int(owner)):
+        if folder.is_dir() and owner.isdigit() and not alive(int(owner)):
             remove(folder)
             removed.append(folder)
     return removed

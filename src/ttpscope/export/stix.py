@@ -192,6 +192,16 @@ def _documents(analysis: CaseAnalysis) -> list[ReportDocument]:
     return list(analysis.documents)
 
 
+def _intrusion_set(group, stamp: datetime) -> stix2.IntrusionSet:
+    """An ATT&CK group as a STIX intrusion set, under its ATT&CK STIX id."""
+    ref = {"source_name": "mitre-attack", "external_id": group.id}
+    if group.url:
+        ref["url"] = group.url
+    return stix2.IntrusionSet(id=group.stix_id or _id("intrusion-set", group.id), name=group.name,
+                              aliases=[a for a in group.aliases if a != group.name] or None,
+                              external_references=[ref], created=stamp, modified=stamp)
+
+
 def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str, Any]:
     """The STIX 2.1 bundle of a case, as a JSON-ready dict (every object built through ``stix2``).
     ``tlp`` overrides the TLP marking the documents state."""
@@ -337,13 +347,7 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
             if isinstance(sw, dict) and sw.get("id") in kb.software:
                 named_software[sw["id"]].update(t for t in sw.get("also_observed") or [] if t in patterns)
     for gid, techs in sorted(named_groups.items()):
-        group = kb.groups[gid]
-        ref = {"source_name": "mitre-attack", "external_id": group.id}
-        if group.url:
-            ref["url"] = group.url
-        iset = add(stix2.IntrusionSet(id=group.stix_id or _id("intrusion-set", group.id), name=group.name,
-                                      aliases=[a for a in group.aliases if a != group.name] or None,
-                                      external_references=[ref], created=stamp, modified=stamp))
+        iset = add(_intrusion_set(kb.groups[gid], stamp))
         for tid in sorted(techs):
             add(stix2.Relationship(id=_id("relationship", case.id, "uses", gid, tid), source_ref=iset.id,
                                    relationship_type="uses", target_ref=patterns[tid].id,
@@ -367,12 +371,7 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
         top = at.data.groups[0]
         group = kb.groups.get(top["id"])
         if group is not None:
-            ref = {"source_name": "mitre-attack", "external_id": group.id}
-            if group.url:
-                ref["url"] = group.url
-            iset = add(stix2.IntrusionSet(id=group.stix_id or _id("intrusion-set", group.id), name=group.name,
-                                          aliases=[a for a in group.aliases if a != group.name] or None,
-                                          external_references=[ref], created=stamp, modified=stamp))
+            iset = add(_intrusion_set(group, stamp))
             conf = top.get("confidence")
             add(stix2.Relationship(
                 id=_id("relationship", case.id, "attributed-to", group.id), source_ref=campaign.id,
