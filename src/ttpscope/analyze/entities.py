@@ -28,15 +28,15 @@ from datetime import datetime, timedelta
 from itertools import combinations
 from typing import Any, Iterable
 
+from ttpscope.ingest.links import entity_key
 from ttpscope.model import Detection
 
 # detection field -> entity kind
 ENTITY_FIELDS = {"host": "host", "user": "user", "src_ip": "ip", "dst_ip": "ip", "account": "account"}
 MAX_NODES, MAX_EDGES = 200, 500  # kept in the report: the most-hit first
 MAX_TIMELINE, MAX_ENTITY_TIMELINES, MAX_ENTITY_POINTS = 1000, 25, 100
+MAX_ACTIVITY = 300  # activity entries (co-occurring entities in sources no rule fired on) in the case timeline
 WINDOW = timedelta(hours=1)  # hits of one rule on one entity further apart than this are separate runs
-_NO_VALUE = {"", "-", "n/a", "null", "none", "unknown", "redacted", "system", "nt authority\\system", "local system",
-             "localsystem", "local service", "network service"}
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -46,34 +46,6 @@ def _iso(dt: datetime | None) -> str | None:
 def product_of(logsource: str | None) -> str:
     """The product part of a log-source label (``windows/sysmon`` → ``windows``)."""
     return (logsource or "unknown").split("/", 1)[0] or "unknown"
-
-
-def entity_key(kind: str, value: Any) -> tuple[str, str] | None:
-    """(node id, display value) of an entity value, None when it names nothing."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if text.lower() in _NO_VALUE:
-        return None
-    if kind == "ip":
-        try:
-            addr = ipaddress.ip_address(text.strip("[]"))
-        except ValueError:
-            return None
-        if addr.is_loopback or addr.is_unspecified:
-            return None
-        return f"ip:{addr.compressed}", addr.compressed
-    name = text.lower()
-    if kind == "host":
-        try:
-            ipaddress.ip_address(name)
-        except ValueError:
-            name = name.split(".", 1)[0] or name
-    elif kind == "user":
-        name = name.rsplit("\\", 1)[-1].rsplit("/", 1)[-1].split("@", 1)[0] or name
-        if name in _NO_VALUE:
-            return None
-    return f"{kind}:{name}", text
 
 
 def entities_of(det: Detection) -> list[tuple[str, str, str, str]]:
@@ -138,13 +110,18 @@ def _run_row(logsource: str, hits: list[Detection]) -> dict[str, Any]:
         for node, *_ in entities_of(det):
             if node not in entities:
                 entities.append(node)
-    return {"time": _iso(first.time), "last": _iso(hits[-1].time), "count": len(hits), "logsource": logsource,
+    return {"kind": "detection", "time": _iso(first.time), "last": _iso(hits[-1].time), "count": len(hits), "logsource": logsource,
             "product": product_of(logsource), "rule": first.title or first.rule_id, "rule_id": first.rule_id,
             "level": first.level, "techniques": list(first.techniques), "entities": entities[:10]}
 
 
-def entity_graph(detections: Iterable[Detection]) -> EntityGraph:
-    """The entity graph, environments and timelines of a case's detections (see the module docstring)."""
+def entity_graph(detections: Iterable[Detection], links: dict[str, Any] | None = None) -> EntityGraph:
+    """The entity graph, environments and timelines of a case's detections (see the module docstring).
+
+    ``links``: the case's entity co-occurrence (:meth:`ttpscope.ingest.links.EntityLinks.select`, kept in
+    ``case.meta["entity_links"]``). Its pairs joined to the detections' entities (directly or through other
+    pairs) become links too — a host to the addresses its events name, those addresses to their Zeek
+    peers — and, from log sources no rule fired on, activity entries of the case timeline."""
     dets = list(detections)
     nodes: dict[str, dict[str, Any]] = {}
     edges: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -160,9 +137,7 @@ def entity_graph(detections: Iterable[Detection]) -> EntityGraph:
             with_entities += 1
         for node, kind, value, name in ents:
             env["entities"].add(node)
-            row = nodes.setdefault(node, {"id": node, "kind": kind, "value": value, "detections": 0,
-                                          "logsources": {}, "fields": set(), "rules": set(), "techniques": set(),
-                                          "first": None, "last": None, "spellings": set()})
+            row = nodes.setdefault(node, _new_node(node, kind, value))
             row["detections"] += 1
             if len(row["spellings"]) < 10:
                 row["spellings"].add(value)
@@ -176,34 +151,113 @@ def entity_graph(detections: Iterable[Detection]) -> EntityGraph:
                 a, fa, b, fb = b, fb, a, fa
             relation = "connected to" if {fa, fb} == {"src_ip", "dst_ip"} else f"{fa} + {fb}"
             key = (a, b, relation)
-            edge = edges.setdefault(key, {"source": a, "target": b, "relation": relation, "detections": 0,
-                                          "logsources": {}, "rules": set(), "first": None, "last": None})
+            edge = edges.setdefault(key, _new_edge(a, b, relation))
             edge["detections"] += 1
             _count(edge["logsources"], label)
             edge["rules"].add(det.rule_id)
             _span(edge, det.time)
+    activity = _add_links(links, nodes, edges, {d.logsource or "unknown" for d in dets})
     graph = EntityGraph(detections=len(dets), with_entities=with_entities)
     graph.environments = sorted(({**e, "entities": len(e["entities"])} for e in envs.values()),
                                 key=lambda e: (-e["detections"], e["logsource"]))
-    node_rows = sorted(nodes.values(), key=lambda n: (-n["detections"], n["id"]))
+    node_rows = sorted(nodes.values(), key=lambda n: (-n["detections"], -sum(n["seen_in"].values()), n["id"]))
     for n in node_rows:
-        n["products"] = sorted({product_of(ls) for ls in n["logsources"]})
+        n["products"] = sorted({product_of(ls) for ls in (*n["logsources"], *n["seen_in"])})
     graph.bridges = [_node_out(n) for n in node_rows if len(n["products"]) > 1]
     graph.components = _components(nodes, edges)
     graph.nodes = [_node_out(n) for n in node_rows[:MAX_NODES]]
-    edge_rows = sorted(edges.values(), key=lambda e: (-e["detections"], e["source"], e["target"]))
+    edge_rows = sorted(edges.values(), key=lambda e: (-e["detections"], -e["events"], e["source"], e["target"]))
     graph.edges = [{**e, "rules": len(e["rules"]), "first": _iso(e["first"]), "last": _iso(e["last"]),
-                    "products": sorted({product_of(ls) for ls in e["logsources"]})} for e in edge_rows[:MAX_EDGES]]
+                    "products": sorted({product_of(ls) for ls in (*e["logsources"], *e["seen_in"])})}
+                   for e in edge_rows[:MAX_EDGES]]
     runs = _runs(dets)
+    if activity:
+        runs = sorted(runs + activity, key=lambda r: (r["time"] or "", r["logsource"], r["rule"]))
     graph.timeline = runs[:MAX_TIMELINE]
     for n in node_rows[:MAX_ENTITY_TIMELINES]:
         graph.entity_timelines[n["id"]] = [r for r in runs if n["id"] in r["entities"]][:MAX_ENTITY_POINTS]
     return graph
 
 
+def _new_node(node: str, kind: str, value: str) -> dict[str, Any]:
+    return {"id": node, "kind": kind, "value": value, "detections": 0, "logsources": {}, "seen_in": {},
+            "fields": set(), "rules": set(), "techniques": set(), "first": None, "last": None, "spellings": set()}
+
+
+def _new_edge(a: str, b: str, relation: str) -> dict[str, Any]:
+    return {"source": a, "target": b, "relation": relation, "detections": 0, "logsources": {}, "events": 0,
+            "seen_in": {}, "rules": set(), "first": None, "last": None}
+
+
+def _time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _add_links(links: dict[str, Any] | None, nodes: dict[str, dict[str, Any]], edges: dict,
+               rule_sources: set[str]) -> list[dict[str, Any]]:
+    """Join the co-occurrence pairs reachable from the detections' entities into the graph (nodes and edges
+    gain ``seen_in``/``events``: event counts per log source); return the activity entries of the pairs
+    from log sources without a detection, at most MAX_ACTIVITY, in time order."""
+    rows = [r for r in (links or {}).get("rows") or [] if isinstance(r, dict) and r.get("source") and r.get("target")]
+    if not rows or not nodes:
+        return []
+    values = (links or {}).get("values") or {}
+    adjacent: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        adjacent.setdefault(r["source"], []).append(r)
+        adjacent.setdefault(r["target"], []).append(r)
+    reached, frontier, used = set(nodes), [n for n in nodes if n in adjacent], []
+    seen_rows: set[int] = set()
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for r in adjacent.get(node, ()):
+                if id(r) in seen_rows:
+                    continue
+                seen_rows.add(id(r))
+                used.append(r)
+                for peer in (r["source"], r["target"]):
+                    if peer not in reached:
+                        reached.add(peer)
+                        nxt.append(peer)
+        frontier = nxt
+    activity = []
+    for r in used:
+        label, n = r.get("logsource") or "unknown", int(r.get("events") or 0)
+        first, last = _time(r.get("first")), _time(r.get("last"))
+        for node in (r["source"], r["target"]):
+            kind = node.split(":", 1)[0]
+            row = nodes.get(node)
+            if row is None:
+                row = nodes[node] = _new_node(node, kind, values.get(node) or node.split(":", 1)[-1])
+            row["seen_in"][label] = row["seen_in"].get(label, 0) + n
+            _span(row, first)
+            _span(row, last)
+        a, b = sorted((r["source"], r["target"]))
+        edge = edges.setdefault((a, b, r.get("relation") or "seen with"), _new_edge(a, b, r.get("relation") or "seen with"))
+        edge["events"] += n
+        edge["seen_in"][label] = edge["seen_in"].get(label, 0) + n
+        _span(edge, first)
+        _span(edge, last)
+        if label not in rule_sources:
+            shown = [values.get(x) or x.split(":", 1)[-1] for x in (r["source"], r["target"])]
+            activity.append({"time": r.get("first"), "last": r.get("last"), "count": n, "logsource": label,
+                             "product": product_of(label), "rule": f"activity: {shown[0]} {r.get('relation')} {shown[1]}",
+                             "rule_id": None, "level": None, "techniques": [], "entities": [r["source"], r["target"]],
+                             "kind": "activity"})
+    activity.sort(key=lambda e: (e["time"] or "", e["logsource"], e["rule"]))
+    return activity[:MAX_ACTIVITY]
+
+
 def _node_out(n: dict[str, Any]) -> dict[str, Any]:
     return {"id": n["id"], "kind": n["kind"], "value": n["value"], "detections": n["detections"],
             "logsources": dict(sorted(n["logsources"].items(), key=lambda kv: -kv[1])), "products": n["products"],
+            "seen_in": dict(sorted(n["seen_in"].items(), key=lambda kv: -kv[1])),
             "fields": sorted(n["fields"]), "spellings": sorted(n["spellings"]), "rules": len(n["rules"]), "techniques": sorted(n["techniques"]),
             "first": _iso(n["first"]), "last": _iso(n["last"])}
 

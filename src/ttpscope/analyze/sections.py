@@ -315,7 +315,7 @@ def _entities(ctx: Context):
     """Hosts, users, IPs and accounts the detections name, linked across log sources."""
     if not ctx.detections:
         raise Empty("no rule hit, so no entity to link")
-    g = entity_graph(ctx.detections)
+    g = entity_graph(ctx.detections, ctx.case.meta.get("entity_links"))
     if not g.nodes:
         raise Empty(f"none of the {g.detections} detections names a host, user, IP or account")
     products = sorted({e["product"] for e in g.environments})

@@ -26,6 +26,7 @@ from ttpscope.detect.results import Detection, event_user, observations_of
 from ttpscope.detect.rules import RuleSet, load_rules
 from ttpscope.ingest.base import (ACCOUNT, DST_IP, HOST, LOGSOURCE, REC, REGION, SRC, SRC_IP, TIME, USER,
                                   Batcher, EventReader, IngestStats, expand_sources, is_internal)
+from ttpscope.ingest.links import EntityLinks, entity_key
 from ttpscope.ingest.logsource import LogSource, parse_logsource
 
 from ttpscope.detect.engines import ENGINES, make_engine
@@ -48,6 +49,15 @@ class DetectResult:
     workers: int = 1  # processes that scanned the input
     not_analysed: dict[str, int] = field(default_factory=dict)  # source → events of an unknown log source
     with_data: set[int] = field(default_factory=set)  # rule indexes whose log source the input has
+    links: EntityLinks = field(default_factory=EntityLinks)  # entity pairs seen together in any event
+
+    def entity_links(self, limit: int | None = None) -> dict[str, Any]:
+        """The bounded entity co-occurrence of the input for a case (:meth:`EntityLinks.select`), the
+        neighbourhood of the entities the detections name first."""
+        seeds = {key[0] for d in self.detections
+                 for kind, value in (("host", d.host), ("user", d.user), ("ip", d.src_ip), ("ip", d.dst_ip),
+                                     ("account", d.account)) if (key := entity_key(kind, value))}
+        return self.links.select(seeds, **({"limit": limit} if limit is not None else {}))
 
     def visibility(self) -> dict[str, Any]:
         """Per rule set (and per product the rules name): how many rules had data of their log source in
@@ -257,7 +267,7 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     return DetectResult(
         detections=ordered, ingest=ingest, rules=rs, compiled=compiled, compile_errors=compile_errors,
         engine_errors=engine_errors, notes=notes, engine=engine, kb=kb, workers=workers,
-        not_analysed=dict(seen["not_analysed"]), with_data=set(seen["with_data"]),
+        not_analysed=dict(seen["not_analysed"]), with_data=set(seen["with_data"]), links=seen["links"],
         timings={"load_rules": t1 - t0, "compile": t2 - t1, "scan": t3 - t2, "results": t4 - t3,
                  "total": t4 - t0, "events_per_s": (sum(s.read for s in ingest) / (t3 - t2)) if t3 > t2 else 0},
     )
@@ -291,14 +301,15 @@ def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None
             progress("events", e, f)
     reader = EventReader(files, on_progress=on_events, logsource=declared)
     eng = make_engine(engine, compiled, **options)
+    links = EntityLinks()
     try:
         batches = reader.batches()
         if datasets:
             batches = itertools.chain(batches, _dataset_batches(eng, datasets, reader, declared))
-        raw = list(eng.run(batches))
+        raw = list(eng.run(links.tap(batches)))
     finally:
         eng.close()
-    seen = {"with_data": set(eng.with_data), "not_analysed": dict(eng.not_analysed)}
+    seen = {"with_data": set(eng.with_data), "not_analysed": dict(eng.not_analysed), "links": links}
     return ([(h.rule, reader.sources[h.event[SRC]], h.event) for h in raw], reader.stats, list(eng.errors),
             seen)
 
@@ -375,8 +386,10 @@ def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options:
     stats = sorted((s for part in results for s in part[1]),
                    key=lambda s: order.get(s.source.split("!", 1)[0], len(order)))
     errors = list({rule: (rule, msg) for part in results for rule, msg in part[2]}.values())
-    seen = {"with_data": set().union(*(part[3]["with_data"] for part in results)), "not_analysed": {}}
+    seen = {"with_data": set().union(*(part[3]["with_data"] for part in results)), "not_analysed": {},
+            "links": EntityLinks()}
     for part in results:
+        seen["links"].merge(part[3]["links"])
         for source, n in part[3]["not_analysed"].items():
             seen["not_analysed"][source] = seen["not_analysed"].get(source, 0) + n
     return hits, stats, errors, seen

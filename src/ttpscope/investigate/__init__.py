@@ -26,6 +26,7 @@ from ttpscope.errors import InputError, NotFoundError
 from ttpscope.export.outputs import FORMATS, write_outputs
 from ttpscope.investigate.analysis import analyse_case
 from ttpscope.investigate.route import LOG, REPORT, collect
+from ttpscope.ingest.links import combine as combine_links
 from ttpscope.investigate.stages import SourceReport, detect_logs, extract_reports, find_rules
 from ttpscope.kb import load_kb
 from ttpscope.model import Case, utcnow
@@ -166,6 +167,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     observations, detections, documents = [], [], []
 
     rules_path = None
+    found_links: dict = {}  # the logs' entity co-occurrence, for the case's entity graph
     if logs:
         rules_path, why = find_rules(rules)
         if rules_path is None:
@@ -175,7 +177,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
             for e in logs:
                 sources[e.path].note = "not analysed: no Sigma rules"
         else:
-            obs, dets, per_file, notes = detect_logs(logs, rules_path, kb, progress)
+            obs, dets, per_file, notes = detect_logs(logs, rules_path, kb, progress, links=found_links)
             observations += obs
             detections += dets
             warnings += notes
@@ -226,6 +228,9 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
                     "documents": len(documents)})
     case.meta.update({"domain": domain, "knowledge_base": kb.provenance(), "investigated": now.isoformat(),
                       "history": history})
+    if found_links.get("entity_links"):
+        case.meta["entity_links"] = combine_links(case.meta.get("entity_links") if old is not None and mode == ADD
+                                                  else None, found_links["entity_links"])
     if ws is not None:
         progress("save", 0, 1, f"saving case '{case.name}'")
         ws.save_case(case, detections, documents, replace=not (old is not None and mode == ADD))

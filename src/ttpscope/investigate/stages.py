@@ -76,10 +76,11 @@ def _owner(source: str, files: list[Path]) -> Path | None:
     return None
 
 
-def detect_logs(logs: list[EvidenceFile], rules: Path, kb, progress: Progress
+def detect_logs(logs: list[EvidenceFile], rules: Path, kb, progress: Progress, links: dict | None = None
                 ) -> tuple[list[Observation], list[Detection], dict[Path, SourceReport], list[str]]:
     """Run the Sigma rules over the event logs (``ttpscope.detect.detect``): observations, detections (rule
-    hits with their event), a report per file, notes."""
+    hits with their event), a report per file, notes. ``links``, when given, receives the bounded entity
+    co-occurrence of the logs (``DetectResult.entity_links``) under ``"entity_links"``."""
     reports = {e.path: SourceReport(str(e.path), e.kind, e.format) for e in logs}
     total = len(logs)
 
@@ -108,6 +109,8 @@ def detect_logs(logs: list[EvidenceFile], rules: Path, kb, progress: Progress
                 rep.reasons.append(f"{reason} ({count})")
     observations = result.observations()
     detections = list(result.detections)
+    if links is not None:
+        links["entity_links"] = result.entity_links()
     for det in result.detections:
         owner = _owner(str(det.source), files)
         if owner is not None:
