@@ -70,6 +70,7 @@ class EntityGraph:
     components: list[dict[str, Any]] = field(default_factory=list)  # linked groups spanning several products
     detections: int = 0
     with_entities: int = 0
+    notes: list[str] = field(default_factory=list)  # e.g. linked products whose times do not overlap
 
 
 def _span(row: dict[str, Any], t: datetime | None) -> None:
@@ -121,7 +122,7 @@ def entity_graph(detections: Iterable[Detection], links: dict[str, Any] | None =
     ``links``: the case's entity co-occurrence (:meth:`ttpscope.ingest.links.EntityLinks.select`, kept in
     ``case.meta["entity_links"]``). Its pairs joined to the detections' entities (directly or through other
     pairs) become links too — a host to the addresses its events name, those addresses to their Zeek
-    peers — and, from log sources no rule fired on, activity entries of the case timeline."""
+    peers — and, from products no rule fired on, activity entries of the case timeline."""
     dets = list(detections)
     nodes: dict[str, dict[str, Any]] = {}
     edges: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -156,7 +157,7 @@ def entity_graph(detections: Iterable[Detection], links: dict[str, Any] | None =
             _count(edge["logsources"], label)
             edge["rules"].add(det.rule_id)
             _span(edge, det.time)
-    activity = _add_links(links, nodes, edges, {d.logsource or "unknown" for d in dets})
+    activity = _add_links(links, nodes, edges, {product_of(d.logsource) for d in dets})
     graph = EntityGraph(detections=len(dets), with_entities=with_entities)
     graph.environments = sorted(({**e, "entities": len(e["entities"])} for e in envs.values()),
                                 key=lambda e: (-e["detections"], e["logsource"]))
@@ -174,6 +175,7 @@ def entity_graph(detections: Iterable[Detection], links: dict[str, Any] | None =
     if activity:
         runs = sorted(runs + activity, key=lambda r: (r["time"] or "", r["logsource"], r["rule"]))
     graph.timeline = runs[:MAX_TIMELINE]
+    graph.notes = _time_gaps(runs, graph.components)
     for n in node_rows[:MAX_ENTITY_TIMELINES]:
         graph.entity_timelines[n["id"]] = [r for r in runs if n["id"] in r["entities"]][:MAX_ENTITY_POINTS]
     return graph
@@ -199,10 +201,10 @@ def _time(text: str | None) -> datetime | None:
 
 
 def _add_links(links: dict[str, Any] | None, nodes: dict[str, dict[str, Any]], edges: dict,
-               rule_sources: set[str]) -> list[dict[str, Any]]:
+               rule_products: set[str]) -> list[dict[str, Any]]:
     """Join the co-occurrence pairs reachable from the detections' entities into the graph (nodes and edges
     gain ``seen_in``/``events``: event counts per log source); return the activity entries of the pairs
-    from log sources without a detection, at most MAX_ACTIVITY, in time order."""
+    from products without a detection (Zeek beside Windows hits), at most MAX_ACTIVITY, in time order."""
     rows = [r for r in (links or {}).get("rows") or [] if isinstance(r, dict) and r.get("source") and r.get("target")]
     if not rows or not nodes:
         return []
@@ -244,7 +246,7 @@ def _add_links(links: dict[str, Any] | None, nodes: dict[str, dict[str, Any]], e
         edge["seen_in"][label] = edge["seen_in"].get(label, 0) + n
         _span(edge, first)
         _span(edge, last)
-        if label not in rule_sources:
+        if product_of(label) not in rule_products:
             shown = [values.get(x) or x.split(":", 1)[-1] for x in (r["source"], r["target"])]
             activity.append({"time": r.get("first"), "last": r.get("last"), "count": n, "logsource": label,
                              "product": product_of(label), "rule": f"activity: {shown[0]} {r.get('relation')} {shown[1]}",
@@ -252,6 +254,27 @@ def _add_links(links: dict[str, Any] | None, nodes: dict[str, dict[str, Any]], e
                              "kind": "activity"})
     activity.sort(key=lambda e: (e["time"] or "", e["logsource"], e["rule"]))
     return activity[:MAX_ACTIVITY]
+
+
+def _time_gaps(runs: list[dict[str, Any]], components: list[dict[str, Any]]) -> list[str]:
+    """Products linked through shared entities whose times lie more than an hour apart: worth saying, as a
+    clock or time-zone offset between the sources reads like a gap in the intrusion."""
+    spans: dict[str, list[str]] = {}
+    for r in runs:
+        if r.get("time"):
+            span = spans.setdefault(r["product"], [r["time"], r.get("last") or r["time"]])
+            span[0], span[1] = min(span[0], r["time"]), max(span[1], r.get("last") or r["time"])
+    notes = []
+    for comp in components:
+        present = sorted((spans[p], p) for p in comp["products"] if p in spans)
+        for (span_a, a), (span_b, b) in zip(present, present[1:]):
+            start, end = _time(span_b[0]), _time(span_a[1])
+            if start and end and start - end > WINDOW:
+                gap = start - end
+                hours, minutes = divmod(int(gap.total_seconds()) // 60, 60)
+                notes.append(f"{b} events of linked entities begin {hours} h {minutes:02d} min after the last {a} "
+                             "event: the sources' clocks or time zones may differ")
+    return list(dict.fromkeys(notes))
 
 
 def _node_out(n: dict[str, Any]) -> dict[str, Any]:

@@ -326,6 +326,7 @@ def _entities(ctx: Context):
                f"{len(products)} product(s) ({', '.join(products)})")
     if g.components:
         message += f"; {len(g.components)} linked group(s) span more than one product"
+    message += "".join(f"; {note}" for note in g.notes)
     return data, message
 
 
