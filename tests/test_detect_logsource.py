@@ -221,3 +221,96 @@ def test_defender_xdr_table_runs_windows_process_rules(tmp_path):
     result = detect(logs, tmp_path, cache=False)
     assert [(d.title, d.record, d.host, d.user) for d in result.detections] == [("proc", 1, "ws1", "bob")]
     assert result.detections[0].logsource == "windows/process_creation"
+
+
+CROSS_RULES = """\
+title: Failed Windows logon
+id: 30000000-0000-0000-0000-000000000001
+name: win_failed_logon
+level: low
+logsource: {product: windows, service: security}
+detection:
+    sel: {EventID: 4625}
+    condition: sel
+---
+title: AWS console login
+id: 30000000-0000-0000-0000-000000000002
+name: aws_console_login
+level: low
+logsource: {product: aws, service: cloudtrail}
+detection:
+    sel: {eventSource: signin.amazonaws.com, eventName: ConsoleLogin}
+    condition: sel
+---
+title: RDP connection seen by Zeek
+id: 30000000-0000-0000-0000-000000000003
+name: zeek_rdp
+level: low
+logsource: {product: zeek, service: conn}
+detection:
+    sel: {id.resp_p: 3389}
+    condition: sel
+---
+title: One address fails Windows logons, logs into AWS and opens RDP
+id: 30000000-0000-0000-0000-000000000010
+level: high
+tags: [attack.t1078]
+correlation:
+    type: temporal
+    rules: [win_failed_logon, aws_console_login, zeek_rdp]
+    aliases:
+        attacker:
+            win_failed_logon: IpAddress
+            aws_console_login: sourceIPAddress
+            zeek_rdp: id.orig_h
+    group-by: [attacker]
+    timespan: 1h
+---
+title: Two or more hits of one source address across Windows and AWS
+id: 30000000-0000-0000-0000-000000000011
+level: medium
+correlation:
+    type: event_count
+    rules: [win_failed_logon, aws_console_login]
+    group-by: [src_ip]
+    timespan: 1h
+    condition: {gte: 2}
+"""
+
+
+def test_correlation_across_log_sources_on_a_shared_entity(tmp_path):
+    """A Sigma correlation whose rules come from Windows, CloudTrail and Zeek fires on the address seen in
+    all three, once through the rule's aliases and once through the shared entity name `src_ip`."""
+    rules = tmp_path / "rules.yml"
+    rules.write_text(CROSS_RULES)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    win = [{"Channel": "Security", "EventID": 4625, "Computer": "WS01", "TargetUserName": "alice",
+            "IpAddress": ip, "TimeCreated": t} for ip, t in (("203.0.113.7", "2024-03-05T08:00:00Z"),
+                                                             ("198.51.100.9", "2024-03-05T08:01:00Z"))]
+    (logs / "ws01.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in win))
+    trail = [{"eventVersion": "1.08", "eventTime": t, "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin",
+              "awsRegion": "us-east-1", "sourceIPAddress": ip, "recipientAccountId": "111122223333",
+              "userIdentity": {"type": "IAMUser", "userName": "alice", "accountId": "111122223333"}}
+             for ip, t in (("203.0.113.7", "2024-03-05T08:10:00Z"), ("192.0.2.50", "2024-03-05T08:11:00Z"))]
+    (logs / "trail.json").write_bytes(orjson.dumps({"Records": trail}))
+    head = ("#separator \\x09\n#path\tconn\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\n"
+            "#types\ttime\tstring\taddr\tport\taddr\tport\tenum\n")
+    rows = [("1709626500.0", "C1", "203.0.113.7", "50000", "10.0.0.5", "3389", "tcp"),  # 08:15
+            ("1709626560.0", "C2", "198.51.100.9", "50001", "10.0.0.5", "443", "tcp")]
+    (logs / "conn.log").write_text(head + "".join("\t".join(r) + "\n" for r in rows))
+    result = detect(logs, rules, cache=False)
+    assert result.totals()["rejected"] == 0 and result.not_analysed == {}
+    base = {(d.title, d.logsource, d.src_ip) for d in result.detections if d.record is not None}
+    assert base == {("Failed Windows logon", "windows/security", "203.0.113.7"),
+                    ("Failed Windows logon", "windows/security", "198.51.100.9"),
+                    ("AWS console login", "aws/cloudtrail", "203.0.113.7"),
+                    ("AWS console login", "aws/cloudtrail", "192.0.2.50"),
+                    ("RDP connection seen by Zeek", "zeek/conn", "203.0.113.7")}
+    (temporal,) = [d for d in result.detections if d.rule_id.endswith("10")]
+    assert temporal.event["group"] == {"attacker": "203.0.113.7"}
+    assert {e["source"] for e in temporal.event["events"]} == {str(logs / n) for n in ("ws01.jsonl", "trail.json",
+                                                                                     "conn.log")}
+    assert temporal.techniques == ["T1078"]
+    (count,) = [d for d in result.detections if d.rule_id.endswith("11")]
+    assert count.event["group"] == {"src_ip": "203.0.113.7"} and count.event["measure"] == 2

@@ -12,7 +12,10 @@ Windows slide with the events: for ``gt``/``gte`` (and the temporal types) a mat
 first window where the condition holds, and the search resumes after that window, so a burst of 500
 failed logons reads as one match, not 480. For ``lt``/``lte``/``eq``/``neq`` the windows tumble from
 each group's first event (a sliding window of "fewer than N" would hold almost everywhere). Group-by
-fields are read from the matched events, through the rule's field ``aliases``.
+fields are read from the matched events, through the rule's field ``aliases``; the entity names
+``src_ip``, ``dst_ip``, ``user``, ``account``, ``region`` (and ``host``) fall back to the detection's
+entity field, which every log source fills from its own field (``IpAddress``, ``id.orig_h``,
+``sourceIPAddress``), so rules of different log sources group on one entity.
 
 Activity chains: detections of one host (and user, if asked) whose times are within ``gap`` of the
 previous one form one chain, read as an ordered sequence of techniques and tactics.
@@ -29,6 +32,9 @@ from ttpscope.detect.results import Detection
 OPERATORS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
              "lte": lambda a, b: a <= b, "eq": lambda a, b: a == b, "neq": lambda a, b: a != b}
 SUPPORTED = ("event_count", "value_count", "temporal", "temporal_ordered")
+# group-by names that, when the event has no field of that name, mean the detection's entity field (so a
+# correlation over Windows, Zeek and CloudTrail rules can group by `src_ip` or `user` without aliases)
+ENTITY_FIELDS = ("src_ip", "dst_ip", "user", "account", "region")
 
 
 @dataclass
@@ -97,6 +103,8 @@ def _value(det: Detection, name: str, spec: CorrelationSpec) -> Any:
             return v
     if low in ("computer", "host", "hostname"):
         return det.host
+    if low in ENTITY_FIELDS:  # the shared entity vocabulary: one name across log sources
+        return getattr(det, low)
     return None
 
 
