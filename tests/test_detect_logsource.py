@@ -153,7 +153,10 @@ def test_full_sigmahq_set_on_windows_evtx_fires_only_windows_rules(shared_data, 
     result = detect(shared_data / "evtx", rs, kb=kb)
     assert result.detections
     by_product = Counter(products[d.rule_id] or "-" for d in result.detections)
-    assert set(by_product) == {"windows"}, by_product
+    # the product-less rules that fire are SigmaHQ's `category: antivirus`, on Defender's detection events
+    assert set(by_product) == {"windows", "-"}, by_product
+    categories = {r.id: r.logsource.get("category") for r in rs.rules}
+    assert {categories[d.rule_id] for d in result.detections if not products[d.rule_id]} == {"antivirus"}
     assert all(d.logsource and d.logsource.startswith("windows") for d in result.detections)
     vis = result.summary()["visibility"]
     assert vis["by_product"]["windows"]["with_data"] > 1000
@@ -314,3 +317,20 @@ def test_correlation_across_log_sources_on_a_shared_entity(tmp_path):
     assert temporal.techniques == ["T1078"]
     (count,) = [d for d in result.detections if d.rule_id.endswith("11")]
     assert count.event["group"] == {"src_ip": "203.0.113.7"} and count.event["measure"] == 2
+
+
+def test_antivirus_rules_run_on_defender_detections(shared_data):
+    """SigmaHQ's `category: antivirus` rules (no product; fields Signature, Filename) run on Microsoft
+    Defender's detection events (1116/1117: ThreatName, Path), and only there."""
+    evtx = shared_data / "evtx/evtx-to-mitre-attack"
+    result = detect([evtx / "Antivirus", evtx / "TA0006-Credential Access"], shared_data / "sigma/rules/category/antivirus",
+                    cache=False)
+    assert not result.compile_errors and not result.engine_errors and not result.notes
+    assert result.detections
+    assert {d.logsource for d in result.detections} == {"windows/windefend/antivirus"}
+    assert {d.event["EventID"] for d in result.detections} <= {"1116", "1117"}
+    titles = Counter(d.title for d in result.detections)
+    assert titles["Antivirus - Password Dumper Signature"] > 0 and titles["Antivirus - Hacktool Signature"] > 0
+    assert all("mimikatz" in d.matched["ThreatName"].lower() or "mikatz" in d.matched["ThreatName"].lower()
+               for d in result.detections)
+    assert result.summary()["visibility"]["all"]["with_data"] == 8

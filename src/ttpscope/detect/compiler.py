@@ -28,7 +28,7 @@ from sigma.types import (
 from ttpscope.detect.ir import ANY, ONE, TRUE, Pred, _Wild, fold_case, make_and, make_not, make_or
 from ttpscope.detect.variants import variant_pipelines, variants_for
 
-COMPILER_VERSION = "5"  # bump when the IR or its semantics change: compiled-rule caches key on it
+COMPILER_VERSION = "6"  # bump when the IR or its semantics change: compiled-rule caches key on it
 
 
 # ---------------------------------------------------------------------------------------------- backend

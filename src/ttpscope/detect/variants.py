@@ -2,7 +2,8 @@
 
 A rule is compiled once per *variant*, i.e. per processing pipeline that can carry it: ``sysmon`` (Sysmon
 event ids + channel), ``security`` (Security 4688 / 4657 with pySigma's windows-audit field renames, e.g.
-``Image`` → ``NewProcessName``), ``windows`` (channel by service, PowerShell categories) — the *channel
+``Image`` → ``NewProcessName``), ``windows`` (channel by service, PowerShell categories), ``antivirus``
+(SigmaHQ's product-less ``category: antivirus`` on Microsoft Defender's detection events) — the *channel
 variants*, which run on Windows event log classes, where folding their channel and EventID conditions
 decides what runs where (a process_creation rule runs on Sysmon EventID 1 *and* on Security 4688) — and
 ``plain`` (the rule's own fields, no condition added), which runs only on classes whose log source admits
@@ -18,10 +19,10 @@ from sigma.pipelines.windows import windows_audit_pipeline, windows_logsource_pi
 from sigma.pipelines.windows.windows import generic_logsource_to_windows_audit_event_mapping
 from sigma.processing.conditions import LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
-from sigma.processing.transformations import AddConditionTransformation
+from sigma.processing.transformations import AddConditionTransformation, FieldMappingTransformation
 
 from ttpscope.ingest.logsource import LogSource
-from ttpscope.ingest.windows import EXTRA_SERVICE_CHANNELS
+from ttpscope.ingest.windows import ANTIVIRUS_EVENT_IDS, ANTIVIRUS_FIELDS, DEFENDER_CHANNEL, EXTRA_SERVICE_CHANNELS
 
 # Services missing from pySigma's Windows channel table: EXTRA_SERVICE_CHANNELS (shared with ingest)
 
@@ -57,6 +58,19 @@ def _defined_function(module_name: str, name: str):
     return func
 
 
+def _antivirus_pipeline() -> ProcessingPipeline:
+    """SigmaHQ's product-less `category: antivirus` rules on Microsoft Defender's detection events, with
+    the generic fields renamed to Defender's (``Signature`` → ``ThreatName``, ``Filename`` → ``Path``)."""
+    def antivirus():  # a condition object belongs to one processing item
+        return [LogsourceCondition(category="antivirus")]
+
+    return ProcessingPipeline(name="ttpscope: antivirus on Microsoft Defender", priority=10, items=[
+        ProcessingItem(identifier="ttpscope_antivirus_fields", transformation=FieldMappingTransformation(
+            dict(ANTIVIRUS_FIELDS)), rule_conditions=antivirus()),
+        ProcessingItem(identifier="ttpscope_antivirus_channel", transformation=AddConditionTransformation(
+            {"Channel": DEFENDER_CHANNEL, "EventID": list(ANTIVIRUS_EVENT_IDS)}), rule_conditions=antivirus())])
+
+
 _SYSMON_PIPELINE = _defined_function("sigma.pipelines.sysmon.sysmon", "sysmon_pipeline")
 
 
@@ -66,6 +80,7 @@ def variant_pipelines() -> dict[str, ProcessingPipeline]:
         "sysmon": _SYSMON_PIPELINE() + windows_logsource_pipeline(),
         "security": windows_audit_pipeline() + windows_logsource_pipeline(),
         "windows": windows_logsource_pipeline() + _extra_services_pipeline(),
+        "antivirus": _antivirus_pipeline(),
         "plain": ProcessingPipeline(),
     }
 
@@ -77,7 +92,7 @@ WINDOWS_CATEGORIES = frozenset({"ps_module", "ps_script", "ps_classic_start", "p
                                 "ps_classic_script"})
 # variants whose pipelines add the Windows channel / EventID conditions: they run on Windows event log
 # classes (those with a Channel), where folding those conditions decides what runs where
-CHANNEL_VARIANTS = frozenset({"sysmon", "security", "windows"})
+CHANNEL_VARIANTS = frozenset({"sysmon", "security", "windows", "antivirus"})
 
 
 def variants_for(logsource: dict[str, str | None]) -> tuple[list[str], str | None]:
@@ -88,6 +103,8 @@ def variants_for(logsource: dict[str, str | None]) -> tuple[list[str], str | Non
     CloudTrail rules on CloudTrail, Defender XDR tables for Windows process rules. A Windows rule whose
     category or service has a Windows event log also gets the channel variants (:data:`CHANNEL_VARIANTS`)."""
     product, category, service = logsource.get("product"), logsource.get("category"), logsource.get("service")
+    if category == "antivirus" and product in (None, "windows") and not service:
+        return ["antivirus", "plain"], None
     if product != "windows":
         return ["plain"], None
     if category:

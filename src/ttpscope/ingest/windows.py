@@ -48,10 +48,17 @@ def _categories_by_eid(mapping: Mapping, key=lambda v: v) -> dict[str, str]:
 
 
 SERVICE_OF_CHANNEL = _service_of_channel()
+# Sigma's `category: antivirus` (rules naming no product, fields Signature and Filename) on Windows is
+# Microsoft Defender's Operational log: its malware detected / action taken / action failed / suspicious
+# behaviour events, which carry ThreatName and Path
+DEFENDER_CHANNEL = "Microsoft-Windows-Windows Defender/Operational"
+ANTIVIRUS_EVENT_IDS = (1006, 1007, 1008, 1015, 1116, 1117, 1118, 1119)
+ANTIVIRUS_FIELDS = {"Signature": "ThreatName", "Filename": "Path"}
 CATEGORY_OF_EID = {
     "sysmon": _categories_by_eid(sysmon_generic_logsource_eventid_mapping),
     "security": _categories_by_eid(generic_logsource_to_windows_audit_event_mapping, lambda v: v["EventID"]),
     "powershell": {"4103": "ps_module", "4104": "ps_script"},
+    "windefend": {str(eid): "antivirus" for eid in ANTIVIRUS_EVENT_IDS},
     "powershell-classic": {"400": "ps_classic_start", "600": "ps_classic_provider_start",
                            "800": "ps_classic_script"},
 }
