@@ -50,6 +50,7 @@ class DetectResult:
     not_analysed: dict[str, int] = field(default_factory=dict)  # source → events of an unknown log source
     with_data: set[int] = field(default_factory=set)  # rule indexes whose log source the input has
     links: EntityLinks = field(default_factory=EntityLinks)  # entity pairs seen together in any event
+    by_logsource: dict[str, int] = field(default_factory=dict)  # events read per log-source label
 
     def entity_links(self, limit: int | None = None) -> dict[str, Any]:
         """The bounded entity co-occurrence of the input for a case (:meth:`EntityLinks.select`), the
@@ -268,6 +269,7 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
         detections=ordered, ingest=ingest, rules=rs, compiled=compiled, compile_errors=compile_errors,
         engine_errors=engine_errors, notes=notes, engine=engine, kb=kb, workers=workers,
         not_analysed=dict(seen["not_analysed"]), with_data=set(seen["with_data"]), links=seen["links"],
+        by_logsource=dict(seen["by_logsource"]),
         timings={"load_rules": t1 - t0, "compile": t2 - t1, "scan": t3 - t2, "results": t4 - t3,
                  "total": t4 - t0, "events_per_s": (sum(s.read for s in ingest) / (t3 - t2)) if t3 > t2 else 0},
     )
@@ -301,17 +303,26 @@ def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None
             progress("events", e, f)
     reader = EventReader(files, on_progress=on_events, logsource=declared)
     eng = make_engine(engine, compiled, **options)
-    links = EntityLinks()
+    links, by_logsource = EntityLinks(), {}
     try:
         batches = reader.batches()
         if datasets:
             batches = itertools.chain(batches, _dataset_batches(eng, datasets, reader, declared))
-        raw = list(eng.run(links.tap(batches)))
+        raw = list(eng.run(_counted(links.tap(batches), by_logsource)))
     finally:
         eng.close()
-    seen = {"with_data": set(eng.with_data), "not_analysed": dict(eng.not_analysed), "links": links}
+    seen = {"with_data": set(eng.with_data), "not_analysed": dict(eng.not_analysed), "links": links,
+            "by_logsource": by_logsource}
     return ([(h.rule, reader.sources[h.event[SRC]], h.event) for h in raw], reader.stats, list(eng.errors),
             seen)
+
+
+def _counted(batches, counts: dict[str, int]):
+    """Pass the batches on, counting their events per log-source label."""
+    for batch in batches:
+        label = batch.logsource.label()
+        counts[label] = counts.get(label, 0) + batch.num_rows
+        yield batch
 
 
 def _dataset_batches(eng, datasets: list[str], reader: EventReader, declared: LogSource | None):
@@ -387,9 +398,11 @@ def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options:
                    key=lambda s: order.get(s.source.split("!", 1)[0], len(order)))
     errors = list({rule: (rule, msg) for part in results for rule, msg in part[2]}.values())
     seen = {"with_data": set().union(*(part[3]["with_data"] for part in results)), "not_analysed": {},
-            "links": EntityLinks()}
+            "links": EntityLinks(), "by_logsource": {}}
     for part in results:
         seen["links"].merge(part[3]["links"])
+        for label, n in part[3]["by_logsource"].items():
+            seen["by_logsource"][label] = seen["by_logsource"].get(label, 0) + n
         for source, n in part[3]["not_analysed"].items():
             seen["not_analysed"][source] = seen["not_analysed"].get(source, 0) + n
     return hits, stats, errors, seen
