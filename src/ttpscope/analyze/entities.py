@@ -3,21 +3,25 @@ two of them, with the log sources ("environments") each was seen in, per-entity 
 timeline across sources.
 
     from ttpscope.analyze.entities import entity_graph
-    graph = entity_graph(detections)
+    graph = entity_graph(detections, case.meta.get("entity_links"))
     graph.environments     # [{logsource, product, detections, entities}] most hits first
     graph.nodes            # [{id: "host:ws01", kind, value, detections, logsources, products, first, last, ...}]
     graph.edges            # [{source, target, relation, detections, logsources, first, last}]
     graph.bridges          # entities seen in more than one product (e.g. an IP in Zeek and in CloudTrail)
-    graph.timeline         # runs of one rule on one entity in one log source, across every source, in time order
+    graph.timeline         # runs of one rule on one entity in one log source (kind "detection") and, from
+                           # products no rule fired on, co-occurrence entries (kind "activity"), in time order
+    graph.notes            # e.g. linked products whose times lie hours apart
 
-A pure function of the detections (rule hits with their entity fields): a Windows logon with user and
-source IP links the host, the user and the IP; a Zeek connection its source and destination; a CloudTrail
-call its user, source IP and account. Values are compared case-insensitively and IPs as addresses; a host
+A pure function of the detections (rule hits with their entity fields) and, optionally, the case's entity
+co-occurrence (``links``: pairs of entities seen together in any event, :mod:`ttpscope.ingest.links`),
+which links what no rule fired on (a host to its address, that address to its Zeek peers). A Windows
+logon with user and source IP links the host, the user and the IP; a Zeek connection its source and
+destination; a CloudTrail call its user, source IP and account. Values are compared case-insensitively and IPs as addresses; a host
 by its first name label (``WS01.corp.local`` is ``WS01``) and a user by the bare account name
 (``CORP\\alice``, ``alice@corp.com`` and the IAM ARN ``...:user/alice`` are ``alice``), so that one
 account links across Windows, Linux, identity and cloud logs (two domains' same-named accounts merge:
-the node keeps every spelling seen). Loopback and unspecified addresses, and placeholder values, are no
-entity.
+the node keeps every spelling seen). Loopback, unspecified and multicast addresses, and placeholder
+values, are no entity.
 """
 
 from __future__ import annotations
