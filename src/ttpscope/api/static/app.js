@@ -60,6 +60,12 @@ document.addEventListener("DOMContentLoaded", () => {
     apply();
   });
 
+  // "Show sub-techniques": opens (or closes) every collapsed sub-technique list of the matrix that follows.
+  document.querySelectorAll("[data-expand-subs]").forEach((box) => box.addEventListener("change", () => {
+    const grid = box.closest(".matrix-tools").nextElementSibling;
+    if (grid) grid.querySelectorAll(".cell details").forEach((d) => { d.open = box.checked; });
+  }));
+
   const job = document.getElementById("job");
   if (job) followJob(job.dataset.id);
 
