@@ -40,6 +40,7 @@ class Settings:
     allowed_hosts: list[str] | None = None  # Host header check against DNS rebinding (None: any)
     workspace: str | None = None  # workspace path; None = the default under TTPSCOPE_HOME
     rules: str | None = None  # Sigma rules for uploaded event logs (None: the cached SigmaHQ set, if any)
+    atomics: str | None = None  # Atomic Red Team index folder or file shown on technique pages (None: none)
     investigation_workers: int = 1
     job_seconds: float | None = 1800.0  # wall-clock budget of one investigation (None: unlimited)
     job_memory_mib: int | None = 4096  # address-space budget of one investigation's process (None: unlimited)
@@ -129,6 +130,7 @@ def _job_manager(settings: Settings):
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for one ATT&CK domain; the knowledge base is loaded here, once."""
     from ttpscope.api import api_analyses, api_cases, api_kb, pages
+    from ttpscope.api.formats import FILTERS
     from ttpscope.api.jobs import QueueFullError, redact_paths
     from ttpscope.api.matrix import ink, mark_for, matrix_view
     from ttpscope.kb import load_kb
@@ -162,6 +164,7 @@ def create_app(settings: Settings) -> FastAPI:
                                       trim_blocks=True, lstrip_blocks=True)
     app.state.templates.globals["mark_for"] = mark_for
     app.state.templates.globals["ink"] = ink
+    app.state.templates.filters.update(FILTERS)
     app.state.jobs = _job_manager(settings)
 
     @app.middleware("http")

@@ -119,7 +119,7 @@ def coverage_marks(report: dict) -> tuple[Marks, dict]:
     profile = report.get("profile") or {}
     name = profile.get("name") if isinstance(profile, dict) else None
     return marks, {"kind": "coverage", "id": None,
-                   "name": f"{report['counts']['rules']} rules, {report['coverage']:.0%} of "
+                   "name": f"{report['counts']['rules']} rules, {report['coverage']:.1%} of "
                            f"{name or 'all techniques'} detected",
                    "legend": [("detected (darker = stronger rules)", "#78be78"), ("gap", "#f4cccc")]}
 

@@ -7,9 +7,10 @@ Every page is drawn from the same library calls as its ``/api/`` endpoint, throu
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ttpscope.analyze.coverage import coverage_report
 from ttpscope.analyze.overlap import overlap
@@ -17,6 +18,7 @@ from ttpscope.analyze.profile import profile_for
 from ttpscope.analyze.review import findings
 from ttpscope.api import case_report
 from ttpscope.api import matrix as mx
+from ttpscope.api import technique_extras as extras
 from ttpscope.api.deps import case_of, server_rules, workspace
 from ttpscope.api.uploads import ALLOWED
 from ttpscope.errors import InputError, NotFoundError, TtpscopeError
@@ -91,8 +93,17 @@ async def home_with_layer(request: Request, layer: UploadFile = File(...)):
 # ---------------------------------------------------------------------------- knowledge base pages
 @router.get("/techniques/{technique_id}", response_class=HTMLResponse)
 def technique_page(request: Request, technique_id: str):
-    v = views.technique_view(request.app.state.kb, technique_id)
-    return render(request, "technique.html", t=v, title=f"{v['id']} {v['name']}")
+    kb = request.app.state.kb
+    v = views.technique_view(kb, technique_id)
+    tech = kb.techniques[v["id"]]
+    raw_how = {m.id: text for m, text in kb.mitigations_of(tech.id)}
+    raw_procs = [p.description for p in kb.procedures_for(technique_id=tech.id)]
+    html = {"description": extras.markdown_html(tech.description), "detection": extras.markdown_html(tech.detection),
+            "how": {mid: extras.markdown_html(text) for mid, text in raw_how.items()},
+            "procedures": [extras.markdown_html(text) for text in raw_procs]}
+    return render(request, "technique.html", t=v, html=html, title=f"{v['id']} {v['name']}",
+                  rules=extras.technique_rules(request, tech.id), atomics=extras.technique_atomics(request, tech.id),
+                  targets=extras.HUNT_TARGETS)
 
 
 @router.get("/groups", response_class=HTMLResponse)
@@ -103,13 +114,48 @@ def groups_page(request: Request):
     return render(request, "list.html", title="Groups", kind="groups", rows=rows, extra_label="aliases")
 
 
+# MISP galaxy context keys (as ttpscope.kb.aliases stores them) the way an analyst reads them
+MISP_LABELS = {"country": "Country", "suspected_state_sponsor": "Suspected state sponsor",
+               "suspected_victims": "Suspected victims", "target_categories": "Target categories",
+               "incident_type": "Type of incident", "attribution_confidence": "Attribution confidence"}
+
+
+def misp_context(context: dict) -> list[tuple[str, str]]:
+    """(label, text) rows of a group's MISP context: readable labels, lists joined (at most 12 items shown),
+    the attribution confidence as a percentage (MISP stores 0–100)."""
+    rows = []
+    for key, value in (context or {}).items():
+        label = MISP_LABELS.get(key) or key.replace("_", " ").replace("-", " ").capitalize()
+        if isinstance(value, (list, tuple)):
+            shown = [str(x) for x in value[:12]]
+            text = ", ".join(shown) + (f" and {len(value) - 12} more" if len(value) > 12 else "")
+        elif key == "attribution_confidence" and str(value).isdigit():
+            text = f"{value}%"
+        else:
+            text = str(value)
+        rows.append((label, text))
+    return rows
+
+
+def provenance_counts(techniques: list[dict]) -> dict[str, int]:
+    """How a group's techniques split by where ATT&CK says it got them: used directly; else through one of its
+    campaigns; else only through its software. The three add up to the total."""
+    counts = {"direct": 0, "campaign": 0, "software": 0}
+    for t in techniques:
+        kinds = {v.split(":")[0] for v in t["via"]}
+        counts["direct" if "direct" in kinds else "campaign" if "campaign" in kinds else "software"] += 1
+    return {**counts, "total": len(techniques)}
+
+
 @router.get("/groups/{group}", response_class=HTMLResponse)
 def group_page(request: Request, group: str):
     kb = request.app.state.kb
     v = views.group_view(kb, group)
     marks, coloured_by = mx.group_marks(kb, v["id"])
     return render(request, "group.html", g=v, title=f"{v['id']} {v['name']}", matrix=request.app.state.matrix,
-                  marks=marks, marked=mx.marked_ids(marks), coloured_by=coloured_by)
+                  marks=marks, marked=mx.marked_ids(marks), coloured_by=coloured_by,
+                  counts=provenance_counts(v["techniques"]), context=misp_context(v.get("context") or {}),
+                  description=extras.markdown_html(kb.groups[v["id"]].description))
 
 
 @router.get("/software", response_class=HTMLResponse)
@@ -122,8 +168,10 @@ def software_list_page(request: Request):
 
 @router.get("/software/{software}", response_class=HTMLResponse)
 def software_page(request: Request, software: str):
-    v = views.software_view(request.app.state.kb, software)
-    return render(request, "entity.html", e=v, kind="software", title=f"{v['id']} {v['name']}")
+    kb = request.app.state.kb
+    v = views.software_view(kb, software)
+    return render(request, "entity.html", e=v, kind="software", title=f"{v['id']} {v['name']}",
+                  description=extras.markdown_html(kb.software[v["id"]].description))
 
 
 @router.get("/campaigns", response_class=HTMLResponse)
@@ -137,8 +185,10 @@ def campaigns_page(request: Request):
 
 @router.get("/campaigns/{campaign}", response_class=HTMLResponse)
 def campaign_page(request: Request, campaign: str):
-    v = views.campaign_view(request.app.state.kb, campaign)
-    return render(request, "entity.html", e=v, kind="campaign", title=f"{v['id']} {v['name']}")
+    kb = request.app.state.kb
+    v = views.campaign_view(kb, campaign)
+    return render(request, "entity.html", e=v, kind="campaign", title=f"{v['id']} {v['name']}",
+                  description=extras.markdown_html(kb.campaigns[v["id"]].description))
 
 
 @router.get("/tactics/{tactic}", response_class=HTMLResponse)
@@ -168,6 +218,18 @@ def api_docs(request: Request):
                         "description": op.get("description", ""), "params": params, "tag": (op.get("tags") or [""])[0],
                         "body": ", ".join(body), "token": method in ("post", "delete") and path.startswith("/api/cases")})
     return render(request, "api_docs.html", title="REST API", ops=ops, info=schema["info"])
+
+
+# singular spellings of the page routes (/technique/T1003.001 as people type it): a permanent redirect
+_PLURAL = {"technique": "techniques", "group": "groups", "campaign": "campaigns", "tactic": "tactics",
+           "case": "cases", "job": "jobs"}
+
+
+@router.get("/{kind}/{ref}", response_class=HTMLResponse)
+def singular_alias(request: Request, kind: str, ref: str):
+    if kind not in _PLURAL:
+        raise NotFoundError(f"no page at /{kind}/…")
+    return RedirectResponse(f"/{_PLURAL[kind]}/{quote(ref, safe='')}", status_code=308)
 
 
 # ---------------------------------------------------------------------------- compare
