@@ -266,55 +266,109 @@ def _layer_side(request: Request, raw: bytes, name: str) -> dict:
     return {"label": f"layer {meta['name']}", "href": None, "ids": mx.marked_ids(marks)}
 
 
-def _compare_page(request: Request, a: dict | None, b: dict | None, a_ref: str = "", b_ref: str = "",
-                  error: str = "", status: int = 200):
+SIDE_KEYS = "abcdef"  # up to six sides at once; a and b are the two-way compare's own
+
+
+def _two_way(kb, a: dict, b: dict) -> tuple[dict, dict]:
+    result = mx.compare_sets(a["ids"], b["ids"])
+    union = len(result["shared"]) + len(result["only_a"]) + len(result["only_b"])
+    result["jaccard"] = round(len(result["shared"]) / union, 3) if union else 0.0
+    if a["ids"] and b["ids"]:  # rarity-weighted similarity from ttpscope.analyze
+        pair = overlap([{"name": "A", "techniques": sorted(a["ids"])},
+                        {"name": "B", "techniques": sorted(b["ids"])}], kb).pairs[0]
+        result["similarity"] = pair["similarity"]
+    colours = {"shared": "#b07cd8", "only_a": "#6fa8dc", "only_b": "#f6b26b"}
+    labels = {"shared": "in both", "only_a": f"only in {a['label']}", "only_b": f"only in {b['label']}"}
+    marks = {tid: {"score": 1.0, "color": colours[key], "comment": labels[key]}
+             for key in colours for tid in result[key]}
+    result["legend"] = [(labels[k], colours[k]) for k in colours]
+    result["mode"] = "two"
+    return result, marks
+
+
+def _n_way(kb, sides: list[dict]) -> tuple[dict, dict]:
+    """Three or more sides: per technique, which sides have it; the matrix coloured by how many (the overlap
+    of all of them darkest); rarity-weighted similarity of every pair (``ttpscope.analyze.overlap``)."""
+    n = len(sides)
+    holders: dict[str, list[int]] = {}
+    for i, side in enumerate(sides):
+        for tid in side["ids"]:
+            holders.setdefault(tid, []).append(i)
+    rows = sorted(({"id": tid, "name": kb.name_of(tid), "in": set(idx), "count": len(idx)}
+                   for tid, idx in holders.items()), key=lambda r: (-r["count"], r["id"]))
+    marks = {r["id"]: {"score": round(r["count"] / n, 4), "color": mx.gradient(r["count"] / n),
+                       "comment": f"in {r['count']} of {n}: " + ", ".join(sides[i]["label"] for i in sorted(r["in"]))}
+             for r in rows}
+    named = [{"name": f"{SIDE_KEYS[i].upper()}: {s['label']}", "techniques": sorted(s["ids"])}
+             for i, s in enumerate(sides) if s["ids"]]
+    pairs = overlap(named, kb).pairs if len(named) >= 2 else []
+    result = {"mode": "n", "rows": rows, "n": n,
+              "in_all": [r["id"] for r in rows if r["count"] == n],
+              "in_several": [r for r in rows if 1 < r["count"] < n],
+              "by_count": {k: sum(1 for r in rows if r["count"] == k) for k in range(n, 0, -1)},
+              "only": [[r["id"] for r in rows if r["in"] == {i}] for i in range(n)],
+              "pairs": [{"a": p["a"], "b": p["b"], "similarity": p["similarity"], "shared": p["shared_count"]}
+                        for p in pairs],
+              "legend": [(f"in all {n}" if k == n else f"in {k} of {n}", mx.gradient(k / n))
+                         for k in range(n, 0, -1)]}
+    return result, marks
+
+
+def _compare_page(request: Request, sides: list[dict], refs: dict[str, str], error: str = "", status: int = 200):
     kb = request.app.state.kb
-    result = marks = None
-    if a and b:
-        result = mx.compare_sets(a["ids"], b["ids"])
-        union = len(result["shared"]) + len(result["only_a"]) + len(result["only_b"])
-        result["jaccard"] = round(len(result["shared"]) / union, 3) if union else 0.0
-        if a["ids"] and b["ids"]:  # rarity-weighted similarity from ttpscope.analyze
-            pair = overlap([{"name": "A", "techniques": sorted(a["ids"])},
-                            {"name": "B", "techniques": sorted(b["ids"])}], kb).pairs[0]
-            result["similarity"] = pair["similarity"]
-        colours = {"shared": "#b07cd8", "only_a": "#6fa8dc", "only_b": "#f6b26b"}
-        labels = {"shared": "in both", "only_a": f"only in {a['label']}", "only_b": f"only in {b['label']}"}
-        marks = {tid: {"score": 1.0, "color": colours[key], "comment": labels[key]}
-                 for key in colours for tid in result[key]}
-        result["legend"] = [(labels[k], colours[k]) for k in colours]
-    return render(request, "compare.html", status=status, a=a, b=b, a_ref=a_ref, b_ref=b_ref, result=result,
-                  matrix=request.app.state.matrix, marks=marks or {}, marked=mx.marked_ids(marks or {}),
+    result, marks = None, {}
+    if len(sides) == 2:
+        result, marks = _two_way(kb, *sides)
+    elif len(sides) > 2:
+        result, marks = _n_way(kb, sides)
+    a, b = (sides + [None, None])[:2]
+    return render(request, "compare.html", status=status, a=a, b=b, sides=sides, refs=refs,
+                  a_ref=refs.get("a", ""), b_ref=refs.get("b", ""), result=result, keys=SIDE_KEYS,
+                  matrix=request.app.state.matrix, marks=marks, marked=mx.marked_ids(marks),
                   coloured_by=None, error=error, title="Compare", name_of=kb.name_of)
 
 
+def _ref_sides(request: Request, refs: dict[str, str]) -> list[dict]:
+    return [_side(request, refs[k]) for k in SIDE_KEYS if refs.get(k)]
+
+
 @router.get("/compare", response_class=HTMLResponse)
-def compare_page(request: Request, a: str = Query("", max_length=200), b: str = Query("", max_length=200)):
+def compare_page(request: Request, a: str = Query("", max_length=200), b: str = Query("", max_length=200),
+                 c: str = Query("", max_length=200), d: str = Query("", max_length=200),
+                 e: str = Query("", max_length=200), f: str = Query("", max_length=200)):
+    """Two to six sides: ``?a=group:APT29&b=group:APT28`` (side by side), ``&c=…`` up to ``&f=…`` (N-way)."""
+    refs = {"a": a, "b": b, "c": c, "d": d, "e": e, "f": f}
     try:
-        side_a = _side(request, a) if a else None
-        side_b = _side(request, b) if b else None
+        sides = _ref_sides(request, refs)
     except (InputError, NotFoundError) as exc:
-        return _compare_page(request, None, None, a, b, error=str(exc), status=422)
-    return _compare_page(request, side_a, side_b, a, b)
+        return _compare_page(request, [], refs, error=str(exc), status=422)
+    return _compare_page(request, sides, refs)
 
 
 @router.post("/compare", response_class=HTMLResponse)
-async def compare_layers(request: Request, a: str = Form(""), b: str = Form(""),
-                         layer_a: UploadFile | None = File(None), layer_b: UploadFile | None = File(None)):
-    """Compare with uploaded Navigator layers on either side (read in memory, nothing stored)."""
+async def compare_layers(request: Request, a: str = Form(""), b: str = Form(""), c: str = Form(""),
+                         d: str = Form(""), e: str = Form(""), f: str = Form(""),
+                         layer_a: UploadFile | None = File(None), layer_b: UploadFile | None = File(None),
+                         layer_c: UploadFile | None = File(None), layer_d: UploadFile | None = File(None),
+                         layer_e: UploadFile | None = File(None), layer_f: UploadFile | None = File(None)):
+    """Compare with uploaded Navigator layers on any side (read in memory, nothing stored). Sides A and B
+    are required; C to F are used when given."""
+    refs = {"a": a, "b": b, "c": c, "d": d, "e": e, "f": f}
+    uploads = {"a": layer_a, "b": layer_b, "c": layer_c, "d": layer_d, "e": layer_e, "f": layer_f}
     try:
         sides = []
-        for ref, upload in ((a, layer_a), (b, layer_b)):
+        for key in SIDE_KEYS:
+            upload, ref = uploads[key], refs[key]
             raw = await upload.read(MAX_LAYER_BYTES + 1) if upload is not None and upload.filename else b""
             if raw:
                 sides.append(_layer_side(request, raw, upload.filename[:200]))
             elif ref:
                 sides.append(_side(request, ref))
-            else:
+            elif key in "ab":
                 raise InputError("compare", None, "each side needs a layer file or a kind:name reference")
     except (InputError, NotFoundError) as exc:
-        return _compare_page(request, None, None, a, b, error=str(exc), status=422)
-    return _compare_page(request, sides[0], sides[1], a, b)
+        return _compare_page(request, [], refs, error=str(exc), status=422)
+    return _compare_page(request, sides, refs)
 
 
 # ---------------------------------------------------------------------------- cases, upload, jobs
