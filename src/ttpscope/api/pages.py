@@ -220,18 +220,6 @@ def api_docs(request: Request):
     return render(request, "api_docs.html", title="REST API", ops=ops, info=schema["info"])
 
 
-# singular spellings of the page routes (/technique/T1003.001 as people type it): a permanent redirect
-_PLURAL = {"technique": "techniques", "group": "groups", "campaign": "campaigns", "tactic": "tactics",
-           "case": "cases", "job": "jobs"}
-
-
-@router.get("/{kind}/{ref}", response_class=HTMLResponse)
-def singular_alias(request: Request, kind: str, ref: str):
-    if kind not in _PLURAL:
-        raise NotFoundError(f"no page at /{kind}/…")
-    return RedirectResponse(f"/{_PLURAL[kind]}/{quote(ref, safe='')}", status_code=308)
-
-
 # ---------------------------------------------------------------------------- compare
 _KINDS = ("group", "campaign", "software", "case")
 
@@ -405,3 +393,20 @@ def case_page(request: Request, case_id: str):
     return render(request, "case.html", title=f"Case {case.name}", case=case, r=report,
                   matrix=request.app.state.matrix, marks=marks, marked=mx.marked_ids(marks),
                   coloured_by=coloured_by, name_of=kb.name_of, review=review)
+
+
+# singular spellings of the page routes (/technique/T1003.001, as people type it): a permanent redirect.
+# One route per spelling, not a catch-all, so that routers added later keep their own two-segment paths.
+_PLURAL = {"technique": "techniques", "group": "groups", "campaign": "campaigns", "tactic": "tactics",
+           "case": "cases", "job": "jobs"}
+
+
+def _alias(plural: str):
+    def redirect(ref: str):
+        return RedirectResponse(f"/{plural}/{quote(ref, safe='')}", status_code=308)
+    return redirect
+
+
+for _singular, _plural in _PLURAL.items():
+    router.add_api_route(f"/{_singular}/{{ref}}", _alias(_plural), methods=["GET"], response_class=HTMLResponse,
+                         name=f"{_singular}_alias")
