@@ -110,8 +110,10 @@ def technique_page(request: Request, technique_id: str):
 def groups_page(request: Request):
     kb = request.app.state.kb
     rows = [{"id": g.id, "name": g.name, "extra": ", ".join(g.aliases[1:6]),
-             "count": len(kb.group_techniques(g.id))} for g in kb.live_groups()]
-    return render(request, "list.html", title="Groups", kind="groups", rows=rows, extra_label="aliases")
+             "count": len(kb.group_techniques(g.id)), "direct": len(kb.group_techniques(g.id, via={"direct"}))}
+            for g in kb.live_groups()]
+    return render(request, "list.html", title="Groups", kind="groups", rows=rows, extra_label="aliases",
+                  count_label="Techniques: direct / with campaigns and software")
 
 
 # MISP galaxy context keys (as ttpscope.kb.aliases stores them) the way an analyst reads them
