@@ -99,3 +99,11 @@ def test_technique_page_lists_its_atomic_red_team_tests(client, atomics_dir):
         assert t.guid in table and str(escape(t.name)) in table
     none = TestClient(create_app(Settings(token=TOKEN, bundle="embedded"))).get("/techniques/T1003.001").text
     assert "serve --atomics" in none and 'id="atomics-table"' not in none
+
+
+def test_no_server_folder_in_answers_that_use_the_rules_and_atomics(client, atomics_dir):
+    folders = [str(RULES), str(RULES.parent), str(atomics_dir)]
+    for url in ("/techniques/T1003.001", "/techniques/T1059.001", "/api/coverage", "/?coverage=all", "/api/kb"):
+        r = client.get(url)
+        assert r.status_code == 200, url
+        assert not [f for f in folders if f in r.text], url

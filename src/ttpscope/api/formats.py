@@ -26,4 +26,20 @@ def num(value: Any, digits: int = 2) -> str:
         return str(value)
 
 
-FILTERS = {"pct": pct, "num": num}
+def when(value: Any) -> str:
+    """A timestamp (datetime or ISO text) to the minute, in UTC: ``2026-12-01 13:11 UTC``."""
+    from datetime import datetime, timezone
+
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if not isinstance(value, datetime):
+        return "" if value is None else str(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+FILTERS = {"pct": pct, "num": num, "when": when}
