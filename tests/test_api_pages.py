@@ -85,3 +85,19 @@ def test_score_gradient_tells_strengths_apart_and_keeps_text_readable():
     colours = [gradient(s / 10) for s in range(11)]
     assert len(set(colours)) == 11 and gradient(-1) == colours[0] and gradient(2) == colours[-1]
     assert ink(gradient(1.0)) == "#ffffff" and ink(gradient(0.1)) != "#ffffff"
+
+
+def test_compare_three_uploaded_layers(client, kb):
+    import orjson
+
+    from ttpscope.export.layers import make_layer
+
+    ids = sorted(kb.group_techniques("G0016"))
+    layers = {key: make_layer(f"layer {key}", kb, [{"id": t, "score": 1} for t in part])
+              for key, part in (("a", ids[:30]), ("b", ids[10:40]), ("c", ids[20:50]))}
+    files = {f"layer_{k}": (f"{k}.json", orjson.dumps(v), "application/json") for k, v in layers.items()}
+    r = client.post("/compare", files=files)
+    assert r.status_code == 200
+    assert '<strong id="shared-count">10</strong> techniques in all 3' in r.text  # ids[20:30]
+    bad = client.post("/compare", data={"c": "group:APT41"}, files={"layer_a": files["layer_a"]})
+    assert bad.status_code == 422 and "each side needs" in bad.text

@@ -186,8 +186,12 @@ def test_upload_report_follow_progress_read_case_download_layer(server, page, kb
     visible = page.locator("#heatmap .cell:visible")
     shown = visible.count()
     assert shown == page.locator("#heatmap .cell.marked:visible, #heatmap .cell.has-marked-subs:visible").count()
-    page.uncheck("[data-only-marked]")  # the whole matrix again
+    subs = set(page.eval_on_selector_all("#heatmap .sub.marked:visible", "els => els.map(e => e.dataset.id)"))
+    assert subs and subs <= heat  # the observed sub-techniques are opened, the others stay folded
+    assert page.locator("#heatmap .sub:not(.marked):visible").count() == 0
+    page.uncheck("[data-only-marked]")  # the whole matrix again, sub-techniques collapsed
     assert visible.count() > shown
+    assert page.locator("#heatmap .sub:visible").count() == 0
     page.check("[data-only-marked]")
     verdict = page.inner_text("#attribution-verdict")
     assert verdict
@@ -253,10 +257,10 @@ def two_cases(server):
     import httpx
 
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    texts = ["The actor sent spearphishing emails with a malicious attachment; PowerShell then downloaded a "
-             "second stage and the operators dumped LSASS memory with comsvcs.dll.",
-             "The intruders used valid accounts over RDP, ran net view and nltest /domain_trusts for discovery, "
-             "archived the data with 7-Zip and exfiltrated it over HTTPS to cloud storage."]
+    texts = [("The actor sent spearphishing emails with a malicious attachment; PowerShell then downloaded a "
+              "second stage and the operators dumped LSASS memory with comsvcs.dll."),
+             ("The intruders used valid accounts over RDP, ran net view and nltest /domain_trusts for discovery, "
+              "archived the data with 7-Zip and exfiltrated it over HTTPS to cloud storage.")]
     cases = httpx.get(server + "/api/cases", timeout=30).json()["cases"]
     for i, text in enumerate(texts[:max(0, 2 - len(cases))]):
         job = httpx.post(server + "/api/cases", data={"text": text, "name": f"browser case {i}"}, headers=auth,

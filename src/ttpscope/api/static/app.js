@@ -54,8 +54,11 @@ document.addEventListener("DOMContentLoaded", () => {
 
   // "Show only the observed techniques": hides unmarked cells of a matrix (the full matrix without JS).
   document.querySelectorAll("[data-only-marked]").forEach((box) => {
-    const apply = () => document.querySelectorAll(box.dataset.onlyMarked)
-      .forEach((m) => m.classList.toggle("only-marked", box.checked));
+    // showing only the observed ones, the marked sub-techniques are opened too: they are the evidence
+    const apply = () => document.querySelectorAll(box.dataset.onlyMarked).forEach((m) => {
+      m.classList.toggle("only-marked", box.checked);
+      m.querySelectorAll(".cell details").forEach((d) => { d.open = box.checked && !!d.querySelector(".sub.marked"); });
+    });
     box.addEventListener("change", apply);
     apply();
   });
