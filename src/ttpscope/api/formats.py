@@ -1,5 +1,6 @@
-"""How the pages write numbers, one way everywhere (and the way the CLI writes them): shares as percentages
-with one decimal (``ttpscope coverage`` prints ``22.3%``), scores and similarities on 0–1 with two decimals."""
+"""How the pages write numbers, one way everywhere and the way ``investigate``'s summary and the reports write
+them: shares as whole percentages (``22%``; under one percent ``<1%``), scores and similarities on 0–1 with two
+decimals, times to the minute in UTC."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from typing import Any
 
 
 def pct(value: Any) -> str:
-    """A share in [0, 1] as ``22.3%``; anything not a number as given."""
+    """A share in [0, 1] as ``22%`` (``<1%`` for a share above 0 that rounds to 0); anything else as given."""
     try:
-        return f"{float(value):.1%}"
+        share = float(value)
     except (TypeError, ValueError):
         return "" if value is None else str(value)
+    return "<1%" if 0 < share < 0.005 else f"{share:.0%}"
 
 
 def num(value: Any, digits: int = 2) -> str:

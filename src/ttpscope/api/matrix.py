@@ -118,8 +118,10 @@ def coverage_marks(report: dict) -> tuple[Marks, dict]:
             marks[row["id"]] = {"score": 0.0, "color": "#f4cccc", "comment": "gap: no alerting rule"}
     profile = report.get("profile") or {}
     name = profile.get("name") if isinstance(profile, dict) else None
+    from ttpscope.api.formats import pct
+
     return marks, {"kind": "coverage", "id": None,
-                   "name": f"{report['counts']['rules']} rules, {report['coverage']:.1%} of "
+                   "name": f"{report['counts']['rules']} rules, {pct(report['coverage'])} of "
                            f"{name or 'all techniques'} detected",
                    "legend": [("detected (darker = stronger rules)", "#78be78"), ("gap", "#f4cccc")]}
 
