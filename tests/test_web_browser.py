@@ -304,11 +304,14 @@ def test_case_page_fits_and_reads_compactly(server, page, two_cases):
         assert re.fullmatch(r"(\d{1,3}|<1)%", share.inner_text())  # as investigate's summary writes it
 
 
-def test_compare_three_sides_fits_and_marks_the_overlap(server, page, kb, two_cases):
+def test_compare_four_sides_fits_and_marks_the_overlap(server, page, kb, two_cases):
     page.goto(server + "/compare")
     page.fill("#a", "group:APT29")
     page.fill("#b", "group:APT28")
     page.fill("#c", f"case:{two_cases[0]['id']}")
+    assert not page.is_visible("#d")
+    page.click("[data-add-side]")  # a fourth side, then the form can take no more than six
+    page.fill("#d", "software:S0002")
     page.click("button:text('Compare')")
     page.wait_for_selector("#shared-count")
     scroll, client = no_overflow(page)
@@ -317,7 +320,11 @@ def test_compare_three_sides_fits_and_marks_the_overlap(server, page, kb, two_ca
     listed = set(page.eval_on_selector_all("#in-all a", "els => els.map(e => e.textContent.split(' ')[0])"))
     assert int(page.inner_text("#shared-count")) == len(listed)
     assert listed <= kb.group_techniques("G0016") & kb.group_techniques("G0007")
-    assert page.locator("#pairs-table tbody tr").count() == 3
+    assert "in all 4" in page.inner_text("[role=status]")
+    assert page.locator("#pairs-table tbody tr").count() == 6
+    assert page.is_visible("#e") and not page.is_visible("#f")  # the next free side is offered
+    page.click("[data-add-side]")
+    assert page.is_visible("#f") and not page.is_visible("[data-add-side]")  # six at most
 
 
 def test_no_server_path_in_job_records_and_case_answers(server, two_cases):

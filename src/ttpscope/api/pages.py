@@ -101,7 +101,8 @@ def technique_page(request: Request, technique_id: str):
     html = {"description": extras.markdown_html(tech.description), "detection": extras.markdown_html(tech.detection),
             "how": {mid: extras.markdown_html(text) for mid, text in raw_how.items()},
             "procedures": [extras.markdown_html(text) for text in raw_procs]}
-    return render(request, "technique.html", t=v, html=html, title=f"{v['id']} {v['name']}",
+    tactic_names = {t.shortname: t.name for t in kb.tactic_list()}
+    return render(request, "technique.html", t=v, html=html, title=f"{v['id']} {v['name']}", tactic_names=tactic_names,
                   rules=extras.technique_rules(request, tech.id), atomics=extras.technique_atomics(request, tech.id),
                   targets=extras.HUNT_TARGETS)
 

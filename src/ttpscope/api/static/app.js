@@ -69,6 +69,18 @@ document.addEventListener("DOMContentLoaded", () => {
     if (grid) grid.querySelectorAll(".cell details").forEach((d) => { d.open = box.checked; });
   }));
 
+  // Compare: "Add a side" shows the next hidden side (up to six); the button goes when all are shown.
+  document.querySelectorAll("[data-add-side]").forEach((button) => {
+    const form = button.closest("form");
+    const refresh = () => { button.hidden = !form.querySelector("fieldset.side[hidden]"); };
+    button.addEventListener("click", () => {
+      const next = form.querySelector("fieldset.side[hidden]");
+      if (next) { next.hidden = false; next.querySelector("input").focus(); }
+      refresh();
+    });
+    refresh();
+  });
+
   const job = document.getElementById("job");
   if (job) followJob(job.dataset.id);
 
