@@ -177,7 +177,7 @@ def read_intent(kb: KnowledgeBase, reached: list[str], steps: list[dict[str, Any
                      + (f" on {len(hosts)} host{'s' if len(hosts) != 1 else ''}." if hosts else "."))
         seq = [s["tactic"] for s in steps]
         idx = [order.index(t) for t in seq if t in order]
-        if len(idx) > 2:
+        if len(idx) > 2 and len({s["time"] for s in steps}) > 2:  # an order needs distinct instants
             backwards = sum(1 for a, b in zip(idx, idx[1:]) if b < a)
             if backwards == 0:
                 parts.append("The timeline progresses forward through the lifecycle.")

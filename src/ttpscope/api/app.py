@@ -40,6 +40,7 @@ class Settings:
     allowed_hosts: list[str] | None = None  # Host header check against DNS rebinding (None: any)
     workspace: str | None = None  # workspace path; None = the default under TTPSCOPE_HOME
     rules: str | None = None  # Sigma rules for uploaded event logs (None: the cached SigmaHQ set, if any)
+    atomics: str | None = None  # Atomic Red Team index folder or file shown on technique pages (None: none)
     investigation_workers: int = 1
     job_seconds: float | None = 1800.0  # wall-clock budget of one investigation (None: unlimited)
     job_memory_mib: int | None = 4096  # address-space budget of one investigation's process (None: unlimited)
@@ -129,8 +130,9 @@ def _job_manager(settings: Settings):
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for one ATT&CK domain; the knowledge base is loaded here, once."""
     from ttpscope.api import api_analyses, api_cases, api_kb, pages
+    from ttpscope.api.formats import FILTERS
     from ttpscope.api.jobs import QueueFullError, redact_paths
-    from ttpscope.api.matrix import mark_for, matrix_view
+    from ttpscope.api.matrix import ink, mark_for, matrix_view
     from ttpscope.kb import load_kb
 
     kb = load_kb(settings.domain, settings.bundle)
@@ -161,6 +163,8 @@ def create_app(settings: Settings) -> FastAPI:
                                       autoescape=select_autoescape(default=True, default_for_string=True),
                                       trim_blocks=True, lstrip_blocks=True)
     app.state.templates.globals["mark_for"] = mark_for
+    app.state.templates.globals["ink"] = ink
+    app.state.templates.filters.update(FILTERS)
     app.state.jobs = _job_manager(settings)
 
     @app.middleware("http")
@@ -224,6 +228,11 @@ def create_app(settings: Settings) -> FastAPI:
         kind = {"css": "text/css", "js": "text/javascript", "svg": "image/svg+xml"}.get(name.rsplit(".", 1)[-1],
                                                                                        "application/octet-stream")
         return Response(body, media_type=kind, headers={"cache-control": "public, max-age=3600"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:  # browsers ask for it whatever the page links; the page links the SVG
+        return Response(app.state.static["favicon.svg"], media_type="image/svg+xml",
+                        headers={"cache-control": "public, max-age=86400"})
 
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.include_router(api_kb.router)

@@ -19,6 +19,37 @@ def _time(value: str) -> datetime | None:
         return None
 
 
+def _tick_format(span_seconds: float, same_day: bool) -> str:
+    """strftime pattern fine enough that the ticks of this span differ, and no finer."""
+    if span_seconds < 120:
+        return "%H:%M:%S" if same_day else "%m-%d %H:%M:%S"
+    if span_seconds < 2 * 86400:
+        return "%H:%M" if same_day else "%m-%d %H:%M"
+    if span_seconds < 300 * 86400:
+        return "%m-%d %H:%M" if span_seconds < 10 * 86400 else "%Y-%m-%d"
+    return "%Y-%m-%d"
+
+
+def axis_ticks(t0: datetime, t1: datetime, x0: float, x1: float, most: int = 5) -> list[tuple[float, str]]:
+    """(x, label) of the time axis from ``t0`` to ``t1``: no two labels alike. One instant gets one label in
+    the middle (date and time); a short window gets seconds; a long one dates only. The first label carries
+    the date when the others show the time of day only."""
+    span = (t1 - t0).total_seconds()
+    if span <= 0:
+        return [((x0 + x1) / 2, t0.strftime("%Y-%m-%d %H:%M:%S"))]
+    fmt = _tick_format(span, t0.date() == t1.date())
+    ticks: list[tuple[float, str]] = []
+    for i in range(most):
+        frac = i / (most - 1)
+        label = (t0 + (t1 - t0) * frac).strftime(fmt)
+        if ticks and label == ticks[-1][1]:
+            continue  # this span at this precision has fewer distinct instants than ticks
+        ticks.append((x0 + (x1 - x0) * frac, label))
+    if fmt.startswith("%H") and ticks:
+        ticks[0] = (ticks[0][0], t0.strftime("%Y-%m-%d ") + ticks[0][1])
+    return ticks
+
+
 def timeline_svg(steps: list[dict[str, Any]], tactic_order: list[str], tactic_names: dict[str, str],
                  width: int = 1000) -> Markup | None:
     """Timed lifecycle steps as dots: time across, tactic (matrix order) down, one colour per host."""
@@ -31,8 +62,11 @@ def timeline_svg(steps: list[dict[str, Any]], tactic_order: list[str], tactic_na
     left, top, row_h, right = 190, 26, 26, 20
     height = top + row_h * len(rows) + 50
     t0, t1 = min(t for t, _ in points), max(t for t, _ in points)
-    span = (t1 - t0).total_seconds() or 1.0
-    x = lambda t: left + (width - left - right) * ((t - t0).total_seconds() / span)  # noqa: E731
+    span = (t1 - t0).total_seconds()
+    if span > 0:
+        x = lambda t: left + (width - left - right) * ((t - t0).total_seconds() / span)  # noqa: E731
+    else:  # every timed step at one instant: one column in the middle, one label under it
+        x = lambda t: left + (width - left - right) / 2  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
            f'aria-labelledby="tl-title"><title id="tl-title">Timeline of {len(points)} timed observations over '
            f'{len(rows)} tactics on {len(hosts)} host(s)</title>']
@@ -42,11 +76,11 @@ def timeline_svg(steps: list[dict[str, Any]], tactic_order: list[str], tactic_na
         out.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end" font-size="12">'
                    f'{escape(tactic_names.get(tactic, tactic))}</text>')
     axis_y = top + row_h * len(rows) + 6
-    for frac in (0, 0.25, 0.5, 0.75, 1):
-        t = t0 + (t1 - t0) * frac
-        xx = left + (width - left - right) * frac
-        out.append(f'<text x="{xx:.1f}" y="{axis_y + 14}" text-anchor="middle" font-size="11" fill="#555">'
-                   f'{escape(t.strftime("%m-%d %H:%M"))}</text>')
+    ticks = axis_ticks(t0, t1, left, width - right)
+    for i, (xx, label) in enumerate(ticks):  # the ends align inwards: the last label stays inside the figure
+        anchor = "middle" if len(ticks) == 1 or 0 < i < len(ticks) - 1 else "start" if i == 0 else "end"
+        out.append(f'<text x="{xx:.1f}" y="{axis_y + 14}" text-anchor="{anchor}" font-size="11" fill="#555" '
+                   f'class="tick">{escape(label)}</text>')
     for t, s in points:
         if s.get("tactic") not in rows:
             continue

@@ -15,15 +15,38 @@ from typing import Any, Iterable, Mapping
 from ttpscope.analyze.evidence import comment_of, technique_evidence
 
 Marks = dict[str, dict[str, Any]]
-LOW, HIGH = (255, 255, 255), (255, 102, 102)  # Navigator's default white → red gradient
+# The score gradient: pale yellow → orange → dark red (ColorBrewer YlOrRd), so strengths 0.5 and 0.9 read as
+# different colours, not two pinks; text on the darker half is drawn white (``ink``).
+STOPS = ((0.0, (255, 237, 160)), (0.5, (253, 141, 60)), (1.0, (189, 0, 38)))
 # How much a group's technique counts, by where ATT&CK says the group got it.
 VIA_SCORE = {"direct": 1.0, "campaign": 0.7, "software": 0.45}
 
 
 def gradient(score: float) -> str:
-    """Hex colour for a score in [0, 1] on the white → red scale (never pure white: marked means visible)."""
-    s = 0.18 + 0.82 * min(max(score, 0.0), 1.0)
-    return "#" + "".join(f"{round(lo + (hi - lo) * s):02x}" for lo, hi in zip(LOW, HIGH))
+    """Hex colour for a score in [0, 1] on the score gradient (never white: marked means visible)."""
+    s = min(max(float(score), 0.0), 1.0)
+    for (a, lo), (b, hi) in zip(STOPS, STOPS[1:]):
+        if s <= b:
+            f = (s - a) / (b - a)
+            return "#" + "".join(f"{round(x + (y - x) * f):02x}" for x, y in zip(lo, hi))
+    return "#" + "".join(f"{c:02x}" for c in STOPS[-1][1])
+
+
+def ink(colour: str) -> str:
+    """Text colour readable on a ``#rrggbb`` background (WCAG relative luminance)."""
+    try:
+        rgb = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    except (TypeError, ValueError, IndexError):
+        return "#1d232a"
+    lum = sum(w * (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4)
+              for w, c in zip((0.2126, 0.7152, 0.0722), rgb))
+    return "#ffffff" if lum < 0.3 else "#1d232a"
+
+
+def score_legend(label: str, low: str = "weak", high: str = "strong") -> dict:
+    """The legend of the score gradient: five swatches from 0.2 to 1.0, the ends named."""
+    steps = [(f"{s:.1f}", gradient(s)) for s in (0.2, 0.4, 0.6, 0.8, 1.0)]
+    return {"label": label, "low": low, "high": high, "steps": steps}
 
 
 def matrix_view(kb) -> dict[str, Any]:
@@ -75,7 +98,8 @@ def case_marks(kb, case) -> tuple[Marks, dict]:
     case's Navigator layer and reports give it; techniques the knowledge base does not know are left out."""
     marks = {ev.id: {"score": round(ev.strength, 4), "color": gradient(ev.strength), "comment": comment_of(ev)}
              for ev in sorted(technique_evidence(case, kb), key=lambda e: e.id) if ev.known}
-    return marks, {"kind": "case", "id": case.id, "name": case.name}
+    return marks, {"kind": "case", "id": case.id, "name": case.name,
+                   "scale": score_legend("Evidence strength (observations weighted by confidence, 0–1)")}
 
 
 DETECTED, GAP = (255, 255, 255), (120, 190, 120)
@@ -94,8 +118,10 @@ def coverage_marks(report: dict) -> tuple[Marks, dict]:
             marks[row["id"]] = {"score": 0.0, "color": "#f4cccc", "comment": "gap: no alerting rule"}
     profile = report.get("profile") or {}
     name = profile.get("name") if isinstance(profile, dict) else None
+    from ttpscope.api.formats import pct
+
     return marks, {"kind": "coverage", "id": None,
-                   "name": f"{report['counts']['rules']} rules, {report['coverage']:.0%} of "
+                   "name": f"{report['counts']['rules']} rules, {pct(report['coverage'])} of "
                            f"{name or 'all techniques'} detected",
                    "legend": [("detected (darker = stronger rules)", "#78be78"), ("gap", "#f4cccc")]}
 
@@ -121,7 +147,10 @@ def layer_marks(kb, layer: dict) -> tuple[Marks, dict]:
         key = f"{cell['techniqueID']}|{cell['tactic']}" if cell.get("tactic") else cell["techniqueID"]
         marks[key] = {"score": round(norm, 4), "color": cell.get("color") or gradient(norm),
                       "comment": str(cell.get("comment") or "")[:500]}
-    return marks, {"kind": "layer", "id": None, "name": str(layer.get("name") or "uploaded layer")[:200]}
+    meta = {"kind": "layer", "id": None, "name": str(layer.get("name") or "uploaded layer")[:200]}
+    if scored:
+        meta["scale"] = score_legend(f"Layer score, {lo:g} (low) to {hi:g} (high)", f"{lo:g}", f"{hi:g}")
+    return marks, meta
 
 
 def marked_ids(marks: Mapping[str, dict]) -> set[str]:

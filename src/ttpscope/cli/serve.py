@@ -22,6 +22,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
           workers: int = typer.Option(1, min=1, max=8, help="Investigations run at once in the background."),
           rules: str = typer.Option(None, "--rules", help="Sigma rule file or folder for uploaded event logs "
                                     "(default: the cached SigmaHQ set of 'ttpscope rules update', if any)."),
+          atomics: str = typer.Option(None, "--atomics", help="Atomic Red Team index folder or file: technique "
+                                      "pages list its tests."),
           workspace: str = typer.Option(None, "--workspace", help="Workspace file to serve (default: "
                                         "TTPSCOPE_HOME/workspace.duckdb)."),
           cache_size: int = typer.Option(2048, min=0, help="Serialised knowledge-base answers kept in memory "
@@ -41,7 +43,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
     allowed = sorted(LOOPBACK) if host in LOOPBACK else None
     settings = Settings(token=token, domain=domain, bundle=bundle, max_upload_bytes=max_upload_mib * 1024 * 1024,
                         allowed_hosts=allowed, investigation_workers=workers,
-                        view_cache_size=cache_size, rules=rules, workspace=workspace,
+                        view_cache_size=cache_size, rules=rules, workspace=workspace, atomics=atomics,
                         job_seconds=job_timeout or None, job_memory_mib=job_memory_mib or None)
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host

@@ -54,10 +54,31 @@ document.addEventListener("DOMContentLoaded", () => {
 
   // "Show only the observed techniques": hides unmarked cells of a matrix (the full matrix without JS).
   document.querySelectorAll("[data-only-marked]").forEach((box) => {
-    const apply = () => document.querySelectorAll(box.dataset.onlyMarked)
-      .forEach((m) => m.classList.toggle("only-marked", box.checked));
+    // showing only the observed ones, the marked sub-techniques are opened too: they are the evidence
+    const apply = () => document.querySelectorAll(box.dataset.onlyMarked).forEach((m) => {
+      m.classList.toggle("only-marked", box.checked);
+      m.querySelectorAll(".cell details").forEach((d) => { d.open = box.checked && !!d.querySelector(".sub.marked"); });
+    });
     box.addEventListener("change", apply);
     apply();
+  });
+
+  // "Show sub-techniques": opens (or closes) every collapsed sub-technique list of the matrix that follows.
+  document.querySelectorAll("[data-expand-subs]").forEach((box) => box.addEventListener("change", () => {
+    const grid = box.closest(".matrix-tools").nextElementSibling;
+    if (grid) grid.querySelectorAll(".cell details").forEach((d) => { d.open = box.checked; });
+  }));
+
+  // Compare: "Add a side" shows the next hidden side (up to six); the button goes when all are shown.
+  document.querySelectorAll("[data-add-side]").forEach((button) => {
+    const form = button.closest("form");
+    const refresh = () => { button.hidden = !form.querySelector("fieldset.side[hidden]"); };
+    button.addEventListener("click", () => {
+      const next = form.querySelector("fieldset.side[hidden]");
+      if (next) { next.hidden = false; next.querySelector("input").focus(); }
+      refresh();
+    });
+    refresh();
   });
 
   const job = document.getElementById("job");
