@@ -203,7 +203,8 @@ def test_csv_and_markdown(kb, analysis, tmp_path):
     md = written["markdown"].read_text(encoding="utf-8")
     assert md.startswith("# Case report: sample-intrusion")
     assert "## Top detections" in md and "## Report sentences" in md and "## Attribution" in md
-    assert XSS not in md and "&lt;script&gt;" in md
+    # issue 16: plain characters (no "&lt;"), with a backslash only where a renderer would see markup
+    assert XSS not in md and "&lt;" not in md and "\\<script>alert('xss')\\</script>" in md
     data = orjson.loads(written["json"].read_bytes())
     assert data["knowledge_base"]["attack_version"] == kb.version
     assert len(data["observations"]) == len(analysis.case.observations)
