@@ -154,9 +154,10 @@ def _intrusions(ctx: Context):
     span = (min(c.first for c in clusters), max(c.last for c in clusters))
     if separate:
         hosts = {h.lower() for c in clusters for h in c.hosts}
-        note = (f"This looks like more than one intrusion: {len(clusters)} separate clusters of activity "
-                f"({len(hosts)} hosts, {span[0]:%Y-%m-%d} to {span[1]:%Y-%m-%d}) share no host, user, IP or account "
-                f"within {days(ENTITY_GAP)}. Read the whole-case attribution with care: it is given per cluster.")
+        note = (f"This looks like more than one intrusion: the activity falls into {len(clusters)} separate clusters "
+                f"({len(hosts)} hosts, {span[0]:%Y-%m-%d} to {span[1]:%Y-%m-%d}) with no host, user, IP address or "
+                f"account seen in two of them within {days(ENTITY_GAP)}. The whole-case attribution mixes them; "
+                "each cluster has its own.")
     else:
         note = (f"The timed evidence forms one cluster of related activity ({len(first.hosts)} host(s), "
                 f"{first.first:%Y-%m-%d} to {first.last:%Y-%m-%d}).")

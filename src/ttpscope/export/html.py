@@ -101,17 +101,19 @@ def cluster_hosts(row: dict[str, Any], limit: int = 3) -> str:
     return ", ".join(hosts) + (f" +{more}" if more > 0 else "") if hosts else "no host"
 
 
-def cluster_attribution(row: dict[str, Any]) -> str:
-    """One cluster's attribution in a few words."""
+def cluster_attribution(row: dict[str, Any], short: bool = False) -> str:
+    """One cluster's attribution in a few words (``short``: fewer)."""
     att = row.get("attribution")
     if not att:
-        return "not attributed (a smaller cluster)"
+        return "not attributed" if short else "not attributed (a smaller cluster)"
     group = att.get("group")
     if group is None:
-        return "no known group uses these techniques"
+        return "no known group" if short else "no known group uses these techniques"
     if att.get("insufficient"):
-        return f"insufficient evidence (closest: {group['name']}, a lead only)"
-    return f"{group['name']} ({group['id']}), confidence {att['confidence']:.2f}"
+        return (f"leads only: {group['name']}" if short
+                else f"insufficient evidence (closest: {group['name']}, a lead only)")
+    return (f"{group['name']} {att['confidence']:.2f}" if short
+            else f"{group['name']} ({group['id']}), confidence {att['confidence']:.2f}")
 
 
 def headline(analysis: CaseAnalysis, kb) -> str:
