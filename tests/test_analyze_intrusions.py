@@ -96,3 +96,14 @@ def test_one_intrusion_has_no_warning(kb):
     sec = analyse(one, kb, only=["intrusions"]).sections["intrusions"]
     assert sec.ok and not sec.data.separate and len(sec.data.clusters) == 1
     assert sec.data.clusters[0]["attribution"] is None and "more than one" not in sec.data.note
+
+
+def test_stix_has_no_whole_case_attribution_for_several_intrusions(kb):
+    from ttpscope.export.stix import case_bundle
+
+    analysis = analyse(_lab_case(), kb, only=["lifecycle", "intrusions", "attribution"])
+    analysis.sections["attribution"].data.insufficient = False  # even a confident ranking would mix two intrusions
+    bundle = case_bundle(analysis, kb)
+    assert not [o for o in bundle["objects"] if o.get("relationship_type") == "attributed-to"]
+    analysis.sections["attribution"].data.caveat = ""
+    assert [o for o in case_bundle(analysis, kb)["objects"] if o.get("relationship_type") == "attributed-to"]
