@@ -249,6 +249,9 @@ def test_repeated_steps_on_a_lane_are_one_span_with_a_count(kb):
     drawn = sum(1 for t in fig["data"] for x in t["x"] if x is not None)
     assert drawn == 3 + 2 * 2  # three steps and two spans' ends, where there were 127 dots
     assert "×120" in [x for t in fig["data"] for x in t.get("text", []) if isinstance(x, str)]
+    # hourly observations of one beacon (each an hour of hits) are one span too
+    hourly = [dict(beacon[0], time=(start + timedelta(minutes=70 * i)).isoformat() + "Z") for i in range(14)]
+    assert [s["count"] for s in collapse_repeats(hourly)[1]] == [14]
 
 
 def test_report_ids_dates_and_levels_never_wrap(kb, analysis, tmp_path):

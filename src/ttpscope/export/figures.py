@@ -84,7 +84,9 @@ def matrix_heatmap(evidence: Iterable[TechniqueSummary], kb) -> dict[str, Any]:
 
 
 SPAN_MIN = 3  # this many identical steps in a row on one host lane are drawn as one span with a count
-SPAN_GAP = timedelta(hours=1)  # ... as long as no two of them are further apart than this
+# ... as long as no two of them are further apart than this (an observation spans up to an hour of one rule's
+# hits, so a beacon seen all day comes as one observation every hour or so)
+SPAN_GAP = timedelta(hours=6)
 
 
 def _when(iso: str) -> datetime | None:
@@ -139,7 +141,7 @@ def timeline(points: list[dict[str, Any]], tactic_order: list[str], tactic_names
     present = set(by_tactic) | set(spans_of)
     order = [t for t in tactic_order if t in present] + sorted(present - set(tactic_order))
     hosts = sorted({p.get("host") or "(no host)" for p in points})
-    traces = []
+    traces, under = [], []  # spans are drawn beneath the single steps, which stay visible on top
     for t in order:
         idx = tactic_order.index(t) if t in tactic_order else len(tactic_order)
         colour = TACTIC_COLORS[idx % len(TACTIC_COLORS)]
@@ -167,8 +169,8 @@ def timeline(points: list[dict[str, Any]], tactic_order: list[str], tactic_names
                 y += [lane, lane, None]
                 text += ["", f"×{sp['count']}", ""]
                 hover += [about, about, ""]
-            traces.append({
-                "type": "scatter", "mode": "lines+markers+text", "name": name, "legendgroup": t,
+            under.append({
+                "type": "scatter", "mode": "lines+markers+text", "name": name, "legendgroup": t, "opacity": 0.7,
                 "showlegend": not pts, "x": x, "y": y, "text": text, "textposition": "middle right",
                 "textfont": {"size": 11, "color": "#1f2933"}, "connectgaps": False,
                 "line": {"width": 9, "color": colour}, "marker": {"size": 9, "color": colour,
@@ -176,11 +178,11 @@ def timeline(points: list[dict[str, Any]], tactic_order: list[str], tactic_names
                 "hovertext": hover, "hovertemplate": "%{hovertext}<extra></extra>", "meta": "span",
             })
     return {
-        "data": traces,
+        "data": under + traces,
         "layout": {
             "font": FONT, "height": 180 + 40 * len(hosts), "margin": {"l": 120, "r": 40, "t": 30, "b": 50},
             "xaxis": {"title": {"text": "time (UTC)"}, "type": "date"},
-            "yaxis": {"title": {"text": ""}, "type": "category", "categoryorder": "array",
+            "yaxis": {"title": {"text": ""}, "type": "category", "categoryorder": "array", "automargin": True,
                       "categoryarray": [esc(h) for h in hosts]},
             "legend": {"orientation": "h", "y": -0.25},
             "hovermode": "closest",
