@@ -107,3 +107,12 @@ def test_stix_has_no_whole_case_attribution_for_several_intrusions(kb):
     assert not [o for o in bundle["objects"] if o.get("relationship_type") == "attributed-to"]
     analysis.sections["attribution"].data.caveat = ""
     assert [o for o in case_bundle(analysis, kb)["objects"] if o.get("relationship_type") == "attributed-to"]
+
+
+def test_many_lone_clusters_are_counted_but_kept_bounded(kb, monkeypatch):
+    from ttpscope.analyze import sections
+
+    monkeypatch.setattr(sections, "MAX_CLUSTERS", 3)
+    lone = [obs("T1059.001", f"h{i}.net{i}.lan", T0 + timedelta(days=30 * i), rule=f"r{i}") for i in range(6)]
+    sec = analyse(Case("scattered", lone), kb, only=["intrusions", "attribution"]).sections["intrusions"]
+    assert sec.data.count == 6 and len(sec.data.clusters) == 3 and "6 separate clusters" in sec.data.note

@@ -53,6 +53,7 @@ class IntrusionsSection(SectionData):
     #   users, ips, accounts, techniques, furthest, attribution: {verdict, insufficient, group, confidence} | None}
     method: str  # how the clusters were found, in one line
     untimed: int = 0  # observations without a time (report sentences): they belong to no cluster
+    count: int = 0  # clusters found (``clusters`` keeps the largest MAX_CLUSTERS of them)
 
 
 @dataclass

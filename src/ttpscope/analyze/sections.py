@@ -81,6 +81,7 @@ TIMELINE_POINTS = 3000  # the figure keeps the first step of each (host, techniq
 TOP_GROUPS = 3  # the threat profile of the coverage section
 PREDICTED_WEIGHT = 0.5  # anticipated techniques count half as much as observed ones for mitigations
 CLUSTERS_ATTRIBUTED = 8  # the largest clusters of a case that looks like several intrusions get an attribution
+MAX_CLUSTERS = 200  # clusters kept in the section (the largest; the rest are counted): case.json stays small
 
 
 @section("lifecycle", "Attack lifecycle")
@@ -134,7 +135,7 @@ def _intrusions(ctx: Context):
     untimed = sum(1 for o in ctx.case.observations if o.time is None)
     separate = len(clusters) > 1
     rows = []
-    for number, cluster in enumerate(clusters, 1):
+    for number, cluster in enumerate(clusters[:MAX_CLUSTERS], 1):
         row = cluster_row(cluster, number)
         sub = Case(name=f"{ctx.case.name} {row['id']}", observations=cluster.observations, id=f"{ctx.case.id}-{row['id']}")
         lc = lifecycle(sub, ctx.kb)
@@ -161,7 +162,8 @@ def _intrusions(ctx: Context):
     else:
         note = (f"The timed evidence forms one cluster of related activity ({len(first.hosts)} host(s), "
                 f"{first.first:%Y-%m-%d} to {first.last:%Y-%m-%d}).")
-    data = IntrusionsSection(separate=separate, note=note, clusters=rows, method=method, untimed=untimed)
+    data = IntrusionsSection(separate=separate, note=note, clusters=rows, method=method, untimed=untimed,
+                             count=len(clusters))
     message = note if not separate else f"{len(clusters)} clusters; the largest: " + "; ".join(
         f"{r['id']} {r['first'][:10]}–{r['last'][:10]} ({r['host_count']} host(s))" for r in rows[:3])
     if untimed:
@@ -203,7 +205,7 @@ def _attribution(ctx: Context):
     caveat = ""
     clusters = ctx.sections.get("intrusions")
     if clusters is not None and clusters.ok and clusters.data.separate:
-        caveat = (f"the case looks like {len(clusters.data.clusters)} separate intrusions, so this ranking mixes "
+        caveat = (f"the case looks like {clusters.data.count} separate intrusions, so this ranking mixes "
                   "their techniques; see the attribution of each cluster")
     return AttributionSection(
         verdict=att.verdict, insufficient=att.insufficient_evidence, information=att.information,

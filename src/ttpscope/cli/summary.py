@@ -266,11 +266,10 @@ def judgement_lines(analysis) -> list[str]:
         out.append(f"[bold]Judgement[/bold]   {escape(stage[0].upper() + stage[1:])}")
     several = intrusions_of(analysis)
     if several is not None:
-        hosts = {h.lower() for c in several.clusters for h in c["hosts"]}
-        first = min(c["first"] for c in several.clusters)[:10]
-        last = max(c["last"] for c in several.clusters)[:10]
+        hosts = {h.lower() for h in analysis.hosts()}
+        first, last = (t[:10] for t in analysis.time_span())
         span = f"{first[:4]}–{last[:4]}" if first[:4] != last[:4] else f"{first} to {last[5:]}"
-        out.append(f"  [yellow]! This looks like more than one intrusion:[/yellow] {len(several.clusters)} clusters "
+        out.append(f"  [yellow]! This looks like more than one intrusion:[/yellow] {several.count} clusters "
                    f"({len(hosts)} hosts, {span}); the largest, each attributed on its own:")
         for row in several.clusters[:CLUSTERS_SHOWN]:
             when = row["first"][:10] + ("" if row["first"][:10] == row["last"][:10] else

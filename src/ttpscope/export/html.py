@@ -167,8 +167,8 @@ def findings(analysis: CaseAnalysis) -> list[str]:
     if several is not None:
         out.append(several.note + " Per cluster: " + "; ".join(
             f"{r['id']} ({cluster_when(r)}, {cluster_hosts(r)}): {cluster_attribution(r)}"
-            for r in several.clusters[:5]) + (f"; +{len(several.clusters) - 5} more clusters"
-                                              if len(several.clusters) > 5 else "") + ".")
+            for r in several.clusters[:5]) + (f"; +{several.count - 5} more clusters"
+                                              if several.count > 5 else "") + ".")
     elif "attribution" in sec and sec["attribution"].ok:
         groups = sec["attribution"].data.groups
         if groups and not sec["attribution"].data.insufficient:
