@@ -229,3 +229,17 @@ def test_case_page_shows_environments_and_entity_links(setup):
     assert "aws/cloudtrail" in html and "windows/security" in html
     assert "Linked across aws + windows" in html and "ip:198.51.100.9" in html
     assert "<b>made</b>" not in html
+
+
+def test_case_page_warns_when_the_case_is_several_intrusions(setup):
+    """issue 16: the intrusions section (one cluster, or several with the attribution of each) on the case page."""
+    client, ws, case, _ = setup
+    assert "intrusions-note" not in client.get(f"/cases/{case.id}").text  # one intrusion: no warning
+    t0, t1 = datetime(2019, 5, 1, 9, tzinfo=timezone.utc), datetime(2024, 2, 1, 9, tzinfo=timezone.utc)
+    steps = [Observation(t, "manual", f"n{i}", evidence={"note": t}, time=when + timedelta(minutes=i), host=host)
+             for when, host, group in ((t0, "ws1.lab-a.lan", STEPS[:4]), (t1, "srv9.lab-b.lan", STEPS[4:]))
+             for i, t in enumerate(group)]
+    mixed = ws.save_case(Case("two labs", steps))
+    html = client.get(f"/cases/{mixed.id}").text
+    assert 'id="intrusions-note"' in html and "This looks like more than one intrusion" in html
+    assert "C1 2019-05-01 to 2019-05-01" in html and "C2 2024-02-01 to 2024-02-01" in html

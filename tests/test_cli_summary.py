@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 from rich.console import Console
 
 from ttpscope.cli.summary import PlainProgress, RunSummary, print_summary
@@ -101,9 +102,56 @@ def test_investigate_prints_a_compact_summary_and_plain_progress(tmp_path):
     assert "Evidence    8 file(s) (7 event logs, 1 reports)" in out and "Top hosts" in out
     assert "dc01.jsonl" not in out  # no per-file table by default
     assert len(out.splitlines()) + len(proc.stderr.splitlines()) <= 40
+    # README command 1's case is one intrusion: its judgement, and no warning anywhere
+    assert "Judgement   Furthest stage reached: Impact" in out and "Attribution " in out
+    assert "more than one intrusion" not in out
+    assert "more than one intrusion" not in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    case = orjson.loads((tmp_path / "out" / "case.json").read_bytes())
+    one = case["sections"]["intrusions"]
+    assert one["status"] == "ok" and not one["data"]["separate"] and len(one["data"]["clusters"]) == 1
     listed = run("investigate", str(ROOT / "examples" / "evidence"), "--rules", str(ROOT / "examples" / "rules"),
                  "--out", str(tmp_path / "out"), "--no-save", "--files", "--min-level", "high", home=tmp_path)
     assert listed.returncode == 0 and "dc01.jsonl" in listed.stdout and "below high" in listed.stdout
+
+
+def test_skipped_files_share_one_line_and_problems_group():
+    problems = ["README.md: skipped: documentation, not a report (documentation file name (README))",
+                "LICENSE.md: skipped: documentation, not a report (documentation file name (LICENSE))",
+                "b.evtx: skipped: already in the case (same SHA-256 as a.evtx)",
+                "c.evtx: 3 of 10 records rejected (record 4: bad chunk)",
+                "d.evtx: 1 of 10 records rejected (record 2: bad chunk)"]
+    text = render(RunSummary(detections=[], files=5, logs=3, problems=problems))
+    lines = [x for x in text.splitlines() if x.strip().startswith("!")]
+    assert lines[0].strip() == "! 3 files skipped: documentation, not a report (2) · already in the case (1)"
+    assert "c.evtx: 3 of 10 records rejected" in lines[1] and "d.evtx: 1 of 10 records rejected" in lines[2]
+    assert len(lines) == 3
+
+
+@pytest.mark.slow
+def test_investigate_evtx_collection_warns_of_several_intrusions(shared_data, tmp_path):
+    """The EVTX sample collection (many labs, hosts and years in one folder): a summary of at most 40 lines that
+    warns it is more than one intrusion, and the same note with the clusters in report.html, report.md and the
+    case data."""
+    out_dir = tmp_path / "out"
+    proc = run("investigate", str(shared_data / "evtx"), "--rules", str(shared_data / "sigma" / "rules" / "windows"),
+               "--out", str(out_dir), "--no-save", home=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert len(out.splitlines()) <= 40, out
+    assert "! This looks like more than one intrusion:" in out
+    listed = [x.split()[0] for x in out.splitlines() if re.match(r"\s+C\d+\s+\d{4}-\d\d-\d\d", x)]
+    assert listed == ["C1", "C2", "C3"]
+    case = orjson.loads((out_dir / "case.json").read_bytes())
+    sec = case["sections"]["intrusions"]["data"]
+    assert sec["separate"] and len(sec["clusters"]) >= 5
+    years = {c["first"][:4] for c in sec["clusters"]}
+    assert len(years) >= 4  # the collection spans years: clusters in several of them
+    assert all(c["attribution"] for c in sec["clusters"][:3])  # the largest each have their own attribution
+    assert "separate intrusions" in case["sections"]["attribution"]["data"]["caveat"]
+    md = (out_dir / "report.md").read_text(encoding="utf-8")
+    assert "> **This looks like more than one intrusion" in md and "| C1 |" in md
+    html = (out_dir / "report.html").read_text(encoding="utf-8")
+    assert 'id="intrusions-note"' in html and "attribution of this cluster" in html.lower()
 
 
 def test_detect_summary_keeps_every_detection_in_json(tmp_path):

@@ -4,6 +4,7 @@ escaping, CSV, Markdown, case.json, and the evidence-strength summary they share
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import os
@@ -203,7 +204,8 @@ def test_csv_and_markdown(kb, analysis, tmp_path):
     md = written["markdown"].read_text(encoding="utf-8")
     assert md.startswith("# Case report: sample-intrusion")
     assert "## Top detections" in md and "## Report sentences" in md and "## Attribution" in md
-    assert XSS not in md and "&lt;script&gt;" in md
+    # issue 16: plain characters (no "&lt;"), with a backslash only where a renderer would see markup
+    assert XSS not in md and "&lt;" not in md and "\\<script>alert('xss')\\</script>" in md
     data = orjson.loads(written["json"].read_bytes())
     assert data["knowledge_base"]["attack_version"] == kb.version
     assert len(data["observations"]) == len(analysis.case.observations)
@@ -223,3 +225,87 @@ def test_write_outputs_all_formats_and_bad_format(kb, analysis, tmp_path):
 
     with pytest.raises(TtpscopeError, match="unknown export format"):
         write_outputs(analysis, kb, tmp_path / "out", ["pdf"])
+
+
+# ---------------------------------------------------------------- issue 16: report.html and report.md fixes
+def test_repeated_steps_on_a_lane_are_one_span_with_a_count(kb):
+    from ttpscope.export.figures import collapse_repeats, timeline
+
+    start = datetime(2024, 3, 5, 8, 0)
+    beacon = [{"time": (start + timedelta(minutes=5 * i)).isoformat() + "Z", "host": "WS01", "technique_id": "T1071.001",
+               "technique": "Web Protocols", "tactic": "command-and-control", "evidence": "beacon"} for i in range(120)]
+    others = [{"time": (start + timedelta(minutes=m)).isoformat() + "Z", "host": h, "technique_id": t, "technique": t,
+               "tactic": tac, "evidence": ""} for m, h, t, tac in [(1, "WS01", "T1059.001", "execution"),
+                                                                   (90, "WS01", "T1003.001", "credential-access"),
+                                                                   (95, "DC01", "T1021.002", "lateral-movement")]]
+    # the same beacon a day later is a second span, not one bar across the quiet night
+    later = [dict(p, time=(start + timedelta(days=1, minutes=5 * i)).isoformat() + "Z") for i, p in enumerate(beacon[:4])]
+    singles, spans = collapse_repeats(beacon + others + later)
+    assert [(s["host"], s["technique_id"], s["count"]) for s in spans] == [("WS01", "T1071.001", 120),
+                                                                          ("WS01", "T1071.001", 4)]
+    assert spans[0]["start"] == beacon[0]["time"] and spans[0]["end"] == beacon[-1]["time"]
+    assert sorted(p["technique_id"] for p in singles) == ["T1003.001", "T1021.002", "T1059.001"]
+    fig = timeline(beacon + others + later, kb.tactic_order(), {t.shortname: t.name for t in kb.tactic_list()})
+    drawn = sum(1 for t in fig["data"] for x in t["x"] if x is not None)
+    assert drawn == 3 + 2 * 2  # three steps and two spans' ends, where there were 127 dots
+    assert "×120" in [x for t in fig["data"] for x in t.get("text", []) if isinstance(x, str)]
+    # hourly observations of one beacon (each an hour of hits) are one span too
+    hourly = [dict(beacon[0], time=(start + timedelta(minutes=70 * i)).isoformat() + "Z") for i in range(14)]
+    assert [s["count"] for s in collapse_repeats(hourly)[1]] == [14]
+
+
+def test_report_ids_dates_and_levels_never_wrap(kb, analysis, tmp_path):
+    raw = write_outputs(analysis, kb, tmp_path, ["html"])["html"].read_text(encoding="utf-8")
+    doc = lxml_html.fromstring(raw)
+    css = " ".join(s.text or "" for s in doc.iter("style"))
+    nowrap = re.search(r"\.nowrap, \.tid, \.when, \.pill, td\.num, th\.num \{ white-space:nowrap; \}", css)
+    assert nowrap and "overflow-wrap:anywhere; }" not in css.split(".ev")[0]  # no cell breaks anywhere by default
+    assert "word-break:break-all" not in css
+    # every technique id, time and level in the report sits in one of those elements
+    for el in doc.iter("td", "span", "div"):
+        own = (el.text or "").strip()
+        if re.fullmatch(r"T\d{4}(\.\d{3})?", own) or re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", own):
+            assert {"tid", "when", "nowrap", "pill"} & set(el.get("class", "").split()), lxml_html.tostring(el)[:120]
+        if own in ("critical", "high", "medium", "low", "informational") and el.tag == "span":
+            assert "pill" in el.get("class", "")
+    assert doc.find_class("tid") and doc.find_class("when") and doc.find_class("pill")
+
+
+def test_report_similarity_on_0_1_and_mitigations_say_greedy(kb, analysis, tmp_path):
+    raw = write_outputs(analysis, kb, tmp_path, ["html", "markdown"])
+    doc = lxml_html.fromstring(raw["html"].read_text(encoding="utf-8"))
+    at = analysis.sections["attribution"].data
+    assert at.campaigns and all(0.0 <= c["similarity"] <= 1.0 for c in at.campaigns)
+    table = doc.find_class("campaigns")[0]
+    assert "Similarity (0–1)" in table.text_content() and "Score" not in table.text_content()
+    shown = [float(tr.findall("td")[1].text_content()) for tr in table.iter("tr") if tr.findall("td")]
+    assert shown and all(0.0 <= v <= 1.0 for v in shown)
+    mit = doc.find_class("mitigations")[0]
+    head = [th.text_content() for th in mit.iter("th")]
+    assert "New techniques covered" in head and "greedy order of marginal gain" in \
+        doc.get_element_by_id("mitigations").text_content()
+    rows = analysis.sections["mitigations"].data.mitigations
+    gains = [len(m["new"]) for m in rows if m["in_cover"]]
+    assert gains and sum(gains) == len({t for m in rows for t in m["covers"]})  # the gains cover every technique once
+    cells = [int(tr.findall("td")[2].text_content()) for tr in mit.iter("tr") if tr.findall("td")]
+    assert cells[: len(gains)] == gains[:25]
+    md = raw["markdown"].read_text(encoding="utf-8")
+    assert "| # | mitigation | new techniques covered | covered so far | new | all it covers |" in md
+    assert "similarity (0-1)" in md
+
+
+def test_markdown_reads_as_written_and_renders_as_text(kb, analysis, tmp_path):
+    from markdown_it import MarkdownIt
+
+    from ttpscope.export.tables import md as md_cell
+
+    md = write_outputs(analysis, kb, tmp_path, ["markdown"])["markdown"].read_text(encoding="utf-8")
+    assert "&lt;" not in md and "&gt;" not in md and "&amp;" not in md
+    rendered = MarkdownIt("commonmark").enable("table").render(md)
+    assert "<script>" not in rendered and "&lt;script&gt;alert(" in rendered  # shown as text, never run
+    for text in ("a < b && c", "C:\\Windows\\System32\\cmd.exe /c dir", "<img src=x onerror=alert(1)>",
+                 "\\<script>", "x &amp; y", "pipe | back`tick"):
+        cell = MarkdownIt("commonmark").enable("table").render(f"| h |\n|---|\n| {md_cell(text)} |")
+        body = cell.split("<td>")[1].split("</td>")[0]
+        assert html.unescape(body) == text, (text, md_cell(text), body)
+    assert md_cell("a < b && C:\\Windows") == "a < b && C:\\Windows"  # plain where nothing needs escaping

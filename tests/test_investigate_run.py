@@ -104,8 +104,14 @@ def test_example_report_renders_in_chromium(example_run):
     with chromium() as browser:
         drawn = check_report(browser, out / "report.html", "report-examples")
     assert {"matrix", "timeline", "attribution", "overlap"} <= set(drawn)
-    # one point per aggregated observation (a rule's hits on a host within an hour), no longer per raw hit
-    assert drawn["timeline"]["points"] > 40 and drawn["attribution"]["bars"] >= 3
+    # one point per aggregated observation (a rule's hits on a host within an hour), no longer per raw hit, and
+    # (issue 16) the beacon's repeated observations on WS-FIN-07 one span with a count, not a lane of dots
+    assert drawn["timeline"]["points"] > 30 and drawn["attribution"]["bars"] >= 3
+    page = (out / "report.html").read_text(encoding="utf-8")
+    figures = json.loads(page.split('<script id="figures-data" type="application/json">')[1].split("</script>")[0])
+    spans = [t for t in figures["timeline"]["data"] if t.get("meta") == "span"]
+    counts = [int(x[1:]) for t in spans for x in t["text"] if x]
+    assert spans and max(counts) >= 10 and "WS-FIN-07.nwl.local" in spans[0]["y"]
     assert colours(SHOTS / "report-examples-matrix.png") > 20
 
 

@@ -102,6 +102,7 @@ class Candidate:
     closest_instance: dict[str, Any] | None = None  # the past report, campaign or software most like this
     text: dict[str, Any] | None = None  # {similarity, shared_terms} when evidence text was given
     named: list[dict[str, Any]] = field(default_factory=list)  # why the evidence names it (group / its software)
+    similarity: float = 0.0  # 0..1: rarity-weighted cosine of the observed set and the candidate's whole profile
 
     @property
     def technique_score(self) -> float:
@@ -123,6 +124,7 @@ class Candidate:
             "context": self.context,
             "technique_score": round(self.technique_score, 4),
             "named": self.named,
+            "similarity": round(self.similarity, 4),
         }
 
 
@@ -346,6 +348,21 @@ class AttributionModel:
         if n == 0 or not self.instance_labels:
             return np.zeros(len(self.instance_labels))
         return self.instance_matrix @ (v / n)
+
+    def profile_similarity(self, weights: dict[str, float]) -> np.ndarray:
+        """0..1 per candidate: the cosine of the observed set and the candidate's profile, both weighted by
+        technique rarity (a readable closeness, unlike the score, which is a log-likelihood and can be < 0)."""
+        v = np.zeros(len(self.structure.ids))
+        for q, c in weights.items():
+            j = self.structure.index.get(q)
+            if j is not None:
+                v[j] = max(0.0, c) * self.idf[j]
+        n = np.linalg.norm(v)
+        if n == 0 or not self.ids:
+            return np.zeros(len(self.ids))
+        rows = self.W * self.idf[None, :]
+        norms = np.maximum(np.linalg.norm(rows, axis=1), 1e-12)
+        return np.clip((rows @ v) / (norms * n), 0.0, 1.0)
 
     def instance_part(self, sims: np.ndarray) -> np.ndarray:
         out = np.zeros(len(self.ids))
@@ -588,6 +605,7 @@ def attribute(techniques_or_case: TechniqueInput, kb: KnowledgeBase, top: int = 
         scores = sum(parts.values(), np.zeros(len(model.ids)))
         conf = model.confidence(scores)
         sims = model.instance_similarity(res.weights) if res.weights else np.zeros(len(model.ids))
+        closeness = model.profile_similarity(res.weights) if res.weights else np.zeros(len(model.ids))
         qvec = model.text_vector(res.texts)
         out = []
         for i in sorted(range(len(model.ids)), key=lambda i: (-scores[i], model.ids[i]))[:top]:
@@ -603,7 +621,8 @@ def attribute(techniques_or_case: TechniqueInput, kb: KnowledgeBase, top: int = 
                                  float(conf[i]), explained, missing, ctx(kb, eid),
                                  {k: float(v[i]) for k, v in parts.items()},
                                  model.closest_instance(eid, sims) if res.weights else None, text,
-                                 why_named.get(eid, []) if model.kind == "group" else []))
+                                 why_named.get(eid, []) if model.kind == "group" else [],
+                                 float(closeness[i])))
         return out
 
     groups = ranked(gmodel, group_context)

@@ -7,6 +7,12 @@ Strength: observations are first grouped by what produced them (one Sigma rule, 
 each group counts once with its best confidence, and the groups combine as a noisy-OR,
 ``1 - prod(1 - c_i)``: independent sources corroborate each other, while a rule firing 500 times is still
 one source.
+
+Weight in a headline (:func:`headline_strength`): the same noisy-OR, but an informational Sigma rule counts
+nothing (it marks ordinary activity: User Logoff Event is tagged T1531 Account Access Removal) and a report
+claim counts as much as the structure it came from says (a table cell or a code line less than prose, as in
+the extraction's own document score). Below ``DECISIVE`` a technique is on the case's record but cannot
+decide the furthest stage or lead the key findings; :func:`weak_reason` says why in plain words.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ttpscope.analyze.lifecycle import place
+from ttpscope.extract.pipeline import KIND_WEIGHT
 from ttpscope.model import Case, Observation
 
 MAX_QUOTE = 240
+DECISIVE = 0.5  # headline strength from which a technique may decide the furthest stage and the key findings
+WEAK_LEVELS = {"informational", "info"}  # Sigma levels that mark ordinary activity, never an attack on their own
 _CLASS_FIELDS = {"EventID", "Channel", "Provider_Name", "SourceName"}
 # fields every event has: they tell nothing about what happened
 ENVELOPE = _CLASS_FIELDS | {"Hostname", "Computer", "TimeCreated", "@timestamp", "Level", "Keywords", "Task",
@@ -50,6 +58,8 @@ class TechniqueSummary:
     last_seen: datetime | None
     quotes: list[dict[str, str]] = field(default_factory=list)  # [{kind, ref, text}] strongest first
     known: bool = True  # False when the id is not in the knowledge base in use
+    decisive: bool = True  # its headline strength reaches DECISIVE (see the module docstring)
+    weak: str = ""  # why it is not decisive, in plain words
 
     @property
     def score(self) -> int:
@@ -62,7 +72,7 @@ class TechniqueSummary:
             "score": self.score, "observations": self.observations, "sources": self.sources,
             "kinds": self.kinds, "hosts": self.hosts, "users": self.users, "documents": self.documents,
             "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen), "quotes": self.quotes,
-            "known": self.known,
+            "known": self.known, "decisive": self.decisive, "weak": self.weak,
         }
 
 
@@ -94,6 +104,8 @@ def place_observation(obs: Observation, technique_id: str, kb) -> list[str]:
     """The tactics an observation puts its technique under: the lifecycle's rule (the evidence's tactic when
     the technique has it, else the technique's earliest tactic), so that the heatmap, the layer and the
     lifecycle agree. Unknown techniques have no tactic."""
+    from ttpscope.analyze.lifecycle import place  # the lifecycle weighs evidence with this module's rule
+
     if technique_id not in kb.techniques:
         return []
     return place(obs, technique_id, kb)[0]
@@ -116,6 +128,56 @@ def technique_strength(observations: list[Observation]) -> float:
     for obs in strongest_per_source(observations).values():
         miss *= 1.0 - obs.confidence
     return 1.0 - miss
+
+
+def headline_weight(obs: Observation) -> float:
+    """What one observation can say in a headline (see the module docstring): 0 for an informational rule,
+    a report claim weighed by the structure it came from, otherwise its confidence."""
+    ev = obs.evidence if isinstance(obs.evidence, dict) else {}
+    if obs.source_kind == "sigma" and str(ev.get("level") or "").lower() in WEAK_LEVELS:
+        return 0.0
+    if obs.source_kind == "text":
+        return obs.confidence * KIND_WEIGHT.get(str(ev.get("kind") or "prose"), 1.0)
+    return obs.confidence
+
+
+def headline_strength(observations: list[Observation]) -> float:
+    """Noisy-OR of :func:`headline_weight` over distinct producers, each counted once at its best."""
+    best: dict[tuple[str, str], float] = {}
+    for obs in observations:
+        key = (obs.source_kind, obs.source_ref)
+        best[key] = max(best.get(key, 0.0), headline_weight(obs))
+    miss = 1.0
+    for weight in best.values():
+        miss *= 1.0 - weight
+    return 1.0 - miss
+
+
+def is_decisive(observations: list[Observation]) -> bool:
+    return headline_strength(observations) >= DECISIVE
+
+
+def weak_reason(observations: list[Observation]) -> str:
+    """Why these observations cannot decide a headline ("" when they can), e.g. "informational rule only
+    (User Logoff Event)" or "one report claim from a table cell (strength 16)"."""
+    if not observations or is_decisive(observations):
+        return ""
+    info = [o for o in observations if o.source_kind == "sigma" and headline_weight(o) == 0.0]
+    texts = [o for o in observations if o.source_kind == "text"]
+    sources = {(o.source_kind, o.source_ref) for o in observations}
+    if len(info) == len(observations):
+        titles = sorted({str((o.evidence or {}).get("rule") or (o.evidence or {}).get("rule_title") or o.source_ref)
+                         for o in info})
+        shown = ", ".join(titles[:2]) + (f" +{len(titles) - 2}" if len(titles) > 2 else "")
+        return f"informational rule{'s' if len(titles) > 1 else ''} only ({shown})"
+    if len(texts) == len(observations) and len({o.source_ref for o in texts}) == 1:
+        best = max(texts, key=lambda o: o.confidence)
+        kind = str((best.evidence or {}).get("kind") or "prose")
+        where = {"prose": "a sentence", "bullet": "a list item", "table": "a table cell", "code": "a code block",
+                 "command": "a command line", "caption": "a caption"}.get(kind, kind)
+        return f"one report claim from {where} (strength {round(100 * best.confidence)})"
+    return (f"weak evidence only (headline strength {round(100 * headline_strength(observations))} "
+            f"from {len(sources)} source{'s' if len(sources) != 1 else ''})")
 
 
 def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueSummary]:
@@ -149,7 +211,7 @@ def technique_evidence(case: Case, kb, quotes: int = 3) -> list[TechniqueSummary
             hosts=sorted({o.host for o in group if o.host}), users=sorted({o.user for o in group if o.user}),
             documents=sorted({o.document for o in group if o.document}),
             first_seen=min(times) if times else None, last_seen=max(times) if times else None,
-            quotes=quoted, known=tech is not None))
+            quotes=quoted, known=tech is not None, decisive=is_decisive(group), weak=weak_reason(group)))
     out.sort(key=lambda e: (-e.strength, e.id))
     return out
 

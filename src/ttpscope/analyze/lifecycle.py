@@ -4,6 +4,11 @@ Each observation is placed under a tactic. A technique with several tactics (T10
 defense evasion, persistence, privilege escalation and initial access) goes where its evidence says (the
 observation's ``tactic_ids``, e.g. a Sigma rule's ``attack.persistence`` tag, kept when the technique
 belongs to that tactic) and otherwise under its earliest tactic in matrix order.
+
+A tactic is reached *decisively* when some technique placed under it has evidence strong enough for a headline
+(:func:`ttpscope.analyze.evidence.is_decisive`: no informational rule, no lone weak report claim). The
+furthest stage and the reading of intent go by the decisive tactics; a later stage reached on weak evidence
+only is named apart (``furthest_weak``), with the reason.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ttpscope.analyze._inputs import TechniqueInput, resolve_input
+from ttpscope.analyze.evidence import is_decisive, weak_reason
 from ttpscope.kb.base import KnowledgeBase
 from ttpscope.model import Observation
 
@@ -50,13 +56,15 @@ class Lifecycle:
     case: dict[str, Any]
     tactics: list[dict[str, Any]]  # reached tactics in matrix order, with their techniques
     not_reached: list[dict[str, str]]
-    furthest: dict[str, Any] | None
+    furthest: dict[str, Any] | None  # the furthest tactic reached on decisive evidence
     timeline: list[dict[str, Any]]  # all timed steps, by time
     timelines: dict[str, list[dict[str, Any]]]  # per host
     reading: str
     notes: list[str] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
+    furthest_weak: dict[str, Any] | None = None  # a later tactic reached on weak evidence only, with why
+    weak_tactics: list[dict[str, Any]] = field(default_factory=list)  # every tactic reached on weak evidence only
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -98,9 +106,12 @@ def lifecycle(case: TechniqueInput, kb: KnowledgeBase) -> Lifecycle:
     if not items:  # plain technique ids
         items = [(None, t) for t in res.techniques]
     placements: list[Placement] = []
+    placed: dict[tuple[str, str], list[Observation]] = {}  # (tactic, technique) -> its observations there
     for obs, tid in items:
         tactics, how = place(obs, tid, kb)
         for short in tactics:
+            if obs is not None:
+                placed.setdefault((short, tid), []).append(obs)
             placements.append(Placement(
                 obs.id if obs else None, tid, short, how,
                 _iso(obs.time) if obs else None, obs.host if obs else None, obs.user if obs else None,
@@ -118,6 +129,7 @@ def lifecycle(case: TechniqueInput, kb: KnowledgeBase) -> Lifecycle:
         for tid in sorted(by_tactic[short]):
             ps = by_tactic[short][tid]
             times = sorted(p.time for p in ps if p.time)
+            observed = placed.get((short, tid))  # None: technique ids given without evidence, taken as stated
             techs.append({
                 "technique_id": tid, "name": kb.name_of(tid), "observations": len(ps),
                 "placed_by": "evidence" if any(p.placed_by == "evidence" for p in ps) else "earliest",
@@ -125,12 +137,23 @@ def lifecycle(case: TechniqueInput, kb: KnowledgeBase) -> Lifecycle:
                 "hosts": sorted({p.host for p in ps if p.host}),
                 "first_seen": times[0] if times else None, "last_seen": times[-1] if times else None,
                 "evidence": sorted({p.observation_id for p in ps if p.observation_id}),
+                "decisive": observed is None or is_decisive(observed),
+                "weak": weak_reason(observed) if observed else "",
             })
-        tactics_out.append({**_tactic_ref(kb, short), "techniques": techs})
+        tactics_out.append({**_tactic_ref(kb, short), "techniques": techs,
+                            "decisive": any(t["decisive"] for t in techs)})
     reached = [t["shortname"] for t in tactics_out]
+    decisive = [t["shortname"] for t in tactics_out if t["decisive"]]
     not_reached = [{"tactic_id": kb.tactic_by_shortname(s).id, "shortname": s,
                     "name": kb.tactic_by_shortname(s).name} for s in order if s not in reached]
-    furthest = _tactic_ref(kb, reached[-1]) if reached else None
+    furthest = _tactic_ref(kb, decisive[-1]) if decisive else None
+    weak_tactics = [{**_tactic_ref(kb, t["shortname"]),
+                     "techniques": [{"technique_id": x["technique_id"], "name": x["name"], "weak": x["weak"]}
+                                    for x in t["techniques"]]}
+                    for t in tactics_out if not t["decisive"]]
+    furthest_weak = None
+    if reached and (not decisive or order.index(reached[-1]) > order.index(decisive[-1])):
+        furthest_weak = weak_tactics[-1]
 
     timed = [p for p in placements if p.time]
     rank = {s: i for i, s in enumerate(order)}
@@ -145,13 +168,30 @@ def lifecycle(case: TechniqueInput, kb: KnowledgeBase) -> Lifecycle:
         case={"id": res.case_id, "name": res.case_name, "techniques": len(res.weights),
               "observations": len(res.observations)},
         tactics=tactics_out, not_reached=not_reached, furthest=furthest, timeline=steps,
-        timelines=dict(sorted(per_host.items())), reading=read_intent(kb, reached, steps),
-        notes=res.notes, unresolved=res.unresolved, provenance=kb.provenance())
+        timelines=dict(sorted(per_host.items())), reading=read_intent(kb, decisive, steps, weak_tactics),
+        notes=res.notes, unresolved=res.unresolved, provenance=kb.provenance(), furthest_weak=furthest_weak,
+        weak_tactics=weak_tactics)
 
 
-def read_intent(kb: KnowledgeBase, reached: list[str], steps: list[dict[str, Any]] | None = None) -> str:
-    """A short plain-language reading of what the reached tactics suggest."""
+def weak_note(weak_tactics: list[dict[str, Any]], limit: int = 3) -> str:
+    """"Impact (T1531 Account Access Removal: informational rule only (User Logoff Event))" for each tactic
+    reached on weak evidence only, latest first."""
+    parts = []
+    for t in reversed(weak_tactics[-limit:]):
+        x = t["techniques"][0]
+        more = f" +{len(t['techniques']) - 1} more" if len(t["techniques"]) > 1 else ""
+        parts.append(f"{t['name']} ({x['technique_id']} {x['name']}: {x['weak'] or 'weak evidence'}{more})")
+    return "; ".join(parts) + (f"; +{len(weak_tactics) - limit} more" if len(weak_tactics) > limit else "")
+
+
+def read_intent(kb: KnowledgeBase, reached: list[str], steps: list[dict[str, Any]] | None = None,
+                weak_tactics: list[dict[str, Any]] | None = None) -> str:
+    """A short plain-language reading of what the reached tactics suggest (``reached``: the tactics reached on
+    decisive evidence; ``weak_tactics``: those reached on weak evidence only, named apart)."""
+    weak = (" Reached on weak evidence only, so not counted: " + weak_note(weak_tactics) + ".") if weak_tactics else ""
     if not reached:
+        if weak_tactics:
+            return "No tactic is reached on decisive evidence." + weak
         return "No known technique observed: nothing to read."
     order = kb.tactic_order()
     name = lambda s: kb.tactic_by_shortname(s).name.lower()  # noqa: E731
@@ -184,4 +224,4 @@ def read_intent(kb: KnowledgeBase, reached: list[str], steps: list[dict[str, Any
             elif backwards > len(idx) // 2:
                 parts.append("The timeline often steps back to earlier tactics: several intrusion cycles or "
                              "repeated attempts.")
-    return " ".join(parts)
+    return " ".join(parts) + weak

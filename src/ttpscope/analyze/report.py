@@ -30,13 +30,30 @@ class SectionData:
 
 @dataclass
 class LifecycleSection(SectionData):
-    stages: list[dict[str, Any]]  # every tactic in matrix order: {tactic, name, id, reached, techniques}
-    furthest: dict[str, str] | None  # {tactic, name}
+    stages: list[dict[str, Any]]  # every tactic in matrix order: {tactic, name, id, reached, decisive, techniques}
+    furthest: dict[str, str] | None  # {tactic, name}: the furthest stage reached on decisive evidence
     intent: str
     timeline: list[dict[str, Any]]  # the figure's points: {time, host, technique_id, technique, tactic, evidence}
     hosts: list[str]
     timed_steps: int
     unresolved: list[Any]
+    # a later stage reached on weak evidence only (informational rules, a lone weak claim): {tactic, name, why}
+    furthest_weak: dict[str, str] | None = None
+    weak_stages: list[dict[str, Any]] = field(default_factory=list)  # {tactic, name, techniques: [{id, name, weak}]}
+
+
+@dataclass
+class IntrusionsSection(SectionData):
+    """Whether the case's timed evidence forms one cluster of related activity or several
+    (:mod:`ttpscope.analyze.intrusions`); with several, attribution is given per cluster."""
+
+    separate: bool  # more than one cluster: "this looks like more than one intrusion"
+    note: str  # the plain sentence every output shows when ``separate``
+    clusters: list[dict[str, Any]]  # largest first: {id, first, last, observations, hits, hosts, host_count,
+    #   users, ips, accounts, techniques, furthest, attribution: {verdict, insufficient, group, confidence} | None}
+    method: str  # how the clusters were found, in one line
+    untimed: int = 0  # observations without a time (report sentences): they belong to no cluster
+    count: int = 0  # clusters found (``clusters`` keeps the largest MAX_CLUSTERS of them)
 
 
 @dataclass
@@ -49,6 +66,7 @@ class AttributionSection(SectionData):
     unexplained: list[Any] = field(default_factory=list)
     unresolved: list[Any] = field(default_factory=list)
     named: list[dict[str, Any]] = field(default_factory=list)  # groups and software the reports name
+    caveat: str = ""  # why this whole-case ranking should be read with care (several intrusions mixed)
 
 
 @dataclass
@@ -78,7 +96,9 @@ class GapsSection(SectionData):
 
 @dataclass
 class MitigationsSection(SectionData):
-    mitigations: list[dict[str, Any]]  # {id, name, covers, in_cover, cumulative, advice}
+    # greedy set-cover order: {id, name, covers, in_cover, new (techniques it adds: its marginal gain),
+    #   cumulative (weighted share covered after it), advice}
+    mitigations: list[dict[str, Any]]
     data_components: list[dict[str, Any]]
     uncovered: list[str]
 

@@ -17,14 +17,15 @@ from ttpscope.analyze.anticipate import anticipate
 from ttpscope.analyze.attribution import attribute
 from ttpscope.analyze.coverage import coverage_report
 from ttpscope.analyze.entities import entity_graph
+from ttpscope.analyze.intrusions import CONCURRENT, ENTITY_GAP, activity_clusters, cluster_row
 from ttpscope.analyze.evidence import TechniqueSummary, observation_text, technique_evidence
-from ttpscope.analyze.lifecycle import lifecycle
+from ttpscope.analyze.lifecycle import lifecycle, weak_note
 from ttpscope.analyze.mitigations import mitigation_plan
 from ttpscope.analyze.overlap import overlap
 from ttpscope.analyze.profile import profile_from_ranking
 from ttpscope.analyze.report import (EMPTY, ERROR, OK, SKIPPED, AnticipationSection, AttributionSection,
-                                     CaseAnalysis, EntitiesSection, GapsSection, IndicatorsSection, LifecycleSection,
-                                     MitigationsSection, OverlapSection, Section, SectionData)
+                                     CaseAnalysis, EntitiesSection, GapsSection, IndicatorsSection, IntrusionsSection,
+                                     LifecycleSection, MitigationsSection, OverlapSection, Section, SectionData)
 from ttpscope.model import Case, Detection, ReportDocument
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def section(key: str, title: str):
 TIMELINE_POINTS = 3000  # the figure keeps the first step of each (host, technique, tactic, minute)
 TOP_GROUPS = 3  # the threat profile of the coverage section
 PREDICTED_WEIGHT = 0.5  # anticipated techniques count half as much as observed ones for mitigations
+CLUSTERS_ATTRIBUTED = 8  # the largest clusters of a case that looks like several intrusions get an attribution
+MAX_CLUSTERS = 200  # clusters kept in the section (the largest; the rest are counted): case.json stays small
 
 
 @section("lifecycle", "Attack lifecycle")
@@ -87,8 +90,9 @@ def _lifecycle(ctx: Context):
     lc = lifecycle(ctx.case, ctx.kb)
     reached = {t["shortname"]: t for t in lc.tactics}
     stages = [{"tactic": t.shortname, "name": t.name, "id": t.id, "reached": t.shortname in reached,
+               "decisive": bool(reached.get(t.shortname, {}).get("decisive")),
                "techniques": [{"id": x["technique_id"], "name": x["name"], "observations": x["observations"],
-                               "placed_by": x.get("placed_by")}
+                               "placed_by": x.get("placed_by"), "decisive": x["decisive"], "weak": x["weak"]}
                               for x in reached.get(t.shortname, {}).get("techniques", [])]}
               for t in ctx.kb.tactic_list()]
     by_id = {o.id: o for o in ctx.case.observations}
@@ -105,13 +109,66 @@ def _lifecycle(ctx: Context):
         if len(points) >= TIMELINE_POINTS:
             break
     furthest = {"tactic": lc.furthest["shortname"], "name": lc.furthest["name"]} if lc.furthest else None
+    weak_stages = [{"tactic": t["shortname"], "name": t["name"],
+                    "techniques": [{"id": x["technique_id"], "name": x["name"], "weak": x["weak"]}
+                                   for x in t["techniques"]]} for t in lc.weak_tactics]
+    furthest_weak = None
+    if lc.furthest_weak:
+        furthest_weak = {"tactic": lc.furthest_weak["shortname"], "name": lc.furthest_weak["name"],
+                         "why": weak_note([lc.furthest_weak])}
     message = "; ".join(lc.notes[:3])
     if len(lc.timeline) > len(points):
         message = (message + "; " if message else "") + (
             f"timeline figure: {len(points)} of {len(lc.timeline)} timed steps (repeats within a minute merged)")
     return LifecycleSection(stages=stages, furthest=furthest, intent=lc.reading, timeline=points,
                             hosts=sorted(lc.timelines), timed_steps=len(lc.timeline),
-                            unresolved=lc.unresolved), message
+                            unresolved=lc.unresolved, furthest_weak=furthest_weak, weak_stages=weak_stages), message
+
+
+@section("intrusions", "One intrusion or several")
+def _intrusions(ctx: Context):
+    """Clusters of related activity (shared hosts, users, IPs, accounts; time gaps), each with its furthest
+    stage and, when there are several, its own attribution (``ttpscope.analyze.intrusions``)."""
+    clusters = activity_clusters(ctx.case.observations, ctx.detections)
+    if not clusters:
+        raise Empty("no observation carries a time, so activity cannot be grouped")
+    untimed = sum(1 for o in ctx.case.observations if o.time is None)
+    separate = len(clusters) > 1
+    rows = []
+    for number, cluster in enumerate(clusters[:MAX_CLUSTERS], 1):
+        row = cluster_row(cluster, number)
+        sub = Case(name=f"{ctx.case.name} {row['id']}", observations=cluster.observations, id=f"{ctx.case.id}-{row['id']}")
+        lc = lifecycle(sub, ctx.kb)
+        row["furthest"] = lc.furthest["name"] if lc.furthest else None
+        row["attribution"] = None
+        if separate and number <= CLUSTERS_ATTRIBUTED:
+            att = attribute(sub, ctx.kb, top=3, campaigns=False)
+            top = att.groups[0] if att.groups else None
+            row["attribution"] = {"verdict": att.verdict, "insufficient": att.insufficient_evidence,
+                                  "group": {"id": top.id, "name": top.name} if top else None,
+                                  "confidence": round(top.confidence, 3) if top else None}
+        rows.append(row)
+    days = lambda td: f"{td.days} days" if td.days else f"{td.seconds // 3600} hours"  # noqa: E731
+    method = (f"observations are linked when they share a host, user, IP address or account seen again within "
+              f"{days(ENTITY_GAP)}, or fall within {days(CONCURRENT)} of each other on hosts of one network domain")
+    first = clusters[0]
+    span = (min(c.first for c in clusters), max(c.last for c in clusters))
+    if separate:
+        hosts = {h.lower() for c in clusters for h in c.hosts}
+        note = (f"This looks like more than one intrusion: the activity falls into {len(clusters)} separate clusters "
+                f"({len(hosts)} hosts, {span[0]:%Y-%m-%d} to {span[1]:%Y-%m-%d}) with no host, user, IP address or "
+                f"account seen in two of them within {days(ENTITY_GAP)}. The whole-case attribution mixes them; "
+                "each cluster has its own.")
+    else:
+        note = (f"The timed evidence forms one cluster of related activity ({len(first.hosts)} host(s), "
+                f"{first.first:%Y-%m-%d} to {first.last:%Y-%m-%d}).")
+    data = IntrusionsSection(separate=separate, note=note, clusters=rows, method=method, untimed=untimed,
+                             count=len(clusters))
+    message = note if not separate else f"{len(clusters)} clusters; the largest: " + "; ".join(
+        f"{r['id']} {r['first'][:10]}–{r['last'][:10]} ({r['host_count']} host(s))" for r in rows[:3])
+    if untimed:
+        message = message.rstrip(".") + f"; {untimed} untimed observation(s) (report sentences) belong to no cluster"
+    return data, message
 
 
 def _context_line(ctx_dict: dict[str, Any]) -> dict[str, str]:
@@ -140,15 +197,21 @@ def _attribution(ctx: Context):
         exact = sum(1 for m in c.explained if m.match == "exact")
         why = f"explains {len(explained)} of {n} observed techniques ({exact} exactly)"
         return {"id": c.id, "name": c.name, "score": c.score, "confidence": c.confidence,
+                "similarity": round(c.similarity, 4),
                 "technique_score": c.technique_score, "named_as": c.named, "explained": explained,
                 "missing": missing, "context": _context_line(c.context), "why": why,
                 "groups": [g["name"] for g in c.context.get("groups", [])] if c.kind == "campaign" else []}
 
+    caveat = ""
+    clusters = ctx.sections.get("intrusions")
+    if clusters is not None and clusters.ok and clusters.data.separate:
+        caveat = (f"the case looks like {clusters.data.count} separate intrusions, so this ranking mixes "
+                  "their techniques; see the attribution of each cluster")
     return AttributionSection(
         verdict=att.verdict, insufficient=att.insufficient_evidence, information=att.information,
         groups=[row(c) for c in att.groups], campaigns=[row(c) for c in att.campaigns[:5]],
         unexplained=att.unexplained, unresolved=att.unresolved,
-        named=named), "; ".join(att.notes[:3])
+        named=named, caveat=caveat), "; ".join(x for x in [caveat, *att.notes[:3]] if x)
 
 
 def named_in_reports(documents: list[ReportDocument]) -> list[dict[str, Any]]:
@@ -265,7 +328,7 @@ def _mitigations(ctx: Context):
         how = m.get("how") or {}
         advice = next(iter(how.values()), "") if how else ""
         rows.append({"id": m["id"], "name": m["name"], "covers": m["covers"], "in_cover": m.get("in_cover"),
-                     "cumulative": m.get("cumulative"), "advice": advice[:300]})
+                     "new": m.get("new", []), "cumulative": m.get("cumulative"), "advice": advice[:300]})
     if not rows:
         raise Empty("ATT&CK lists no mitigation for these techniques")
     comps = [{"name": f"{d['data_source']}: {d['name']}" if d.get("data_source") else d["name"],

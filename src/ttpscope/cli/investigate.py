@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, err_console, note, print_json, table
-from ttpscope.cli.summary import PlainProgress, RunSummary, min_level_option, print_summary, shorten
+from ttpscope.cli.summary import (PlainProgress, RunSummary, min_level_option, print_judgement, print_summary,
+                                  shorten)
 
 app = typer.Typer()
 
@@ -94,6 +95,7 @@ def investigate_cmd(
         table("Evidence", ["source", "as", "read", "accepted", "rejected", "obs.", "notes"], rows,
               caption=f"files under {root}" if root else None)
     print_summary(_run_summary(result, names, root, min_level, noisy / 100), console)
+    print_judgement(result.analysis, console)
     for w in result.warnings:
         note(w)
     summary = result.analysis.summary()

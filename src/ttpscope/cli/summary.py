@@ -19,6 +19,9 @@ import typer
 LEVELS = ("informational", "low", "medium", "high", "critical")
 LEVEL_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "informational": "dim"}
 TOP = 5  # rows of each top list
+PROBLEM_GROUPS = 2  # lines of file problems (files with the same problem share one; skipped files one in all)
+NOISY_SHOWN = 2  # noisy rules named (all of them are counted)
+CLUSTERS_SHOWN = 3  # clusters named when a case looks like several intrusions
 NOISY_MIN_HITS = 50  # fewer hits than this on a source are never noise, whatever their share
 
 
@@ -122,11 +125,21 @@ class RunSummary:
             fmts = ", ".join(f"{k} {n:,}" for k, n in self.formats.most_common(4))
             out.append(f"[bold]Events[/bold]      {self.read:,} read · {self.accepted:,} accepted · "
                        f"{self.rejected:,} rejected" + (f"   [dim]({escape(fmts)})[/dim]" if fmts else ""))
-        for text in self.problems[:3]:
-            out.append(f"  [yellow]![/yellow] {escape(text)}")
+        groups = problem_groups(self.problems)
+        skips = [(why[len("skipped: "):], names) for why, names in groups if why.startswith("skipped: ")]
+        if skips:  # files left out on purpose (documentation, already in the case): one line says which
+            names = [n for _, ns in skips for n in ns]
+            one = f"{names[0]}: skipped: {skips[0][0]}" if len(names) == 1 else (
+                f"{len(names)} files skipped: " + " · ".join(f"{why} ({len(ns)})" for why, ns in skips))
+            out.append(f"  [yellow]![/yellow] {escape(one)}")
+        others = [g for g in groups if not g[0].startswith("skipped: ")]
+        for why, names in others[:PROBLEM_GROUPS]:
+            files = ", ".join(names[:3]) + (" …" if len(names) > 3 else "")
+            out.append(f"  [yellow]![/yellow] {escape(f'{names[0]}: {why}' if len(names) == 1 else f'{len(names)} files {why}: {files}')}")
         hint = f" ({self.more_hint})" if self.more_hint else ""
-        if len(self.problems) > 3:
-            out.append(f"  [yellow]![/yellow] … and {len(self.problems) - 3} more file(s) with problems{hint}")
+        rest = sum(len(names) for _, names in others[PROBLEM_GROUPS:])
+        if rest:
+            out.append(f"  [yellow]![/yellow] … and {rest} more file(s) with problems{hint}")
         if self.rules:
             out.append(f"[bold]Rules[/bold]       {escape(self.rules)}")
         return out
@@ -160,12 +173,12 @@ class RunSummary:
         if noisy:
             out.append(f"[bold]Noisy rules[/bold] {len(noisy)} (each over {self.noisy_share:.0%} of a file's events; "
                        "not in the lists below):")
-            for info in [i for i in noisy.values() if level_rank(i["level"]) >= floor][:3]:
+            for info in [i for i in noisy.values() if level_rank(i["level"]) >= floor][:NOISY_SHOWN]:
                 where = _owner(info["source"]).replace("\\", "/").rsplit("/", 1)[-1]
                 out.append(f"  {_lvl(info['level'])} {escape(str(info['title']))} [dim]({info['hits']:,} hits; "
                            f"{info['share']:.0%} of {escape(where)})[/dim]")
-            if len(noisy) > 3:
-                out.append(f"  … and {len(noisy) - 3} more")
+            if len(noisy) > NOISY_SHOWN:
+                out.append(f"  … and {len(noisy) - NOISY_SHOWN} more")
         listed = [d for d in shown if _key(d) not in noisy]
         out += self._top_rules(listed)
         out += self._top_hosts(listed)
@@ -224,6 +237,56 @@ class RunSummary:
             top = ", ".join(h for h, _ in by_host.most_common(3)) + (" …" if len(by_host) > 3 else "")
             out.append(f"  {hour}  {sum(by_host.values()):>7,}  [dim]{escape(top)}[/dim]")
         return out
+
+
+def problem_groups(problems: list[str]) -> list[tuple[str, list[str]]]:
+    """``"name: why (detail)"`` lines grouped by ``why`` (the detail dropped): [(why, names)], most files first,
+    then in the order given (shortest names first)."""
+    groups: dict[str, list[str]] = {}
+    for text in problems:
+        name, _, why = text.partition(": ")
+        groups.setdefault(why.split(" (", 1)[0] or why, []).append(name)
+    return sorted(groups.items(), key=lambda kv: -len(kv[1]))
+
+
+def judgement_lines(analysis) -> list[str]:
+    """The case's judgement in a few Rich-markup lines: the furthest stage (decisive evidence only, a later
+    stage on weak evidence named apart) and the attribution, or, when the evidence falls into separate
+    clusters of activity, the "more than one intrusion" warning with the largest clusters and the
+    attribution of each."""
+    from rich.markup import escape
+
+    from ttpscope.export.html import cluster_attribution, cluster_hosts, intrusions_of, stage_phrase
+
+    if analysis is None or not analysis.evidence:
+        return []
+    out = []
+    stage = stage_phrase(analysis)
+    if stage:
+        out.append(f"[bold]Judgement[/bold]   {escape(stage[0].upper() + stage[1:])}")
+    several = intrusions_of(analysis)
+    if several is not None:
+        hosts = {h.lower() for h in analysis.hosts()}
+        first, last = (t[:10] for t in analysis.time_span())
+        span = f"{first[:4]}–{last[:4]}" if first[:4] != last[:4] else f"{first} to {last[5:]}"
+        out.append(f"  [yellow]! This looks like more than one intrusion:[/yellow] {several.count} clusters "
+                   f"({len(hosts)} hosts, {span}); the largest, each attributed on its own:")
+        for row in several.clusters[:CLUSTERS_SHOWN]:
+            when = row["first"][:10] + ("" if row["first"][:10] == row["last"][:10] else
+                                        " to " + row["last"][5 if row["first"][:4] == row["last"][:4] else 0:10])
+            out.append(f"    {row['id']:<4}{escape(when):<20}{row['host_count']:>3} host(s)  "
+                       f"{escape(cluster_attribution(row, short=True))} [dim]({escape(cluster_hosts(row, 2))})[/dim]")
+        return out
+    at = analysis.sections.get("attribution")
+    if at is not None and at.ok and at.data.verdict:
+        out.append(f"[bold]Attribution[/bold] {escape(at.data.verdict)}")
+    return out
+
+
+def print_judgement(analysis, console) -> None:
+    """:func:`judgement_lines`, each cropped to the console width like the summary."""
+    for line in judgement_lines(analysis):
+        console.print(line, overflow="ellipsis", no_wrap=True, crop=True, soft_wrap=False)
 
 
 def _key(det: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import textwrap
 from collections import defaultdict
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from ttpscope.analyze.evidence import TechniqueSummary
@@ -82,36 +83,106 @@ def matrix_heatmap(evidence: Iterable[TechniqueSummary], kb) -> dict[str, Any]:
     }
 
 
+SPAN_MIN = 3  # this many identical steps in a row on one host lane are drawn as one span with a count
+# ... as long as no two of them are further apart than this (an observation spans up to an hour of one rule's
+# hits, so a beacon seen all day comes as one observation every hour or so)
+SPAN_GAP = timedelta(hours=6)
+
+
+def _when(iso: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def collapse_repeats(points: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(single points, spans): runs of at least SPAN_MIN steps of one technique under one tactic on one host,
+    none more than SPAN_GAP after the previous, become one span ``{host, technique_id, technique, tactic, start,
+    end, count, evidence}`` (a beacon's hundred dots are one bar that says how many); the rest stay points."""
+    lanes: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = defaultdict(list)
+    for p in points:
+        lanes[(p.get("host"), p.get("technique_id"), p.get("tactic"))].append(p)
+    singles, spans = [], []
+    for (host, tid, tactic), pts in lanes.items():
+        timed = sorted((p for p in pts if _when(p["time"]) is not None), key=lambda p: _when(p["time"]))
+        singles += [p for p in pts if _when(p["time"]) is None]
+        runs: list[list[dict[str, Any]]] = []
+        for p in timed:
+            if runs and _when(p["time"]) - _when(runs[-1][-1]["time"]) <= SPAN_GAP:
+                runs[-1].append(p)
+            else:
+                runs.append([p])
+        for run in runs:
+            if len(run) < SPAN_MIN:
+                singles += run
+                continue
+            spans.append({"host": host, "technique_id": tid, "technique": run[0].get("technique"), "tactic": tactic,
+                          "start": run[0]["time"], "end": run[-1]["time"], "count": len(run),
+                          "evidence": run[0].get("evidence")})
+    singles.sort(key=lambda p: str(p["time"]))
+    spans.sort(key=lambda s: str(s["start"]))
+    return singles, spans
+
+
 def timeline(points: list[dict[str, Any]], tactic_order: list[str], tactic_names: dict[str, str]) -> dict[str, Any]:
-    """Observations in time: one row per host, one colour per tactic (legend in matrix order).
+    """Observations in time: one row per host, one colour per tactic (legend in matrix order); repeated
+    identical steps on a host are one span with a count (:func:`collapse_repeats`).
 
     ``points``: [{time (ISO), host, technique_id, technique, tactic (shortname), evidence}].
     """
+    singles, spans = collapse_repeats(points)
     by_tactic: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for p in points:
+    spans_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in singles:
         by_tactic[p.get("tactic") or "unplaced"].append(p)
-    order = [t for t in tactic_order if t in by_tactic] + sorted(set(by_tactic) - set(tactic_order))
+    for sp in spans:
+        spans_of[sp.get("tactic") or "unplaced"].append(sp)
+    present = set(by_tactic) | set(spans_of)
+    order = [t for t in tactic_order if t in present] + sorted(present - set(tactic_order))
     hosts = sorted({p.get("host") or "(no host)" for p in points})
-    traces = []
+    traces, under = [], []  # spans are drawn beneath the single steps, which stay visible on top
     for t in order:
-        pts = by_tactic[t]
         idx = tactic_order.index(t) if t in tactic_order else len(tactic_order)
-        traces.append({
-            "type": "scatter", "mode": "markers", "name": esc(tactic_names.get(t, t)),
-            "x": [p["time"] for p in pts], "y": [esc(p.get("host") or "(no host)") for p in pts],
-            "marker": {"size": 11, "color": TACTIC_COLORS[idx % len(TACTIC_COLORS)],
-                       "line": {"width": 1, "color": "#333"}},
-            "hovertext": [f"<b>{esc(p.get('technique_id'))} {esc(p.get('technique'), 60)}</b><br>"
-                          f"{esc(tactic_names.get(t, t))} · {esc(p.get('host'))}<br>{esc(p['time'])}<br>"
-                          f"{esc(p.get('evidence'), 160)}" for p in pts],
-            "hovertemplate": "%{hovertext}<extra></extra>",
-        })
+        colour = TACTIC_COLORS[idx % len(TACTIC_COLORS)]
+        name = esc(tactic_names.get(t, t))
+        pts = by_tactic.get(t, [])
+        if pts:
+            traces.append({
+                "type": "scatter", "mode": "markers", "name": name, "legendgroup": t,
+                "x": [p["time"] for p in pts], "y": [esc(p.get("host") or "(no host)") for p in pts],
+                "marker": {"size": 11, "color": colour, "line": {"width": 1, "color": "#333"}},
+                "hovertext": [f"<b>{esc(p.get('technique_id'))} {esc(p.get('technique'), 60)}</b><br>"
+                              f"{name} · {esc(p.get('host'))}<br>{esc(p['time'])}<br>"
+                              f"{esc(p.get('evidence'), 160)}" for p in pts],
+                "hovertemplate": "%{hovertext}<extra></extra>",
+            })
+        runs = spans_of.get(t, [])
+        if runs:
+            x, y, text, hover = [], [], [], []
+            for sp in runs:
+                lane = esc(sp.get("host") or "(no host)")
+                about = (f"<b>{esc(sp.get('technique_id'))} {esc(sp.get('technique'), 60)}</b> ×{sp['count']}<br>"
+                         f"{name} · {esc(sp.get('host'))}<br>{esc(sp['start'])} → {esc(sp['end'])}<br>"
+                         f"{esc(sp.get('evidence'), 160)}")
+                x += [sp["start"], sp["end"], None]
+                y += [lane, lane, None]
+                text += ["", f"×{sp['count']}", ""]
+                hover += [about, about, ""]
+            under.append({
+                "type": "scatter", "mode": "lines+markers+text", "name": name, "legendgroup": t, "opacity": 0.7,
+                "showlegend": not pts, "x": x, "y": y, "text": text, "textposition": "middle right",
+                "textfont": {"size": 11, "color": "#1f2933"}, "connectgaps": False,
+                "line": {"width": 9, "color": colour}, "marker": {"size": 9, "color": colour,
+                                                                  "line": {"width": 1, "color": "#333"}},
+                "hovertext": hover, "hovertemplate": "%{hovertext}<extra></extra>", "meta": "span",
+            })
     return {
-        "data": traces,
+        "data": under + traces,
         "layout": {
-            "font": FONT, "height": 180 + 40 * len(hosts), "margin": {"l": 120, "r": 10, "t": 30, "b": 50},
+            "font": FONT, "height": 180 + 40 * len(hosts), "margin": {"l": 120, "r": 40, "t": 30, "b": 50},
             "xaxis": {"title": {"text": "time (UTC)"}, "type": "date"},
-            "yaxis": {"title": {"text": ""}, "type": "category", "categoryorder": "array",
+            "yaxis": {"title": {"text": ""}, "type": "category", "categoryorder": "array", "automargin": True,
                       "categoryarray": [esc(h) for h in hosts]},
             "legend": {"orientation": "h", "y": -0.25},
             "hovermode": "closest",

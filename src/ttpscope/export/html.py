@@ -68,6 +68,54 @@ def build_figures(analysis: CaseAnalysis, kb) -> dict[str, dict[str, Any]]:
     return out
 
 
+def stage_phrase(analysis: CaseAnalysis) -> str:
+    """"furthest stage reached: Lateral Movement (Impact on weak evidence only: ...)" - the furthest stage
+    goes by decisive evidence only (``ttpscope.analyze.evidence.is_decisive``); "" without a lifecycle."""
+    lc = analysis.sections.get("lifecycle")
+    if lc is None or not lc.ok:
+        return ""
+    weak = lc.data.furthest_weak
+    if lc.data.furthest:
+        text = f"furthest stage reached: {lc.data.furthest['name']}"
+        return text + (f" ({weak['name']} reached on weak evidence only: {weak['why']})" if weak else "")
+    if weak:
+        return f"no stage reached on decisive evidence ({weak['why']})"
+    return ""
+
+
+def intrusions_of(analysis: CaseAnalysis):
+    """The intrusions section's data when the case looks like several intrusions, else None."""
+    sec = analysis.sections.get("intrusions")
+    return sec.data if sec is not None and sec.ok and sec.data.separate else None
+
+
+def cluster_when(row: dict[str, Any]) -> str:
+    """"2021-04-21 to 2021-05-03" (one day: "2021-03-26")."""
+    first, last = row["first"][:10], row["last"][:10]
+    return first if first == last else f"{first} to {last}"
+
+
+def cluster_hosts(row: dict[str, Any], limit: int = 3) -> str:
+    hosts = [h.split(".", 1)[0] for h in row["hosts"][:limit]]
+    more = row["host_count"] - len(hosts)
+    return ", ".join(hosts) + (f" +{more}" if more > 0 else "") if hosts else "no host"
+
+
+def cluster_attribution(row: dict[str, Any], short: bool = False) -> str:
+    """One cluster's attribution in a few words (``short``: fewer)."""
+    att = row.get("attribution")
+    if not att:
+        return "not attributed" if short else "not attributed (a smaller cluster)"
+    group = att.get("group")
+    if group is None:
+        return "no known group" if short else "no known group uses these techniques"
+    if att.get("insufficient"):
+        return (f"leads only: {group['name']}" if short
+                else f"insufficient evidence (closest: {group['name']}, a lead only)")
+    return (f"{group['name']} {att['confidence']:.2f}" if short
+            else f"{group['name']} ({group['id']}), confidence {att['confidence']:.2f}")
+
+
 def headline(analysis: CaseAnalysis, kb) -> str:
     """One plain sentence or three for a manager."""
     s = analysis.summary()
@@ -80,10 +128,15 @@ def headline(analysis: CaseAnalysis, kb) -> str:
         when = lambda iso: iso.replace("T", " ")[:16]  # noqa: E731 - to the minute reads better
         parts.append(f"between {when(s['first_seen'])} and {when(s['last_seen'])} UTC")
     text = " ".join(parts)
-    lc = analysis.sections.get("lifecycle")
-    if lc is not None and lc.ok and lc.data.furthest:
-        text += f"; furthest stage reached: {lc.data.furthest['name']}"
+    stage = stage_phrase(analysis)
+    if stage:
+        text += "; " + stage
     text += "."
+    several = intrusions_of(analysis)
+    if several is not None:
+        return text + " " + several.note + " Largest: " + "; ".join(
+            f"{r['id']} ({cluster_when(r)}, {cluster_hosts(r)}): {cluster_attribution(r)}"
+            for r in several.clusters[:3]) + "."
     at = analysis.sections.get("attribution")
     if at is not None and at.ok and at.data.verdict:
         verdict = at.data.verdict.rstrip(".")
@@ -91,16 +144,32 @@ def headline(analysis: CaseAnalysis, kb) -> str:
     return text
 
 
+WEAK_LISTED = 3  # techniques on weak evidence only named in the key findings
+
+
 def findings(analysis: CaseAnalysis) -> list[str]:
-    """Key findings, one line each, from whichever sections have an answer."""
+    """Key findings, one line each, from whichever sections have an answer. Techniques on weak evidence only
+    (informational rules, a lone weak report claim) never lead them; they are named apart."""
     out = []
-    strongest = ", ".join(f"{e.id} {e.name} ({e.score})" for e in analysis.evidence[:3])
+    decisive = [e for e in analysis.evidence if e.decisive]
+    strongest = ", ".join(f"{e.id} {e.name} ({e.score})" for e in decisive[:3])
     if strongest:
         out.append(f"Strongest evidence: {strongest}.")
+    weak = [e for e in analysis.evidence if not e.decisive]
+    if weak:
+        listed = "; ".join(f"{e.id} {e.name} ({e.weak})" for e in weak[:WEAK_LISTED])
+        more = f"; +{len(weak) - WEAK_LISTED} more" if len(weak) > WEAK_LISTED else ""
+        out.append(f"On weak evidence only, so deciding no stage or finding: {listed}{more}.")
     sec = analysis.sections
     if "lifecycle" in sec and sec["lifecycle"].ok and sec["lifecycle"].data.intent:
         out.append(f"Lifecycle: {sec['lifecycle'].data.intent}")
-    if "attribution" in sec and sec["attribution"].ok:
+    several = intrusions_of(analysis)
+    if several is not None:
+        out.append(several.note + " Per cluster: " + "; ".join(
+            f"{r['id']} ({cluster_when(r)}, {cluster_hosts(r)}): {cluster_attribution(r)}"
+            for r in several.clusters[:5]) + (f"; +{several.count - 5} more clusters"
+                                              if several.count > 5 else "") + ".")
+    elif "attribution" in sec and sec["attribution"].ok:
         groups = sec["attribution"].data.groups
         if groups and not sec["attribution"].data.insufficient:
             g = groups[0]
@@ -142,7 +211,7 @@ def render_html(analysis: CaseAnalysis, kb) -> str:
         headline=headline(analysis, kb), findings=findings(analysis), evidence=analysis.evidence,
         sections=analysis.sections, rules=rules[:RULES_SHOWN], rules_more=max(0, len(rules) - RULES_SHOWN),
         sentences=sentences, sources=analysis.ingest, figures=figs, figures_json=script_json(figs),
-        plotly_js=Markup(plotly_js()),
+        plotly_js=Markup(plotly_js()), cluster_attribution=cluster_attribution,
         no_detections_reason=("No Sigma rule fired on the event logs." if has_logs
                               else "No event log was analysed in this case."),
         no_sentences_reason=("No report sentence was mapped to a technique." if analysis.documents

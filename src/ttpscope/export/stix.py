@@ -11,7 +11,8 @@ What goes in:
 - ``indicator`` objects for the IOCs with a short validity window (IOCs go stale fast), ``vulnerability``
   objects for the CVEs;
 - the top attributed group as an ``intrusion-set`` with an ``attributed-to`` relationship from the campaign
-  carrying the attribution's confidence, only when the attribution is not "insufficient evidence".
+  carrying the attribution's confidence, only when the attribution is not "insufficient evidence" and the
+  case is one intrusion (a case whose activity falls into separate clusters has no whole-case attribution).
 
 From the reports themselves: ``report.published`` is the latest publication date the case's documents
 state (the case's own time only when none states one; never the export time); an external reference per
@@ -367,7 +368,7 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
                                    description="named in the report; ATT&CK lists this technique for it", **common))
     # the top attribution, when it is more than a guess
     at = analysis.sections.get("attribution")
-    if at is not None and at.ok and at.data.groups and not at.data.insufficient:
+    if at is not None and at.ok and at.data.groups and not at.data.insufficient and not at.data.caveat:
         top = at.data.groups[0]
         group = kb.groups.get(top["id"])
         if group is not None:

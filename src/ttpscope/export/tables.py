@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any
 
 import orjson
 
 from ttpscope.analyze.evidence import observation_text
 from ttpscope.analyze.report import CaseAnalysis, SectionData
-from ttpscope.export.html import findings, headline
+from ttpscope.export.html import cluster_attribution, cluster_when, findings, headline
 
 CSV_COLUMNS = ["id", "technique_id", "technique", "tactics", "source_kind", "source_ref", "time", "host", "user",
                "document", "confidence", "count", "first_seen", "last_seen", "evidence", "evidence_json"]
@@ -49,12 +50,22 @@ def observations_csv(analysis: CaseAnalysis, kb) -> str:
     return buf.getvalue()
 
 
+# what CommonMark would read as markup: a "<" opening a tag, comment or autolink, an entity reference
+_MD_TAG = re.compile(r"<(?=[A-Za-z/!?])")
+_MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+_MD_BACKSLASH = re.compile(r"\\(?=[!-/:-@\[-`{-~])")  # before ASCII punctuation, where it would escape
+
+
 def md(text: Any, limit: int | None = None) -> str:
-    """Text safe in a Markdown table cell: one line, no pipes, no raw HTML."""
+    """Text safe in a Markdown table cell, in plain characters: one line, pipes and backticks escaped, and a
+    backslash before the only "<" and "&" a renderer would take as raw HTML or an entity (``\\<script>``,
+    ``\\&amp;``), so the file reads as written and a renderer shows the text, never runs it."""
     s = " ".join(("" if text is None else str(text)).split())
     if limit and len(s) > limit:
         s = s[: limit - 1] + "…"
-    return s.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("`", "\\`")
+    s = _MD_BACKSLASH.sub(r"\\\\", s)  # a backslash the text has before punctuation stays a backslash
+    s = s.replace("|", "\\|").replace("`", "\\`")
+    return _MD_ENTITY.sub(r"\\&", _MD_TAG.sub(r"\\<", s))
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -70,6 +81,9 @@ def markdown_report(analysis: CaseAnalysis, kb) -> str:
     out = [f"# Case report: {md(case.name)}", "",
            f"Case `{case.id}` · generated {analysis.generated:%Y-%m-%d %H:%M} UTC · {kb.label}", "",
            "## Summary", "", md(headline(analysis, kb)), ""]
+    clusters = analysis.sections.get("intrusions")
+    if clusters is not None and clusters.ok and clusters.data.separate:
+        out += [f"> **{md(clusters.data.note)}** (see *{md(clusters.title)}* below)", ""]
     out += [f"- {md(f)}" for f in findings(analysis)] + [""]
     out += _table(["techniques", "tactics reached", "observations", "hosts", "detections", "reports"],
                   [[s["techniques"], f"{len(s['tactics'])}/{len(kb.tactics)}", s["observations"], len(s["hosts"]),
@@ -107,18 +121,44 @@ def _section_md(key: str, section: SectionData) -> list[str]:
     ids = lambda items: ", ".join(i["id"] if isinstance(i, dict) else str(i) for i in items or [])  # noqa: E731
     if key == "lifecycle":
         lines = [md(data.get("intent")), ""] if data.get("intent") else []
+        if data.get("furthest"):
+            lines += [f"Furthest stage reached on decisive evidence: **{md(data['furthest']['name'])}**.", ""]
+        if data.get("furthest_weak"):
+            weak = data["furthest_weak"]
+            lines += [f"> {md(weak['name'])} is reached on weak evidence only: {md(weak['why'])}. Informational "
+                      "rules and a lone weak report claim decide neither the stage nor the key findings.", ""]
         return lines + _table(["tactic", "reached", "techniques"],
-                              [[st["name"], "yes" if st["reached"] else "", ids(st["techniques"])]
+                              [[st["name"], ("yes" if st.get("decisive", True) else "weak evidence only")
+                                if st["reached"] else "", ids(st["techniques"])]
                                for st in data.get("stages") or []])
+    if key == "intrusions":
+        lines = [(f"> **{md(data['note'])}**" if data.get("separate") else md(data.get("note"))), "",
+                 f"How: {md(data.get('method'))}." + (f" {data['untimed']} observation(s) without a time (report "
+                                                      "sentences) belong to no cluster." if data.get("untimed") else ""),
+                 ""]
+        header = ["cluster", "when (UTC)", "hosts", "users, IPs", "obs.", "hits", "techniques", "furthest stage"]
+        rows = [[c["id"], cluster_when(c), ", ".join(c["hosts"][:6]) + (f" +{c['host_count'] - 6}" if c["host_count"] > 6
+                                                                        else ""),
+                 ", ".join(c["users"][:4] + c["ips"][:3]), c["observations"], c["hits"], len(c["techniques"]),
+                 c.get("furthest") or ""] + ([cluster_attribution(c)] if data.get("separate") else [])
+                for c in (data.get("clusters") or [])[:40]]
+        return lines + _table(header + (["attribution of this cluster"] if data.get("separate") else []), rows)
     if key == "attribution":
-        return [md(data.get("verdict")), ""] + _table(
+        caveat = [f"> Read with care: {md(data['caveat'])}.", ""] if data.get("caveat") else []
+        campaigns = (["### Closest known campaigns", "",
+                      "Similarity 0-1: cosine of the case's and the campaign's techniques, weighted by rarity.", ""]
+                     + _table(["campaign", "similarity (0-1)", "attributed to", "shared techniques"],
+                              [[f"{c['name']} ({c['id']})", f"{c.get('similarity') or 0:.2f}", ", ".join(c.get("groups") or []),
+                                ids(c.get("explained"))] for c in data.get("campaigns") or []])
+                     if data.get("campaigns") else [])
+        return [md(data.get("verdict")), ""] + caveat + _table(
             ["#", "group", "score", "confidence", "explained", "not observed (hunting leads)"],
             [[i, f"{g['name']} ({g['id']})", f"{g['score']:.3f}",
               "" if g.get("confidence") is None else f"{g['confidence']:.2f}", ids(g.get("explained")),
-              ids((g.get("missing") or [])[:15])] for i, g in enumerate(data.get("groups") or [], 1)])
+              ids((g.get("missing") or [])[:15])] for i, g in enumerate(data.get("groups") or [], 1)]) + campaigns
     if key == "overlap":
         return _table(["kind", "name", "similarity", "shared"],
-                      [[o["kind"], f"{o['name']} ({o['id']})", f"{o['similarity']:.3f}", ids(o.get("shared"))]
+                      [[o["kind"], f"{o['name']} ({o['id']})", f"{o['similarity']:.2f}", ids(o.get("shared"))]
                        for o in data.get("items") or []])
     if key == "anticipation":
         return _table(["#", "technique", "score", "why", "watch"],
@@ -135,9 +175,12 @@ def _section_md(key: str, section: SectionData) -> list[str]:
                                g["actors"] if isinstance(g.get("actors"), (int, str)) else ", ".join(g.get("actors") or [])]
                               for i, g in enumerate((data.get("gaps") or [])[:30], 1)])
     if key == "mitigations":
-        return _table(["#", "mitigation", "covers"],
-                      [[i, f"{m['id']} {m['name']}", ", ".join(m.get("covers") or [])]
-                       for i, m in enumerate((data.get("mitigations") or [])[:25], 1)])
+        return ["In greedy order of marginal gain: each row covers the most techniques the rows above leave "
+                "uncovered (anticipated ones count half); *new* is that gain.", ""] + _table(
+            ["#", "mitigation", "new techniques covered", "covered so far", "new", "all it covers"],
+            [[i, f"{m['id']} {m['name']}", len(m.get("new") or []), f"{100 * (m.get('cumulative') or 0):.0f}%",
+              ", ".join(m.get("new") or []), ", ".join(m.get("covers") or [])]
+             for i, m in enumerate((data.get("mitigations") or [])[:25], 1)])
     if key == "indicators":
         lines = []
         if data.get("iocs"):
