@@ -98,9 +98,9 @@ def coverage(rules: list[str] = typer.Option(..., "--rules", "-r", help="Sigma r
         return
     c = report["counts"]
     title = report["profile"]["name"] if report["profile"] else "all techniques"
-    console.print(f"[bold]Coverage of {title}[/bold]: {report['coverage']:.1%} of {c['techniques']} techniques "
-                  f"detected ({c['detected']}); observable (not PRE-only): {report['coverage_observable']:.1%}; "
-                  f"weighted: {report['weighted_coverage']:.1%}. Rules: {c['rules']} "
+    console.print(f"[bold]Coverage of {title}[/bold]: {report['coverage']:.0%} of {c['techniques']} techniques "
+                  f"detected ({c['detected']}); observable (not PRE-only): {report['coverage_observable']:.0%}; "
+                  f"weighted: {report['weighted_coverage']:.0%}. Rules: {c['rules']} "
                   f"({c['rules_with_techniques']} ATT&CK-tagged).")
     table(f"Prioritised gaps ({len(report['gaps'])})", ["id", "name", "actors", "tactics", "visible", "note"],
           [(g["id"], g["name"], len(g["actors"]) or "", ", ".join(g["tactics"]),
