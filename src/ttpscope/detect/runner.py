@@ -25,7 +25,8 @@ from ttpscope.detect.ir import fields_of
 from ttpscope.detect.results import Detection, event_user, observations_of
 from ttpscope.detect.rules import RuleSet, load_rules
 from ttpscope.ingest.base import (ACCOUNT, DST_IP, HOST, LOGSOURCE, REC, REGION, SRC, SRC_IP, TIME, USER,
-                                  Batcher, EventReader, IngestStats, expand_sources, is_internal)
+                                  Batcher, EventReader, IngestStats, _is_pair, _path_of, expand_sources,
+                                  is_internal)
 from ttpscope.ingest.logsource import LogSource, parse_logsource
 
 from ttpscope.detect.engines import ENGINES, make_engine
@@ -164,7 +165,8 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
            kb=None, engine: str = "duckdb", progress: Callable[[str, int, int], None] | None = None,
            engine_options: dict[str, Any] | None = None, cache: bool = True,
            compiled: list[CompiledRule] | None = None, workers: int = 1,
-           logsource: LogSource | str | dict | None = None, **filters) -> DetectResult:
+           logsource: LogSource | str | dict | None = None, formats: dict | None = None,
+           **filters) -> DetectResult:
     """Run Sigma rules (a RuleSet, or paths loaded with ``filters``) over event logs.
 
     ``compiled`` reuses :func:`compile_ruleset` output for the same RuleSet (several runs, one compile).
@@ -174,6 +176,9 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
 
     ``workers`` > 1 (or 0: one per CPU) splits the input files between that many processes, each with its
     own DuckDB engine (same rules, same results; used when there are several files and at least 8 MiB).
+
+    ``formats`` ({path: format}, or ``(path, format)`` items in ``logs``): the formats a caller sniffed
+    already (``investigate`` routes files by content), so the ingest does not sniff them again.
 
     With ``engine="spark"``, items of ``logs`` that are URIs (``file://``, ``hdfs://``, ``s3a://``, ...; not
     local paths) are datasets Spark reads itself: Parquet (Hive-partitioned folders too) or JSON lines
@@ -207,16 +212,19 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     items = [logs] if isinstance(logs, (str, Path)) else list(logs)
     datasets = [str(i) for i in items if engine == "spark" and is_dataset_uri(i)]  # read by Spark itself
     files = expand_sources([i for i in items if str(i) not in datasets]) if len(datasets) < len(items) else []
+    known = {_path_of(k): v for k, v in (formats or {}).items() if v}
+    known.update({_path_of(i): i[1] for i in items if _is_pair(i) and i[1]})
+    known = {f: known[f] for f in files if f in known}
     workers = workers or os.cpu_count() or 1
     sizes = {f: f.stat().st_size for f in files} if engine == "duckdb" and workers > 1 and len(files) > 1 else {}
     if sizes and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
         workers = min(workers, len(files))
         hits, ingest, errors, seen = _scan_parallel(files, sizes, compiled, engine_options or {}, workers, progress,
-                                                    declared)
+                                                    declared, known)
     else:
         workers = 1
         hits, ingest, errors, seen = _scan(files, compiled, engine, engine_options or {}, progress,
-                                           declared=declared, datasets=datasets)
+                                           declared=declared, datasets=datasets, formats=known)
     t3 = time.perf_counter()
 
     rule_fields = {c.index: sorted({f for v in c.variants.values() for f in fields_of(v) if f})
@@ -281,7 +289,7 @@ def _declared(logsource) -> LogSource | None:
 
 
 def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None, on_events=None,
-          declared: LogSource | None = None, datasets: list[str] | None = None
+          declared: LogSource | None = None, datasets: list[str] | None = None, formats: dict | None = None
           ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
     """One process: read the files (and the Spark engine's datasets), run the engine; hits name their
     source. The last item says which rules had data of their log source and how many events of each
@@ -289,7 +297,7 @@ def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None
     if on_events is None and progress:
         def on_events(e, f, n):
             progress("events", e, f)
-    reader = EventReader(files, on_progress=on_events, logsource=declared)
+    reader = EventReader(files, on_progress=on_events, logsource=declared, formats=formats)
     eng = make_engine(engine, compiled, **options)
     try:
         batches = reader.batches()
@@ -321,8 +329,20 @@ def _dataset_batches(eng, datasets: list[str], reader: EventReader, declared: Lo
 _SHARED: dict[str, Any] = {}
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker is killed by the kernel when the process that started it dies (a job killed over
+    its time budget takes its workers with it; the setting is not inherited across fork)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
-    files, options, declared = args
+    files, options, declared, formats = args
     events, done = _SHARED["events"], _SHARED["files"]
     last = [0, 0]
 
@@ -332,7 +352,8 @@ def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str
         with done.get_lock():
             done.value += f - last[1]
         last[:] = [e, f]
-    return _scan(files, _SHARED["compiled"], "duckdb", options, on_events=on_events, declared=declared)
+    return _scan(files, _SHARED["compiled"], "duckdb", options, on_events=on_events, declared=declared,
+                 formats=formats)
 
 
 def _shares(files: list[Path], sizes: dict[Path, int], n: int) -> list[list[Path]]:
@@ -348,7 +369,7 @@ def _shares(files: list[Path], sizes: dict[Path, int], n: int) -> list[list[Path
 
 
 def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options: dict, workers: int,
-                   progress=None, declared: LogSource | None = None
+                   progress=None, declared: LogSource | None = None, formats: dict | None = None
                    ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
     """Worker processes, one share of the files each; results merged in the input order of the files.
     DuckDB threads are divided between the workers."""
@@ -357,11 +378,12 @@ def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options:
     options = {"threads": max(1, (os.cpu_count() or 1) // workers), **options}
     shares = _shares(files, sizes, workers)
     with tempfile.TemporaryDirectory(prefix="ttpscope-workers-") as tmp:
-        args = [(share, {"temp_directory": os.path.join(tmp, str(i)), **options}, declared)
+        args = [(share, {"temp_directory": os.path.join(tmp, str(i)), **options}, declared,
+                 {f: (formats or {})[f] for f in share if f in (formats or {})})
                 for i, share in enumerate(shares)]
         _SHARED.update(compiled=compiled, events=ctx.Value("q", 0), files=ctx.Value("q", 0))
         try:
-            with ctx.Pool(len(shares)) as pool:
+            with ctx.Pool(len(shares), initializer=_die_with_parent) as pool:
                 pending = pool.map_async(_scan_share, args)
                 while not pending.ready():
                     pending.wait(0.25)
