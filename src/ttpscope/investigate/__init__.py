@@ -62,7 +62,8 @@ class InvestigationResult:
                 "sources": [s.to_dict() for s in self.sources],
                 "sections": {k: {"status": s.status, "message": s.message}
                              for k, s in (self.analysis.sections.items() if self.analysis else ())},
-                "warnings": self.warnings, "knowledge_base": self.case.meta.get("knowledge_base")}
+                "warnings": self.warnings, "knowledge_base": self.case.meta.get("knowledge_base"),
+                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
 
 
 def slug(name: str) -> str:
