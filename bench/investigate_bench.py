@@ -7,6 +7,9 @@ Inputs:
   lsass1    ``../shared/data/otrf-cross-environment/compound/LSASS_campaign_01`` (two zip archives: the host's
             JSON lines, ~100 MB, and its Zeek logs), SigmaHQ Windows rules
   lsass     all seven LSASS campaigns together (~700 MB of JSON), SigmaHQ Windows rules
+  many      generated: one zip of JSON lines where every event is a ``net view`` on a host of its own
+            (``--many`` events, default 20,000: ~40k observations, two techniques each), ``examples/rules``;
+            what peak RSS does with the number of detections (no Zircolite row)
 
 ttpscope: ``python -m ttpscope investigate INPUT --rules RULES --replace --name bench-INPUT --json`` in a
 process of its own (one worker per CPU for the detection, its default): wall seconds, CPU seconds of its
@@ -57,6 +60,8 @@ def evidence(name: str) -> tuple[list[Path], Path]:
         return CAMPAIGNS[:1], db.RULES
     if name == "lsass":
         return CAMPAIGNS, db.RULES
+    if name.startswith("many"):
+        return [many_detections(int(name[4:] or 20_000))], EXAMPLES / "rules"
     raise SystemExit(f"unknown input {name!r}")
 
 
@@ -74,6 +79,29 @@ def run_investigate(name: str, out: Path) -> dict:
             "observations": (res.get("summary") or {}).get("observations"),
             "detections": (res.get("summary") or {}).get("detections"),
             "timings": res.get("timings", {}), "files": len(res["sources"])}
+
+
+def many_detections(n: int) -> Path:
+    """A zip of ``n`` Sysmon process-creation events, each a ``net view`` on a host of its own, a minute
+    apart: every event is a detection and its own observation (per rule technique)."""
+    path = db.CACHE / f"many-detections-{n}.zip"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        minute = i % (60 * 24 * 28)
+        when = f"2024-09-{1 + minute // 1440:02d}T{minute // 60 % 24:02d}:{minute % 60:02d}:00.000Z"
+        lines.append(json.dumps({
+            "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "Computer": f"WS-{i:06d}.corp.local",
+            "TimeCreated": when, "Image": "C:\\Windows\\System32\\net.exe", "CommandLine": f"net view \\\\FS{i % 97:02d}",
+            "User": f"CORP\\user{i % 1000:04d}", "ProcessId": str(1000 + i % 60000),
+            "ParentImage": "C:\\Windows\\System32\\cmd.exe"}))
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("sysmon.jsonl", "\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def unpacked_json(paths: list[Path], label: str) -> Path:
@@ -118,7 +146,8 @@ def warm_rule_cache() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--inputs", default="example,evtx,lsass1", help="comma list of example, evtx, lsass1, lsass")
+    ap.add_argument("--inputs", default="example,evtx,lsass1",
+                    help="comma list of example, evtx, lsass1, lsass, many[N] (e.g. many20000)")
     ap.add_argument("--no-peer", action="store_true", help="skip Zircolite")
     args = ap.parse_args()
     names = [n for n in args.inputs.split(",") if n]
@@ -129,7 +158,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="ttpscope-inv-bench-") as tmp:
             ours = run_investigate(name, Path(tmp) / "out")
         peer = None
-        if not args.no_peer:
+        if not args.no_peer and not name.startswith("many"):
             p = run_peer(name, ours["events"])
             peer = {k: p[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "detections", "rules")}
         results[name] = {"ttpscope": ours, "zircolite": peer, "cpus": os.cpu_count(),

@@ -130,9 +130,10 @@ def _compiled_store(value) -> bool:
     return isinstance(value, dict) and all(isinstance(v, CompiledRule) for v in value.values())
 
 
-def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, int], None] | None = None
-                    ) -> list[CompiledRule]:
-    """Compile every rule of a RuleSet, with a per-rule disk cache (pySigma conversion costs ~4 ms a rule)."""
+def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, int], None] | None = None,
+                    keys: list[str] | None = None) -> list[CompiledRule]:
+    """Compile every rule of a RuleSet, with a per-rule disk cache (pySigma conversion costs ~4 ms a rule).
+    ``keys``, when given, receives each rule's cache key (what :func:`plan_store` names its file by)."""
     from ttpscope.paths import cache_dir, load_cache, save_cache
 
     store: dict[str, CompiledRule] = {}
@@ -144,6 +145,8 @@ def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, in
     dirty = False
     for i, info in enumerate(rs.rules):
         key = _rule_key(info)
+        if keys is not None:
+            keys.append(key)
         hit = store.get(key)
         if hit is not None:
             out.append(CompiledRule(i, info.id, hit.variants, hit.error, hit.note, hit.logsource))
@@ -158,6 +161,16 @@ def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, in
     if cache and dirty:
         save_cache(file, store, "compiled-rule cache")
     return out
+
+
+def plan_store(keys: list[str]) -> Path:
+    """The file of per-class plans for one compiled rule list (named by its rules' cache keys, in order):
+    the planning of a class (which rules can fire on it, folded) is done once across files and runs."""
+    from ttpscope.detect.planner import PLANNER_VERSION
+    from ttpscope.paths import cache_dir
+
+    digest = hashlib.sha1(f"{PLANNER_VERSION}|{COMPILER_VERSION}|{'|'.join(keys)}".encode()).hexdigest()[:24]
+    return cache_dir("rules") / "plans" / f"plans-{digest}.pickle"
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -202,9 +215,13 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     if isinstance(rules, RuleSet) and filters:
         rs = rs.filter(**filters)
     t1 = time.perf_counter()
+    keys: list[str] = []
     if compiled is None or len(compiled) != len(rs.rules):
-        compiled = compile_ruleset(rs, cache=cache,
+        compiled = compile_ruleset(rs, cache=cache, keys=keys,
                                    progress=(lambda d, n: progress("compile", d, n)) if progress else None)
+    elif cache:
+        keys = [_rule_key(rs.rules[c.index]) for c in compiled]
+    plans = plan_store(keys) if cache and engine != "spark" else None
     t2 = time.perf_counter()
     compile_errors = [(rs.rules[c.index].id, rs.rules[c.index].path, c.error) for c in compiled if c.error]
     notes = sorted({c.note for c in compiled if c.note})
@@ -220,11 +237,11 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     if sizes and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
         workers = min(workers, len(files))
         hits, ingest, errors, seen = _scan_parallel(files, sizes, compiled, engine_options or {}, workers, progress,
-                                                    declared, known)
+                                                    declared, known, plans)
     else:
         workers = 1
         hits, ingest, errors, seen = _scan(files, compiled, engine, engine_options or {}, progress,
-                                           declared=declared, datasets=datasets, formats=known)
+                                           declared=declared, datasets=datasets, formats=known, plans=plans)
     t3 = time.perf_counter()
 
     rule_fields = {c.index: sorted({f for v in c.variants.values() for f in fields_of(v) if f})
@@ -289,8 +306,8 @@ def _declared(logsource) -> LogSource | None:
 
 
 def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None, on_events=None,
-          declared: LogSource | None = None, datasets: list[str] | None = None, formats: dict | None = None
-          ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
+          declared: LogSource | None = None, datasets: list[str] | None = None, formats: dict | None = None,
+          plans: Path | None = None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
     """One process: read the files (and the Spark engine's datasets), run the engine; hits name their
     source. The last item says which rules had data of their log source and how many events of each
     source were of none."""
@@ -299,11 +316,15 @@ def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None
             progress("events", e, f)
     reader = EventReader(files, on_progress=on_events, logsource=declared, formats=formats)
     eng = make_engine(engine, compiled, **options)
+    if plans is not None and hasattr(eng, "use_plan_store"):
+        eng.use_plan_store(plans)
     try:
         batches = reader.batches()
         if datasets:
             batches = itertools.chain(batches, _dataset_batches(eng, datasets, reader, declared))
         raw = list(eng.run(batches))
+        if plans is not None and hasattr(eng, "save_plans"):
+            eng.save_plans()
     finally:
         eng.close()
     seen = {"with_data": set(eng.with_data), "not_analysed": dict(eng.not_analysed)}
@@ -342,7 +363,7 @@ def _die_with_parent() -> None:
 
 
 def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
-    files, options, declared, formats = args
+    files, options, declared, formats, plans = args
     events, done = _SHARED["events"], _SHARED["files"]
     last = [0, 0]
 
@@ -353,7 +374,7 @@ def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str
             done.value += f - last[1]
         last[:] = [e, f]
     return _scan(files, _SHARED["compiled"], "duckdb", options, on_events=on_events, declared=declared,
-                 formats=formats)
+                 formats=formats, plans=plans)
 
 
 def _shares(files: list[Path], sizes: dict[Path, int], n: int) -> list[list[Path]]:
@@ -369,8 +390,8 @@ def _shares(files: list[Path], sizes: dict[Path, int], n: int) -> list[list[Path
 
 
 def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options: dict, workers: int,
-                   progress=None, declared: LogSource | None = None, formats: dict | None = None
-                   ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
+                   progress=None, declared: LogSource | None = None, formats: dict | None = None,
+                   plans: Path | None = None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
     """Worker processes, one share of the files each; results merged in the input order of the files.
     DuckDB threads are divided between the workers."""
     methods = multiprocessing.get_all_start_methods()
@@ -379,7 +400,7 @@ def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options:
     shares = _shares(files, sizes, workers)
     with tempfile.TemporaryDirectory(prefix="ttpscope-workers-") as tmp:
         args = [(share, {"temp_directory": os.path.join(tmp, str(i)), **options}, declared,
-                 {f: (formats or {})[f] for f in share if f in (formats or {})})
+                 {f: (formats or {})[f] for f in share if f in (formats or {})}, plans)
                 for i, share in enumerate(shares)]
         _SHARED.update(compiled=compiled, events=ctx.Value("q", 0), files=ctx.Value("q", 0))
         try:
