@@ -190,6 +190,9 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     ``workers`` > 1 (or 0: one per CPU) splits the input files between that many processes, each with its
     own DuckDB engine (same rules, same results; used when there are several files and at least 8 MiB).
 
+    With ``cache`` (the default), the per-class plans are kept across runs in a plan store named by the
+    compiled rules (:func:`plan_store`); ``cache=False`` plans every class afresh and keeps nothing.
+
     ``formats`` ({path: format}, or ``(path, format)`` items in ``logs``): the formats a caller sniffed
     already (``investigate`` routes files by content), so the ingest does not sniff them again.
 
