@@ -240,10 +240,14 @@ def zircolite_ready() -> None:
         shutil.move(str(made[-1]), ZIRCOLITE_RULES)
 
 
-def run_zircolite(name: str, paths: list[Path], events: int) -> dict:
-    """Zircolite on an input, as a user runs it (its default: parallel when it judges it useful)."""
+def run_zircolite(name: str, paths: list[Path], events: int, target: list[str] | None = None,
+                  extra: list[str] | None = None) -> dict:
+    """Zircolite on an input, as a user runs it (its default: parallel when it judges it useful).
+    ``target``/``extra``: its ``-e`` paths and format options for an input not wired here (other benches)."""
     zircolite_ready()
-    if name == "evtx":
+    if target is not None:
+        extra = list(extra or [])
+    elif name == "evtx":
         target, extra = [str(EVTX)], []
     elif name == "generated":
         target, extra = [str(paths[0])], ["-j"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ttpscope.api.deps import workspace_of
@@ -29,12 +30,21 @@ def start(app, evidence, name, kb, mode: str = "new"):
     # the job runs in the staging folder: the server's own relative paths are made absolute first
     kwargs = {"files": [p.name for p, _ in staged], "labels": [label for _, label in staged], "name": title, "mode": mode,
               "domain": kb.domain, "bundle": _absolute(settings.bundle), "rules": _absolute(settings.rules),
-              "workspace": str(Path(ws.path).resolve())}
+              "workspace": str(Path(ws.path).resolve()), "workers": detection_workers(settings)}
     return app.state.jobs.submit_child("investigate", title, run_investigation, kwargs, cleanup=lambda: remove(folder),
                                        cwd=folder, folder=folder)
 
 
-def run_investigation(progress, *, files, labels, name, domain, bundle, rules, workspace, mode="new") -> dict:
+def detection_workers(settings) -> int:
+    """Detection processes of one job: the CPUs shared between the jobs that may run at once (0: one per CPU).
+    They are forked by the job's own process (a fresh interpreter, no server threads), die with it when the
+    job is stopped over its time budget, and each is held to the job's memory budget."""
+    jobs = max(1, int(getattr(settings, "investigation_workers", 1) or 1))
+    return 0 if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+
+
+def run_investigation(progress, *, files, labels, name, domain, bundle, rules, workspace, mode="new",
+                      workers: int = 0) -> dict:
     """The job itself (in the child process, in the staging folder): investigate the staged files."""
     staged = list(zip(files, labels))
 
@@ -45,12 +55,13 @@ def run_investigation(progress, *, files, labels, name, domain, bundle, rules, w
 
     try:
         result = investigate(files, name=name, domain=domain, bundle=bundle, rules=rules, mode=mode,
-                             workspace=Workspace(workspace), formats=(), progress=on_progress)
+                             workspace=Workspace(workspace), formats=(), progress=on_progress, workers=workers)
     except TtpscopeError as exc:  # name the uploads as the user knows them, not the server's file names
         raise TtpscopeError(_as_labels(str(exc), staged)) from exc
     return {"case_id": result.case.id, "name": result.case.name,
             "warnings": [_as_labels(w, staged) for w in result.warnings],
-            "sources": [{**s.to_dict(), "path": _as_labels(str(s.path), staged)} for s in result.sources]}
+            "sources": [{**s.to_dict(), "path": _as_labels(str(s.path), staged)} for s in result.sources],
+            "detect_workers": result.timings.get("detect_workers")}
 
 
 def _absolute(value: str | None) -> str | None:

@@ -330,6 +330,9 @@ def _out_of_memory(exc: BaseException | None) -> bool:
 def _child_main(send, target, kwargs, cwd, memory_mib) -> None:
     """The child side of :meth:`JobManager._in_child`: limits first, then the job; one message back."""
     _die_with_parent()
+    # daemonic for the server (killed at its exit), yet this process starts detection workers of its own,
+    # which multiprocessing refuses to a daemon; they die with it (PR_SET_PDEATHSIG in the detection runner)
+    multiprocessing.current_process().daemon = False
     if memory_mib:
         import resource
 

@@ -44,6 +44,8 @@ def investigate_cmd(
     force_report: Optional[list[Path]] = typer.Option(None, "--report", help="Read this file as a threat report "
                                                       "even if it looks like documentation (README, LICENSE); "
                                                       "repeatable."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes sharing the event log files in the "
+                                "Sigma detection; 0: one per CPU (the same case as one process)."),
 ) -> None:
     """Investigate evidence into one case: detections and report TTPs together, saved in the workspace, with
     report.html, layer.json, bundle.json (STIX 2.1), case.json, observations.csv and report.md."""
@@ -76,7 +78,7 @@ def investigate_cmd(
         try:
             result = investigate(list(evidence) + list(force_report or []), rules=rules, name=add_to or name,
                                  out=out, domain=domain, bundle=bundle, save=not no_save, progress=report,
-                                 force_reports=force_report or (), mode=mode)
+                                 force_reports=force_report or (), mode=mode, workers=workers)
         finally:
             if plain is not None:
                 plain.close()

@@ -13,7 +13,8 @@ and a process-creation rule runs on Sysmon 1 and on Security 4688 through its tw
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow.compute as pc
@@ -24,6 +25,10 @@ from ttpscope.detect.variants import CHANNEL_VARIANTS, runs_on
 from ttpscope.detect.sql import DUCKDB, KEYWORD, ColumnMap, sql_ident
 from ttpscope.ingest.base import ROW, SRC, class_order, is_internal
 from ttpscope.ingest.logsource import UNKNOWN
+
+
+PLANNER_VERSION = 1  # part of the plan store's name: plans of another planner are never read
+MAX_STORED_PLANS = 20_000
 
 
 @dataclass
@@ -72,6 +77,10 @@ class Planner:
         self.stats: dict[str, int] = {"rules_planned": 0, "classes": 0}
         self.with_data: set[int] = set()  # rules whose log source some class has (visibility)
         self.not_analysed: Counter = Counter()  # source name → events of an unknown log source
+        # plans of earlier runs of the same compiled rules (:meth:`use_plan_store`), and those made in this one
+        self.plan_store: Path | None = None
+        self._stored: dict[tuple, tuple[Plan, frozenset]] = {}
+        self._made: dict[tuple, tuple[Plan, frozenset]] = {}
 
     def _count_unknown(self, batch) -> None:
         """Count the events of a class no rule can run on (unknown log source), per source."""
@@ -102,10 +111,44 @@ class Planner:
         psig = (sig, frozenset(fields))
         plan = self.plans.get(psig)
         if plan is None:
-            plan = self.plans[psig] = self._build_plan(self.keys[sig], fields)
+            skey = (self.keys[sig], tuple(sorted(fields.items())))  # as seen: the store spans inputs
+            stored = self._stored.get(skey)
+            if stored is not None and not self.disabled.intersection(stored[0].rules):
+                plan = replace(stored[0], conditions=list(stored[0].conditions))  # its SQL rendered afresh
+                self.with_data.update(stored[1])
+                self.stats["rules_planned"] += len(plan.rules)
+            else:
+                seen: set[int] = set()
+                plan = self._build_plan(self.keys[sig], fields, seen if self.plan_store else None)
+                if self.plan_store is not None and not self.disabled:
+                    self._made[skey] = (replace(plan, conditions=list(plan.conditions)), frozenset(seen))
+            self.plans[psig] = plan
         return plan
 
-    def _build_plan(self, key: tuple, by_lower: dict[str, str]) -> Plan:
+    def use_plan_store(self, path: str | Path) -> None:
+        """Reuse the per-class plans of earlier runs kept in ``path`` (a file named by the fingerprint of
+        the compiled rules: other rules never read it); :meth:`save_plans` adds this run's."""
+        from ttpscope.paths import load_cache
+
+        self.plan_store = Path(path)
+        self._stored = load_cache(self.plan_store, dict, "per-class plan cache") or {}
+
+    def save_plans(self) -> None:
+        """Add the plans made in this run to the plan store (merged with what other processes wrote)."""
+        if self.plan_store is None or not self._made:
+            return
+        from ttpscope.paths import load_cache, save_cache
+
+        merged = load_cache(self.plan_store, dict, "per-class plan cache") or {}
+        merged.update(self._made)
+        if len(merged) > MAX_STORED_PLANS:  # many inputs of many shapes: keep the newest
+            merged = dict(list(merged.items())[-MAX_STORED_PLANS:])
+        save_cache(self.plan_store, merged, "per-class plan cache")
+        self._made = {}
+
+    def _build_plan(self, key: tuple, by_lower: dict[str, str], seen: set[int] | None = None) -> Plan:
+        """The plan of one class; ``seen``, when given, receives every rule of the class's log source (what
+        the plan store keeps for visibility), not only those new to :attr:`with_data`."""
         source = key[3] if len(key) > 3 else UNKNOWN
         if not source.known:
             return Plan([])
@@ -126,8 +169,11 @@ class Planner:
                 continue
             if any(f.lower() in constants and lowered_key[f] not in allowed for f, allowed in v.constraints.items()):
                 continue
-            if v.rule not in self.with_data and fold(v.condition, constants, rest | v.fields) != FALSE:
+            if (v.rule not in self.with_data or (seen is not None and v.rule not in seen)) \
+                    and fold(v.condition, constants, rest | v.fields) != FALSE:
                 self.with_data.add(v.rule)  # the class is of the rule's log source, whatever its columns
+                if seen is not None:
+                    seen.add(v.rule)
             cond = fold(v.condition, constants, rest)
             if cond != FALSE:
                 per_rule.setdefault(v.rule, []).append(cond)

@@ -25,7 +25,8 @@ from ttpscope.detect.ir import fields_of
 from ttpscope.detect.results import Detection, event_user, observations_of
 from ttpscope.detect.rules import RuleSet, load_rules
 from ttpscope.ingest.base import (ACCOUNT, DST_IP, HOST, LOGSOURCE, REC, REGION, SRC, SRC_IP, TIME, USER,
-                                  Batcher, EventReader, IngestStats, expand_sources, is_internal)
+                                  Batcher, EventReader, IngestStats, _is_pair, _path_of, expand_sources,
+                                  is_internal)
 from ttpscope.ingest.links import EntityLinks, entity_key
 from ttpscope.ingest.logsource import LogSource, parse_logsource
 
@@ -140,9 +141,10 @@ def _compiled_store(value) -> bool:
     return isinstance(value, dict) and all(isinstance(v, CompiledRule) for v in value.values())
 
 
-def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, int], None] | None = None
-                    ) -> list[CompiledRule]:
-    """Compile every rule of a RuleSet, with a per-rule disk cache (pySigma conversion costs ~4 ms a rule)."""
+def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, int], None] | None = None,
+                    keys: list[str] | None = None) -> list[CompiledRule]:
+    """Compile every rule of a RuleSet, with a per-rule disk cache (pySigma conversion costs ~4 ms a rule).
+    ``keys``, when given, receives each rule's cache key (what :func:`plan_store` names its file by)."""
     from ttpscope.paths import cache_dir, load_cache, save_cache
 
     store: dict[str, CompiledRule] = {}
@@ -154,6 +156,8 @@ def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, in
     dirty = False
     for i, info in enumerate(rs.rules):
         key = _rule_key(info)
+        if keys is not None:
+            keys.append(key)
         hit = store.get(key)
         if hit is not None:
             out.append(CompiledRule(i, info.id, hit.variants, hit.error, hit.note, hit.logsource))
@@ -170,12 +174,23 @@ def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, in
     return out
 
 
+def plan_store(keys: list[str]) -> Path:
+    """The file of per-class plans for one compiled rule list (named by its rules' cache keys, in order):
+    the planning of a class (which rules can fire on it, folded) is done once across files and runs."""
+    from ttpscope.detect.planner import PLANNER_VERSION
+    from ttpscope.paths import cache_dir
+
+    digest = hashlib.sha1(f"{PLANNER_VERSION}|{COMPILER_VERSION}|{'|'.join(keys)}".encode()).hexdigest()[:24]
+    return cache_dir("rules") / "plans" / f"plans-{digest}.pickle"
+
+
 # ---------------------------------------------------------------------------------------------- run
 def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path | Iterable | None = None, *,
            kb=None, engine: str = "duckdb", progress: Callable[[str, int, int], None] | None = None,
            engine_options: dict[str, Any] | None = None, cache: bool = True,
            compiled: list[CompiledRule] | None = None, workers: int = 1,
-           logsource: LogSource | str | dict | None = None, **filters) -> DetectResult:
+           logsource: LogSource | str | dict | None = None, formats: dict | None = None,
+           **filters) -> DetectResult:
     """Run Sigma rules (a RuleSet, or paths loaded with ``filters``) over event logs.
 
     ``compiled`` reuses :func:`compile_ruleset` output for the same RuleSet (several runs, one compile).
@@ -185,6 +200,12 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
 
     ``workers`` > 1 (or 0: one per CPU) splits the input files between that many processes, each with its
     own DuckDB engine (same rules, same results; used when there are several files and at least 8 MiB).
+
+    With ``cache`` (the default), the per-class plans are kept across runs in a plan store named by the
+    compiled rules (:func:`plan_store`); ``cache=False`` plans every class afresh and keeps nothing.
+
+    ``formats`` ({path: format}, or ``(path, format)`` items in ``logs``): the formats a caller sniffed
+    already (``investigate`` routes files by content), so the ingest does not sniff them again.
 
     With ``engine="spark"``, items of ``logs`` that are URIs (``file://``, ``hdfs://``, ``s3a://``, ...; not
     local paths) are datasets Spark reads itself: Parquet (Hive-partitioned folders too) or JSON lines
@@ -208,9 +229,13 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     if isinstance(rules, RuleSet) and filters:
         rs = rs.filter(**filters)
     t1 = time.perf_counter()
+    keys: list[str] = []
     if compiled is None or len(compiled) != len(rs.rules):
-        compiled = compile_ruleset(rs, cache=cache,
+        compiled = compile_ruleset(rs, cache=cache, keys=keys,
                                    progress=(lambda d, n: progress("compile", d, n)) if progress else None)
+    elif cache:
+        keys = [_rule_key(rs.rules[c.index]) for c in compiled]
+    plans = plan_store(keys) if cache and engine != "spark" else None
     t2 = time.perf_counter()
     compile_errors = [(rs.rules[c.index].id, rs.rules[c.index].path, c.error) for c in compiled if c.error]
     notes = sorted({c.note for c in compiled if c.note})
@@ -218,16 +243,19 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     items = [logs] if isinstance(logs, (str, Path)) else list(logs)
     datasets = [str(i) for i in items if engine == "spark" and is_dataset_uri(i)]  # read by Spark itself
     files = expand_sources([i for i in items if str(i) not in datasets]) if len(datasets) < len(items) else []
+    known = {_path_of(k): v for k, v in (formats or {}).items() if v}
+    known.update({_path_of(i): i[1] for i in items if _is_pair(i) and i[1]})
+    known = {f: known[f] for f in files if f in known}
     workers = workers or os.cpu_count() or 1
-    sizes = {f: f.stat().st_size for f in files} if engine == "duckdb" and workers > 1 and len(files) > 1 else {}
+    sizes = {f: _work_size(f) for f in files} if engine == "duckdb" and workers > 1 and len(files) > 1 else {}
     if sizes and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
         workers = min(workers, len(files))
         hits, ingest, errors, seen = _scan_parallel(files, sizes, compiled, engine_options or {}, workers, progress,
-                                                    declared)
+                                                    declared, known, plans)
     else:
         workers = 1
         hits, ingest, errors, seen = _scan(files, compiled, engine, engine_options or {}, progress,
-                                           declared=declared, datasets=datasets)
+                                           declared=declared, datasets=datasets, formats=known, plans=plans)
     t3 = time.perf_counter()
 
     rule_fields = {c.index: sorted({f for v in c.variants.values() for f in fields_of(v) if f})
@@ -293,22 +321,26 @@ def _declared(logsource) -> LogSource | None:
 
 
 def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None, on_events=None,
-          declared: LogSource | None = None, datasets: list[str] | None = None
-          ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
+          declared: LogSource | None = None, datasets: list[str] | None = None, formats: dict | None = None,
+          plans: Path | None = None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
     """One process: read the files (and the Spark engine's datasets), run the engine; hits name their
     source. The last item says which rules had data of their log source and how many events of each
     source were of none."""
     if on_events is None and progress:
         def on_events(e, f, n):
             progress("events", e, f)
-    reader = EventReader(files, on_progress=on_events, logsource=declared)
+    reader = EventReader(files, on_progress=on_events, logsource=declared, formats=formats)
     eng = make_engine(engine, compiled, **options)
     links, by_logsource = EntityLinks(), {}
+    if plans is not None and hasattr(eng, "use_plan_store"):
+        eng.use_plan_store(plans)
     try:
         batches = reader.batches()
         if datasets:
             batches = itertools.chain(batches, _dataset_batches(eng, datasets, reader, declared))
         raw = list(eng.run(_counted(links.tap(batches), by_logsource)))
+        if plans is not None and hasattr(eng, "save_plans"):
+            eng.save_plans()
     finally:
         eng.close()
     seen = {"with_data": set(eng.with_data), "not_analysed": dict(eng.not_analysed), "links": links,
@@ -343,8 +375,20 @@ def _dataset_batches(eng, datasets: list[str], reader: EventReader, declared: Lo
 _SHARED: dict[str, Any] = {}
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker is killed by the kernel when the process that started it dies (a job killed over
+    its time budget takes its workers with it; the setting is not inherited across fork)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
-    files, options, declared = args
+    files, options, declared, formats, plans = args
     events, done = _SHARED["events"], _SHARED["files"]
     last = [0, 0]
 
@@ -354,7 +398,23 @@ def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str
         with done.get_lock():
             done.value += f - last[1]
         last[:] = [e, f]
-    return _scan(files, _SHARED["compiled"], "duckdb", options, on_events=on_events, declared=declared)
+    return _scan(files, _SHARED["compiled"], "duckdb", options, on_events=on_events, declared=declared,
+                 formats=formats, plans=plans)
+
+
+def _work_size(path: Path) -> int:
+    """The bytes a file gives the scan: a zip archive's members unpacked (a 3 MB zip of 100 MB of JSON
+    lines is a big share), else its size."""
+    import zipfile
+
+    size = path.stat().st_size
+    if path.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return max(size, sum(i.file_size for i in zf.infolist()))
+        except (zipfile.BadZipFile, OSError, ValueError):
+            pass
+    return size
 
 
 def _shares(files: list[Path], sizes: dict[Path, int], n: int) -> list[list[Path]]:
@@ -370,8 +430,8 @@ def _shares(files: list[Path], sizes: dict[Path, int], n: int) -> list[list[Path
 
 
 def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options: dict, workers: int,
-                   progress=None, declared: LogSource | None = None
-                   ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
+                   progress=None, declared: LogSource | None = None, formats: dict | None = None,
+                   plans: Path | None = None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
     """Worker processes, one share of the files each; results merged in the input order of the files.
     DuckDB threads are divided between the workers."""
     methods = multiprocessing.get_all_start_methods()
@@ -379,11 +439,12 @@ def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options:
     options = {"threads": max(1, (os.cpu_count() or 1) // workers), **options}
     shares = _shares(files, sizes, workers)
     with tempfile.TemporaryDirectory(prefix="ttpscope-workers-") as tmp:
-        args = [(share, {"temp_directory": os.path.join(tmp, str(i)), **options}, declared)
+        args = [(share, {"temp_directory": os.path.join(tmp, str(i)), **options}, declared,
+                 {f: (formats or {})[f] for f in share if f in (formats or {})}, plans)
                 for i, share in enumerate(shares)]
         _SHARED.update(compiled=compiled, events=ctx.Value("q", 0), files=ctx.Value("q", 0))
         try:
-            with ctx.Pool(len(shares)) as pool:
+            with ctx.Pool(len(shares), initializer=_die_with_parent) as pool:
                 pending = pool.map_async(_scan_share, args)
                 while not pending.ready():
                     pending.wait(0.25)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -51,6 +52,7 @@ class InvestigationResult:
     workspace: Path | None
     rules: Path | None
     warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (see investigate())
 
     def to_dict(self) -> dict[str, Any]:
         return {"case": {"id": self.case.id, "name": self.case.name}, "out_dir": str(self.out_dir),
@@ -61,7 +63,8 @@ class InvestigationResult:
                 "sources": [s.to_dict() for s in self.sources],
                 "sections": {k: {"status": s.status, "message": s.message}
                              for k, s in (self.analysis.sections.items() if self.analysis else ())},
-                "warnings": self.warnings, "knowledge_base": self.case.meta.get("knowledge_base")}
+                "warnings": self.warnings, "knowledge_base": self.case.meta.get("knowledge_base"),
+                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
 
 
 def slug(name: str) -> str:
@@ -100,7 +103,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
                 out: str | Path | None = None, domain: str = "enterprise", bundle: str | None = None,
                 workspace: Any = None, save: bool = True, formats: Iterable[str] = FORMATS,
                 progress: Progress | None = None, force_reports: Iterable[str | Path] = (),
-                mode: str = NEW) -> InvestigationResult:
+                mode: str = NEW, workers: int = 0) -> InvestigationResult:
     """Investigate evidence files and folders into one case, saved in the workspace, with every output.
 
     ``rules``: a Sigma rule file or folder for the event logs (default: the cached SigmaHQ set of
@@ -111,9 +114,14 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     ``meta["history"]`` records each of these. ``out``: the output folder (default
     ``./ttpscope-out/<case>``). ``workspace``: a :class:`ttpscope.store.Workspace` (default: the user's).
     ``force_reports``: files read as reports even if they look like documentation (README, LICENSE).
+    ``workers``: processes for the Sigma detection (0: one per CPU; see :func:`ttpscope.detect.detect`).
+    ``result.timings`` holds the seconds of each stage (ingest and detection together, as they stream).
     Raises :class:`InputError` when nothing usable was given.
     """
     progress = progress or _noop
+    clock = time.perf_counter
+    timings: dict[str, float] = {}
+    started = clock()
     if mode not in MODES:
         raise InputError("investigate", None, f"mode {mode!r} is not one of {', '.join(MODES)}")
     formats = list(formats)
@@ -162,6 +170,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
             raise InputError(f"case {case_name!r}", None, f"nothing new to add: all {len(skipped)} evidence "
                              "file(s) are in the case already (same SHA-256)")
     kb = load_kb(domain, bundle)
+    timings["route"] = clock() - started
     logs = [e for e in fresh if e.kind == LOG]
     reports = [e for e in fresh if e.kind == REPORT]
     observations, detections, documents = [], [], []
@@ -177,13 +186,17 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
             for e in logs:
                 sources[e.path].note = "not analysed: no Sigma rules"
         else:
-            obs, dets, per_file, notes = detect_logs(logs, rules_path, kb, progress, links=found_links)
+            mark = clock()
+            obs, dets, per_file, notes = detect_logs(logs, rules_path, kb, progress, links=found_links,
+                                                     workers=workers, timings=timings)
+            timings["logs"] = clock() - mark
             observations += obs
             detections += dets
             warnings += notes
             for path, rep in per_file.items():
                 _merge(sources[path], rep)
     if reports:
+        mark = clock()
         obs, docs, per_file, notes = extract_reports(reports, kb, progress,
                                                      force={Path(p).expanduser().resolve() for p in force_reports})
         observations += obs
@@ -191,6 +204,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         warnings += notes
         for path, rep in per_file.items():
             _merge(sources[path], rep)
+        timings["reports"] = clock() - mark
 
     usable = [s for s in sources.values() if s.used]
     if not usable:
@@ -231,10 +245,13 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     if found_links.get("entity_links"):
         case.meta["entity_links"] = combine_links(case.meta.get("entity_links") if old is not None and mode == ADD
                                                   else None, found_links["entity_links"])
+    mark = clock()
     if ws is not None:
         progress("save", 0, 1, f"saving case '{case.name}'")
         ws.save_case(case, detections, documents, replace=not (old is not None and mode == ADD))
         progress("save", 1, 1, str(ws.path))
+    timings["save"] = clock() - mark
+    mark = clock()
     analysis = None
     if formats:  # without outputs (e.g. the web app, which renders on demand) there is nothing to analyse for
         keys = list(SECTIONS)
@@ -246,13 +263,17 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
             reviewed, all_dets, all_docs = apply_reviews(case, ws.get_reviews(case.id), all_dets, all_docs)
         analysis = analyse_case(reviewed, kb, detections=all_dets, documents=all_docs, rules=rules_path,
                                 workspace=ws, on_section=lambda key: progress("analyse", next(done), len(keys), key))
+    timings["analyse"] = clock() - mark
+    mark = clock()
     out_dir = Path(out) if out else Path.cwd() / "ttpscope-out" / slug(case.name)
     counter = iter(range(1, len(formats) + 1))
     outputs = write_outputs(analysis, kb, out_dir, formats,
                             on_file=lambda f: progress("export", next(counter), len(formats), f)) if formats else {}
+    timings["export"] = clock() - mark
+    timings["total"] = clock() - started
     return InvestigationResult(case=case, analysis=analysis, sources=list(sources.values()), outputs=outputs,
                                out_dir=out_dir, workspace=ws.path if ws is not None else None, rules=rules_path,
-                               warnings=warnings)
+                               warnings=warnings, timings=timings)
 
 
 def _first_entry(case: Case) -> dict[str, Any]:
