@@ -53,6 +53,7 @@ REPORT_WEIGHT = 1.0  # weight of a labelled report sentence against an ATT&CK se
 SGD_ALPHA_KB_ONLY = 1e-4
 SGD_ALPHA_WITH_REPORTS = 3e-5
 SGD_EPOCHS = 6
+POSITIVE_WEIGHT = 1.0  # class weight of a technique's positive examples in its one-vs-rest classifier
 TOP_K = 5  # candidates kept per sentence before thresholds
 MIN_REPORT_SENTENCES_FOR_PHRASES = 1000
 BATCH = 2048
@@ -315,7 +316,8 @@ def _fit(kb, ts: TrainingSet, progress: Progress | None, stage: str) -> Techniqu
     alpha = SGD_ALPHA_WITH_REPORTS if any(ts.in_report) else SGD_ALPHA_KB_ONLY
     cols, bias = [], np.zeros(len(labels))
     for j, tid in enumerate(labels):
-        clf = SGDClassifier(loss="hinge", alpha=alpha, max_iter=SGD_EPOCHS, tol=None, random_state=j)
+        clf = SGDClassifier(loss="hinge", alpha=alpha, max_iter=SGD_EPOCHS, tol=None, random_state=j,
+                            class_weight={0: 1.0, 1: POSITIVE_WEIGHT} if POSITIVE_WEIGHT != 1.0 else None)
         clf.fit(X, Y[:, j], sample_weight=w)
         cols.append(sp.csr_matrix(clf.coef_.astype(np.float32)))
         bias[j] = clf.intercept_[0]
@@ -368,6 +370,8 @@ def _model_path(kb, key: str):
     from ttpscope.paths import cache_dir
 
     settings = (SGD_ALPHA_KB_ONLY, SGD_ALPHA_WITH_REPORTS, SGD_EPOCHS, REPORT_WEIGHT, REPORT_CALIBRATION)
+    if POSITIVE_WEIGHT != 1.0:
+        settings += (POSITIVE_WEIGHT,)  # keeps the cache key of the default model unchanged
     ident = hashlib.sha256(f"{MODEL_SCHEMA}|{settings}|{kb.label}|{kb.source}|{key}".encode()).hexdigest()[:16]
     return cache_dir("models") / f"techniques-{kb.domain}-v{kb.version}-{ident}.pickle"
 
