@@ -355,7 +355,7 @@ def test_stix_named_campaigns_and_published_source(kb):
     assert attributed[0]["external_references"][0]["external_id"] == "G0032"
     # no document date: the earliest evidence time, said so, never the export time
     report = next(o for o in bundle["objects"] if o["type"] == "report")
-    assert report["x_ttpscope_published_source"] == "earliest-evidence"
+    assert report["labels"] == ["ttpscope-published:earliest-evidence"] and "earliest" in report["description"]
     assert report["published"].startswith("2024-03-05T08:12:01")
     # nor any evidence time: the case's creation time
     from datetime import datetime, timezone
@@ -367,9 +367,12 @@ def test_stix_named_campaigns_and_published_source(kb):
     b2 = case_bundle(analyse_case(bare, kb, detections=[], documents=[ReportDocument(name="r.md")]), kb)
     assert _validate(b2) == []
     r2 = next(o for o in b2["objects"] if o["type"] == "report")
-    assert r2["x_ttpscope_published_source"] == "case-created" and r2["published"].startswith("2023-07-01T12:00")
+    assert r2["labels"] == ["ttpscope-published:case-created"] and r2["published"].startswith("2023-07-01T12:00")
     # a stated date wins
     docs[0].date = "2024-04-02"
     r3 = next(o for o in case_bundle(analyse_case(case, kb, detections=dets, documents=docs), kb)["objects"]
               if o["type"] == "report")
-    assert r3["x_ttpscope_published_source"] == "document" and r3["published"].startswith("2024-04-02")
+    assert r3["labels"] == ["ttpscope-published:document"] and r3["published"].startswith("2024-04-02")
+    import stix2
+
+    assert stix2.parse(json.dumps(bundle), allow_custom=False).type == "bundle"  # no custom content

@@ -15,7 +15,7 @@ What goes in:
 
 From the reports themselves: ``report.published`` is the latest publication date the case's documents
 state, else the earliest evidence time, else the case's creation time, never the export time (see
-:func:`published_date`; ``x_ttpscope_published_source`` says which); an external reference per
+:func:`published_date`; the label ``ttpscope-published:<source>`` says which); an external reference per
 source document (its name and SHA-256); a TLP 2.0 marking (the official marking-definition objects) from the
 most restrictive TLP line of the documents, or ``tlp=``; an ``intrusion-set`` per group and a ``malware`` /
 ``tool`` per software and a ``campaign`` per ATT&CK campaign the reports name (ATT&CK ids as external
@@ -56,6 +56,7 @@ NAMESPACE = uuid.UUID("5b0d7f55-6d0e-4bd6-9f34-8d3c2f1f0a11")  # ttpscope's UUID
 VALIDITY_DAYS = {"network": 30, "hash": 90, "other": 30}
 OBSERVABLES_PER_GROUP = 5
 EXTRACTED_IOC_CONFIDENCE = 50  # an IOC read from a report by a machine, not reviewed by an analyst
+PUBLISHED_LABEL = "ttpscope-published"  # report label saying where report.published came from
 
 # TLP 2.0 marking definitions as FIRST publishes them for STIX 2.1 (fixed ids, one extension definition)
 _TLP2_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
@@ -208,8 +209,9 @@ def published_date(analysis: CaseAnalysis, docs: list[ReportDocument]) -> tuple[
     """``report.published`` (STIX 2.1 requires it) and where it came from, never the export time: the latest
     date the case's documents state ("document"); else the earliest time of the case's evidence
     ("earliest-evidence": the activity cannot have been reported before it happened); else the time the
-    case was created ("case-created"). The source goes into the report as ``x_ttpscope_published_source``
-    so a reader knows whether the date is the publisher's."""
+    case was created ("case-created"). The source goes into the report's ``labels``
+    (``ttpscope-published:<source>``, a standard property: the bundle stays free of custom content) and,
+    when it is not the document, its description, so a reader knows whether the date is the publisher's."""
     dates = sorted(d for d in (_utc(doc.date) for doc in docs) if d is not None)
     if dates:
         return dates[-1], "document"
@@ -435,6 +437,10 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
     if skipped_iocs:
         description += f" {skipped_iocs} IOC(s) of types STIX patterns do not cover were left out."
     published, published_source = published_date(analysis, docs)
+    if published_source != "document":
+        description += (" No document states a publication date: 'published' is the "
+                        + ("earliest time of the case's evidence." if published_source == "earliest-evidence"
+                           else "time the case was created."))
     sources = []
     for doc in docs:
         name = ntpath.basename(doc.path or doc.name) or None
@@ -448,9 +454,8 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
     extra: dict[str, Any] = {"external_references": sources} if sources else {}
     report = stix2.Report(id=_id("report", case.id), name=f"ttpscope case: {case.name}", description=description,
                           report_types=["threat-report"], published=published, object_refs=refs,
-                          x_ttpscope_published_source=published_source, allow_custom=True, **extra, **common)
+                          labels=[f"{PUBLISHED_LABEL}:{published_source}"], **extra, **common)
     head = [me, report] + ([marking] if marking is not None else [])
-    # custom content: only the report's x_ttpscope_published_source (every other object is built strict)
     bundle = stix2.Bundle(id=_id("bundle", case.id, stamp.isoformat()), objects=head + [objects[i] for i in refs],
-                          allow_custom=True)
+                          allow_custom=False)
     return orjson.loads(bundle.serialize())
