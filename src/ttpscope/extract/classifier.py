@@ -395,7 +395,7 @@ def _calibrate(kb, model: TechniqueClassifier, scores: np.ndarray, gold: list[li
 
 
 DOCUMENT_FLOORS = (0.02, 0.05, 0.08)  # sentence confidences that count towards a document score
-DOCUMENT_THRESHOLDS = tuple(round(x, 3) for x in np.linspace(0.05, 0.5, 19))
+DOCUMENT_THRESHOLDS = tuple(round(float(x), 3) for x in np.linspace(0.05, 0.5, 19))
 
 
 def _calibrate_document(model: TechniqueClassifier, platt, threshold: float, texts: Sequence[str],
