@@ -35,6 +35,11 @@ text (group and campaign names masked), as a report-derived case would.
     operators taken from the leak-free group -> software links) and the trivial peer "most-mentioned
     actor" (the named group with most mentions, operators of named software counted per mention).
     Reported separately for reports that name a target (or its software): goal top-3 >= 80% there.
+    Large-profile bias: over all 151 reports (the cited ones against their leak-free profiles, the others
+    against the whole KB, which no relationship of theirs is in), how often one of the 5 largest profiles
+    tops the ranking, and, among reports that name a group, how often the top is a large profile the
+    report does not name; for technique-only ttpscope, the same with ``prior_correction`` =
+    ``SIZE_CORRECTION`` (part 5 of ``ttpscope.analyze.attribution``) and ttpscope+named.
     ``--named`` runs (c) only; ``--named-limit N`` on the first N reports.
 
 The reports of (b) are split into a dev half and a test half by a hash of their name; every parameter of
@@ -52,6 +57,7 @@ import re
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +76,8 @@ _CITE = re.compile(r"\(Citation: ([^)]*)\)")
 METHODS = ["prior", "jaccard", "tfidf-cosine", "idf-overlap", "naive-bayes", "instance-knn", "ttpscope",
            "text-tfidf", "ttpscope+text"]
 BASELINES = METHODS[:6]  # technique ids only; text-tfidf is the peer of ttpscope+text
+SIZE_CORRECTION = 0.5  # the prior_correction (c) also measures, beside the library's default
+LARGEST = 5  # "large profile": one of the 5 largest groups of the (leak-free) corpus
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -301,16 +309,26 @@ def protocol_c(kb, base: Corpus, group_sw_cites, params, limit: int, log) -> lis
     held = [(n, u, t) for n, u, t in reports if targets_of.get(u)]
     if limit:
         held = held[:limit]
-    log(f"  (c) {len(held)} TRAM reports cited by ATT&CK group/campaign procedure examples")
+        reports = held
+    log(f"  (c) {len(held)} TRAM reports cited by ATT&CK group/campaign procedure examples; all "
+        f"{len(reports)} read for the large-profile measure")
     t0 = time.time()
     clf = TechniqueClassifier.train(kb, kb_training_set(kb, exclude_urls=sorted(urls)))
     log(f"  (c) classifier trained without any TRAM-cited procedure example in {time.time() - t0:.0f}s")
-    rows = []
-    for n, (name, url, text) in enumerate(held):
-        cites = cites_of[url]
-        corpus = base.without(forget_citations=cites,
-                              drop_group_software=[k for k, c in group_sw_cites.items() if c and set(c) <= cites])
-        sc = Scorers(kb, corpus, params)
+    corrected = replace(params, prior_correction=SIZE_CORRECTION)
+    full = None  # reports no ATT&CK relationship cites are leak-free against the whole KB
+    rows, bias = [], []
+    held_urls = {u for _, u, _ in held}
+    for n, (name, url, text) in enumerate(reports):
+        if url in held_urls:
+            cites = cites_of[url]
+            corpus = base.without(forget_citations=cites, drop_group_software=[
+                k for k, c in group_sw_cites.items() if c and set(c) <= cites])
+            sc, scc = Scorers(kb, corpus, params), Scorers(kb, corpus, corrected)
+        else:
+            if full is None:
+                full = (base, Scorers(kb, base, params), Scorers(kb, base, corrected))
+            corpus, sc, scc = full
         ex = extract_document(document_from_text(text, name, "txt"), kb, classifier=clf, with_iocs=False)
         weights: dict[str, float] = {}
         for t in ex.techniques:
@@ -321,7 +339,9 @@ def protocol_c(kb, base: Corpus, group_sw_cites, params, limit: int, log) -> lis
         # operators of named software from the leak-free links only
         held_kb = _GroupSoftwareView(kb, corpus.group_software)
         bonus, _ = named_evidence(named, held_kb, params)
-        tech = sc.model.scores(weights) if weights else np.zeros(len(sc.groups))
+        zero = np.zeros(len(sc.groups))
+        tech = sc.model.scores(weights) if weights else zero
+        tech_c = scc.model.scores(weights) if weights else zero
         plus = tech + np.array([bonus.get(g, 0.0) for g in sc.groups])
         mentions = np.zeros(len(sc.groups))
         for row in named:
@@ -331,19 +351,40 @@ def protocol_c(kb, base: Corpus, group_sw_cites, params, limit: int, log) -> lis
                 ops = [g for g, sws in corpus.group_software.items() if row["id"] in sws and g in sc.groups]
                 for g in ops:
                     mentions[sc.groups.index(g)] += row["mentions"] / len(ops)
-        targets = [g for g in sorted(targets_of[url]) if g in sc.groups]
-        if not targets:
+        methods = (("ttpscope", tech), (f"ttpscope, size-corrected {SIZE_CORRECTION}", tech_c),
+                   ("ttpscope+named", plus), ("most-mentioned actor", mentions))
+        if weights:
+            largest = set(np.array(sc.groups)[np.argsort(-sc.size, kind="stable")[:LARGEST]])
+            named_groups = {r["id"] for r in named if r["kind"] == "group"}
+            tops = {m: sc.groups[int(np.argmax(s))] for m, s in methods if m != "most-mentioned actor"}
+            bias.append({"query": name, "names_group": bool(named_groups & set(sc.groups)),
+                         **{m: {"top1": g, "large": g in largest, "named": g in named_groups}
+                            for m, g in tops.items()}})
+        targets = [g for g in sorted(targets_of.get(url, ())) if g in sc.groups]
+        if url not in held_urls or not targets:
             continue
         names_target = any(mentions[sc.groups.index(g)] > 0 for g in targets)
         res = {}
-        for method, scores in (("ttpscope", tech), ("ttpscope+named", plus), ("most-mentioned actor", mentions)):
+        for method, scores in methods:
             per = [attribution_metrics(scores, sc.groups.index(g), ks=(1, 3, 5)) for g in targets]
             res[method] = max(per, key=lambda r: r["mrr"])
         rows.append({"query": name, "target": targets, "names_target": names_target,
                      "techniques": len(weights), "named": len(named), **res})
-        if (n + 1) % 10 == 0:
-            log(f"  (c) {n + 1}/{len(held)} reports, {time.time() - t0:.0f}s")
-    return rows
+        if (n + 1) % 25 == 0:
+            log(f"  (c) {n + 1}/{len(reports)} reports, {time.time() - t0:.0f}s")
+    return rows, bias
+
+
+def summarize_bias(bias: list[dict]) -> dict:
+    """How often one of the LARGEST biggest profiles tops a report: over all reports read, and over the
+    reports naming a group where the top one is a large profile the report does not name."""
+    out = {}
+    naming = [b for b in bias if b["names_group"]]
+    for m in [k for k in (bias[0] if bias else {}) if k not in ("query", "names_group")]:
+        out[m] = {"reports": len(bias), "top1_largest": sum(b[m]["large"] for b in bias),
+                  "naming_reports": len(naming),
+                  "top1_largest_not_named": sum(b[m]["large"] and not b[m]["named"] for b in naming)}
+    return out
 
 
 class _GroupSoftwareView:
@@ -354,6 +395,9 @@ class _GroupSoftwareView:
         self.group_software = {g: list(s) for g, s in group_software.items()}
 
 
+C_METHODS = ("ttpscope", "ttpscope, size-corrected {}", "ttpscope+named", "most-mentioned actor")
+
+
 def summarize_c(rows: list[dict]) -> dict:
     out = {}
     for subset, sel in (("all", rows), ("names a target", [r for r in rows if r["names_target"]]),
@@ -361,7 +405,7 @@ def summarize_c(rows: list[dict]) -> dict:
         if not sel:
             continue
         out[subset] = {"reports": len(sel)}
-        for m in ("ttpscope", "ttpscope+named", "most-mentioned actor"):
+        for m in [x.format(SIZE_CORRECTION) for x in C_METHODS]:
             out[subset][m] = {k: float(np.mean([r[m][k] for r in sel])) for k in ("top1", "top3", "top5", "mrr")}
     return out
 
@@ -470,24 +514,34 @@ def main(argv=None) -> dict:
     ap.add_argument("--limit", type=int, default=0, help="(b) on the first N reports only")
     ap.add_argument("--named", action="store_true", help="run the named-entity protocol (c) only")
     ap.add_argument("--named-limit", type=int, default=0, help="(c) on the first N reports only")
+    ap.add_argument("--prior-correction", type=float, default=None,
+                    help="override AttributionParams.prior_correction (0: no large-profile correction)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "attribution.json"))
     args = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.time()
     kb = load_kb("enterprise", "embedded")
-    params = AttributionParams()
+    params = AttributionParams() if args.prior_correction is None else \
+        AttributionParams(prior_correction=args.prior_correction)
     base = Corpus.from_kb(kb)
     group_sw, campaign_cites = relationship_citations(resolve_source("enterprise", "embedded").path)
     if args.named:
-        rows_c = protocol_c(kb, base, group_sw, params, args.named_limit, log)
+        rows_c, bias = protocol_c(kb, base, group_sw, params, args.named_limit, log)
         sc_ = summarize_c(rows_c)
         print("| (c) reports | method | top-1 | top-3 | top-5 | MRR |\n|---|---|---|---|---|---|")
         for subset, row in sc_.items():
-            for m in ("ttpscope", "ttpscope+named", "most-mentioned actor"):
+            for m in [x.format(SIZE_CORRECTION) for x in C_METHODS]:
                 r = row[m]
                 print(f"| {subset} ({row['reports']}) | {m} | {r['top1']:.3f} | {r['top3']:.3f} | {r['top5']:.3f} | "
                       f"{r['mrr']:.3f} |")
-        out = {"kb": kb.provenance(), "params": params.__dict__, "c": {"summary": sc_, "queries": rows_c},
+        sb = summarize_bias(bias)
+        print(f"\n| large-profile bias (top-1 among the {LARGEST} largest profiles) | method | all reports | "
+              "reports naming a group: top-1 a large profile it does not name |\n|---|---|---|---|")
+        for m, r in sb.items():
+            print(f"| TRAM reports | {m} | {r['top1_largest']} / {r['reports']} | "
+                  f"{r['top1_largest_not_named']} / {r['naming_reports']} |")
+        out = {"kb": kb.provenance(), "params": params.__dict__,
+               "c": {"summary": sc_, "queries": rows_c, "large_profile_bias": sb, "bias_rows": bias},
                "seconds": round(time.time() - t0, 1)}
         path = Path(args.out).with_name("attribution_named.json")
         path.parent.mkdir(parents=True, exist_ok=True)

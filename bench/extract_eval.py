@@ -81,7 +81,10 @@ def prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def evaluate(preds: list[list[str]], gold: list[LabelledSentence], labels50: list[str]) -> dict:
+def evaluate(preds: list[list[str]], gold: list[LabelledSentence], labels50: list[str],
+             doc_preds: dict[str, set[str]] | None = None) -> dict:
+    """Sentence and document metrics; a document's predicted set is the union of its sentences' unless
+    ``doc_preds`` (the classifier's document step) gives it."""
     L = set(labels50)
     out = {}
     for scope in ("labels50", "all"):
@@ -107,6 +110,9 @@ def evaluate(preds: list[list[str]], gold: list[LabelledSentence], labels50: lis
         d = docs.setdefault(g.document, [set(), set()])
         d[0] |= set(pred) & L
         d[1] |= set(g.labels)
+    if doc_preds is not None:
+        for name, d in docs.items():
+            d[0] = set(doc_preds.get(name, ())) & L
     tp = fp = fn = 0
     per_doc = []
     for p, gs in docs.values():
@@ -209,6 +215,16 @@ def run_config(name: str, kb, base_ts, train, test, labels50, log) -> dict:
                                                 for cands in model.predict(xs, explicit=explicit)], tests)
         rows[variant] = {"metrics": evaluate(preds, test, labels50), "sentences_per_s": rate,
                          "cold_start_s": cold, "threshold": model.threshold}
+        if variant == "ttpscope" and model.document:
+            # the document step (a technique several sentences state adds up; see TechniqueClassifier)
+            cands = model.candidates(tests, explicit=True)
+            by_doc: dict[str, list[int]] = {}
+            for i, s in enumerate(test):
+                by_doc.setdefault(s.document, []).append(i)
+            doc_preds = {d: set(model.document_techniques(cands[i] for i in ii)) for d, ii in by_doc.items()}
+            rows["ttpscope + document step"] = {"metrics": evaluate(preds, test, labels50, doc_preds),
+                                                "sentences_per_s": rate, "cold_start_s": cold,
+                                                "threshold": model.threshold, "document_step": model.document}
     # ---- baseline on the same texts and labels
     t0 = time.perf_counter()
     base = Baseline()

@@ -207,3 +207,32 @@ def test_named_group_and_software_operators_weigh_in_and_stay_apart(kb):
     # the technique-only ranking is unchanged for groups the evidence does not name
     assert [c.id for c in plain_.groups if c.id not in ("G0008", "G0046")][:2] == \
         [c.id for c in named.groups if c.id not in ("G0008", "G0046")][:2]
+
+
+def _sized(kb):
+    """A large profile covering every common technique, and small ones; G0008 alone uses two rare ones."""
+    d = (DIRECT, None)
+    common = ["T1059.001", "T1105", "T1082", "T1083", "T1057", "T1016", "T1033", "T1047", "T1053.005",
+              "T1070.004", "T1027", "T1071.001", "T1547.001", "T1003.001", "T1021.001", "T1566.001", "T1204.002",
+              "T1140"]
+    prof = {"G0032": {t: d for t in common}, "G0008": {"T1059.001": d, "T1553.006": d, "T1574.002": d},
+            "G0001": {"T1105": d, "T1082": d, "T1083": d},
+            "G0002": {"T1057": d, "T1016": d, "T1033": d, "T1059.001": d},
+            "G0003": {"T1047": d, "T1027": d, "T1140": d}}
+    return prof, common
+
+
+def test_large_profile_correction_on_noisy_queries(kb):
+    prof, common = _sized(kb)
+    # an extracted report: two rare techniques fairly sure, eight common ones barely (extraction noise)
+    noisy = {"T1553.006": 0.6, "T1574.002": 0.6, **{t: 0.3 for t in common[1:9]}}
+    plain, corrected = _model(kb, prof), _model(kb, prof, prior_correction=0.5)
+    assert plain.rank(noisy)[0][0] == "G0032"  # the big profile wins by covering the noise
+    assert corrected.rank(noisy)[0][0] == "G0008"
+    i = corrected.ids.index("G0032")
+    assert corrected.prior()[i] == max(corrected.prior())  # the big profile expects most from noise
+    assert corrected.parts(noisy)["size_prior"][i] == min(corrected.parts(noisy)["size_prior"])
+    # certain techniques (log detections, a campaign's links) are scored exactly as without the correction
+    certain = {t: 1.0 for t in common[:6]}
+    assert corrected.rank(certain) == plain.rank(certain)
+    assert "size_prior" not in corrected.parts(certain)

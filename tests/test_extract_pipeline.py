@@ -278,3 +278,31 @@ def test_calibration_on_held_out_labelled_reports(kb):
     out = m.predict(["The vendor published this analysis on a Tuesday.",
                      "The implant registers a scheduled task via schtasks."])
     assert out[0] == [] and out[1][0].technique_id == "T1053.005"
+
+
+def test_document_step_adds_up_several_weak_sentences(kb):
+    """The document step: sentences at or above the floor add up (noisy-or) to the document threshold; a
+    single weak one does not; without a fitted step a document states what one sentence passes."""
+    from ttpscope.extract.classifier import Candidate, add_labelled
+    from ttpscope.extract.labelled import LabelledSentence
+
+    ts = kb_training_set(kb, techniques=["T1053", "T1059"])
+    sents = []
+    for d in range(12):
+        sents += [LabelledSentence(f"Report {d}: the implant registers a scheduled task via schtasks.", ["T1053.005"], f"r{d}"),
+                  LabelledSentence(f"Report {d}: a PowerShell one-liner fetched the loader.", ["T1059.001"], f"r{d}"),
+                  LabelledSentence(f"Report {d}: the vendor published this analysis on a Tuesday.", [], f"r{d}")]
+    add_labelled(ts, sents, kb)
+    m = TechniqueClassifier.train(kb, ts)
+    step = m.info["calibration"]["document_step"]  # fitted on the held-out reports, and said so
+    assert step["held_out_documents"] > 0 and 0 <= step["union_mean_f1"] <= 1
+    assert (m.document is None) == (step["mean_f1"] <= step["union_mean_f1"])
+
+    def c(t, p):
+        return {t: Candidate(t, p, "classifier")}
+
+    m.document = {"floor": 0.2, "threshold": 0.45}
+    twice = m.document_techniques([c("T1021.001", 0.3), c("T1021.001", 0.3), c("T1105", 0.3), c("T1105", 0.1)])
+    assert set(twice) == {"T1021.001"} and abs(twice["T1021.001"] - 0.51) < 1e-9
+    m.document, m.threshold = None, 0.25
+    assert set(m.document_techniques([c("T1021.001", 0.3), c("T1105", 0.2), c("T1105", 0.2)])) == {"T1021.001"}

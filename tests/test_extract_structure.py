@@ -310,3 +310,69 @@ def test_investigate_skips_documentation_with_the_reason(tmp_path, kb):
     assert obs == [] and docs == []
     for rep in reports.values():
         assert not rep.used and rep.note.startswith("skipped: documentation")
+
+
+def test_named_campaigns_are_read_in_context(kb, model):
+    m = EntityMatcher(kb)
+    found = {(k, i) for k, i, *_ in m.find("Lazarus Group ran Operation Dream Job against engineers.")}
+    assert ("campaign", "C0022") in found and ("group", "G0032") in found
+    assert not [x for x in m.find("We analysed C0010 and operation dream job samples.") if x[0] == "campaign"]
+
+    def campaigns(text):
+        ex = extract_document(document_from_text(text, "c.txt", "txt"), kb, classifier=model, with_iocs=False)
+        return {c["id"]: c for c in ex.campaigns}
+
+    # a one-word campaign name needs "campaign" / "operation" next to it
+    assert campaigns("Mary Shelley wrote Frankenstein in 1818, long before any computer existed.") == {}
+    got = campaigns("The Frankenstein campaign used Word documents with macros to run PowerShell.")
+    assert set(got) == {"C0001"} and got["C0001"]["count"] == 1
+    dream = campaigns("Operation Interception lured aerospace staff with job offers on LinkedIn.")
+    assert dream["C0022"]["groups"] == ["G0032"]  # ATT&CK's attribution travels with the mention
+
+
+def test_stix_named_campaigns_and_published_source(kb):
+    from helpers_investigate import sample_case
+
+    from ttpscope.export.stix import case_bundle
+    from ttpscope.investigate.analysis import analyse_case
+    from ttpscope.model import Case, Observation, ReportDocument
+
+    case, dets, docs = sample_case()
+    for d in docs:
+        d.campaigns = [{"id": "C0022", "name": "Operation Dream Job", "also_observed": ["T1566.001", "T1059.001"]}]
+    bundle = case_bundle(analyse_case(case, kb, detections=dets, documents=docs), kb)
+    assert _validate(bundle) == []
+    objs = {o["id"]: o for o in bundle["objects"]}
+    camp = next(o for o in bundle["objects"] if o["type"] == "campaign"
+                and o.get("external_references", [{}])[0].get("external_id") == "C0022")
+    assert camp["id"] == kb.campaigns["C0022"].stix_id and "Operation North Star" in camp["aliases"]
+    rels = [o for o in bundle["objects"] if o["type"] == "relationship" and o["source_ref"] == camp["id"]]
+    uses = {objs[r["target_ref"]]["external_references"][0]["external_id"] for r in rels
+            if r["relationship_type"] == "uses"}
+    assert uses == {"T1566.001", "T1059.001"}
+    attributed = [objs[r["target_ref"]] for r in rels if r["relationship_type"] == "attributed-to"]
+    assert [o["type"] for o in attributed] == ["intrusion-set"]
+    assert attributed[0]["external_references"][0]["external_id"] == "G0032"
+    # no document date: the earliest evidence time, said so, never the export time
+    report = next(o for o in bundle["objects"] if o["type"] == "report")
+    assert report["labels"] == ["ttpscope-published:earliest-evidence"] and "earliest" in report["description"]
+    assert report["published"].startswith("2024-03-05T08:12:01")
+    # nor any evidence time: the case's creation time
+    from datetime import datetime, timezone
+
+    made = datetime(2023, 7, 1, 12, 0, tzinfo=timezone.utc)
+    bare = Case(name="text only", created=made, updated=made, observations=[
+        Observation("T1059.001", "text", "r.md#0-20", {"sentence": "PowerShell ran.", "method": "name"}, [],
+                    document="r.md", confidence=0.9)])
+    b2 = case_bundle(analyse_case(bare, kb, detections=[], documents=[ReportDocument(name="r.md")]), kb)
+    assert _validate(b2) == []
+    r2 = next(o for o in b2["objects"] if o["type"] == "report")
+    assert r2["labels"] == ["ttpscope-published:case-created"] and r2["published"].startswith("2023-07-01T12:00")
+    # a stated date wins
+    docs[0].date = "2024-04-02"
+    r3 = next(o for o in case_bundle(analyse_case(case, kb, detections=dets, documents=docs), kb)["objects"]
+              if o["type"] == "report")
+    assert r3["labels"] == ["ttpscope-published:document"] and r3["published"].startswith("2024-04-02")
+    import stix2
+
+    assert stix2.parse(json.dumps(bundle), allow_custom=False).type == "bundle"  # no custom content

@@ -363,10 +363,11 @@ class ReportDocument:
     not_indicators: list[dict[str, Any]] = field(default_factory=list)  # {type, value, reason, list?}: screened out
     vendor_domains: list[str] = field(default_factory=list)  # the publisher's own domains
     id: str | None = None
+    campaigns: list[dict[str, Any]] = field(default_factory=list)  # ATT&CK campaigns it names ({id, name, count})
 
     FIELDS = ("name", "path", "kind", "title", "sha256", "characters", "sentences", "techniques", "groups",
               "software", "iocs", "cves", "model", "min_confidence", "text", "date", "tlp", "not_indicators",
-              "vendor_domains", "id")
+              "vendor_domains", "id", "campaigns")
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -377,7 +378,7 @@ class ReportDocument:
             raise ValueError("model must be an object")
         if not isinstance(self.vendor_domains, list) or not all(isinstance(d, str) for d in self.vendor_domains):
             raise ValueError("vendor_domains must be a list of strings")
-        for name in ("techniques", "groups", "software", "iocs", "cves", "not_indicators"):
+        for name in ("techniques", "groups", "software", "iocs", "cves", "not_indicators", "campaigns"):
             items = getattr(self, name)
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
                 raise ValueError(f"{name} must be a list of objects")

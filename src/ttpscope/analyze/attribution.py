@@ -28,6 +28,17 @@ The score of a candidate ``e`` (a group, or a campaign) for observed techniques 
    separately. A name is the report author's attribution: strong, but not proof (false flags, shared
    tooling), hence a bounded weight rather than an override.
 
+5. Large-profile correction (``prior_correction``, off by default). A technique observed with confidence
+   ``c`` is, with probability ``1 - c``, noise drawn from the background (techniques weighted by how many
+   candidates use them); on such noise a candidate expects ``mu_e = sum_t bg(t) term_e(t)``, high for a
+   profile that covers much. The part ``-prior_correction x sum_q (1 - c_q) x mu_e`` takes that away, so
+   noisy extracted queries stop favouring big profiles while certain techniques (log detections, a
+   campaign's links) are scored exactly as before. Measured on TRAM's reports
+   (``bench/attribution_bench.py --named``): it does what it says (fewer reports topped by one of the five
+   largest profiles) but lowers technique-only accuracy on every real-report measure we have, because the
+   groups reports are about are mostly the large profiles; the named-entity part (4) is what keeps a
+   large profile from topping a report that names another actor. Hence off by default.
+
 ``confidence`` is a softmax of scores at ``temperature``: a posterior over the known candidates, with the
 temperature fitted on the benchmark's dev queries. Below ``min_confidence`` for the top group, or when the
 observed techniques carry less than ``min_information`` nats of rarity in all (``sum_q -log df(q)``,
@@ -68,6 +79,7 @@ class AttributionParams:
     min_information: float = 4.0  # total rarity (nats) of the observed techniques below this: insufficient
     named_weight: float = 6.0  # a group the evidence names: + named_weight * (1 + log mentions)
     operator_weight: float = 3.0  # operators of a named software share + operator_weight * (1 + log mentions)
+    prior_correction: float = 0.0  # large-profile correction on uncertain techniques (part 5; measured: off)
 
 
 @dataclass
@@ -263,6 +275,7 @@ class AttributionModel:
         # per-technique memos: explanations ask for the same technique across every candidate
         self._spread: dict[str, float] = {}
         self._term: dict[str, np.ndarray] = {}
+        self._prior: np.ndarray | None = None
         # rarity over candidates: idf of each technique (for instance similarity)
         df = (self.W > 0).sum(axis=0)
         self.idf = np.log((1.0 + len(self.ids)) / (1.0 + df)) + 1.0
@@ -335,6 +348,21 @@ class AttributionModel:
             bg = float(prob.mean()) + 1e-9
             hit = self._term[q] = np.log((lam * prob + (1.0 - lam) * bg) / bg)
         return hit
+
+    def prior(self) -> np.ndarray:
+        """Each candidate's expected technique term for one technique drawn from the background (techniques
+        weighted by the share of candidates using them, the way unrelated activity and extraction noise
+        look): what a large profile earns from any query just by covering much. Subtracted per unit of
+        uncertainty (``1 - c``) of the observed techniques (part 5 of the module docstring)."""
+        if self._prior is None:
+            cols = np.nonzero(self.W.sum(axis=0) > 0)[0]
+            share = (self.W[:, cols] > 0).sum(axis=0).astype(np.float64)
+            share /= max(share.sum(), 1e-12)
+            mu = np.zeros(len(self.ids))
+            for j, w in zip(cols, share):
+                mu += w * self.term(self.structure.ids[j])
+            self._prior = mu
+        return self._prior
 
     # -------------------------------------------------------------- instances
     def instance_similarity(self, weights: dict[str, float]) -> np.ndarray:
@@ -413,11 +441,15 @@ class AttributionModel:
     # -------------------------------------------------------------- scoring
     def parts(self, weights: dict[str, float], texts: dict[str, list[str]] | None = None
               ) -> dict[str, np.ndarray]:
-        """The score's parts per candidate: techniques, instances, text."""
+        """The score's parts per candidate: techniques, instances, text (and size_prior, see part 5)."""
         tech = np.zeros(len(self.ids))
         for q, c in weights.items():
             tech += c * self.term(q)
         out = {"techniques": tech}
+        if self.params.prior_correction and weights:
+            noise = sum(1.0 - min(1.0, max(0.0, c)) for c in weights.values())
+            if noise > 0:
+                out["size_prior"] = -self.params.prior_correction * noise * self.prior()
         if weights and self.params.instance_weight > 0:
             out["instances"] = self.params.instance_weight * self.instance_part(self.instance_similarity(weights))
         qvec = self.text_vector(texts)

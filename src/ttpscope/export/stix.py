@@ -15,11 +15,13 @@ What goes in:
   case is one intrusion (a case whose activity falls into separate clusters has no whole-case attribution).
 
 From the reports themselves: ``report.published`` is the latest publication date the case's documents
-state (the case's own time only when none states one; never the export time); an external reference per
+state, else the earliest evidence time, else the case's creation time, never the export time (see
+:func:`published_date`; the label ``ttpscope-published:<source>`` says which); an external reference per
 source document (its name and SHA-256); a TLP 2.0 marking (the official marking-definition objects) from the
 most restrictive TLP line of the documents, or ``tlp=``; an ``intrusion-set`` per group and a ``malware`` /
-``tool`` per software the reports name (ATT&CK ids as external references), with ``uses`` relationships to
-the attack-patterns of this case their ATT&CK profile has. Indicators come only from the IOCs that survived
+``tool`` per software and a ``campaign`` per ATT&CK campaign the reports name (ATT&CK ids as external
+references), with ``uses`` relationships to the attack-patterns of this case their ATT&CK profile has, and
+``attributed-to`` from a named campaign to the intrusion-sets ATT&CK attributes it to. Indicators come only from the IOCs that survived
 the extraction's screening; their ``indicator_types`` stay "malicious-activity" with a confidence that says
 they were extracted, not reviewed.
 
@@ -55,6 +57,7 @@ NAMESPACE = uuid.UUID("5b0d7f55-6d0e-4bd6-9f34-8d3c2f1f0a11")  # ttpscope's UUID
 VALIDITY_DAYS = {"network": 30, "hash": 90, "other": 30}
 OBSERVABLES_PER_GROUP = 5
 EXTRACTED_IOC_CONFIDENCE = 50  # an IOC read from a report by a machine, not reviewed by an analyst
+PUBLISHED_LABEL = "ttpscope-published"  # report label saying where report.published came from
 
 # TLP 2.0 marking definitions as FIRST publishes them for STIX 2.1 (fixed ids, one extension definition)
 _TLP2_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
@@ -203,6 +206,40 @@ def _intrusion_set(group, stamp: datetime) -> stix2.IntrusionSet:
                               external_references=[ref], created=stamp, modified=stamp)
 
 
+def published_date(analysis: CaseAnalysis, docs: list[ReportDocument]) -> tuple[datetime, str]:
+    """``report.published`` (STIX 2.1 requires it) and where it came from, never the export time: the latest
+    date the case's documents state ("document"); else the earliest time of the case's evidence
+    ("earliest-evidence": the activity cannot have been reported before it happened); else the time the
+    case was created ("case-created"). The source goes into the report's ``labels``
+    (``ttpscope-published:<source>``, a standard property: the bundle stays free of custom content) and,
+    when it is not the document, its description, so a reader knows whether the date is the publisher's."""
+    dates = sorted(d for d in (_utc(doc.date) for doc in docs) if d is not None)
+    if dates:
+        return dates[-1], "document"
+    first, _ = analysis.time_span()
+    first_dt = _utc(first)
+    if first_dt is not None:
+        return first_dt, "earliest-evidence"
+    created = _utc(getattr(analysis.case, "created", None)) or _utc(analysis.case.updated)
+    return created or datetime(1970, 1, 1, tzinfo=timezone.utc), "case-created"
+
+
+def _named_campaign(campaign, stamp: datetime) -> stix2.Campaign:
+    """An ATT&CK campaign a report names, under its ATT&CK STIX id (with its first/last seen dates)."""
+    ref = {"source_name": "mitre-attack", "external_id": campaign.id}
+    if campaign.url:
+        ref["url"] = campaign.url
+    seen: dict[str, Any] = {}
+    first, last = _utc(campaign.first_seen), _utc(campaign.last_seen)
+    if first is not None:
+        seen["first_seen"] = first
+    if last is not None and (first is None or last >= first):
+        seen["last_seen"] = last
+    return stix2.Campaign(id=campaign.stix_id or _id("campaign", campaign.id), name=campaign.name,
+                          aliases=[a for a in campaign.aliases if a != campaign.name] or None,
+                          external_references=[ref], created=stamp, modified=stamp, **seen)
+
+
 def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str, Any]:
     """The STIX 2.1 bundle of a case, as a JSON-ready dict (every object built through ``stix2``).
     ``tlp`` overrides the TLP marking the documents state."""
@@ -340,6 +377,7 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
     # groups and software the reports name, with the techniques of this case their profile has
     named_groups: dict[str, set[str]] = defaultdict(set)
     named_software: dict[str, set[str]] = defaultdict(set)
+    named_campaigns: dict[str, set[str]] = defaultdict(set)
     for doc in docs:
         for g in doc.groups:
             if isinstance(g, dict) and g.get("id") in kb.groups:
@@ -347,12 +385,27 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
         for sw in doc.software:
             if isinstance(sw, dict) and sw.get("id") in kb.software:
                 named_software[sw["id"]].update(t for t in sw.get("also_observed") or [] if t in patterns)
+        for c in doc.campaigns:
+            if isinstance(c, dict) and c.get("id") in kb.campaigns:
+                named_campaigns[c["id"]].update(t for t in c.get("also_observed") or [] if t in patterns)
     for gid, techs in sorted(named_groups.items()):
         iset = add(_intrusion_set(kb.groups[gid], stamp))
         for tid in sorted(techs):
             add(stix2.Relationship(id=_id("relationship", case.id, "uses", gid, tid), source_ref=iset.id,
                                    relationship_type="uses", target_ref=patterns[tid].id,
                                    description="named in the report; ATT&CK lists this technique for it", **common))
+    for cid, techs in sorted(named_campaigns.items()):
+        camp = add(_named_campaign(kb.campaigns[cid], stamp))
+        for tid in sorted(techs):
+            add(stix2.Relationship(id=_id("relationship", case.id, "uses", cid, tid), source_ref=camp.id,
+                                   relationship_type="uses", target_ref=patterns[tid].id,
+                                   description="named in the report; ATT&CK lists this technique for it", **common))
+        for gid in kb.campaigns[cid].groups:
+            if gid in kb.groups:
+                iset = add(_intrusion_set(kb.groups[gid], stamp))
+                add(stix2.Relationship(id=_id("relationship", case.id, "attributed-to", cid, gid),
+                                       source_ref=camp.id, relationship_type="attributed-to", target_ref=iset.id,
+                                       description="ATT&CK attributes this campaign to this group", **common))
     for sid, techs in sorted(named_software.items()):
         sw = kb.software[sid]
         ref = {"source_name": "mitre-attack", "external_id": sw.id}
@@ -384,8 +437,11 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
                    f"{len(analysis.detections)} detections, {len(analysis.documents)} reports; {kb.label}.")
     if skipped_iocs:
         description += f" {skipped_iocs} IOC(s) of types STIX patterns do not cover were left out."
-    dates = sorted(d for d in (_utc(doc.date) for doc in docs) if d is not None)
-    published = dates[-1] if dates else stamp  # STIX requires it: the case's time only if no document has one
+    published, published_source = published_date(analysis, docs)
+    if published_source != "document":
+        description += (" No document states a publication date: 'published' is the "
+                        + ("earliest time of the case's evidence." if published_source == "earliest-evidence"
+                           else "time the case was created."))
     sources = []
     for doc in docs:
         name = ntpath.basename(doc.path or doc.name) or None
@@ -398,7 +454,8 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
         sources.append(src)
     extra: dict[str, Any] = {"external_references": sources} if sources else {}
     report = stix2.Report(id=_id("report", case.id), name=f"ttpscope case: {case.name}", description=description,
-                          report_types=["threat-report"], published=published, object_refs=refs, **extra, **common)
+                          report_types=["threat-report"], published=published, object_refs=refs,
+                          labels=[f"{PUBLISHED_LABEL}:{published_source}"], **extra, **common)
     head = [me, report] + ([marking] if marking is not None else [])
     bundle = stix2.Bundle(id=_id("bundle", case.id, stamp.isoformat()), objects=head + [objects[i] for i in refs],
                           allow_custom=False)

@@ -53,6 +53,7 @@ REPORT_WEIGHT = 1.0  # weight of a labelled report sentence against an ATT&CK se
 SGD_ALPHA_KB_ONLY = 1e-4
 SGD_ALPHA_WITH_REPORTS = 3e-5
 SGD_EPOCHS = 6
+POSITIVE_WEIGHT = 1.0  # class weight of a technique's positive examples in its one-vs-rest classifier
 TOP_K = 5  # candidates kept per sentence before thresholds
 MIN_REPORT_SENTENCES_FOR_PHRASES = 1000
 BATCH = 2048
@@ -182,6 +183,7 @@ class TechniqueClassifier:
         self.threshold = threshold
         self.explicit = explicit
         self.info = info
+        self.document: dict[str, float] | None = None  # the document step's {floor, threshold}, when fitted
 
     # -------------------------------------------------------------- training
     @classmethod
@@ -198,26 +200,35 @@ class TechniqueClassifier:
         started = time.perf_counter()
         reports = sorted({g for g, r in zip(ts.groups, ts.in_report) if r})
         model = None
+        document = None
         if calibration:
             model = _fit(kb, ts, progress, "training")
             calib_texts = [s.text for s in calibration]
             calib_gold = [list(s.labels) for s in calibration]
             platt, threshold, calib = _calibrate(kb, model, model.decision(calib_texts), calib_gold)
             calib["on"] = f"{len(calibration)} held-out labelled report sentences given"
+            model.explicit = ExplicitMatcher.build(kb, _phrase_examples(ts))  # ATT&CK text: no held-out leak
+            document = _calibrate_document(model, platt, threshold, calib_texts, calib_gold,
+                                           [s.document or "" for s in calibration], calib)
         elif len(reports) >= 5:
             held_docs = {g for g in reports if zlib.crc32(f"{seed}:{g}".encode()) % 5 == 0} or {reports[0]}
             held = np.array([g in held_docs for g in ts.groups])
-            part = _fit(kb, _subset(ts, ~held), progress, "calibrating")
+            rest = _subset(ts, ~held)
+            part = _fit(kb, rest, progress, "calibrating")
             idx = np.where(held)[0]
-            platt, threshold, calib = _calibrate(kb, part, part.decision([ts.texts[i] for i in idx]),
-                                                 [ts.labels[i] for i in idx])
+            texts = [ts.texts[i] for i in idx]
+            gold = [ts.labels[i] for i in idx]
+            platt, threshold, calib = _calibrate(kb, part, part.decision(texts), gold)
             calib["on"] = f"{len(held_docs)} of {len(reports)} labelled reports held out"
+            part.explicit = ExplicitMatcher.build(kb, _phrase_examples(rest))
+            document = _calibrate_document(part, platt, threshold, texts, gold, [ts.groups[i] for i in idx], calib)
         else:
             platt, threshold = tuple(REPORT_CALIBRATION["platt"]), float(REPORT_CALIBRATION["threshold"])
             calib = {"on": f"shipped: {REPORT_CALIBRATION['measured_on']}", "platt": list(platt)}
         if model is None:
             model = _fit(kb, ts, progress, "training")
         model.platt, model.threshold = platt, threshold
+        model.document = document
         model.explicit = ExplicitMatcher.build(kb, _phrase_examples(ts))
         model.info = {
             "schema": MODEL_SCHEMA,
@@ -252,7 +263,11 @@ class TechniqueClassifier:
         merged in: a technique found both ways gets ``1 - (1 - p_classifier)(1 - p_explicit)``.
         """
         floor = self.threshold if min_confidence is None else min_confidence
-        out: list[list[Candidate]] = []
+        return [self._resolve_family(cands, floor) for cands in self.candidates(texts, explicit)]
+
+    def candidates(self, texts: Sequence[str], explicit: bool = True) -> list[dict[str, Candidate]]:
+        """Every sentence's top classifier candidates merged with its explicit mentions, before thresholds."""
+        out: list[dict[str, Candidate]] = []
         for lo in range(0, len(texts), BATCH):
             batch = texts[lo:lo + BATCH]
             probs = self.probabilities(self.decision(batch))
@@ -272,8 +287,23 @@ class TechniqueClassifier:
                             fused = 1 - (1 - prev.confidence) * (1 - m.confidence)
                             method = prev.method if prev.method != "classifier" else f"classifier+{m.method}"
                             cands[m.technique_id] = Candidate(m.technique_id, fused, method, detail)
-                out.append(self._resolve_family(cands, floor))
+                out.append(cands)
         return out
+
+    def document_techniques(self, sentence_candidates: Iterable[dict[str, Candidate]]) -> dict[str, float]:
+        """The document step: a technique's document score is the noisy-or of its sentences' confidences at
+        or above ``document["floor"]``, and the document states it when that reaches
+        ``document["threshold"]`` — several sentences that each fall short of the sentence threshold add
+        up, a single weak one does not. Both values are fitted on held-out reports with the calibration;
+        without them (the shipped calibration) a technique is stated when one sentence passes the
+        sentence threshold. Returns {technique: document score} of the stated ones."""
+        doc = getattr(self, "document", None) or {"floor": self.threshold, "threshold": self.threshold}
+        miss: dict[str, float] = {}
+        for cands in sentence_candidates:
+            for t, c in cands.items():
+                if c.confidence >= doc["floor"]:
+                    miss[t] = miss.get(t, 1.0) * (1.0 - min(1.0, c.confidence))
+        return {t: 1.0 - m for t, m in miss.items() if 1.0 - m >= doc["threshold"] - 1e-12}
 
     def _resolve_family(self, cands: dict[str, Candidate], floor: float) -> list[Candidate]:
         passing = {t: c for t, c in cands.items() if c.confidence >= floor}
@@ -315,7 +345,8 @@ def _fit(kb, ts: TrainingSet, progress: Progress | None, stage: str) -> Techniqu
     alpha = SGD_ALPHA_WITH_REPORTS if any(ts.in_report) else SGD_ALPHA_KB_ONLY
     cols, bias = [], np.zeros(len(labels))
     for j, tid in enumerate(labels):
-        clf = SGDClassifier(loss="hinge", alpha=alpha, max_iter=SGD_EPOCHS, tol=None, random_state=j)
+        clf = SGDClassifier(loss="hinge", alpha=alpha, max_iter=SGD_EPOCHS, tol=None, random_state=j,
+                            class_weight={0: 1.0, 1: POSITIVE_WEIGHT} if POSITIVE_WEIGHT != 1.0 else None)
         clf.fit(X, Y[:, j], sample_weight=w)
         cols.append(sp.csr_matrix(clf.coef_.astype(np.float32)))
         bias[j] = clf.intercept_[0]
@@ -363,11 +394,52 @@ def _calibrate(kb, model: TechniqueClassifier, scores: np.ndarray, gold: list[li
     return (a, c), best[1], info
 
 
+DOCUMENT_FLOORS = (0.02, 0.05, 0.08)  # sentence confidences that count towards a document score
+DOCUMENT_THRESHOLDS = tuple(round(float(x), 3) for x in np.linspace(0.05, 0.5, 19))
+
+
+def _calibrate_document(model: TechniqueClassifier, platt, threshold: float, texts: Sequence[str],
+                        gold: list[list[str]], docs: Sequence[str], info: dict) -> dict[str, float] | None:
+    """The document step's floor and threshold with the best mean per-document F1 on held-out reports
+    (the document's labels: the union of its sentences'), kept only if it beats the plain union of
+    sentence predictions there (the step is then off: ``None``)."""
+    saved = model.platt, model.threshold, model.document
+    model.platt, model.threshold, model.document = platt, threshold, None
+    try:
+        cands = model.candidates(list(texts))
+        by_doc: dict[str, list[int]] = {}
+        for i, d in enumerate(docs):
+            by_doc.setdefault(d, []).append(i)
+        gold_doc = {d: set().union(*(set(gold[i]) for i in ii)) for d, ii in by_doc.items()}
+
+        def mean_f1(floor: float, th: float) -> float:
+            model.document = {"floor": floor, "threshold": th}
+            f1s = []
+            for d, ii in by_doc.items():
+                pred, g = set(model.document_techniques(cands[i] for i in ii)), gold_doc[d]
+                tp = len(pred & g)
+                f1s.append(1.0 if not pred and not g else 2 * tp / (len(pred) + len(g)))
+            return float(np.mean(f1s)) if f1s else 0.0
+
+        union = mean_f1(threshold, threshold)
+        best = max(((mean_f1(f, t), -t, f) for f in DOCUMENT_FLOORS for t in DOCUMENT_THRESHOLDS))
+    finally:
+        model.platt, model.threshold, model.document = saved
+    info["document_step"] = {"held_out_documents": len(by_doc), "union_mean_f1": round(union, 4),
+                             "mean_f1": round(best[0], 4), "floor": best[2], "threshold": -best[1]}
+    if best[0] <= union:
+        info["document_step"]["used"] = False
+        return None
+    return {"floor": best[2], "threshold": -best[1]}
+
+
 # ------------------------------------------------------------------ cache
 def _model_path(kb, key: str):
     from ttpscope.paths import cache_dir
 
     settings = (SGD_ALPHA_KB_ONLY, SGD_ALPHA_WITH_REPORTS, SGD_EPOCHS, REPORT_WEIGHT, REPORT_CALIBRATION)
+    if POSITIVE_WEIGHT != 1.0:
+        settings += (POSITIVE_WEIGHT,)  # keeps the cache key of the default model unchanged
     ident = hashlib.sha256(f"{MODEL_SCHEMA}|{settings}|{kb.label}|{kb.source}|{key}".encode()).hexdigest()[:16]
     return cache_dir("models") / f"techniques-{kb.domain}-v{kb.version}-{ident}.pickle"
 

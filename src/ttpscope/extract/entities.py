@@ -1,4 +1,4 @@
-"""Actor (group) and software mentions linked to the knowledge base.
+"""Actor (group), software and campaign mentions linked to the knowledge base.
 
 Names come from ATT&CK (names and aliases) and, for groups, the MISP galaxies (``Fancy Bear`` → G0007).
 Many software names are also English words ("at", "Net", "Page", "Ping"): a name that ATT&CK's own technique
@@ -10,7 +10,9 @@ Strike Server" is fine, "Office Equation Editor" is not the Equation group) is n
 alias that is also an ordinary word needs corroboration (another alias of the same entity, or "group",
 "actor", "APT" next to it). A name that is both a group and a software (Carbanak, CozyDuke) keeps both
 readings; the sentence decides (group words such as "actor", "gang", "attributed" vs software words such
-as "malware", "backdoor", "sample"), and a sentence without either keeps both.
+as "malware", "backdoor", "sample"), and a sentence without either keeps both. ATT&CK campaigns are named
+too ("Operation Dream Job", "Night Dragon"), only as ATT&CK spells them; a one-word campaign name needs
+"campaign" or "operation" next to it.
 """
 
 from __future__ import annotations
@@ -37,9 +39,12 @@ class EntityMatcher:
         readings: dict[tuple[str, ...], list[tuple[str, str]]] = {}
         spelling: dict[tuple[str, ...], tuple[str, bool]] = {}
         self.weak: set[tuple[str, ...]] = set()  # one-word aliases that are ordinary words
+        self.weak_campaigns: set[tuple[str, ...]] = set()  # one-word campaign names ("Frankenstein")
         for kind, table, names_of in (
             ("group", kb.groups, lambda o: [o.name, *o.aliases, *o.misp_aliases]),
             ("software", kb.software, lambda o: [o.name, *o.aliases]),
+            # ATT&CK's bare ids as campaign names ("C0010") are no names a report uses
+            ("campaign", kb.campaigns, lambda o: [n for n in (o.name, *o.aliases) if not _CAMPAIGN_ID.match(n)]),
         ):
             for obj in sorted(table.values(), key=lambda o: o.id):
                 if obj.deprecated:
@@ -53,6 +58,10 @@ class EntityMatcher:
                         continue  # "at", "ping": lowercase common words are not names in prose
                     if len(toks) == 1 and toks[0] in _ENGLISH:
                         self.weak.add(toks)
+                    if kind == "campaign":
+                        ordinary = True  # campaign names are phrases ("Night Dragon"): only as ATT&CK spells them
+                        if len(toks) == 1:
+                            self.weak_campaigns.add(toks)
                     entry = readings.setdefault(toks, [])
                     if (kind, obj.id) not in entry and not any(k == kind for k, _ in entry):
                         entry.append((kind, obj.id))
@@ -77,8 +86,11 @@ class EntityMatcher:
                 out.append((kind, oid, h.start + offset, h.end + offset, h.surface))
         return out
 
-    def is_weak(self, surface: str) -> bool:
-        return tuple(tokens(surface)) in self.weak
+    def is_weak(self, surface: str, kind: str | None = None) -> bool:
+        """Whether a mention needs corroboration: an alias that is an ordinary word, or (``kind`` campaign)
+        a one-word campaign name, which needs "campaign" or "operation" next to it."""
+        toks = tuple(tokens(surface))
+        return toks in self.weak or (kind == "campaign" and toks in self.weak_campaigns)
 
 
 # words after a name that make it part of a product's name ("Office Equation Editor", "Turla Server" is not)
@@ -103,16 +115,18 @@ def _followed_by_product(text: str, end: int) -> bool:
 
 def _reading(text: str, start: int, end: int, entry) -> list[tuple[str, str]]:
     """Which of a name's readings the sentence means: group cues or software cues within six words."""
+    campaigns = [r for r in entry if r[0] == "campaign"]  # a campaign reading is never the ambiguity here
+    entry = [r for r in entry if r[0] != "campaign"]
     if len(entry) < 2:
-        return list(entry)
+        return list(entry) + campaigns
     window = tokens(text[max(0, start - 60):start]) [-6:] + tokens(text[end:end + 60])[:6]
     g = sum(w in _GROUP_CUES for w in window)
     sw = sum(w in _SOFTWARE_CUES for w in window)
     if g > sw:
-        return [r for r in entry if r[0] == "group"]
+        return [r for r in entry if r[0] == "group"] + campaigns
     if sw > g:
-        return [r for r in entry if r[0] == "software"]
-    return list(entry)
+        return [r for r in entry if r[0] == "software"] + campaigns
+    return list(entry) + campaigns
 
 
 def corroborated(mentions: list[dict], matcher: EntityMatcher, text_of=None) -> bool:
@@ -129,4 +143,5 @@ def corroborated(mentions: list[dict], matcher: EntityMatcher, text_of=None) -> 
 
 import re as _re  # noqa: E402
 
+_CAMPAIGN_ID = _re.compile(r"^C\d{4}$")
 _NEXT_WORD = _re.compile(r"[\s\-]+([A-Za-z][A-Za-z-]*)")

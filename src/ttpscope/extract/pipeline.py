@@ -91,6 +91,7 @@ class Extraction:
     not_indicators: list[dict] = field(default_factory=list)  # [{type, value, reason, list?}]
     sentence_kinds: dict[str, int] = field(default_factory=dict)  # sentences per structure kind
     vendor_domains: list[str] = field(default_factory=list)
+    campaigns: list[dict] = field(default_factory=list)  # ATT&CK campaigns the text names
 
     def to_dict(self, max_evidence: int | None = MAX_EVIDENCE) -> dict:
         return {
@@ -102,6 +103,7 @@ class Extraction:
             "techniques": [t.to_dict(max_evidence) for t in self.techniques],
             "groups": self.groups,
             "software": self.software,
+            "campaigns": self.campaigns,
             "iocs": self.iocs,
             "not_indicators": self.not_indicators,
             "cves": self.cves,
@@ -161,7 +163,7 @@ def extract_document(doc: Document, kb, min_confidence: float | None = None, pro
                 rel = start - sent.start
                 around = sent.text[max(0, rel - 30):rel] + " " + sent.text[end - sent.start:end - sent.start + 30]
                 _add_mention(kb, mentions, kind, oid, start, end, surface, sent.text,
-                             weak=entities.is_weak(surface), around=around, both=spans[(start, end)] > 1)
+                             weak=entities.is_weak(surface, kind), around=around, both=spans[(start, end)] > 1)
         if progress:
             progress("reading", batch[-1].end, total)
         batch.clear()
@@ -179,7 +181,7 @@ def extract_document(doc: Document, kb, min_confidence: float | None = None, pro
         f.evidence.sort(key=lambda e: (-e.confidence, e.start))
         f.score = document_score(f.evidence)
     techniques = sorted(findings.values(), key=lambda f: (-f.score, -f.confidence, f.id))
-    groups, software = _entities(kb, mentions, set(findings))
+    groups, software, campaigns = _entities(kb, mentions, set(findings))
     iocs: dict[str, list[str]] = {}
     not_indicators: list[dict] = []
     vendors: set[str] = set()
@@ -190,7 +192,8 @@ def extract_document(doc: Document, kb, min_confidence: float | None = None, pro
                                            defanged=defanged_values(text))
     cves = _cves(kb, text, cve_mappings)
     return Extraction(doc, n_sentences, techniques, observations, groups, software, iocs, cves,
-                      kb.provenance(), _model_summary(model), floor, not_indicators, kinds, sorted(vendors))
+                      kb.provenance(), _model_summary(model), floor, not_indicators, kinds, sorted(vendors),
+                      campaigns)
 
 
 def publisher_domains(lines: list[str]) -> set[str]:
@@ -248,7 +251,7 @@ def _add_mention(kb, mentions: dict, kind: str, oid: str, start: int, end: int, 
     entry["count"] += 1
     if both:
         entry["shared_name_mentions"] += 1  # the name is also another entity's and the sentence did not decide
-    if not weak or _GROUP_WORD.search(around):
+    if not weak or (_CAMPAIGN_WORD if kind == "campaign" else _GROUP_WORD).search(around):
         entry["corroborated"] = True
     if surface not in entry["aliases_matched"] and len(entry["aliases_matched"]) < 20:
         entry["aliases_matched"].append(surface)
@@ -256,22 +259,26 @@ def _add_mention(kb, mentions: dict, kind: str, oid: str, start: int, end: int, 
         entry["mentions"].append({"start": start, "end": end, "sentence": sentence})
 
 
-def _entities(kb, mentions: dict, observed: set[str]) -> tuple[list[dict], list[dict]]:
-    """Groups and software named in the text, with their sentences; their known techniques are context
-    (``known_techniques``, and which of them this report shows: ``also_observed``), never claims."""
-    groups, software = [], []
+def _entities(kb, mentions: dict, observed: set[str]) -> tuple[list[dict], list[dict], list[dict]]:
+    """Groups, software and campaigns named in the text, with their sentences; their known techniques are
+    context (``known_techniques``, and which of them this report shows: ``also_observed``), never claims."""
+    found: dict[str, list[dict]] = {"group": [], "software": [], "campaign": []}
+    known_of = {"group": kb.group_techniques, "software": kb.software_techniques, "campaign": kb.campaign_techniques}
     for (kind, oid), entry in mentions.items():
         if not entry.pop("corroborated"):
             continue  # named only by an alias that is an ordinary word, never confirmed (see entities)
-        known = kb.group_techniques(oid) if kind == "group" else kb.software_techniques(oid)
+        known = known_of[kind](oid)
         entry["known_techniques"] = len(known)
         entry["also_observed"] = sorted(known & observed)
-        (groups if kind == "group" else software).append(entry)
+        if kind == "campaign":
+            entry["groups"] = list(kb.campaigns[oid].groups)  # whom ATT&CK attributes it to
+        found[kind].append(entry)
     key = lambda e: (-e["count"], e["id"])  # noqa: E731
-    return sorted(groups, key=key), sorted(software, key=key)
+    return tuple(sorted(found[k], key=key) for k in ("group", "software", "campaign"))  # type: ignore[return-value]
 
 
 _GROUP_WORD = re.compile(r"\b(?:group|actor|APT|gang|crew)\b", re.I)
+_CAMPAIGN_WORD = re.compile(r"\b(?:campaigns?|operations?)\b", re.I)
 _matchers: dict[str, EntityMatcher] = {}
 
 

@@ -209,7 +209,7 @@ def report_document(ex, path: str, sha256: str | None) -> ReportDocument:
     return ReportDocument(
         name=ex.document.name, path=path, kind=ex.document.kind, title=ex.document.title, sha256=sha256,
         characters=len(ex.document.text), sentences=ex.sentences, techniques=[t.to_dict() for t in ex.techniques],
-        groups=ex.groups, software=ex.software,
+        groups=ex.groups, software=ex.software, campaigns=ex.campaigns,
         iocs=[{"type": kind, "value": value} for kind, values in sorted(ex.iocs.items()) for value in values],
         cves=ex.cves, model=ex.model, min_confidence=ex.min_confidence, text=ex.document.text,
         date=ex.document.date, tlp=ex.document.tlp, not_indicators=ex.not_indicators,
