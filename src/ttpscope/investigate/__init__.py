@@ -24,6 +24,8 @@ from ttpscope.analyze.review import apply_reviews
 from ttpscope.analyze.sections import SECTIONS
 from ttpscope.errors import InputError, NotFoundError
 from ttpscope.export.outputs import FORMATS, write_outputs
+from ttpscope.feeds.knowledge import kb_with_feeds
+from ttpscope.feeds.use import feed_layer, match_feeds
 from ttpscope.investigate.analysis import analyse_case
 from ttpscope.investigate.route import LOG, REPORT, collect
 from ttpscope.investigate.stages import SourceReport, detect_logs, extract_reports, find_rules
@@ -50,6 +52,7 @@ class InvestigationResult:
     workspace: Path | None
     rules: Path | None
     warnings: list[str] = field(default_factory=list)
+    matching: dict[str, Any] | None = None  # feed indicators matched on the logs (None: not run)
 
     def to_dict(self) -> dict[str, Any]:
         return {"case": {"id": self.case.id, "name": self.case.name}, "out_dir": str(self.out_dir),
@@ -60,7 +63,8 @@ class InvestigationResult:
                 "sources": [s.to_dict() for s in self.sources],
                 "sections": {k: {"status": s.status, "message": s.message}
                              for k, s in (self.analysis.sections.items() if self.analysis else ())},
-                "warnings": self.warnings, "knowledge_base": self.case.meta.get("knowledge_base")}
+                "warnings": self.warnings, "knowledge_base": self.case.meta.get("knowledge_base"),
+                "indicator_matching": self.matching}
 
 
 def slug(name: str) -> str:
@@ -99,7 +103,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
                 out: str | Path | None = None, domain: str = "enterprise", bundle: str | None = None,
                 workspace: Any = None, save: bool = True, formats: Iterable[str] = FORMATS,
                 progress: Progress | None = None, force_reports: Iterable[str | Path] = (),
-                mode: str = NEW) -> InvestigationResult:
+                mode: str = NEW, feeds: bool = True) -> InvestigationResult:
     """Investigate evidence files and folders into one case, saved in the workspace, with every output.
 
     ``rules``: a Sigma rule file or folder for the event logs (default: the cached SigmaHQ set of
@@ -110,6 +114,8 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     ``meta["history"]`` records each of these. ``out``: the output folder (default
     ``./ttpscope-out/<case>``). ``workspace``: a :class:`ttpscope.store.Workspace` (default: the user's).
     ``force_reports``: files read as reports even if they look like documentation (README, LICENSE).
+    ``feeds``: lay the workspace's feed knowledge over ATT&CK and match its current indicators on the event
+    logs (sightings, kept apart from the techniques); False leaves the feeds out.
     Raises :class:`InputError` when nothing usable was given.
     """
     progress = progress or _noop
@@ -161,6 +167,9 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
             raise InputError(f"case {case_name!r}", None, f"nothing new to add: all {len(skipped)} evidence "
                              "file(s) are in the case already (same SHA-256)")
     kb = load_kb(domain, bundle)
+    feed_store = feed_layer(ws) if feeds else None
+    if feed_store is not None:
+        kb = kb_with_feeds(kb, feed_store)
     logs = [e for e in fresh if e.kind == LOG]
     reports = [e for e in fresh if e.kind == REPORT]
     observations, detections, documents = [], [], []
@@ -190,6 +199,9 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         for path, rep in per_file.items():
             _merge(sources[path], rep)
 
+    matching, sightings = None, []
+    if feed_store is not None and logs:
+        matching, sightings = match_feeds(feed_store, [e.path for e in logs], progress)
     usable = [s for s in sources.values() if s.used]
     if not usable:
         raise InputError(", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else ""), None,
@@ -229,6 +241,8 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     if ws is not None:
         progress("save", 0, 1, f"saving case '{case.name}'")
         ws.save_case(case, detections, documents, replace=not (old is not None and mode == ADD))
+        if feed_store is not None and (logs or not (old is not None and mode == ADD)):
+            feed_store.save_sightings(sightings, case.id, replace=not (old is not None and mode == ADD))
         progress("save", 1, 1, str(ws.path))
     analysis = None
     if formats:  # without outputs (e.g. the web app, which renders on demand) there is nothing to analyse for
@@ -247,7 +261,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
                             on_file=lambda f: progress("export", next(counter), len(formats), f)) if formats else {}
     return InvestigationResult(case=case, analysis=analysis, sources=list(sources.values()), outputs=outputs,
                                out_dir=out_dir, workspace=ws.path if ws is not None else None, rules=rules_path,
-                               warnings=warnings)
+                               warnings=warnings, matching=matching)
 
 
 def _first_entry(case: Case) -> dict[str, Any]:
