@@ -48,6 +48,7 @@ class DetectResult:
     workers: int = 1  # processes that scanned the input
     not_analysed: dict[str, int] = field(default_factory=dict)  # source → events of an unknown log source
     with_data: set[int] = field(default_factory=set)  # rule indexes whose log source the input has
+    sightings: list[Any] | None = None  # feed indicators matched in the same pass (``indicators=``), else None
 
     def visibility(self) -> dict[str, Any]:
         """Per rule set (and per product the rules name): how many rules had data of their log source in
@@ -164,7 +165,7 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
            kb=None, engine: str = "duckdb", progress: Callable[[str, int, int], None] | None = None,
            engine_options: dict[str, Any] | None = None, cache: bool = True,
            compiled: list[CompiledRule] | None = None, workers: int = 1,
-           logsource: LogSource | str | dict | None = None, **filters) -> DetectResult:
+           logsource: LogSource | str | dict | None = None, indicators: Any = None, **filters) -> DetectResult:
     """Run Sigma rules (a RuleSet, or paths loaded with ``filters``) over event logs.
 
     ``compiled`` reuses :func:`compile_ruleset` output for the same RuleSet (several runs, one compile).
@@ -182,6 +183,9 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     ``logsource`` declares the log source (a LogSource, ``"product=…,service=…"`` or a dict) of events no
     log-source family recognises; without it such events are not analysed (``result.not_analysed``).
     Rules run only on events of their own log source.
+
+    ``indicators``: the comparisons of current feed indicators (``FeedStore.current_terms()``), matched on
+    the same batches the rules read (``ttpscope.detect.indicators``); the sightings are ``result.sightings``.
     """
     if engine not in ENGINES:
         from ttpscope.errors import InputError
@@ -216,7 +220,11 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     else:
         workers = 1
         hits, ingest, errors, seen = _scan(files, compiled, engine, engine_options or {}, progress,
-                                           declared=declared, datasets=datasets)
+                                           declared=declared, datasets=datasets, indicators=indicators)
+    if indicators is not None and "sightings" not in seen:  # worker processes: one more pass, for the IOCs
+        from ttpscope.detect.indicators import match_files
+
+        seen["sightings"] = match_files(files, indicators)[0].sightings
     t3 = time.perf_counter()
 
     rule_fields = {c.index: sorted({f for v in c.variants.values() for f in fields_of(v) if f})
@@ -257,7 +265,7 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     return DetectResult(
         detections=ordered, ingest=ingest, rules=rs, compiled=compiled, compile_errors=compile_errors,
         engine_errors=engine_errors, notes=notes, engine=engine, kb=kb, workers=workers,
-        not_analysed=dict(seen["not_analysed"]), with_data=set(seen["with_data"]),
+        not_analysed=dict(seen["not_analysed"]), with_data=set(seen["with_data"]), sightings=seen.get("sightings"),
         timings={"load_rules": t1 - t0, "compile": t2 - t1, "scan": t3 - t2, "results": t4 - t3,
                  "total": t4 - t0, "events_per_s": (sum(s.read for s in ingest) / (t3 - t2)) if t3 > t2 else 0},
     )
@@ -281,7 +289,7 @@ def _declared(logsource) -> LogSource | None:
 
 
 def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None, on_events=None,
-          declared: LogSource | None = None, datasets: list[str] | None = None
+          declared: LogSource | None = None, datasets: list[str] | None = None, indicators: Any = None
           ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
     """One process: read the files (and the Spark engine's datasets), run the engine; hits name their
     source. The last item says which rules had data of their log source and how many events of each
@@ -291,14 +299,24 @@ def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None
             progress("events", e, f)
     reader = EventReader(files, on_progress=on_events, logsource=declared)
     eng = make_engine(engine, compiled, **options)
+    matcher = None
+    if indicators is not None:
+        from ttpscope.detect.indicators import IndicatorMatcher, feeding
+
+        matcher = IndicatorMatcher(indicators)
     try:
         batches = reader.batches()
         if datasets:
             batches = itertools.chain(batches, _dataset_batches(eng, datasets, reader, declared))
-        raw = list(eng.run(batches))
+        raw = list(eng.run(feeding(batches, matcher) if matcher is not None else batches))
+        sightings = matcher.result() if matcher is not None else None
     finally:
         eng.close()
+        if matcher is not None:
+            matcher.close()
     seen = {"with_data": set(eng.with_data), "not_analysed": dict(eng.not_analysed)}
+    if sightings is not None:
+        seen["sightings"] = sightings
     return ([(h.rule, reader.sources[h.event[SRC]], h.event) for h in raw], reader.stats, list(eng.errors),
             seen)
 

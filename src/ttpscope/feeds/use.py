@@ -37,24 +37,40 @@ def kb_for(kb, feeds: bool = True, workspace: Workspace | str | Path | None = No
     return kb_with_feeds(kb, store) if store is not None else kb
 
 
+def summarise(sightings: list[Any], terms: Any, seconds: float | None = None) -> dict[str, Any]:
+    """What the run summary says about a matching: indicators current and matched, events, top values."""
+    current = len(set(zip(terms.column("feed").to_pylist(), terms.column("indicator_id").to_pylist())))
+    per_value: dict[str, int] = {}
+    for s in sightings:
+        per_value[s.value or s.indicator_id] = per_value.get(s.value or s.indicator_id, 0) + s.count
+    top = sorted(per_value.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]
+    out = {"indicators": current, "indicators_matched": len({(s.feed, s.indicator_id) for s in sightings}),
+           "sightings": len(sightings), "events": sum(s.count for s in sightings), "top": top}
+    if seconds is not None:
+        out["seconds"] = round(seconds, 3)
+    return out
+
+
+def current_terms(store: FeedStore | None):
+    """The comparisons of the current indicators, or None when there is none to match."""
+    if store is None:
+        return None
+    terms = store.current_terms()
+    return terms if terms.num_rows else None
+
+
 def match_feeds(store: FeedStore, logs: Iterable[str | Path],
                 progress: Callable[[str, int, int | None, str], None] | None = None
                 ) -> tuple[dict[str, Any] | None, list[Any]]:
-    """Match the current indicators of every feed on event log files: (what the run summary says, the
-    sightings). (None, []) when no indicator is current."""
-    terms = store.current_terms()
-    if not terms.num_rows:
+    """Match the current indicators of every feed on event log files in a pass of their own (when no Sigma
+    pass runs): (what the run summary says, the sightings). (None, []) when no indicator is current."""
+    terms = current_terms(store)
+    if terms is None:
         return None, []
     if progress:
         progress("indicators", 0, None, "matching feed indicators")
     res, _ = match_files(list(logs), terms)
-    per_value: dict[str, int] = {}
-    for s in res.sightings:
-        per_value[s.value or s.indicator_id] = per_value.get(s.value or s.indicator_id, 0) + s.count
-    top = sorted(per_value.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]
-    summary = {"indicators": res.indicators, "indicators_matched": len({(s.feed, s.indicator_id) for s in res.sightings}),
-               "sightings": len(res.sightings), "events": sum(s.count for s in res.sightings),
-               "events_scanned": res.events, "seconds": round(res.seconds, 3), "top": top}
+    summary = summarise(res.sightings, terms, res.seconds)
     if progress:
         progress("indicators", 1, 1, f"{summary['indicators_matched']} indicator(s) sighted")
     return summary, res.sightings

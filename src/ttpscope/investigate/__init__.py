@@ -25,7 +25,7 @@ from ttpscope.analyze.sections import SECTIONS
 from ttpscope.errors import InputError, NotFoundError
 from ttpscope.export.outputs import FORMATS, write_outputs
 from ttpscope.feeds.knowledge import kb_with_feeds
-from ttpscope.feeds.use import feed_layer, match_feeds
+from ttpscope.feeds.use import current_terms, feed_layer, match_feeds, summarise
 from ttpscope.investigate.analysis import analyse_case
 from ttpscope.investigate.route import LOG, REPORT, collect
 from ttpscope.investigate.stages import SourceReport, detect_logs, extract_reports, find_rules
@@ -174,6 +174,8 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     reports = [e for e in fresh if e.kind == REPORT]
     observations, detections, documents = [], [], []
 
+    terms = current_terms(feed_store) if logs else None  # feed indicators, matched in the Sigma pass
+    sightings: list = []
     rules_path = None
     if logs:
         rules_path, why = find_rules(rules)
@@ -184,7 +186,8 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
             for e in logs:
                 sources[e.path].note = "not analysed: no Sigma rules"
         else:
-            obs, dets, per_file, notes = detect_logs(logs, rules_path, kb, progress)
+            obs, dets, per_file, notes = detect_logs(logs, rules_path, kb, progress, indicators=terms,
+                                                     sightings=sightings)
             observations += obs
             detections += dets
             warnings += notes
@@ -199,9 +202,12 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         for path, rep in per_file.items():
             _merge(sources[path], rep)
 
-    matching, sightings = None, []
-    if feed_store is not None and logs:
-        matching, sightings = match_feeds(feed_store, [e.path for e in logs], progress)
+    matching = None
+    if terms is not None:
+        if rules_path is None:  # no Sigma pass to ride on: the indicators get a pass of their own
+            matching, sightings = match_feeds(feed_store, [e.path for e in logs], progress)
+        else:
+            matching = summarise(sightings, terms)
     usable = [s for s in sources.values() if s.used]
     if not usable:
         raise InputError(", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else ""), None,

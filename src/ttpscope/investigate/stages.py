@@ -76,10 +76,12 @@ def _owner(source: str, files: list[Path]) -> Path | None:
     return None
 
 
-def detect_logs(logs: list[EvidenceFile], rules: Path, kb, progress: Progress
+def detect_logs(logs: list[EvidenceFile], rules: Path, kb, progress: Progress, indicators=None,
+                sightings: list | None = None
                 ) -> tuple[list[Observation], list[Detection], dict[Path, SourceReport], list[str]]:
     """Run the Sigma rules over the event logs (``ttpscope.detect.detect``): observations, detections (rule
-    hits with their event), a report per file, notes."""
+    hits with their event), a report per file, notes. With ``indicators`` (feed indicator comparisons) the
+    same pass matches them; their sightings are added to ``sightings``."""
     reports = {e.path: SourceReport(str(e.path), e.kind, e.format) for e in logs}
     total = len(logs)
 
@@ -90,10 +92,13 @@ def detect_logs(logs: list[EvidenceFile], rules: Path, kb, progress: Progress
             progress("logs", min(files_done, total), total, f"{done:,} events read")
 
     try:  # the ingest judges each file's format by content, with the same sniffer as the routing
-        result = detect([(e.path, e.format) for e in logs], rules, kb=kb, progress=on_progress)
+        result = detect([(e.path, e.format) for e in logs], rules, kb=kb, progress=on_progress,
+                        indicators=indicators)
     except TtpscopeError as exc:  # e.g. a rule folder with no usable rule: the reports can still be read
         return _not_analysed(reports, "event log file(s)", exc)
     progress("logs", total, total, f"{len(result.detections):,} detections")
+    if sightings is not None and result.sightings:
+        sightings.extend(result.sightings)
     files = [e.path for e in logs]
     for stats in result.ingest:
         owner = _owner(str(stats.source), files)
