@@ -147,8 +147,10 @@ if not any(f["name"] == name for f in store.list_feeds()):
 t = time.perf_counter()
 r = sync_feed(name, store, page_size=1000)
 wall = time.perf_counter() - t
+# this process's own peak: ru_maxrss survives exec on Linux, so it would report the parent's if larger
+hwm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(json.dumps({"wall": wall, "fetched": r.fetched, "new": r.new, "unchanged": r.unchanged, "rejected": r.rejected,
-                  "failed": r.failed, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "failed": r.failed, "rss_mb": hwm_kb / 1024}))
 """
 
 
