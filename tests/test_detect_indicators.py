@@ -102,6 +102,18 @@ def test_feed_indicators_give_sightings_on_otrf_events(tmp_path, zeek, sysmon):
     hash_sources = {s.source for s in res.sightings if s.indicator_id == ids["hash"]}
     assert all("lsass_memory_dump" in src for src in hash_sources)
 
+    # the same indicators matched inside the Sigma pass (one read of the events) give the same sightings
+    from pathlib import Path
+
+    from ttpscope.detect import detect
+
+    rules = Path(__file__).resolve().parents[1] / "examples" / "rules"
+    one_pass = detect([zeek_path, sysmon_path], rules, indicators=store.current_terms())
+    assert one_pass.sightings is not None
+    key = lambda s: (s.feed, s.indicator_id, s.source, s.host, s.count, s.first_seen, s.last_seen)  # noqa: E731
+    assert sorted(map(key, one_pass.sightings)) == sorted(map(key, res.sightings))
+    assert detect([zeek_path], rules).sightings is None  # without indicators nothing is matched
+
     store.save_sightings(res.sightings, case_id="op-otrf")
     saved = store.sightings("op-otrf")
     assert sum(s["count"] for s in saved if s["indicator_id"] == ids["ip"]) == want_ip

@@ -226,3 +226,20 @@ def test_misp_feed_over_http(store, tmp_path):
         r3 = sync_feed("misp", store)
         assert sorted(http.requests) == sorted(["/manifest.json", f"/{ev2['Event']['uuid']}.json"])
         assert (r3.fetched, r3.updated, r3.new) == (2, 2, 0)
+
+
+def test_a_truncated_bundle_keeps_the_objects_before_the_cut(store, tmp_path):
+    import uuid as _uuid
+
+    objs = generated_objects(2500, seed=7)
+    text = json.dumps({"type": "bundle", "id": f"bundle--{_uuid.uuid4()}", "objects": objs})
+    cut = text.index(objs[2100]["id"])  # inside the 2101st object
+    (tmp_path / "cut.json").write_text(text[:cut])
+    add_feed("cut", "bundle", str(tmp_path / "cut.json"), store)
+    r = sync_feed("cut", store, page_size=1000)
+    assert r.new == r.fetched and 2000 <= r.fetched <= 2100  # the pages before the cut, and that page's start
+    assert any("not JSON after" in x.reason for x in r.rejections), r.rejections
+    assert store.get_feed("cut")["objects"] == r.fetched
+    (tmp_path / "list.json").write_text(json.dumps(objs[:10]))  # a bare list of objects reads as well
+    add_feed("list", "bundle", str(tmp_path / "list.json"), store)
+    assert sync_feed("list", store).new == 10

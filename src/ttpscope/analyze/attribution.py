@@ -538,14 +538,16 @@ def group_context(kb: KnowledgeBase, gid: str) -> dict[str, Any]:
     g = kb.groups[gid]
     ctx = {k: g.context[k] for k in ("country", "suspected_state_sponsor", "suspected_victims",
                                      "target_categories", "incident_type", "source") if g.context.get(k)}
-    return {"aliases": [a for a in g.aliases if a != g.name], "url": g.url, **ctx}
+    # every candidate says where its profile came from: ATT&CK, a feed, or ATT&CK enriched by a feed
+    return {"aliases": [a for a in g.aliases if a != g.name], "url": g.url, **ctx,
+            "source": ctx.get("source") or kb.label}
 
 
 def campaign_context(kb: KnowledgeBase, cid: str) -> dict[str, Any]:
     c = kb.campaigns[cid]
     return {"aliases": [a for a in c.aliases if a != c.name], "first_seen": c.first_seen,
             "last_seen": c.last_seen, "groups": [{"id": g, "name": kb.name_of(g)} for g in c.groups],
-            "url": c.url}
+            "url": c.url, "source": getattr(kb, "profile_sources", {}).get(cid, kb.label)}
 
 
 _models: dict[tuple[int, AttributionParams, str], tuple[KnowledgeBase, AttributionModel]] = {}

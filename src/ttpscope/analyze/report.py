@@ -150,6 +150,7 @@ class CaseAnalysis:
     sections: dict[str, Section]
     detections: list[Detection] = field(default_factory=list)  # rule hits as stored
     documents: list[ReportDocument] = field(default_factory=list)  # reports read, as stored
+    sightings: list[dict[str, Any]] = field(default_factory=list)  # feed indicators matched, apart from TTPs
     generated: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     # -------------------------------------------------------------- views shared by the exports
@@ -241,6 +242,7 @@ class CaseAnalysis:
             "detections": [d.to_dict() for d in self.detections[:CASE_JSON_DETECTIONS]],
             "detections_total": len(self.detections),
             "observations": [o.to_dict() for o in self.case.observations],
+            "indicator_sightings": [{k: v for k, v in s.items() if k != "indicator"} for s in self.sightings],
         }
 
 

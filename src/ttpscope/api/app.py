@@ -129,7 +129,7 @@ def _job_manager(settings: Settings):
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for one ATT&CK domain; the knowledge base is loaded here, once."""
-    from ttpscope.api import api_analyses, api_cases, api_kb, pages
+    from ttpscope.api import api_analyses, api_cases, api_feeds, api_kb, pages
     from ttpscope.api.formats import FILTERS
     from ttpscope.api.jobs import QueueFullError, redact_paths
     from ttpscope.api.matrix import ink, mark_for, matrix_view
@@ -239,5 +239,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api_cases.router)
     app.include_router(api_analyses.router)
     app.include_router(pages.router)
+    app.include_router(api_feeds.router)  # feeds, their page and the TAXII 2.1 collection of the cases
 
     return app

@@ -27,6 +27,7 @@ def build(request, kb, case) -> dict[str, Any]:
     report["sections"] = {k: s.to_dict() for k, s in analysis.sections.items()}
     report["rules"] = analysis.rule_summary(limit=25)
     report["sentences"] = analysis.report_sentences(limit=25)
+    report["sightings"] = [{k: v for k, v in x.items() if k != "indicator"} for x in analysis.sightings]
     lc = analysis.sections.get("lifecycle")
     if lc is not None and lc.ok:
         names = {t.shortname: t.name for t in kb.tactic_list()}

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ttpscope.cli.output import BundleOpt, DomainOpt, JsonOpt, console, load, note, print_json, table
+from ttpscope.cli.output import BundleOpt, DomainOpt, FeedsOpt, JsonOpt, console, load, note, print_json, table
 
 app = typer.Typer()
 
@@ -90,11 +90,12 @@ def attribute_cmd(techniques: Optional[list[str]] = TechArgs, case: Optional[str
                                                  help="Rank ATT&CK campaigns instead of groups."),
                   full: bool = typer.Option(False, "--full", help="With --json: the whole answer (groups, "
                                             "campaigns, verdict, information) instead of the candidate list."),
-                  domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
+                  domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt,
+                  feeds: bool = FeedsOpt) -> None:
     """Rank known groups (or campaigns) by how well they explain the techniques; hunting leads for each."""
     from ttpscope.analyze.attribution import attribute
 
-    kb = load(domain, bundle)
+    kb = load(domain, bundle, feeds)
     result = attribute(gather(techniques, case, layer), kb, top=top)
     ranked = result.campaigns if campaigns else result.groups
     if json:
@@ -106,10 +107,11 @@ def attribute_cmd(techniques: Optional[list[str]] = TechArgs, case: Optional[str
     _notes(result)
     rows = [(c.rank, c.id, c.name, f"{c.score:.2f}", f"{c.confidence:.2f}", len(c.explained),
              c.context.get("country", "") if c.kind == "group" else (c.context.get("first_seen") or "")[:10],
-             " ".join(m.technique_id for m in c.explained[:6])) for c in ranked]
+             " ".join(m.technique_id for m in c.explained[:6]), c.context.get("source", "")) for c in ranked]
     kind = "Campaigns" if campaigns else "Groups"
     table(f"{kind} that best explain {len(result.observed)} techniques", ["#", "id", "name", "score", "conf",
-          "explains", "country" if not campaigns else "first seen", "strongest evidence"], rows, caption=kb.label)
+          "explains", "country" if not campaigns else "first seen", "strongest evidence", "profile from"], rows,
+          caption=kb.label)
     style = "yellow" if result.insufficient_evidence else "green"
     console.print(f"[{style}]{result.verdict}[/{style}]")
     best = ranked[0] if ranked else None
@@ -128,12 +130,13 @@ def attribute_cmd(techniques: Optional[list[str]] = TechArgs, case: Optional[str
 def overlap_cmd(items: list[str] = typer.Argument(..., help="Cases (JSON file or workspace name/id), ATT&CK "
                                                   "campaigns or groups (id or name)."),
                 threshold: float = typer.Option(0.75, help="Cut the dendrogram at this distance (1 - similarity)."),
-                domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
+                domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt,
+                feeds: bool = FeedsOpt) -> None:
     """Pairwise similarity of cases, campaigns and groups, shared/distinguishing techniques, clusters."""
     from ttpscope.analyze.overlap import overlap
     from ttpscope.errors import NotFoundError
 
-    kb = load(domain, bundle)
+    kb = load(domain, bundle, feeds)
     resolved = []
     for ref in items:  # a case file, then a stored case, then an ATT&CK campaign or group
         if Path(ref).is_file():
@@ -171,11 +174,12 @@ def overlap_cmd(items: list[str] = typer.Argument(..., help="Cases (JSON file or
 @app.command("anticipate")
 def anticipate_cmd(techniques: Optional[list[str]] = TechArgs, case: Optional[str] = CaseOpt,
                    layer: Optional[Path] = LayerOpt, top: int = typer.Option(10, help="Predictions to list."),
-                   domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt) -> None:
+                   domain: str = DomainOpt, bundle: str = BundleOpt, json: bool = JsonOpt,
+                   feeds: bool = FeedsOpt) -> None:
     """The techniques most likely to come next, why, and what to watch (data components, mitigations)."""
     from ttpscope.analyze.anticipate import anticipate
 
-    kb = load(domain, bundle)
+    kb = load(domain, bundle, feeds)
     result = anticipate(gather(techniques, case, layer), kb, top=top)
     if json:
         print_json(result.to_dict())

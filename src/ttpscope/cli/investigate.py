@@ -15,7 +15,7 @@ from ttpscope.cli.summary import (PlainProgress, RunSummary, min_level_option, p
 app = typer.Typer()
 
 STAGES = {"route": "Sorting evidence", "logs": "Event logs (Sigma)", "reports": "Reports (extraction)",
-          "save": "Saving to workspace", "analyse": "Analysing", "export": "Writing outputs"}
+          "indicators": "Feed indicators", "save": "Saving to workspace", "analyse": "Analysing", "export": "Writing outputs"}
 
 
 @app.command("investigate")
@@ -41,6 +41,9 @@ def investigate_cmd(
                                   "case and the outputs keep every detection)."),
     noisy: float = typer.Option(10.0, "--noisy", min=0.0, max=100.0, help="A rule firing on more than this "
                                 "percentage of one file's events is named as noisy and left out of the top lists."),
+    feeds: bool = typer.Option(True, "--feeds/--no-feeds", help="Use the workspace's feeds: their group profiles "
+                               "in attribution, overlap and anticipation, and their current indicators matched on "
+                               "the event logs (sightings)."),
     force_report: Optional[list[Path]] = typer.Option(None, "--report", help="Read this file as a threat report "
                                                       "even if it looks like documentation (README, LICENSE); "
                                                       "repeatable."),
@@ -78,7 +81,7 @@ def investigate_cmd(
         try:
             result = investigate(list(evidence) + list(force_report or []), rules=rules, name=add_to or name,
                                  out=out, domain=domain, bundle=bundle, save=not no_save, progress=report,
-                                 force_reports=force_report or (), mode=mode, workers=workers)
+                                 force_reports=force_report or (), mode=mode, workers=workers, feeds=feeds)
         finally:
             if plain is not None:
                 plain.close()
@@ -137,7 +140,8 @@ def _run_summary(result, names: list[str], root: str | None, min_level: str, noi
         reports=sum(1 for s in sources if s.kind == "report"), read=sum(s.read or 0 for s in logs),
         accepted=sum(s.accepted or 0 for s in logs), rejected=sum(s.rejected or 0 for s in logs),
         formats=Counter(s.format or s.kind for s in sources), rules=str(result.rules) if result.rules else None,
-        min_level=min_level, noisy_share=noisy, problems=problems, more_hint="--files lists every file")
+        min_level=min_level, noisy_share=noisy, problems=problems, more_hint="--files lists every file",
+        sightings=result.matching)
 
 
 def _short_paths(paths: list[str]) -> tuple[str | None, list[str]]:

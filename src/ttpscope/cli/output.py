@@ -36,6 +36,8 @@ BundleOpt = typer.Option(None, "--bundle", help="ATT&CK bundle: 'embedded', a pa
                          "taxii+http(s)://server/api/collections/<id>/ (default: newest from 'kb update', "
                          "else the embedded v15.1).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+FeedsOpt = typer.Option(True, "--feeds/--no-feeds", help="Lay the workspace's feed knowledge (groups, campaigns, "
+                        "software from 'ttpscope feeds') over ATT&CK; --no-feeds uses ATT&CK alone.")
 TargetOpt = typer.Option("splunk", "--target", "-t", help="splunk | elasticsearch (Lucene) | esql | kusto (KQL).")
 PipelineOpt = typer.Option("default", "--pipeline", help="pySigma processing pipeline: 'default' for the "
                            "target, 'none', an installed pipeline name, or a pipeline YAML file.")
@@ -68,10 +70,16 @@ def note(text: str) -> None:
     err_console.print(f"[yellow]note:[/yellow] {text}", soft_wrap=True)  # one line, whatever the width
 
 
-def load(domain: str, bundle: str | None):
+def load(domain: str, bundle: str | None, feeds: bool = False):
+    """The knowledge base; with ``feeds``, the workspace's feed knowledge laid over it."""
     from ttpscope.kb import load_kb
 
-    return load_kb(domain, bundle)
+    kb = load_kb(domain, bundle)
+    if feeds:
+        from ttpscope.feeds.use import kb_for
+
+        kb = kb_for(kb)
+    return kb
 
 
 MappingsOpt = typer.Option(None, "--mappings", "-m",

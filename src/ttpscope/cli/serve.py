@@ -32,6 +32,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
                                             "stopped (0 = no limit)."),
           job_memory_mib: int = typer.Option(4096, min=0, help="Address space one investigation's process may "
                                              "use, MiB (0 = no limit)."),
+          sync_feeds_every: str = typer.Option(None, "--sync-feeds-every", help="Sync every feed of the workspace "
+                                               "at start and then on this interval (e.g. 1h, 15m)."),
           ) -> None:
     """Serve the ATT&CK matrix explorer, case pages and the REST API (OpenAPI at /openapi.json)."""
     import uvicorn
@@ -46,6 +48,19 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
                         view_cache_size=cache_size, rules=rules, workspace=workspace, atomics=atomics,
                         job_seconds=job_timeout or None, job_memory_mib=job_memory_mib or None)
     app = create_app(settings)
+    scheduler = None
+    if sync_feeds_every:
+        from ttpscope.api.api_feeds import FeedScheduler
+        from ttpscope.errors import InputError
+        from ttpscope.feeds import parse_duration
+
+        try:
+            interval = parse_duration(sync_feeds_every)
+        except ValueError as exc:
+            raise InputError("--sync-feeds-every", sync_feeds_every, str(exc)) from None
+        if interval is None or interval.total_seconds() < 1:
+            raise InputError("--sync-feeds-every", sync_feeds_every, "the interval must be at least one second")
+        scheduler = FeedScheduler(app, interval.total_seconds()).start()
     shown = f"[{host}]" if ":" in host else host
     # plain echo, not Rich: these lines are copied and parsed, so they must never be wrapped
     if created:
@@ -55,4 +70,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to bind. Anything 
     typer.echo(f"ttpscope serving {app.state.kb.label} at http://{shown}:{port}/#token={token}")
     if host not in LOOPBACK:
         note(f"bound to {host}: reachable from the network; reads need no token")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        if scheduler is not None:
+            scheduler.stop()

@@ -80,6 +80,7 @@ class RunSummary:
     problems: list[str] = field(default_factory=list)  # files that were not (fully) read, shortest first
     more_hint: str = ""  # how to see every file
     head: bool = True  # the evidence, events and rules lines (a caller with its own header turns them off)
+    sightings: dict[str, Any] | None = None  # feed indicator matching: indicators, sightings, events, top values
 
     def noisy(self) -> dict[str, dict[str, Any]]:
         """Rules firing on more than ``noisy_share`` of some source's accepted events (and at least
@@ -157,6 +158,11 @@ class RunSummary:
         out.append(f"[bold]Detections[/bold]  {len(self.detections):,}" + (f": {levels}" if levels else ""))
         if hidden:
             out.append(f"  [dim]{hidden:,} below {self.min_level} not in the lists below (the case keeps them)[/dim]")
+        if self.sightings is not None:  # indicator matches: their own line, never counted as techniques
+            m = self.sightings
+            top = " · ".join(f"{escape(str(v))} {n:,}" for v, n in (m.get("top") or [])[:4])
+            out.append(f"[bold]Sightings[/bold]   {m.get('indicators_matched', 0):,} of {m.get('indicators', 0):,} "
+                       f"current feed indicators matched {m.get('events', 0):,} event(s)" + (f": {top}" if top else ""))
         if not shown:
             return out
         channels = Counter(str((_get(d, "event") or {}).get("Channel") or "") for d in shown)

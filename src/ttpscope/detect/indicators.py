@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -241,6 +241,13 @@ class IndicatorMatcher:
 
     def close(self) -> None:
         self.con.close()
+
+
+def feeding(batches: Iterable[Any], matcher: IndicatorMatcher) -> Iterator[Any]:
+    """Pass event batches on unchanged, matching each on the way (the detection engine's single pass)."""
+    for batch in batches:
+        matcher.add(batch.table, batch.sources)
+        yield batch
 
 
 def match_indicators(batches: Iterable[Any], terms: pa.Table, threads: int | None = None) -> MatchResult:

@@ -52,6 +52,7 @@ class DetectResult:
     with_data: set[int] = field(default_factory=set)  # rule indexes whose log source the input has
     links: EntityLinks = field(default_factory=EntityLinks)  # entity pairs seen together in any event
     by_logsource: dict[str, int] = field(default_factory=dict)  # events read per log-source label
+    sightings: list[Any] | None = None  # feed indicators matched in the same pass (``indicators=``), else None
 
     def entity_links(self, limit: int | None = None) -> dict[str, Any]:
         """The bounded entity co-occurrence of the input for a case (:meth:`EntityLinks.select`), the
@@ -190,7 +191,7 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
            engine_options: dict[str, Any] | None = None, cache: bool = True,
            compiled: list[CompiledRule] | None = None, workers: int = 1,
            logsource: LogSource | str | dict | None = None, formats: dict | None = None,
-           **filters) -> DetectResult:
+           indicators: Any = None, **filters) -> DetectResult:
     """Run Sigma rules (a RuleSet, or paths loaded with ``filters``) over event logs.
 
     ``compiled`` reuses :func:`compile_ruleset` output for the same RuleSet (several runs, one compile).
@@ -214,6 +215,9 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     ``logsource`` declares the log source (a LogSource, ``"product=…,service=…"`` or a dict) of events no
     log-source family recognises; without it such events are not analysed (``result.not_analysed``).
     Rules run only on events of their own log source.
+
+    ``indicators``: the comparisons of current feed indicators (``FeedStore.current_terms()``), matched on
+    the same batches the rules read (``ttpscope.detect.indicators``); the sightings are ``result.sightings``.
     """
     if engine not in ENGINES:
         from ttpscope.errors import InputError
@@ -255,7 +259,12 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
     else:
         workers = 1
         hits, ingest, errors, seen = _scan(files, compiled, engine, engine_options or {}, progress,
-                                           declared=declared, datasets=datasets, formats=known, plans=plans)
+                                           declared=declared, datasets=datasets, formats=known, plans=plans,
+                                           indicators=indicators)
+    if indicators is not None and "sightings" not in seen:  # worker processes: one more pass, for the IOCs
+        from ttpscope.detect.indicators import match_files
+
+        seen["sightings"] = match_files(files, indicators)[0].sightings
     t3 = time.perf_counter()
 
     rule_fields = {c.index: sorted({f for v in c.variants.values() for f in fields_of(v) if f})
@@ -297,7 +306,7 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
         detections=ordered, ingest=ingest, rules=rs, compiled=compiled, compile_errors=compile_errors,
         engine_errors=engine_errors, notes=notes, engine=engine, kb=kb, workers=workers,
         not_analysed=dict(seen["not_analysed"]), with_data=set(seen["with_data"]), links=seen["links"],
-        by_logsource=dict(seen["by_logsource"]),
+        by_logsource=dict(seen["by_logsource"]), sightings=seen.get("sightings"),
         timings={"load_rules": t1 - t0, "compile": t2 - t1, "scan": t3 - t2, "results": t4 - t3,
                  "total": t4 - t0, "events_per_s": (sum(s.read for s in ingest) / (t3 - t2)) if t3 > t2 else 0},
     )
@@ -322,7 +331,8 @@ def _declared(logsource) -> LogSource | None:
 
 def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None, on_events=None,
           declared: LogSource | None = None, datasets: list[str] | None = None, formats: dict | None = None,
-          plans: Path | None = None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
+          plans: Path | None = None, indicators: Any = None
+          ) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
     """One process: read the files (and the Spark engine's datasets), run the engine; hits name their
     source. The last item says which rules had data of their log source and how many events of each
     source were of none."""
@@ -334,17 +344,28 @@ def _scan(files: list[Path], compiled, engine: str, options: dict, progress=None
     links, by_logsource = EntityLinks(), {}
     if plans is not None and hasattr(eng, "use_plan_store"):
         eng.use_plan_store(plans)
+    matcher = None
+    if indicators is not None:
+        from ttpscope.detect.indicators import IndicatorMatcher, feeding
+
+        matcher = IndicatorMatcher(indicators)
     try:
         batches = reader.batches()
         if datasets:
             batches = itertools.chain(batches, _dataset_batches(eng, datasets, reader, declared))
-        raw = list(eng.run(_counted(links.tap(batches), by_logsource)))
+        raw = list(eng.run(_counted(links.tap(feeding(batches, matcher) if matcher is not None else batches),
+                                    by_logsource)))
         if plans is not None and hasattr(eng, "save_plans"):
             eng.save_plans()
+        sightings = matcher.result() if matcher is not None else None
     finally:
         eng.close()
+        if matcher is not None:
+            matcher.close()
     seen = {"with_data": set(eng.with_data), "not_analysed": dict(eng.not_analysed), "links": links,
             "by_logsource": by_logsource}
+    if sightings is not None:
+        seen["sightings"] = sightings
     return ([(h.rule, reader.sources[h.event[SRC]], h.event) for h in raw], reader.stats, list(eng.errors),
             seen)
 

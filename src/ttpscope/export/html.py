@@ -210,7 +210,7 @@ def render_html(analysis: CaseAnalysis, kb) -> str:
         kb_label=kb.label, provenance=analysis.provenance, summary=summary, tactic_count=len(kb.tactics),
         headline=headline(analysis, kb), findings=findings(analysis), evidence=analysis.evidence,
         sections=analysis.sections, rules=rules[:RULES_SHOWN], rules_more=max(0, len(rules) - RULES_SHOWN),
-        sentences=sentences, sources=analysis.ingest, figures=figs, figures_json=script_json(figs),
+        sentences=sentences, sightings=analysis.sightings, sources=analysis.ingest, figures=figs, figures_json=script_json(figs),
         plotly_js=Markup(plotly_js()), cluster_attribution=cluster_attribution,
         no_detections_reason=("No Sigma rule fired on the event logs." if has_logs
                               else "No event log was analysed in this case."),

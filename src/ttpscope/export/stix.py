@@ -240,6 +240,40 @@ def _named_campaign(campaign, stamp: datetime) -> stix2.Campaign:
                           external_references=[ref], created=stamp, modified=stamp, **seen)
 
 
+def _indicator_sightings(analysis: CaseAnalysis, hosts: dict[str, Any], common: dict[str, Any]) -> list[Any]:
+    """Each stored indicator sighting as a STIX ``sighting`` of the feed's indicator (carried along, without
+    its custom properties), with count, first/last seen and ``where_sighted_refs`` (the host)."""
+    case, out = analysis.case, []
+    for row in analysis.sightings:
+        obj = row.get("indicator")
+        try:
+            if obj is None:
+                continue
+            indicator = stix2.Indicator(**{k: v for k, v in obj.items() if not k.startswith("x_")}, allow_custom=False)
+        except (stix2.exceptions.STIXError, ValueError, TypeError):
+            continue  # a feed object stix2 refuses is not shared on
+        out.append(indicator)
+        props: dict[str, Any] = {"count": max(0, min(int(row.get("count") or 0), 999_999_999)),
+                                 "description": f"indicator of feed {row['feed']} matched {row.get('count')} "
+                                                f"event(s)" + (f" of {ntpath.basename(row['source'])}"
+                                                               if row.get("source") else "")}
+        first, last = _utc(row.get("first_seen")), _utc(row.get("last_seen"))
+        if first:
+            props["first_seen"] = first
+            props["last_seen"] = max(last or first, first)
+        host = row.get("host")
+        if host:
+            if host not in hosts:
+                hosts[host] = stix2.Identity(id=_id("identity", case.id, "host", host), name=host,
+                                             identity_class="system", **common)
+                out.append(hosts[host])
+            props["where_sighted_refs"] = [hosts[host].id]
+        out.append(stix2.Sighting(id=_id("sighting", case.id, "indicator", row["feed"], indicator.id,
+                                         row.get("source") or "", host or ""),
+                                  sighting_of_ref=indicator.id, **props, **common))
+    return out
+
+
 def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str, Any]:
     """The STIX 2.1 bundle of a case, as a JSON-ready dict (every object built through ``stix2``).
     ``tlp`` overrides the TLP marking the documents state."""
@@ -432,6 +466,8 @@ def case_bundle(analysis: CaseAnalysis, kb, tlp: str | None = None) -> dict[str,
                 relationship_type="attributed-to", target_ref=iset.id,
                 confidence=round(100 * float(conf)) if conf is not None else None,
                 description=at.data.verdict or top["why"], **common))
+    for obj in _indicator_sightings(analysis, hosts, common):  # feed indicators matched: apart from the TTPs
+        add(obj)
     refs = sorted(i for i in objects if i != me.id)
     description = (f"ttpscope case {case.name} ({case.id}): {len(analysis.evidence)} techniques, "
                    f"{len(analysis.detections)} detections, {len(analysis.documents)} reports; {kb.label}.")

@@ -97,6 +97,11 @@ def markdown_report(analysis: CaseAnalysis, kb) -> str:
     out += _table(["rule", "level", "hits", "hosts", "techniques", "example"],
                   [[r["title"], r["level"], r["count"], ", ".join(r["hosts"]), ", ".join(r["techniques"]),
                     r["example"]] for r in rules]) if rules else ["No detection.", ""]
+    out += ["## Indicator sightings (feeds)", ""]
+    out += _table(["indicator", "feed", "value", "host", "source", "first seen", "last seen", "events"],
+                  [[x.get("name") or x["indicator_id"], x["feed"], x.get("value"), x.get("host"), x.get("source"),
+                    x.get("first_seen"), x.get("last_seen"), x.get("count")] for x in analysis.sightings[:200]]
+                  ) if analysis.sightings else ["No feed indicator matched the events of this case.", ""]
     sentences = analysis.report_sentences(25)
     out += ["## Report sentences", ""]
     out += _table(["technique", "sentence", "document", "confidence"],

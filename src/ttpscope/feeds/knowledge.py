@@ -179,6 +179,22 @@ def kb_with_feeds(kb: KnowledgeBase, store: FeedStore | None = None, feeds: Iter
                 new.campaigns[src].groups.append(dst)
 
     report.feeds = sorted(feeds_seen)
+    # where each profile came from (attribution names it per candidate): a feed's own group or campaign
+    # says "feed X"; an ATT&CK group or campaign a feed added techniques or software to, both
+    added_by: dict[str, set[str]] = {}
+    for p in new.procedures[len(kb.procedures):]:
+        added_by.setdefault(p.source_id, set()).update(c.removeprefix("feed ") for c in p.citations)
+    new.profile_sources = {}
+    for oid, feeds_of in added_by.items():
+        if oid in kb.groups or oid in kb.campaigns:
+            new.profile_sources[oid] = f"{kb.label} + feed {', '.join(sorted(feeds_of))}"
+    for cid in report.campaigns_added:
+        new.profile_sources[cid] = "feed " + next((o["x_ttpscope_feed"] for o in objs if o["id"] == cid), "?")
+    for gid, source in new.profile_sources.items():
+        if gid in kb.groups:  # a copy: the ATT&CK KB's group is untouched
+            g = copy.copy(kb.groups[gid])
+            g.context = {**g.context, "source": source}
+            new.groups[gid] = g
     new.procedures.sort(key=lambda p: (p.source_id, p.technique_id))
     new.source = f"{kb.source} + feeds: {', '.join(report.feeds)}" if report.feeds else kb.source
     ambiguous = {normalize(a) for g in kb.groups.values() for a in g.misp_aliases

@@ -80,3 +80,18 @@ def case_sightings_stix(case_id: str, store: FeedStore | None = None) -> list[di
     """The STIX objects of one case's stored sightings (what the case's STIX export adds)."""
     store = store or FeedStore()
     return sightings_to_stix(store.sightings(case_id), store, case_id)
+
+
+def case_sightings(case_id: str, store: FeedStore) -> list[dict[str, Any]]:
+    """A case's stored sightings, each with the STIX indicator it matched (``indicator``, without the
+    workspace's own ``x_ttpscope_feed``) and that indicator's name and pattern: what every output of the
+    case shows in its sightings section."""
+    rows = store.sightings(case_id)
+    if not rows:
+        return []
+    objs = store.indicator_objects((r["feed"], r["indicator_id"]) for r in rows)
+    out = []
+    for r in rows:
+        obj = objs.get((r["feed"], r["indicator_id"]))
+        out.append({**r, "indicator": obj, "name": (obj or {}).get("name"), "pattern": (obj or {}).get("pattern")})
+    return out

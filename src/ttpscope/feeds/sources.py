@@ -19,7 +19,9 @@ stops or moves on, so one bad feed never stops the others.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -180,24 +182,43 @@ def _read_source(url: str, options: dict[str, Any], cursor: dict[str, Any]) -> t
         return None, {}, f"{path}: cannot read ({exc.strerror or exc})"
 
 
-def _bundle_objects(feed: str, data: bytes, where: str) -> tuple[list[Any], list[Rejected]]:
+_SPACE = re.compile(rb"\s*")
+
+
+def _bundle_pages(feed: str, data: bytes, where: str, page_size: int) -> Iterator[tuple[list[Any], list[Rejected]]]:
+    """A bundle (or a bare list of objects) read object by object with ijson's C parser, in pages: an
+    800,000-object bundle never sits in memory as Python objects all at once. A syntax error part-way
+    keeps the pages before it and is reported with the page it cut short."""
+    import ijson
+
+    at = _SPACE.match(data).end()
+    head = data[at:at + 1]
+    if head == b"[":
+        prefix = "item"  # a bare list of objects, as some exporters write
+    elif head == b"{":
+        try:
+            kind = next(ijson.items(io.BytesIO(data), "type"), None)
+        except ijson.JSONError as exc:
+            yield [], [Rejected(feed, None, f"{where}: not JSON ({exc})")]
+            return
+        if kind != "bundle":
+            yield [], [Rejected(feed, None, f"{where}: not a STIX bundle")]
+            return
+        prefix = "objects.item"
+    else:
+        yield [], [Rejected(feed, None, f"{where}: not JSON (starts with {head!r})" if head else f"{where}: empty")]
+        return
+    page: list[Any] = []
     try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        return [], [Rejected(feed, None, f"{where}: not JSON ({exc})")]
-    if isinstance(doc, dict) and doc.get("type") == "bundle":
-        objs = doc.get("objects") or []
-        if not isinstance(objs, list):
-            return [], [Rejected(feed, doc.get("id"), f"{where}: bundle 'objects' is not a list")]
-        return objs, []
-    if isinstance(doc, list):  # a bare list of objects, as some exporters write
-        return doc, []
-    return [], [Rejected(feed, None, f"{where}: not a STIX bundle")]
-
-
-def _pages(objs: list[Any], page_size: int) -> Iterator[list[Any]]:
-    for i in range(0, max(len(objs), 1), page_size):
-        yield objs[i:i + page_size]
+        for obj in ijson.items(io.BytesIO(data), prefix, use_float=True):
+            page.append(obj)
+            if len(page) >= page_size:
+                yield page, []
+                page = []
+    except ijson.JSONError as exc:
+        yield page, [Rejected(feed, None, f"{where}: not JSON after {len(page)} object(s) of the last page ({exc})")]
+        return
+    yield page, []
 
 
 def fetch_bundle(feed: dict[str, Any], cursor: dict[str, Any], page_size: int = DEFAULT_PAGE) -> Iterator[Page]:
@@ -213,11 +234,13 @@ def fetch_bundle(feed: dict[str, Any], cursor: dict[str, Any], page_size: int = 
     if digest == cursor.get("sha256"):
         yield Page([], dict(cursor), notes=["content unchanged since the last sync"])
         return
-    objs, rejected = _bundle_objects(name, data, url)
-    chunks = list(_pages(objs, page_size))
-    for i, chunk in enumerate(chunks):
-        last = i == len(chunks) - 1
-        yield Page(chunk, {**cursor, **extra, "sha256": digest} if last else None, rejected if i == 0 else [])
+    pending = None  # one page behind, so the last one can carry the cursor
+    for chunk, rejected in _bundle_pages(name, data, url, page_size):
+        if pending is not None:
+            yield Page(pending[0], None, pending[1])
+        pending = (chunk, rejected)
+    if pending is not None:
+        yield Page(pending[0], {**cursor, **extra, "sha256": digest}, pending[1])
 
 
 def fetch_folder(feed: dict[str, Any], cursor: dict[str, Any], page_size: int = DEFAULT_PAGE) -> Iterator[Page]:
@@ -240,12 +263,13 @@ def fetch_folder(feed: dict[str, Any], cursor: dict[str, Any], page_size: int = 
         except OSError as exc:
             yield Page([], None, [Rejected(name, None, f"{path}: cannot read ({exc.strerror})")])
             continue
-        objs, rejected = _bundle_objects(name, data, str(path))
-        chunks = list(_pages(objs, page_size))
-        for i, chunk in enumerate(chunks):
-            if i == len(chunks) - 1:
-                seen[rel] = stamp
-            yield Page(chunk, {"files": dict(seen)} if i == len(chunks) - 1 else None, rejected if i == 0 else [])
+        pending = None
+        for chunk, rejected in _bundle_pages(name, data, str(path), page_size):
+            if pending is not None:
+                yield Page(pending[0], None, pending[1])
+            pending = (chunk, rejected)
+        seen[rel] = stamp
+        yield Page(pending[0], {"files": dict(seen)}, pending[1])
 
 
 # ---------------------------------------------------------------------------------------------- MISP

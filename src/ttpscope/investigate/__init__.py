@@ -25,6 +25,8 @@ from ttpscope.analyze.review import apply_reviews
 from ttpscope.analyze.sections import SECTIONS
 from ttpscope.errors import InputError, NotFoundError
 from ttpscope.export.outputs import FORMATS, write_outputs
+from ttpscope.feeds.knowledge import kb_with_feeds
+from ttpscope.feeds.use import current_terms, feed_layer, match_feeds, summarise
 from ttpscope.investigate.analysis import analyse_case
 from ttpscope.investigate.route import LOG, REPORT, collect
 from ttpscope.ingest.links import combine as combine_links
@@ -53,6 +55,7 @@ class InvestigationResult:
     rules: Path | None
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (see investigate())
+    matching: dict[str, Any] | None = None  # feed indicators matched on the logs (None: not run)
 
     def to_dict(self) -> dict[str, Any]:
         return {"case": {"id": self.case.id, "name": self.case.name}, "out_dir": str(self.out_dir),
@@ -64,7 +67,8 @@ class InvestigationResult:
                 "sections": {k: {"status": s.status, "message": s.message}
                              for k, s in (self.analysis.sections.items() if self.analysis else ())},
                 "warnings": self.warnings, "knowledge_base": self.case.meta.get("knowledge_base"),
-                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
+                "timings": {k: round(v, 3) for k, v in self.timings.items()},
+                "indicator_matching": self.matching}
 
 
 def slug(name: str) -> str:
@@ -103,7 +107,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
                 out: str | Path | None = None, domain: str = "enterprise", bundle: str | None = None,
                 workspace: Any = None, save: bool = True, formats: Iterable[str] = FORMATS,
                 progress: Progress | None = None, force_reports: Iterable[str | Path] = (),
-                mode: str = NEW, workers: int = 0) -> InvestigationResult:
+                mode: str = NEW, workers: int = 0, feeds: bool = True) -> InvestigationResult:
     """Investigate evidence files and folders into one case, saved in the workspace, with every output.
 
     ``rules``: a Sigma rule file or folder for the event logs (default: the cached SigmaHQ set of
@@ -116,6 +120,8 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     ``force_reports``: files read as reports even if they look like documentation (README, LICENSE).
     ``workers``: processes for the Sigma detection (0: one per CPU; see :func:`ttpscope.detect.detect`).
     ``result.timings`` holds the seconds of each stage (ingest and detection together, as they stream).
+    ``feeds``: lay the workspace's feed knowledge over ATT&CK and match its current indicators on the event
+    logs (sightings, kept apart from the techniques); False leaves the feeds out.
     Raises :class:`InputError` when nothing usable was given.
     """
     progress = progress or _noop
@@ -171,10 +177,15 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
                              "file(s) are in the case already (same SHA-256)")
     kb = load_kb(domain, bundle)
     timings["route"] = clock() - started
+    feed_store = feed_layer(ws) if feeds else None
+    if feed_store is not None:
+        kb = kb_with_feeds(kb, feed_store)
     logs = [e for e in fresh if e.kind == LOG]
     reports = [e for e in fresh if e.kind == REPORT]
     observations, detections, documents = [], [], []
 
+    terms = current_terms(feed_store) if logs else None  # feed indicators, matched in the Sigma pass
+    sightings: list = []
     rules_path = None
     found_links: dict = {}  # the logs' entity co-occurrence, for the case's entity graph
     if logs:
@@ -188,7 +199,8 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         else:
             mark = clock()
             obs, dets, per_file, notes = detect_logs(logs, rules_path, kb, progress, links=found_links,
-                                                     workers=workers, timings=timings)
+                                                     workers=workers, timings=timings, indicators=terms,
+                                                     sightings=sightings)
             timings["logs"] = clock() - mark
             observations += obs
             detections += dets
@@ -206,6 +218,12 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
             _merge(sources[path], rep)
         timings["reports"] = clock() - mark
 
+    matching = None
+    if terms is not None:
+        if rules_path is None:  # no Sigma pass to ride on: the indicators get a pass of their own
+            matching, sightings = match_feeds(feed_store, [e.path for e in logs], progress)
+        else:
+            matching = summarise(sightings, terms)
     usable = [s for s in sources.values() if s.used]
     if not usable:
         raise InputError(", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else ""), None,
@@ -249,6 +267,8 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     if ws is not None:
         progress("save", 0, 1, f"saving case '{case.name}'")
         ws.save_case(case, detections, documents, replace=not (old is not None and mode == ADD))
+        if feed_store is not None and (logs or not (old is not None and mode == ADD)):
+            feed_store.save_sightings(sightings, case.id, replace=not (old is not None and mode == ADD))
         progress("save", 1, 1, str(ws.path))
     timings["save"] = clock() - mark
     mark = clock()
@@ -273,7 +293,7 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
     timings["total"] = clock() - started
     return InvestigationResult(case=case, analysis=analysis, sources=list(sources.values()), outputs=outputs,
                                out_dir=out_dir, workspace=ws.path if ws is not None else None, rules=rules_path,
-                               warnings=warnings, timings=timings)
+                               warnings=warnings, timings=timings, matching=matching)
 
 
 def _first_entry(case: Case) -> dict[str, Any]:

@@ -45,6 +45,16 @@ def other_cases(workspace: Workspace | None, case: Case, limit: int = OTHER_CASE
     return out
 
 
+def case_sightings(workspace: Workspace | None, case: Case) -> list[dict]:
+    """The case's indicator sightings (feed indicators matched on its logs), with the indicators they matched."""
+    if workspace is None:
+        return []
+    from ttpscope.feeds.sharing import case_sightings as sightings_of
+    from ttpscope.store.feeds import FeedStore
+
+    return sightings_of(case.id, FeedStore(workspace=workspace))
+
+
 def analyse_case(case: Case, kb, *, detections: Iterable[Detection] = (), documents: Iterable[ReportDocument] = (),
                  rules: str | Path | None = None, workspace: Workspace | None = None,
                  only: Iterable[str] | None = None, on_section: Callable[[str], None] | None = None) -> CaseAnalysis:
@@ -56,9 +66,11 @@ def analyse_case(case: Case, kb, *, detections: Iterable[Detection] = (), docume
     """
     rules_path = coverage_rules(rules)
     loader = (lambda: list(load_rules(rules_path, kb).rules)) if rules_path is not None else None
-    return analyse(case, kb, detections=detections, documents=documents, rules=loader,
-                   rules_source=str(rules_path) if rules_path is not None else "",
-                   other_cases=partial(other_cases, workspace, case), only=only, on_section=on_section)
+    result = analyse(case, kb, detections=detections, documents=documents, rules=loader,
+                     rules_source=str(rules_path) if rules_path is not None else "",
+                     other_cases=partial(other_cases, workspace, case), only=only, on_section=on_section)
+    result.sightings = case_sightings(workspace, case)
+    return result
 
 
 def case_kb(case: Case, bundle: str | None = None) -> KnowledgeBase:

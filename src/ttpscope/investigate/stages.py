@@ -77,14 +77,15 @@ def _owner(source: str, files: list[Path]) -> Path | None:
 
 
 def detect_logs(logs: list[EvidenceFile], rules: Path, kb, progress: Progress, links: dict | None = None,
-                workers: int = 0, timings: dict | None = None
+                workers: int = 0, timings: dict | None = None, indicators=None, sightings: list | None = None
                 ) -> tuple[list[Observation], list[Detection], dict[Path, SourceReport], list[str]]:
     """Run the Sigma rules over the event logs (``ttpscope.detect.detect``): observations, detections (rule
     hits with their event), a report per file, notes. ``links``, when given, receives the bounded entity
     co-occurrence of the logs (``DetectResult.entity_links``) under ``"entity_links"``. ``workers``: detection
     processes (0: one per CPU, when the logs are several files large enough to pay for them; the same case as
     one process). ``timings``, when given, receives the detection's own split (rules, compile, scan, results,
-    workers)."""
+    workers). With ``indicators`` (feed indicator comparisons) the same pass matches them; their sightings are
+    added to ``sightings``."""
     reports = {e.path: SourceReport(str(e.path), e.kind, e.format) for e in logs}
     total = len(logs)
 
@@ -95,12 +96,15 @@ def detect_logs(logs: list[EvidenceFile], rules: Path, kb, progress: Progress, l
             progress("logs", min(files_done, total), total, f"{done:,} events read")
 
     try:  # the ingest judges each file's format by content, with the same sniffer as the routing
-        result = detect([(e.path, e.format) for e in logs], rules, kb=kb, progress=on_progress, workers=workers)
+        result = detect([(e.path, e.format) for e in logs], rules, kb=kb, progress=on_progress, workers=workers,
+                        indicators=indicators)
     except TtpscopeError as exc:  # e.g. a rule folder with no usable rule: the reports can still be read
         return _not_analysed(reports, "event log file(s)", exc)
     progress("logs", total, total, f"{len(result.detections):,} detections")
     if timings is not None:
         timings.update({f"detect_{k}": v for k, v in result.timings.items()}, detect_workers=result.workers)
+    if sightings is not None and result.sightings:
+        sightings.extend(result.sightings)
     files = [e.path for e in logs]
     for stats in result.ingest:
         owner = _owner(str(stats.source), files)
