@@ -43,7 +43,10 @@ ZIP_SEEDS = ("otrf-atomic-windows/defense_evasion/host/cmd_netsh_fw_mod_open_por
              "otrf-cross-environment/atomic/aws/discovery/aws_s3_honeybucketlogs.zip")
 TAR_SEEDS = ("otrf-atomic-windows/persistence/host/covenant_persistwmi.tar.gz",)
 CSV_SEEDS = ("atomic-red-team/Indexes-CSV/iaas-index.csv",)
-MAX_SEED_BYTES = 256 * 1024  # seeds are cut to this size (whole lines) so that one execution stays fast
+# Seeds are cut to this size (whole lines): an execution's cost grows with its bytes, while the code paths a
+# mutant reaches (every reader, container, fault kind) do not; 32 KiB still holds dozens of records per seed
+# and a whole EVTX chunk. (256 KiB seeds ran ~60 inputs/s per process; 32 KiB ones several times that.)
+MAX_SEED_BYTES = 32 * 1024
 
 
 def _first_member(path: Path, limit: int = MAX_SEED_BYTES) -> bytes:
@@ -80,11 +83,11 @@ def seed_corpus(shared: Path = SHARED) -> dict[str, bytes]:
         seeds[f"evtx{i}.evtx"] = (shared / rel).read_bytes()
     jsonl = _first_member(shared / ZIP_SEEDS[0])
     seeds["events.jsonl"] = jsonl
-    seeds["s3.csv"] = _first_member(shared / ZIP_SEEDS[1], 64 * 1024)
-    seeds["tar.jsonl"] = _first_member(shared / TAR_SEEDS[0], 128 * 1024)
+    seeds["s3.csv"] = _first_member(shared / ZIP_SEEDS[1], MAX_SEED_BYTES // 2)
+    seeds["tar.jsonl"] = _first_member(shared / TAR_SEEDS[0], MAX_SEED_BYTES // 2)
     seeds["index.csv"] = _whole((shared / CSV_SEEDS[0]).read_bytes(), MAX_SEED_BYTES)
     records = [orjson.loads(ln) for ln in jsonl.splitlines()[:400] if ln.strip()]
-    seeds["array.json"] = orjson.dumps(records[:200], option=orjson.OPT_INDENT_2)
+    seeds["array.json"] = orjson.dumps(records[: max(8, len(records) // 2)], option=orjson.OPT_INDENT_2)
     flat = [{k: (v if isinstance(v, str) else orjson.dumps(v).decode()) for k, v in r.items()} for r in records]
     names = sorted({k for r in flat for k in r})[:40]
     table = pa.table({n: [r.get(n) for r in flat] for n in names})
@@ -93,18 +96,18 @@ def seed_corpus(shared: Path = SHARED) -> dict[str, bytes]:
     seeds["events.parquet"] = buf.getvalue()
     zbuf = io.BytesIO()
     with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("a/events.json", _whole(jsonl, 64 * 1024))
+        zf.writestr("a/events.json", _whole(jsonl, MAX_SEED_BYTES // 2))
         zf.writestr("b/log.evtx", seeds["evtx0.evtx"])
-        zf.writestr("c/rows.csv", _whole(seeds["s3.csv"], 16 * 1024))
+        zf.writestr("c/rows.csv", _whole(seeds["s3.csv"], MAX_SEED_BYTES // 4))
     seeds["three.zip"] = zbuf.getvalue()
     tbuf = io.BytesIO()
     with tarfile.open(fileobj=tbuf, mode="w:gz") as tf:
-        for name, data in (("x/events.jsonl", _whole(jsonl, 64 * 1024)), ("x/sec.evtx", seeds["evtx1.evtx"])):
+        for name, data in (("x/events.jsonl", _whole(jsonl, MAX_SEED_BYTES // 2)), ("x/sec.evtx", seeds["evtx1.evtx"])):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     seeds["mixed.tar.gz"] = tbuf.getvalue()
-    seeds["events.jsonl.gz"] = gzip.compress(_whole(jsonl, 128 * 1024))
+    seeds["events.jsonl.gz"] = gzip.compress(jsonl)
     return seeds
 
 
@@ -224,12 +227,13 @@ class Hang(Exception):
     pass
 
 
-def read_all(path: Path) -> dict:
-    """Read one file with the ingest; the checks of one execution. Raises on a crash."""
+def read_all(path) -> dict:
+    """Read one file (or a list of files, through one reader) with the ingest; the checks of one execution.
+    Raises on a crash."""
     from ttpscope.ingest import EventReader
     from ttpscope.ingest.readers import INTERNAL_ERROR
 
-    reader = EventReader([path], batch_rows=4096, max_buffered=8192)
+    reader = EventReader(path if isinstance(path, list) else [path], batch_rows=4096, max_buffered=8192)
     rows = sum(b.num_rows for b in reader.batches())
     problems = []
     for s in reader.stats:
@@ -251,50 +255,74 @@ def _alarm(_signum, _frame):
     raise Hang()
 
 
-def campaign(executions: int, seconds: float, seed: int, hang_seconds: float, log) -> dict:
+def _guarded(paths, hang_seconds: float) -> tuple[str | None, dict]:
+    """read_all under a watchdog (SIGALRM in this process): (None | "hangs" | "crashes" |
+    "conservation_failures", result)."""
+    signal.setitimer(signal.ITIMER_REAL, hang_seconds)
+    try:
+        result = read_all(paths)
+    except Hang:
+        return "hangs", {"problems": ["hang"]}
+    except Exception as exc:  # noqa: BLE001 — a crash is what the campaign looks for
+        return "crashes", {"problems": [f"{type(exc).__name__}: {exc}"]}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return ("conservation_failures" if result["problems"] else None), result
+
+
+def campaign(executions: int, seconds: float, seed: int, hang_seconds: float, log, batch: int = 32) -> dict:
+    """``batch`` mutants are read by one reader (one Arrow table per event class instead of one per input:
+    the per-table cost dominated an execution); every source is still checked on its own, and a batch
+    that crashes, hangs (the watchdog allows ``hang_seconds`` for the whole batch, so no single input can
+    take longer unnoticed) or fails a check is read again input by input, each under its own watchdog —
+    those verdicts are the ones counted."""
     rng = random.Random(seed)
     seeds = seed_corpus()
     names = sorted(seeds)
     stats = {"executions": 0, "crashes": 0, "hangs": 0, "conservation_failures": 0, "read": 0,
-             "accepted": 0, "rejected": 0, "by_seed": {n: 0 for n in names}, "examples": []}
+             "accepted": 0, "rejected": 0, "by_seed": {n: 0 for n in names}, "examples": [], "batch": batch,
+             "batches_rerun": 0}
     signal.signal(signal.SIGALRM, _alarm)
     t0 = time.perf_counter()
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    next_log = 500
     with tempfile.TemporaryDirectory(prefix="ttpscope-fuzz-", dir=shm) as tmp:
         crash_dir = Path(tmp)
         while stats["executions"] < executions and time.perf_counter() - t0 < seconds:
-            name = rng.choice(names)
-            data = mutate(seeds[name], rng)
-            path = crash_dir / f"input-{name}"  # the name keeps the seed's ending; the format is sniffed
-            path.write_bytes(data)
-            stats["executions"] += 1
-            stats["by_seed"][name] += 1
-            signal.setitimer(signal.ITIMER_REAL, hang_seconds)
-            outcome = None
-            try:
-                result = read_all(path)
-            except Hang:
-                outcome = "hangs"
-            except Exception as exc:  # noqa: BLE001 — a crash is what the campaign looks for
-                outcome = "crashes"
-                result = {"problems": [f"{type(exc).__name__}: {exc}"]}
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            if outcome is None and result["problems"]:
-                outcome = "conservation_failures"
+            inputs = []
+            for i in range(min(batch, executions - stats["executions"])):
+                name = rng.choice(names)
+                data = mutate(seeds[name], rng)
+                path = crash_dir / f"{i:04d}-{name}"  # the name keeps the seed's ending; the format is sniffed
+                path.write_bytes(data)
+                inputs.append((name, data, path))
+            stats["executions"] += len(inputs)
+            for name, _, _ in inputs:
+                stats["by_seed"][name] += 1
+            outcome, result = _guarded([p for _, _, p in inputs], hang_seconds)
             if outcome is None:
                 for k in ("read", "accepted", "rejected"):
                     stats[k] += result[k]
             else:
-                stats[outcome] += 1
-                if len(stats["examples"]) < 20:
-                    keep = Path(os.environ.get("FUZZ_KEEP", str(ROOT / "bench" / "results" / "fuzz-findings")))
-                    keep.mkdir(parents=True, exist_ok=True)
-                    kept = keep / f"{stats['executions']}-{name}"
-                    kept.write_bytes(data)
-                    stats["examples"].append({"kind": outcome, "seed": name, "input": str(kept),
-                                              "problem": (result or {}).get("problems", ["hang"])[:1]})
-            if stats["executions"] % 500 == 0:
+                stats["batches_rerun"] += 1
+                for n_in, (name, data, path) in enumerate(inputs):
+                    outcome, result = _guarded(path, hang_seconds)
+                    if outcome is None:
+                        for k in ("read", "accepted", "rejected"):
+                            stats[k] += result[k]
+                        continue
+                    stats[outcome] += 1
+                    if len(stats["examples"]) < 20:
+                        keep = Path(os.environ.get("FUZZ_KEEP", str(ROOT / "bench" / "results" / "fuzz-findings")))
+                        keep.mkdir(parents=True, exist_ok=True)
+                        kept = keep / f"{seed}-{stats['executions'] - len(inputs) + n_in}-{name}"
+                        kept.write_bytes(data)
+                        stats["examples"].append({"kind": outcome, "seed": name, "input": str(kept),
+                                                  "problem": result["problems"][:1]})
+            for _, _, path in inputs:
+                path.unlink()
+            if stats["executions"] >= next_log:
+                next_log += 5000 if stats["executions"] >= 10_000 else 500
                 log(f"{stats['executions']:,} executions, {stats['crashes']} crashes, {stats['hangs']} hangs, "
                     f"{stats['conservation_failures']} conservation failures, "
                     f"{stats['executions'] / (time.perf_counter() - t0):,.0f}/s, peak RSS {_rss_mb():,.0f} MB")
@@ -305,21 +333,24 @@ def campaign(executions: int, seconds: float, seed: int, hang_seconds: float, lo
 
 
 def _worker(args) -> dict:
-    executions, seconds, seed, hang_seconds = args
-    return campaign(executions, seconds, seed, hang_seconds, lambda m: print(f"[seed {seed}] {m}", file=sys.stderr,
-                                                                           flush=True))
+    executions, seconds, seed, hang_seconds, batch = args
+    return campaign(executions, seconds, seed, hang_seconds,
+                    lambda m: print(f"[seed {seed}] {m}", file=sys.stderr, flush=True), batch)
 
 
-def parallel(executions: int, seconds: float, seed: int, hang_seconds: float, workers: int) -> dict:
+def parallel(executions: int, seconds: float, seed: int, hang_seconds: float, workers: int,
+             batch: int = 32) -> dict:
     """``workers`` processes, each its own campaign with seed ``seed * 1000 + i``; figures summed (peak RSS:
     the largest of one process)."""
     import multiprocessing
 
     share = [executions // workers + (1 if i < executions % workers else 0) for i in range(workers)]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        parts = pool.map(_worker, [(n, seconds, seed * 1000 + i, hang_seconds) for i, n in enumerate(share)])
+        parts = pool.map(_worker, [(n, seconds, seed * 1000 + i, hang_seconds, batch)
+                                      for i, n in enumerate(share)])
     out = {k: sum(p[k] for p in parts) for k in ("executions", "crashes", "hangs", "conservation_failures",
-                                                  "read", "accepted", "rejected")}
+                                                  "read", "accepted", "rejected", "batches_rerun")}
+    out["batch"] = batch
     out["by_seed"] = {n: sum(p["by_seed"][n] for p in parts) for n in parts[0]["by_seed"]}
     out["examples"] = [e for p in parts for e in p["examples"]][:20]
     out.update(seed=seed, workers=workers, seconds=max(p["seconds"] for p in parts),
@@ -339,13 +370,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--hang-seconds", type=float, default=20.0, help="an execution longer than this is a hang")
     ap.add_argument("--workers", type=int, default=1, help="processes, each with its own seed")
+    ap.add_argument("--batch", type=int, default=32, help="mutants read by one reader (a failing batch is "
+                    "read again input by input)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.workers > 1:
-        result = parallel(args.executions, args.seconds, args.seed, args.hang_seconds, args.workers)
+        result = parallel(args.executions, args.seconds, args.seed, args.hang_seconds, args.workers, args.batch)
     else:
         result = campaign(args.executions, args.seconds, args.seed, args.hang_seconds,
-                          lambda m: print(m, file=sys.stderr, flush=True))
+                          lambda m: print(m, file=sys.stderr, flush=True), args.batch)
     import orjson
 
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()

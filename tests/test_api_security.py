@@ -52,6 +52,19 @@ def test_upload_size_and_count_limits(client):
     assert nothing.status_code == 422 and "nothing to investigate" in nothing.json()["detail"]
 
 
+def test_pasted_text_is_capped(kb):
+    """Pasted report text over the cap is refused with 413 and the reason before any job starts (the
+    default cap: 2,000,000 characters; issue 15 item 8)."""
+    c = TestClient(create_app(Settings(token=TOKEN, bundle="embedded")))
+    r = c.post("/api/cases", data={"text": "APT29 used PowerShell. " * 90_000}, headers=AUTH)
+    assert r.status_code == 413, r.text
+    assert r.json()["detail"] == ("pasted text of 2,070,000 characters is over the 2,000,000-character limit: "
+                                  "upload the report as a file")
+    small = TestClient(create_app(Settings(token=TOKEN, bundle="embedded", max_text_chars=1000)))
+    r = small.post("/api/cases", data={"text": "x" * 1001}, headers=AUTH)
+    assert r.status_code == 413 and "1,001 characters" in r.json()["detail"]
+
+
 def test_host_header_is_checked_when_bound_to_loopback(kb):
     c = TestClient(create_app(Settings(token=TOKEN, bundle="embedded", allowed_hosts=["127.0.0.1", "localhost"])))
     assert c.get("/api/kb", headers={"host": "evil.example:8000"}).status_code == 400

@@ -191,6 +191,52 @@ def test_bad_conditions_are_per_rule_errors(tmp_path, engine, options):
     assert [(d.title, d.record) for d in result.detections] == [("good", 1)]
 
 
+# ---------------------------------------------------------------------------------------------- backtracking regex
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("engine, options", [("duckdb", {"python_rows": 0}), ("duckdb", {}), ("arrow", {})])
+def test_backtracking_regex_is_a_bounded_per_rule_error(tmp_path, engine, options):
+    """A lookahead pattern RE2 cannot run, `(?=a)(a+)+$`, on a 5,000-character field (as a field value and
+    as a keyword): each rule ends in its own error naming the time budget — no hang — and the other rules'
+    detections are kept; a lookaround and a backreference RE2 cannot run still match on normal input
+    (issue 15 item 7)."""
+    import orjson
+
+    from ttpscope.detect.runner import detect
+
+    rule(tmp_path, "product: testing", "sel:\n    CommandLine|re: '(?=a)(a+)+$'\ncondition: sel\n", "field",
+         "00000000-0000-0000-0000-0000000000b1")
+    rule(tmp_path, "product: testing", "keywords:\n    - '|re': '(?=a)(a+)+$'\ncondition: keywords\n", "keyword",
+         "00000000-0000-0000-0000-0000000000b2")
+    rule(tmp_path, "product: testing", "sel:\n    CommandLine|contains: 'aaaa'\ncondition: sel\n", "good",
+         "00000000-0000-0000-0000-0000000000b3")
+    rule(tmp_path, "product: testing", "sel:\n    User|re: '^(\\w+)@\\1$'\ncondition: sel\n", "backref",
+         "00000000-0000-0000-0000-0000000000b4")
+    rule(tmp_path, "product: testing", "sel:\n    User|re: '^(?!root)\\w+@'\ncondition: sel\n", "lookahead",
+         "00000000-0000-0000-0000-0000000000b5")
+    logs = tmp_path / "events.jsonl"
+    events = [{"CommandLine": "a" * 5000 + "b", "User": u} for u in ("bob@bob", "root@x", "eve@x")]
+    logs.write_bytes(b"\n".join(orjson.dumps(e) for e in events))
+    result = detect(logs, tmp_path, cache=False, engine=engine, engine_options=options, logsource="product=testing")
+    errors = dict(result.engine_errors)
+    assert set(errors) == {"00000000-0000-0000-0000-0000000000b1", "00000000-0000-0000-0000-0000000000b2"}, errors
+    for message in errors.values():
+        assert message.startswith("regular expression over its time budget") and "(?=a)(a+)+$" in message
+    assert sorted((d.title, d.record) for d in result.detections) == [
+        ("backref", 1), ("good", 1), ("good", 2), ("good", 3), ("lookahead", 1), ("lookahead", 3)]
+
+
+@pytest.mark.timeout(60)
+def test_regex_search_is_bounded():
+    from ttpscope.detect.ir import RegexBudget, RegexBudgetExceeded, regex_search
+
+    assert regex_search(r"(\w)\1", "i", ["xAa", None, "abc"]) == [True, None, False]
+    budget = RegexBudget(0.5)
+    with pytest.raises(RegexBudgetExceeded, match="0.5 s on one batch"):
+        regex_search(r"(?=a)(a+)+$", "", ["a" * 5000 + "b"] * 3, budget)
+    with pytest.raises(RegexBudgetExceeded):  # the batch's budget is spent: the next call stops at once
+        regex_search(r"(?=a)(a+)+$", "", ["a" * 5000 + "b"], budget)
+
+
 def test_correlation_with_an_impossible_timespan_is_a_rule_error(tmp_path):
     import orjson
 

@@ -203,6 +203,74 @@ def test_cli_train_labelled(kb, model, tmp_path):
         path.write_bytes(before)  # the small model again for the other tests
 
 
+# Inputs that made extraction run for minutes (issue 15 item 8), each beside a real indicator or claim
+PATHOLOGICAL = {
+    # a 200 KB URL-like line (ioc_finder's time grows faster than linearly with a line's length), and
+    # \S*mark\S* over it was quadratic
+    "url.txt": lambda: "See https://example.com/" + "/".join(f"a{i}.b" for i in range(40_000))[:200_000]
+                       + "\nThe loader beaconed to hxxp://evil-update[.]net/gate.php every hour.\n",
+    "brackets.txt": lambda: "[" * 200_000 + "\nThe loader beaconed to hxxp://evil-update[.]net/gate.php every hour.\n",
+    # 240 KB of unclosed <title> tags: <title>(.*?)</title> from each was quadratic
+    "titles.html": lambda: "<html><head>" + "<title>x" * 30_000 + "</head><body><p>The loader beaconed to "
+                           "hxxp://evil-update[.]net/gate.php every hour.</p></body></html>",
+    # 1.9 MB of HTML, 200,000 attributes on one tag: the parser checks each against those before it
+    "attributes.html": lambda: "<html><body><div " + " ".join(f'a{i}="v"' for i in range(200_000))
+                               + "><p>The loader beaconed to hxxp://evil-update[.]net/gate.php every hour.</p>"
+                               "</div></body></html>",
+}
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", sorted(PATHOLOGICAL))
+def test_pathological_report_is_read_in_bounded_time(model, tmp_path, name):
+    """Each input runs through the CLI under a hard timeout and ends: a result with the real indicator
+    beside the damage, or (the unclosed titles swallow the page, as in a browser) a one-line error."""
+    path = tmp_path / name
+    path.write_text(PATHOLOGICAL[name](), encoding="utf-8")
+    proc = _cli(str(path), "--json", "--quiet", timeout=400)  # raises TimeoutExpired on a hang
+    err = proc.stderr.decode()
+    if name == "titles.html" and proc.returncode != 0:  # the CLI's exit code for bad input, one error line
+        errors = [ln for ln in err.splitlines() if ln.startswith("ttpscope: error:")]
+        assert proc.returncode == 2 and "Traceback" not in err, err[-2000:]
+        assert errors == [f"ttpscope: error: {path}: the HTML page has no visible text"], err
+        return
+    assert proc.returncode == 0, err[-2000:]
+    data = json.loads(proc.stdout)
+    assert "evil-update.net" in (data["iocs"].get("domain", []) + [u.split("/")[2] for u in data["iocs"].get("url", [])])
+
+
+@pytest.mark.timeout(900)
+def test_extraction_time_budget_keeps_what_was_read(model, tmp_path):
+    """A 15 MB plain report with a 10 s budget per stage: the run ends with one warning line per stage hit,
+    naming the file, and keeps the claims and indicators read before the budget ran out."""
+    big = tmp_path / "big15.txt"
+    with open(big, "w", encoding="utf-8") as fh:
+        written = 0
+        while written < 15 * 1024 * 1024:
+            fh.write(REPORT)
+            written += len(REPORT)
+    proc = _cli(str(big), "--json", "--quiet", "--time-budget", "10", timeout=800)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err[-2000:]
+    data = json.loads(proc.stdout)
+    warned = [ln for ln in err.splitlines() if ln.startswith("ttpscope: warning:")]
+    assert warned and all(str(big) in ln and "time budget of 10 s ran out" in ln for ln in warned), err[-2000:]
+    assert data["warnings"] and len(data["warnings"]) == len(warned)
+    assert data["document"]["sentences"] > 0 and "T1053.005" in {t["id"] for t in data["techniques"]}
+
+
+def test_document_size_budget(kb, model, monkeypatch):
+    """Text beyond the size budget is not read; the warning names the document."""
+    from ttpscope.extract import pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_TEXT_CHARS", len(REPORT))
+    ex = extract_document(document_from_text(REPORT * 3, name="three.txt"), kb, classifier=model)
+    assert ex.warnings == [f"three.txt: {3 * len(REPORT):,} characters; only the first {len(REPORT):,} were read "
+                           "(the size budget of one document)"]
+    assert ex.observations  # the claims of the part read
+    assert all(int(o.source_ref.rsplit("#", 1)[1].split("-")[1]) <= len(REPORT) for o in ex.observations)
+
+
 @pytest.mark.slow
 def test_twenty_megabyte_report_bounded_memory_with_progress(kb, model, tmp_path):
     """20 MB of report text through the CLI: progress lines on stderr, peak memory bounded (under 1.5 GB: the

@@ -180,3 +180,37 @@ def test_json_array_document_elementwise(tmp_path):
         list(reader.batches())
         (s,) = reader.stats
         assert s.accepted >= least and s.read == s.accepted + s.rejected
+
+
+def test_bounded_campaign_run(shared_data, monkeypatch, tmp_path):
+    """CI's bounded run of ``bench/fuzz_campaign.py`` (fixed seed, 640 mutants in batches of 32): no crash,
+    hang or conservation failure, and every input counted."""
+    monkeypatch.setenv("FUZZ_KEEP", str(tmp_path / "findings"))
+    result = CAMPAIGN.campaign(640, float("inf"), 15, 20.0, lambda m: None, batch=32)
+    assert result["executions"] == 640 and sum(result["by_seed"].values()) == 640
+    assert (result["crashes"], result["hangs"], result["conservation_failures"]) == (0, 0, 0), result["examples"]
+    assert result["read"] == result["accepted"] + result["rejected"] and result["accepted"] > 0
+
+
+def test_campaign_batch_failure_is_judged_input_by_input(shared_data, monkeypatch, tmp_path):
+    """A batch holding one crashing input is read again input by input: that input counts as one crash
+    (kept for replay), its 31 neighbours as clean executions."""
+    monkeypatch.setenv("FUZZ_KEEP", str(tmp_path / "findings"))
+    real_mutate, real_read = CAMPAIGN.mutate, CAMPAIGN.read_all
+    calls = []
+
+    def mutate(data, rng, rounds=None):
+        calls.append(1)
+        return b"BOOM" if len(calls) == 5 else real_mutate(data, rng, rounds)
+
+    def read_all(paths):
+        if any(p.read_bytes() == b"BOOM" for p in (paths if isinstance(paths, list) else [paths])):
+            raise ValueError("boom")
+        return real_read(paths)
+
+    monkeypatch.setattr(CAMPAIGN, "mutate", mutate)
+    monkeypatch.setattr(CAMPAIGN, "read_all", read_all)
+    result = CAMPAIGN.campaign(64, float("inf"), 15, 20.0, lambda m: None, batch=32)
+    assert (result["executions"], result["crashes"], result["hangs"], result["batches_rerun"]) == (64, 1, 0, 1)
+    (example,) = result["examples"]
+    assert example["problem"] == ["ValueError: boom"] and Path(example["input"]).read_bytes() == b"BOOM"

@@ -196,6 +196,26 @@ def test_corrupt_member_of_three_costs_only_itself(tmp_path, shared_data):
         or any("b.jsonl" in p for p in lost)
 
 
+def test_zip_member_with_an_empty_name(tmp_path):
+    """A damaged central directory can leave a member's name empty (found by bench/fuzz_campaign.py:
+    zipfile's own is_dir() then raised IndexError): the member is read as unnamed, its neighbour too."""
+    path = tmp_path / "unnamed.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.jsonl", GOOD)
+        zf.writestr("b.jsonl", GOOD)
+    data = path.read_bytes()
+    cd = data.rindex(b"PK\x01\x02")  # the last central-directory entry: b.jsonl, its name made empty
+    name_len = int.from_bytes(data[cd + 28:cd + 30], "little")
+    data = data[:cd + 28] + b"\x00\x00" + data[cd + 30:cd + 46] + data[cd + 46 + name_len:]
+    eocd = data.rindex(b"PK\x05\x06")
+    cd_size = int.from_bytes(data[eocd + 12:eocd + 16], "little") - name_len
+    path.write_bytes(data[:eocd + 12] + cd_size.to_bytes(4, "little") + data[eocd + 16:])
+    with zipfile.ZipFile(path) as zf:
+        assert "" in zf.namelist()
+    recs, reader = read(path)
+    assert reader.totals()["accepted"] >= 1000 and len(recs) == reader.totals()["accepted"]
+
+
 def test_encrypted_and_deflate64_members(tmp_path):
     path = tmp_path / "odd.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -176,8 +176,8 @@ async def read_uploads(files: list[UploadFile], text: str | None, max_files: int
         out.append(Upload(label, suffix, kind, data, judged.format))
     if text and text.strip():
         if len(text) > max_text_chars:
-            raise HTTPException(413, detail=f"pasted text of {len(text)} characters is over the "
-                                            f"{max_text_chars} limit")
+            raise HTTPException(413, detail=f"pasted text of {len(text):,} characters is over the "
+                                            f"{max_text_chars:,}-character limit: upload the report as a file")
         out.append(Upload("pasted report.txt", ".txt", "report", text.encode("utf-8")))
     if not out:
         raise HTTPException(422, detail="nothing to investigate: attach evidence files (field 'file') or paste "

@@ -171,6 +171,9 @@ def run(reports: list[str] = typer.Argument(..., help="Report files (.txt .md .h
         cve_mappings: list[str] = typer.Option(None, "--cve-mappings", help="CTID CVE→ATT&CK mapping files or "
                                                "folders (default: TTPSCOPE_CVE_MAPPINGS if set)."),
         no_iocs: bool = typer.Option(False, "--no-iocs", help="Skip indicator extraction."),
+        time_budget: float = typer.Option(900.0, "--time-budget", min=0.0, help="Seconds each long stage of one "
+                                          "report (sentences, indicators) may take; then what was read is kept, "
+                                          "with a warning (0: no limit)."),
         all_evidence: bool = typer.Option(False, "--all-evidence", help="JSON: every evidence sentence, not the "
                                           "best five per technique."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
@@ -184,6 +187,8 @@ def run(reports: list[str] = typer.Argument(..., help="Report files (.txt .md .h
 
     from ttpscope.errors import TtpscopeError
     from ttpscope.extract import extract_file
+    from rich.markup import escape
+
     from ttpscope.extract.highlight import render_highlight
 
     reports = _expand(reports)
@@ -195,7 +200,10 @@ def run(reports: list[str] = typer.Argument(..., help="Report files (.txt .md .h
             try:
                 with _LibraryWarnings(report):
                     results.append(extract_file(report, kb, min_confidence, progress=progress,
-                                                with_iocs=not no_iocs, cve_mappings=mappings))
+                                                with_iocs=not no_iocs, cve_mappings=mappings,
+                                                time_budget=time_budget or None))
+                for line in results[-1].warnings:  # a budget hit: said, what was extracted is kept
+                    err_console.print(f"[yellow]ttpscope: warning:[/yellow] {escape(line)}", highlight=False)
             except TtpscopeError as exc:
                 if len(reports) == 1:
                     raise

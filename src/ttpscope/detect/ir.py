@@ -14,6 +14,9 @@ Matching semantics (the Sigma specification's, made explicit):
   ``utf8_lower`` plus the same final-sigma step); ``*`` and ``?`` are wildcards (``contains``/``startswith``/``endswith`` become
   wildcards at the ends, as pySigma's modifiers produce them);
 - ``re`` is a search (unanchored), case-sensitive unless the ``i`` flag is given; ``m`` and ``s`` flags too;
+  engines run it with RE2 (linear time); a pattern RE2 cannot run (lookaround, backreference) is run by
+  :func:`regex_search` within a time budget per pattern and batch (:data:`REGEX_BUDGET_SECONDS`): a
+  pattern over it raises :class:`RegexBudgetExceeded`, and the engine disables that rule with the reason;
 - ``cidr`` expands to address prefixes; ``lt``/``lte``/``gt``/``gte`` compare numerically; ``exists`` tests
   presence; ``null`` matches a missing value; ``fieldref`` compares two fields (case-insensitively);
 - a value without a field (keyword) is searched in the text of all fields of the event;
@@ -23,7 +26,10 @@ Matching semantics (the Sigma specification's, made explicit):
 from __future__ import annotations
 
 import re
+import time
 from typing import Any, Iterable, NamedTuple
+
+import regex  # `re`'s syntax (its VERSION0), plus a timeout on every match: backtracking stays bounded
 
 # Nodes are named tuples: hashable (so shared conditions dedupe), and the compiled-rule cache of the
 # SigmaHQ set unpickles in a fraction of the time dataclasses take. The trailing ``kind`` keeps nodes
@@ -206,7 +212,7 @@ def _eval_const(pred: Pred, value: str | None) -> bool:
         return like_regex(pred.value).fullmatch(v) is not None
     if op == "re":
         pattern, flags = pred.value
-        return python_regex(pattern, flags).search(value) is not None
+        return regex_search(pattern, flags, [value])[0]
     if op == "cmp":
         try:
             num = float(value)
@@ -248,7 +254,27 @@ def fold(node: Any, constants: dict[str, str | None], columns: frozenset[str]) -
 
 
 _LIKE_CACHE: dict[tuple, re.Pattern] = {}
-_RE_CACHE: dict[tuple[str, str], re.Pattern] = {}
+_RE_CACHE: dict[tuple[str, str], regex.Pattern] = {}
+# What one regex pattern RE2 cannot run may spend on one batch (all its rows): a lookaround or
+# backreference pattern backtracks, and e.g. (?=a)(a+)+$ on 5,000 characters would run for ages.
+REGEX_BUDGET_SECONDS = 2.0
+
+
+class RegexBudgetExceeded(Exception):
+    """A backtracking regular expression ran over its time budget on one batch."""
+
+    def __init__(self, pattern: str, seconds: float):
+        shown = pattern if len(pattern) <= 120 else pattern[:117] + "..."
+        super().__init__(f"regular expression over its time budget ({seconds:g} s on one batch; RE2 cannot "
+                         f"run it and it backtracks), rule disabled: {shown}")
+
+
+class RegexBudget:
+    """The time one pattern has left on one batch (spent across calls: DuckDB calls a UDF per vector)."""
+
+    def __init__(self, seconds: float = REGEX_BUDGET_SECONDS):
+        self.seconds = seconds
+        self.spent = 0.0
 
 
 def like_regex(parts: tuple) -> re.Pattern:
@@ -259,14 +285,41 @@ def like_regex(parts: tuple) -> re.Pattern:
     return rx
 
 
-def python_regex(pattern: str, flags: str) -> re.Pattern:
+def python_regex(pattern: str, flags: str) -> regex.Pattern:
+    """The compiled pattern (the ``regex`` module, ``re``-compatible); match it through :func:`regex_search`,
+    which bounds its time."""
     key = (pattern, flags)
     rx = _RE_CACHE.get(key)
     if rx is None:
-        f = (re.I if "i" in flags else 0) | (re.M if "m" in flags else 0) | (re.S if "s" in flags else 0)
-        rx = re.compile(pattern, f)
+        f = (regex.I if "i" in flags else 0) | (regex.M if "m" in flags else 0) | (regex.S if "s" in flags else 0)
+        rx = regex.compile(pattern, f | regex.VERSION0)
         _RE_CACHE[key] = rx
     return rx
+
+
+def regex_search(pattern: str, flags: str, values: Iterable[str | None],
+                 budget: RegexBudget | None = None) -> list[bool | None]:
+    """Search each value (None stays None) within ``budget`` (a fresh one: :data:`REGEX_BUDGET_SECONDS`);
+    raises :class:`RegexBudgetExceeded` when it runs out — never runs unbounded."""
+    rx = python_regex(pattern, flags)
+    budget = budget or RegexBudget()
+    out: list[bool | None] = []
+    start = time.monotonic()
+    try:
+        for v in values:
+            if v is None:
+                out.append(None)
+                continue
+            left = budget.seconds - budget.spent - (time.monotonic() - start)
+            if left <= 0:
+                raise RegexBudgetExceeded(pattern, budget.seconds)
+            try:
+                out.append(rx.search(v, timeout=left) is not None)
+            except TimeoutError:
+                raise RegexBudgetExceeded(pattern, budget.seconds) from None
+    finally:
+        budget.spent += time.monotonic() - start
+    return out
 
 
 def class_constraints(node: Any) -> dict[str, set[str]] | None:

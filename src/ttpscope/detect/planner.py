@@ -20,7 +20,8 @@ from typing import Any, Iterable
 import pyarrow.compute as pc
 
 from ttpscope.detect.compiler import CompiledRule
-from ttpscope.detect.ir import CLASS_FIELDS, FALSE, Pred, class_constraints, fields_of, fold, fold_case, make_or, walk
+from ttpscope.detect.ir import (CLASS_FIELDS, FALSE, Pred, RegexBudgetExceeded, class_constraints, fields_of, fold,
+                                fold_case, make_or, walk)
 from ttpscope.detect.variants import CHANNEL_VARIANTS, runs_on
 from ttpscope.detect.sql import DUCKDB, KEYWORD, ColumnMap, sql_ident
 from ttpscope.ingest.base import ROW, SRC, class_order, is_internal
@@ -169,12 +170,16 @@ class Planner:
                 continue
             if any(f.lower() in constants and lowered_key[f] not in allowed for f, allowed in v.constraints.items()):
                 continue
-            if (v.rule not in self.with_data or (seen is not None and v.rule not in seen)) \
-                    and fold(v.condition, constants, rest | v.fields) != FALSE:
-                self.with_data.add(v.rule)  # the class is of the rule's log source, whatever its columns
-                if seen is not None:
-                    seen.add(v.rule)
-            cond = fold(v.condition, constants, rest)
+            try:  # folding evaluates predicates on the class's constants: a backtracking regex is bounded
+                if (v.rule not in self.with_data or (seen is not None and v.rule not in seen)) \
+                        and fold(v.condition, constants, rest | v.fields) != FALSE:
+                    self.with_data.add(v.rule)  # the class is of the rule's log source, whatever its columns
+                    if seen is not None:
+                        seen.add(v.rule)
+                cond = fold(v.condition, constants, rest)
+            except RegexBudgetExceeded as exc:
+                self._disable(v.rule, str(exc))
+                continue
             if cond != FALSE:
                 per_rule.setdefault(v.rule, []).append(cond)
         rules = sorted(per_rule)

@@ -219,6 +219,9 @@ def render(node: Any, cols: ColumnMap, d: Dialect = DUCKDB) -> str:
 
 def _render_pred(p: Pred, cols: ColumnMap, d: Dialect) -> str:
     if p.field is None:
+        if (p.op == "re" and cols.text and cols.python_regex is not None and cols.re2_ok is not None
+                and not cols.re2_ok(keyword_regex(p))):  # lookaround / backreference: the engine's bounded search
+            return "(" + " OR ".join(cols.python_regex(c, *p.value) for c in cols.text) + ")"
         return _render_keyword(keyword_regex(p), cols, d)
     key = p.field.lower()
     op = p.op

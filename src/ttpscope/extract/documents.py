@@ -73,6 +73,9 @@ class Document:
                 "dropped_lines": len(self.dropped)}
 
 
+MAX_REPORT_BYTES = 256 << 20  # a report file larger than this is refused (its text is read whole)
+
+
 def read_document(source: str | Path, kind: str | None = None) -> Document:
     """Read a report file (or ``-`` for stdin) into a Document.
 
@@ -89,6 +92,9 @@ def read_document(source: str | Path, kind: str | None = None) -> Document:
     if path.is_dir():
         raise InputError(name, None, "is a directory, not a report file")
     try:
+        size = path.stat().st_size
+        if size > MAX_REPORT_BYTES:
+            raise InputError(name, None, f"{size:,} bytes: reports are limited to {MAX_REPORT_BYTES >> 20} MiB")
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(name, None, f"cannot read: {exc.strerror or exc}") from exc
@@ -285,6 +291,7 @@ def _html_document(html: str, name: str) -> Document:
     """Main text of a page: trafilatura (boilerplate removal), falling back to all visible text."""
     import trafilatura
 
+    html = _bounded_markup(html)
     text = None
     try:
         # Markdown keeps headings (#) and tables (|) for the structure-aware segmenter
@@ -300,12 +307,23 @@ def _html_document(html: str, name: str) -> Document:
     if not text or len(text) < 0.3 * len(visible):
         text = visible
     title = None
-    m = re.search(r"<title[^>]*>(.*?)</title>", html, re.I | re.S)
-    if m:
-        title = re.sub(r"\s+", " ", _unescape(m.group(1))).strip() or None
+    m = re.search(r"<title[^>]*>", html, re.I)  # then one search for its end: (.*?)</title> from each of
+    end = re.search(r"</title\s*>", html[m.end():m.end() + 4096], re.I) if m else None  # many unclosed ones
+    if end:                                                                           # is quadratic
+        title = re.sub(r"\s+", " ", _unescape(html[m.end():m.end() + end.start()])).strip() or None
     if not text.strip():
         raise InputError(name, None, "the HTML page has no visible text")
     return _finish(Document(name=name, text=text, kind="html"), title)
+
+
+# A tag longer than this keeps its name only: the page's text never needs such attributes, and the HTML
+# parser checks each new attribute against all before it (200,000 attributes took minutes)
+MAX_TAG = 8192
+_LONG_TAG = re.compile(r"<([A-Za-z][\w:-]{0,64})[^<>]{%d,}>" % MAX_TAG)
+
+
+def _bounded_markup(html: str) -> str:
+    return _LONG_TAG.sub(r"<\1>", html) if len(html) > MAX_TAG else html
 
 
 # Markdown escapes trafilatura writes; reports' defanged indicators (evil[.]com) must read as written

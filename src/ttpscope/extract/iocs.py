@@ -17,6 +17,7 @@ reason and the list that matched.
 from __future__ import annotations
 
 import re
+import time
 from collections import OrderedDict
 from typing import Callable, Iterable
 
@@ -38,18 +39,32 @@ _FILE_TLDS = frozenset("zip mov sh py pl ps rs md exe dll bat cmd js vbs doc doc
                        .split())
 _CHUNK = 1 << 16
 _LINE = re.compile(r"[^\n]*\n?")
+# No indicator is longer than this: a longer line is handed to the library in pieces (whole words, a word
+# longer than this cut), as the library's time grows faster than linearly with a line's length (a 200 KB
+# URL-like line took minutes); a longer word is no single indicator and is never reported whole.
+MAX_INDICATOR = 2048
 _TYPES = (("urls", "url"), ("domains", "domain"), ("ipv4s", "ipv4"), ("ipv6s", "ipv6"),
           ("email_addresses", "email"), ("md5s", "md5"), ("sha1s", "sha1"), ("sha256s", "sha256"))
 
 
-def find_iocs(text: str, progress: Callable[[int, int], None] | None = None) -> dict[str, list[str]]:
+def find_iocs(text: str, progress: Callable[[int, int], None] | None = None, deadline: float | None = None,
+              stopped: list[int] | None = None) -> dict[str, list[str]]:
     """Indicators by type (url, domain, ipv4, ipv6, email, md5, sha1, sha256, file_path, registry_key),
-    refanged, each list in order of first mention."""
+    refanged, each list in order of first mention.
+
+    ``deadline`` (``time.monotonic()``): the library is given no further chunk after it, and the offset
+    reached is appended to ``stopped``; what was found before is returned."""
     from ioc_finder import find_iocs as library_find
 
     found: dict[str, OrderedDict[str, None]] = {t: OrderedDict() for _, t in _TYPES}
     total = len(text)
+    done = 0
     for chunk_end, chunk in _candidate_chunks(text):
+        if deadline is not None and time.monotonic() > deadline:
+            if stopped is not None:
+                stopped.append(done)
+            break
+        done = chunk_end
         res = library_find(chunk, parse_urls_without_scheme=False, parse_from_url_path=False,
                            parse_domain_name_from_xmpp_address=False,
                            included_ioc_types=[k for k, _ in _TYPES])
@@ -94,6 +109,8 @@ def _candidate_chunks(text: str):
             break
         pos = m.end()
         if _CANDIDATE.search(line):
+            if len(line) > MAX_INDICATOR:
+                line = _pieces(line)
             buf.append(line)
             size += len(line)
             if size >= _CHUNK:
@@ -103,6 +120,26 @@ def _candidate_chunks(text: str):
         yield pos, "".join(buf)
     elif pos == 0:
         yield 0, ""
+
+
+def _pieces(line: str) -> str:
+    """A long line as lines of at most :data:`MAX_INDICATOR` characters, cut between words (a longer word:
+    cut in it)."""
+    out: list[str] = []
+    cur = 0
+    for m in re.finditer(r"\S+", line):
+        word = m.group()
+        if len(word) > MAX_INDICATOR:
+            out.extend(word[i:i + MAX_INDICATOR] + "\n" for i in range(0, len(word), MAX_INDICATOR))
+            cur = 0
+            continue
+        if cur and cur + 1 + len(word) > MAX_INDICATOR:
+            out.append("\n")
+            cur = 0
+        out.append((" " if cur else "") + word)
+        cur += len(word) + (1 if cur else 0)
+    out.append("\n")
+    return "".join(out)
 
 
 # ------------------------------------------------------------------ screening
@@ -132,7 +169,10 @@ _WIN_SYSTEM_PATH = re.compile(r"^(?:[a-z]:|%(?:systemroot|windir)%)\\{1,2}window
                               r"\\{1,2}([\w.-]+?)(?:\.exe)?$", re.I)
 _HASH_KINDS = frozenset({"md5", "sha1", "sha256", "sha512"})
 _NET_KINDS = frozenset({"domain", "url", "email", "ipv4", "ipv6"})
-_DEFANGED = re.compile(r"\S*(?:\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|hxxps?|\[:\]|\[@\]|\[at\]|\[://\])\S*", re.I)
+# a defanging mark; the value is the whole word (run of non-space) holding it. Words are found first and
+# searched one by one: \S*mark\S* searched over a long run without a mark is quadratic
+_DEFANG_MARK = re.compile(r"\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|hxxps?|\[:\]|\[@\]|\[at\]|\[://\]", re.I)
+_WORD = re.compile(r"\S+")
 _URL = re.compile(r"\b(?:https?|hxxps?)(?::|\[:\])//[^\s<>\"'`)\]]+", re.I)
 
 _warninglists = None
@@ -196,8 +236,11 @@ def defanged_values(text: str) -> set[str]:
     from ttpscope.extract.features import refang
 
     out = set()
-    for m in _DEFANGED.finditer(text):
-        v = refang(m.group()).strip("`'\"()[]<>.,;:").lower()
+    for m in _WORD.finditer(text):
+        word = m.group()
+        if len(word) > MAX_INDICATOR or not _DEFANG_MARK.search(word):
+            continue
+        v = refang(word).strip("`'\"()[]<>.,;:").lower()
         if v:
             out.add(v)
             host = _host(v) if "://" in v else v.rsplit("@", 1)[-1]

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,6 +21,10 @@ from ttpscope.extract.iocs import defanged_values, find_iocs, reference_urls, re
 from ttpscope.extract.sentences import Sentence, iter_sentences
 from ttpscope.model import Observation
 
+# Budgets of one document: text beyond MAX_TEXT_CHARS is not read, and each long stage (reading sentences,
+# finding indicators) stops after EXTRACT_SECONDS; what was extracted before is kept, with a warning.
+MAX_TEXT_CHARS = 32 * 1024 * 1024
+EXTRACT_SECONDS = 900.0
 MAX_EVIDENCE = 5  # evidence sentences listed per technique in the summary (all are Observations)
 Progress = Callable[[str, int, int], None]
 
@@ -92,9 +97,10 @@ class Extraction:
     sentence_kinds: dict[str, int] = field(default_factory=dict)  # sentences per structure kind
     vendor_domains: list[str] = field(default_factory=list)
     campaigns: list[dict] = field(default_factory=list)  # ATT&CK campaigns the text names
+    warnings: list[str] = field(default_factory=list)  # budgets hit, one line each, naming the document
 
     def to_dict(self, max_evidence: int | None = MAX_EVIDENCE) -> dict:
-        return {
+        return {**({"warnings": self.warnings} if self.warnings else {}),
             "document": {**self.document.summary(), "sentences": self.sentences,
                          "sentence_kinds": self.sentence_kinds, "vendor_domains": self.vendor_domains},
             "kb": self.kb,
@@ -111,24 +117,34 @@ class Extraction:
 
 
 def extract_file(path: str, kb, min_confidence: float | None = None, progress: Progress | None = None,
-                 classifier=None, with_iocs: bool = True, cve_mappings=None) -> Extraction:
+                 classifier=None, with_iocs: bool = True, cve_mappings=None,
+                 time_budget: float | None = EXTRACT_SECONDS) -> Extraction:
     """Read a report file (``-`` = stdin) and extract from it. See :func:`extract_document`."""
-    return extract_document(read_document(path), kb, min_confidence, progress, classifier, with_iocs, cve_mappings)
+    return extract_document(read_document(path), kb, min_confidence, progress, classifier, with_iocs, cve_mappings,
+                            time_budget)
 
 
 def extract_document(doc: Document, kb, min_confidence: float | None = None, progress: Progress | None = None,
-                     classifier=None, with_iocs: bool = True, cve_mappings=None) -> Extraction:
+                     classifier=None, with_iocs: bool = True, cve_mappings=None,
+                     time_budget: float | None = EXTRACT_SECONDS) -> Extraction:
     """Techniques, actors, software, IOCs and CVEs of a document.
 
     ``min_confidence`` defaults to the classifier's calibrated threshold. ``progress(stage, done, total)``
     is called as sentences are classified (and while a first-use model trains). ``cve_mappings`` (a
     ``ttpscope.kb.vulns.VulnMappings``) links CVE ids to the techniques CTID maps them to.
+    ``time_budget``: seconds each of the two long stages (sentences, indicators) may take (None: no limit);
+    the first :data:`MAX_TEXT_CHARS` characters are read. A budget hit is a line in ``warnings``.
     """
     from ttpscope.extract.classifier import get_classifier
 
     model = classifier or get_classifier(kb, progress=progress)
     floor = model.threshold if min_confidence is None else float(min_confidence)
     text = doc.text
+    warnings: list[str] = []
+    if len(text) > MAX_TEXT_CHARS:
+        warnings.append(f"{doc.name}: {len(text):,} characters; only the first {MAX_TEXT_CHARS:,} were read "
+                        "(the size budget of one document)")
+        text = text[:MAX_TEXT_CHARS]
     entities = _entity_matcher(kb)
     findings: dict[str, TechniqueFinding] = {}
     observations: list[Observation] = []
@@ -168,7 +184,12 @@ def extract_document(doc: Document, kb, min_confidence: float | None = None, pro
             progress("reading", batch[-1].end, total)
         batch.clear()
 
+    deadline = None if time_budget is None else time.monotonic() + time_budget
     for sent in iter_sentences(text, hints=doc.hints):
+        if deadline is not None and time.monotonic() > deadline:
+            warnings.append(f"{doc.name}: sentences: the time budget of {time_budget:g} s ran out after "
+                            f"{sent.start:,} of {total:,} characters; what was read before is kept")
+            break
         n_sentences += 1
         batch.append(sent)
         if len(batch) >= 1024:
@@ -186,14 +207,19 @@ def extract_document(doc: Document, kb, min_confidence: float | None = None, pro
     not_indicators: list[dict] = []
     vendors: set[str] = set()
     if with_iocs:
-        found = find_iocs(text, progress=(lambda d, t: progress("indicators", d, t)) if progress else None)
+        stopped: list[int] = []
+        found = find_iocs(text, progress=(lambda d, t: progress("indicators", d, t)) if progress else None,
+                          deadline=None if time_budget is None else time.monotonic() + time_budget, stopped=stopped)
+        if stopped:
+            warnings.append(f"{doc.name}: indicators: the time budget of {time_budget:g} s ran out after "
+                            f"{stopped[0]:,} of {total:,} characters; what was found before is kept")
         vendors = publisher_domains(boilerplate + list(doc.dropped))
         iocs, not_indicators = screen_iocs(found, vendor_domains=vendors, references=reference_urls(text),
                                            defanged=defanged_values(text))
     cves = _cves(kb, text, cve_mappings)
     return Extraction(doc, n_sentences, techniques, observations, groups, software, iocs, cves,
                       kb.provenance(), _model_summary(model), floor, not_indicators, kinds, sorted(vendors),
-                      campaigns)
+                      campaigns, warnings)
 
 
 def publisher_domains(lines: list[str]) -> set[str]:

@@ -331,9 +331,10 @@ def _zip_members(path: Path, size: int, stats: IngestStats) -> Iterator[Member]:
             stats.reject(None, f"unreadable zip archive: {_why(exc)}")
             return
         for info in infos:
-            if info.is_dir() or _metadata_member(info.filename):
+            # ZipInfo.is_dir() indexes the name: a damaged header can leave it empty (read as unnamed)
+            if info.filename.endswith("/") or _metadata_member(info.filename):
                 continue
-            source = f"{path}!{info.filename}"
+            source = f"{path}!{info.filename or '(no name)'}"
             try:
                 handle = zf.open(info)
             except (zipfile.BadZipFile, *STREAM_ERRORS) as exc:

@@ -200,6 +200,7 @@ def extract_reports(docs: list[EvidenceFile], kb, progress: Progress, force: set
             continue
         rep.read = rep.accepted = ex.sentences
         rep.rejected = 0
+        rep.note = "; ".join(ex.warnings)  # a budget hit (time or size): what was read is kept
         rep.observations = len(ex.observations)
         rep.used = True
         observations += ex.observations

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ttpscope.detect.engines.base import ClassQueue
-from ttpscope.detect.ir import And, Const, Not, Or, Pred, python_regex
+from ttpscope.detect.ir import And, Const, Not, Or, Pred, RegexBudget, RegexBudgetExceeded, regex_search
 from ttpscope.detect.planner import Plan
 from ttpscope.ingest.base import is_internal
 from ttpscope.detect.sql import keyword_regex, like_pattern, regex_escape, regex_literal
@@ -143,6 +143,11 @@ class ArrowEvaluator:
 
     def _pred(self, p: Pred) -> pa.Array:
         if p.field is None:
+            if p.op == "re" and not _re2_ok(keyword_regex(p)):  # lookaround / backreference: bounded
+                budget, arr = RegexBudget(), self.none
+                for col in self.text:
+                    arr = pc.or_kleene(arr, pa.array(regex_search(*p.value, col.to_pylist(), budget), pa.bool_()))
+                return arr
             return self.keyword(keyword_regex(p))
         key = p.field.lower()
         op, val = p.op, p.value
@@ -177,9 +182,7 @@ class ArrowEvaluator:
             full = regex_literal(pattern, flags)
             if _re2_ok(full):
                 return pc.match_substring_regex(self.orig[key], full)
-            rx = python_regex(pattern, flags)
-            return pa.array([None if v is None else rx.search(v) is not None for v in self.orig[key].to_pylist()],
-                            pa.bool_())
+            return pa.array(regex_search(pattern, flags, self.orig[key].to_pylist()), pa.bool_())
         col = self.orig[key] if p.cased else self.lowered(key)
         if op == "eq":
             return pc.equal(col, val)
@@ -201,12 +204,19 @@ def _no_nulls(arr: pa.Array) -> pa.Array:
 
 
 def evaluate_table(table: pa.Table, rules: list[int], conditions: list, fields: dict[str, str],
-                   keyword: bool) -> dict[int, list[int]]:
-    """Row index → rule indexes matched, for the rules' folded conditions over one class table."""
+                   keyword: bool, on_error=None) -> dict[int, list[int]]:
+    """Row index → rule indexes matched, for the rules' folded conditions over one class table.
+    ``on_error(rule, message)``: a rule whose regex ran over its time budget (else that error is raised)."""
     ev = ArrowEvaluator(table, fields, keyword)
     out: dict[int, list[int]] = {}
     for rule, cond in zip(rules, conditions):
-        mask = ev.matches(cond)
+        try:
+            mask = ev.matches(cond)
+        except RegexBudgetExceeded as exc:
+            if on_error is None:
+                raise
+            on_error(rule, str(exc))
+            continue
         if mask.true_count:
             for row in pc.indices_nonzero(mask).to_pylist():
                 out.setdefault(row, []).append(rule)
@@ -225,4 +235,4 @@ class ArrowEngine(ClassQueue):
         self.stats["python_scans"] += 1
         rules = [r for r in plan.rules if r not in self.disabled]
         conds = [c for r, c in zip(plan.rules, plan.conditions) if r not in self.disabled]
-        return evaluate_table(table, rules, conds, plan.fields, plan.keyword), "arrow"
+        return evaluate_table(table, rules, conds, plan.fields, plan.keyword, self._disable), "arrow"

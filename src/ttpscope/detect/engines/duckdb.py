@@ -32,7 +32,7 @@ import pyarrow as pa
 from ttpscope.detect.compiler import CompiledRule
 from ttpscope.detect.engines.arrow import evaluate_table
 from ttpscope.detect.engines.base import ClassQueue
-from ttpscope.detect.ir import python_regex
+from ttpscope.detect.ir import RegexBudget, python_regex, regex_search
 from ttpscope.detect.planner import ROW, Plan, lowering
 from ttpscope.detect.sql import render, sql_ident, sql_string
 from ttpscope.ingest.base import is_internal
@@ -62,6 +62,7 @@ class DuckDBEngine(ClassQueue):
         self.python_rows = python_rows  # classes smaller than this are evaluated with Arrow kernels
         self._re2: dict[str, bool] = {}
         self._udf = False
+        self._re_budgets: dict[tuple[str, str], RegexBudget] = {}  # per pattern, for the batch being scanned
 
     def _render_sql(self, plan: Plan) -> None:
         """The SQL of a plan, rendered on first use by the DuckDB path (the Python path never needs it)."""
@@ -94,10 +95,12 @@ class DuckDBEngine(ClassQueue):
         python_regex(pattern, flags)  # fails early on a bad pattern
         if not self._udf:
             def sigma_re(values: pa.Array, patterns: pa.Array, flag_sets: pa.Array) -> pa.Array:
-                out = []
-                for v, p, f in zip(values.to_pylist(), patterns.to_pylist(), flag_sets.to_pylist()):
-                    out.append(None if v is None else python_regex(p, f or "").search(v) is not None)
-                return pa.array(out, type=pa.bool_())
+                if not len(values):
+                    return pa.array([], type=pa.bool_())
+                # one pattern per call site: the vector's rows share it (DuckDB passes the constant per row)
+                p, f = patterns[0].as_py(), flag_sets[0].as_py() or ""
+                budget = self._re_budgets.setdefault((p, f), RegexBudget())
+                return pa.array(regex_search(p, f, values.to_pylist(), budget), type=pa.bool_())
 
             self.con.create_function("sigma_re", sigma_re, ["VARCHAR"] * 3, "BOOLEAN",
                                      type="arrow", null_handling="special")
@@ -115,12 +118,13 @@ class DuckDBEngine(ClassQueue):
         self.stats["python_scans"] += 1
         rules = [r for r in plan.rules if r not in self.disabled]
         conds = [c for r, c in zip(plan.rules, plan.conditions) if r not in self.disabled]
-        return evaluate_table(table, rules, conds, plan.fields, plan.keyword)
+        return evaluate_table(table, rules, conds, plan.fields, plan.keyword, self._disable)
 
     def _scan_duckdb(self, table: pa.Table, plan: Plan) -> dict[int, list[int]]:
         if plan.lowering is None:
             self._render_sql(plan)
         matched: dict[int, list[int]] = {}  # row → rule indexes
+        self._re_budgets.clear()  # each batch gives each backtracking pattern its time budget anew
         data = table.select([c for c in table.column_names if not is_internal(c)]).append_column(
             ROW, pa.array(range(table.num_rows), pa.int64()))
         self.con.register("batch", data)
@@ -152,7 +156,9 @@ class DuckDBEngine(ClassQueue):
                 try:
                     self.con.execute(f"SELECT count(*) FROM {source} WHERE {items[0][1]}").fetchall()
                 except duckdb.Error as exc:
-                    self._disable(rule, f"query failed: {' '.join(str(exc).split())[:300]}")
+                    text = " ".join(str(exc).split())
+                    budget = text.find("regular expression over its time budget")
+                    self._disable(rule, text[budget:] if budget >= 0 else f"query failed: {text[:300]}")
                     return []
                 raise
             # bisect to the culprit(s): disable them, keep the others
