@@ -270,14 +270,15 @@ def _guarded(paths, hang_seconds: float) -> tuple[str | None, dict]:
     return ("conservation_failures" if result["problems"] else None), result
 
 
-def campaign(executions: int, seconds: float, seed: int, hang_seconds: float, log, batch: int = 32) -> dict:
+def campaign(executions: int, seconds: float, seed: int, hang_seconds: float, log, batch: int = 32,
+             seeds: dict[str, bytes] | None = None) -> dict:
     """``batch`` mutants are read by one reader (one Arrow table per event class instead of one per input:
     the per-table cost dominated an execution); every source is still checked on its own, and a batch
     that crashes, hangs (the watchdog allows ``hang_seconds`` for the whole batch, so no single input can
     take longer unnoticed) or fails a check is read again input by input, each under its own watchdog —
-    those verdicts are the ones counted."""
+    those verdicts are the ones counted. ``seeds``: the seed corpus (default :func:`seed_corpus`)."""
     rng = random.Random(seed)
-    seeds = seed_corpus()
+    seeds = seeds if seeds is not None else seed_corpus()
     names = sorted(seeds)
     stats = {"executions": 0, "crashes": 0, "hangs": 0, "conservation_failures": 0, "read": 0,
              "accepted": 0, "rejected": 0, "by_seed": {n: 0 for n in names}, "examples": [], "batch": batch,

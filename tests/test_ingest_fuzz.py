@@ -182,17 +182,17 @@ def test_json_array_document_elementwise(tmp_path):
         assert s.accepted >= least and s.read == s.accepted + s.rejected
 
 
-def test_bounded_campaign_run(shared_data, monkeypatch, tmp_path):
+def test_bounded_campaign_run(seeds, monkeypatch, tmp_path):
     """CI's bounded run of ``bench/fuzz_campaign.py`` (fixed seed, 640 mutants in batches of 32): no crash,
     hang or conservation failure, and every input counted."""
     monkeypatch.setenv("FUZZ_KEEP", str(tmp_path / "findings"))
-    result = CAMPAIGN.campaign(640, float("inf"), 15, 20.0, lambda m: None, batch=32)
+    result = CAMPAIGN.campaign(640, float("inf"), 15, 20.0, lambda m: None, batch=32, seeds=seeds)
     assert result["executions"] == 640 and sum(result["by_seed"].values()) == 640
     assert (result["crashes"], result["hangs"], result["conservation_failures"]) == (0, 0, 0), result["examples"]
     assert result["read"] == result["accepted"] + result["rejected"] and result["accepted"] > 0
 
 
-def test_campaign_batch_failure_is_judged_input_by_input(shared_data, monkeypatch, tmp_path):
+def test_campaign_batch_failure_is_judged_input_by_input(seeds, monkeypatch, tmp_path):
     """A batch holding one crashing input is read again input by input: that input counts as one crash
     (kept for replay), its 31 neighbours as clean executions."""
     monkeypatch.setenv("FUZZ_KEEP", str(tmp_path / "findings"))
@@ -210,7 +210,7 @@ def test_campaign_batch_failure_is_judged_input_by_input(shared_data, monkeypatc
 
     monkeypatch.setattr(CAMPAIGN, "mutate", mutate)
     monkeypatch.setattr(CAMPAIGN, "read_all", read_all)
-    result = CAMPAIGN.campaign(64, float("inf"), 15, 20.0, lambda m: None, batch=32)
+    result = CAMPAIGN.campaign(64, float("inf"), 15, 20.0, lambda m: None, batch=32, seeds=seeds)
     assert (result["executions"], result["crashes"], result["hangs"], result["batches_rerun"]) == (64, 1, 0, 1)
     (example,) = result["examples"]
     assert example["problem"] == ["ValueError: boom"] and Path(example["input"]).read_bytes() == b"BOOM"
