@@ -165,6 +165,18 @@ def _select(request: Request) -> tuple[list[tuple[str, dict[str, Any]]], int, st
     return out, limit, start
 
 
+def _envelope(selected, item, always_objects: bool = False) -> Response:
+    """One page of ``selected`` (objects, limit, keyset) as a TAXII envelope: ``more``, ``next`` when there is
+    more, and ``objects`` (each row through ``item``) when the page holds any, or always if asked."""
+    page, more, token, headers = _page(*selected)
+    body: dict[str, Any] = {"more": more}
+    if token:
+        body["next"] = token
+    if page or always_objects:
+        body["objects"] = [item(p) for p in page]
+    return _taxii(body, headers=headers)
+
+
 def _page(selected: list[tuple[str, dict[str, Any]]], limit: int, start: str | None):
     if start is not None:
         selected = [p for p in selected if f"{p[0]}|{p[1]['id']}" > start]
@@ -224,13 +236,7 @@ def objects(request: Request, collection_id: str) -> Response:
     selected = _select(request)
     if isinstance(selected, Response):
         return selected
-    page, more, token, headers = _page(*selected)
-    body: dict[str, Any] = {"more": more}
-    if token:
-        body["next"] = token
-    if page:
-        body["objects"] = [p[1] for p in page]
-    return _taxii(body, headers=headers)
+    return _envelope(selected, lambda p: p[1])
 
 
 @router.get("/cases/collections/{collection_id}/objects/{object_id}/")
@@ -244,11 +250,7 @@ def one_object(request: Request, collection_id: str, object_id: str) -> Response
     found = [p for p in selected[0] if p[1]["id"] == object_id]
     if not found:
         return _error(404, "no such object", f"{object_id} is not in this collection")
-    page, more, token, headers = _page(found, selected[1], selected[2])
-    body: dict[str, Any] = {"more": more, "objects": [p[1] for p in page]}
-    if token:
-        body["next"] = token
-    return _taxii(body, headers=headers)
+    return _envelope((found, selected[1], selected[2]), lambda p: p[1], always_objects=True)
 
 
 @router.get("/cases/collections/{collection_id}/manifest/")
@@ -259,11 +261,5 @@ def manifest(request: Request, collection_id: str) -> Response:
     selected = _select(request)
     if isinstance(selected, Response):
         return selected
-    page, more, token, headers = _page(*selected)
-    body: dict[str, Any] = {"more": more}
-    if token:
-        body["next"] = token
-    if page:
-        body["objects"] = [{"id": p[1]["id"], "date_added": p[0], "version": _version(p[1]) or p[0], "media_type": STIX}
-                           for p in page]
-    return _taxii(body, headers=headers)
+    return _envelope(selected, lambda p: {"id": p[1]["id"], "date_added": p[0],
+                                          "version": _version(p[1]) or p[0], "media_type": STIX})
