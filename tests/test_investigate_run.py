@@ -218,6 +218,23 @@ def test_rerun_replaces_the_case_and_keeps_its_id(tmp_path):
     assert [c["name"] for c in ws.list_cases()] == ["again"]
 
 
+def test_identical_files_of_one_run_are_read_once_and_said_so(tmp_path):
+    """Two copies of one log in a fresh case: the second is skipped as a duplicate of the first, not as
+    'already in the case' (the case has nothing yet)."""
+    ev = tmp_path / "evidence"
+    ev.mkdir()
+    shutil.copy(EXAMPLES / "evidence" / "fs01.jsonl", ev / "a.jsonl")
+    shutil.copy(EXAMPLES / "evidence" / "fs01.jsonl", ev / "b.jsonl")
+    ws = Workspace(tmp_path / "ws.duckdb")
+    result = investigate([ev], rules=EXAMPLES / "rules", name="twice", workspace=ws, formats=[])
+    src = {Path(s.path).name: s for s in result.sources}
+    assert src["a.jsonl"].used and src["a.jsonl"].accepted == 257
+    assert src["b.jsonl"].note == "skipped: same content as another file of this run (same SHA-256 as a.jsonl)"
+    assert not any("already in case" in w for w in result.warnings)
+    assert any(w.startswith("1 file(s) skipped: same content as another file of this run") for w in result.warnings)
+    assert {Path(d.source).name for d in ws.get_detections("twice")} == {"a.jsonl"}
+
+
 @pytest.mark.slow
 def test_real_evtx_with_sigmahq_rules(shared_data, tmp_path, kb):
     """A whole intrusion recorded as real EVTX, with the SigmaHQ Windows rules."""

@@ -157,21 +157,29 @@ def investigate(evidence: Iterable[str | Path], *, rules: str | Path | None = No
         e.path: SourceReport(str(e.path), e.kind, e.format, note=e.problem or "") for e in routed}
     warnings: list[str] = []
     skipped: list[dict[str, str]] = []
-    known = {s["sha256"]: s["path"] for s in (old.meta.get("sources") or []) if s.get("sha256")} \
+    in_case = {s["sha256"]: s["path"] for s in (old.meta.get("sources") or []) if s.get("sha256")} \
         if old is not None and mode == ADD else {}
+    this_run: dict[str, str] = {}  # a file identical to one read earlier in this run is read once
     fresh = []
     for e in routed:
         digest = hashes.get(e.path)
-        if digest and digest in known:
-            sources[e.path].note = f"skipped: already in the case (same SHA-256 as {Path(known[digest]).name})"
-            skipped.append({"path": str(e.path), "sha256": digest, "same_as": known[digest]})
+        if digest and (digest in in_case or digest in this_run):
+            earlier = in_case.get(digest)
+            why = "already in the case" if earlier else "same content as another file of this run"
+            sources[e.path].note = f"skipped: {why} (same SHA-256 as {Path(earlier or this_run[digest]).name})"
+            skipped.append({"path": str(e.path), "sha256": digest, "same_as": earlier or this_run[digest],
+                            "why": "in case" if earlier else "duplicate"})
             continue
         if digest:
-            known.setdefault(digest, str(e.path))
+            this_run[digest] = str(e.path)
         fresh.append(e)
     if skipped:
-        warnings.append(f"{len(skipped)} file(s) skipped: already in case '{case_name}' (same SHA-256): "
-                        + ", ".join(Path(x["path"]).name for x in skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+        for why, label in (("in case", f"already in case '{case_name}'"), ("duplicate", "same content as another "
+                                                                           "file of this run")):
+            names = [Path(x["path"]).name for x in skipped if x["why"] == why]
+            if names:
+                warnings.append(f"{len(names)} file(s) skipped: {label} (same SHA-256): "
+                                + ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
         if not [e for e in fresh if e.kind in (LOG, REPORT)]:
             raise InputError(f"case {case_name!r}", None, f"nothing new to add: all {len(skipped)} evidence "
                              "file(s) are in the case already (same SHA-256)")
