@@ -109,6 +109,7 @@ def main() -> None:
     for scale in scales:
         base, base_hits = None, None
         for config in configs:
+            load = round(os.getloadavg()[0], 2)  # the machine's load as the configuration starts
             if config == "spark-cluster":
                 from spark_cluster import standalone_cluster
 
@@ -121,7 +122,9 @@ def main() -> None:
                 base, base_hits = r, hits
             r["vs_duckdb_1"] = round(base["wall_s"] / r["wall_s"], 2) if base else None
             r["same_hits_as_duckdb"] = (hits == base_hits) if base else None
+            r["load_avg_1m"] = load
             rows.append(r)
+            save(rows, args.files)  # after every row: a long run cut short keeps what it measured
             print(f"{scale}x {config}: {r['events']:,} events, {r['wall_s']} s, {r['events_per_s']:,} ev/s, "
                   f"same hits as duckdb: {r['same_hits_as_duckdb']}", file=sys.stderr)
     header = ("scale", "config", "events", "wall s", "events/s", "CPU s (tree)", "scan s", "peak RSS MB",
@@ -133,10 +136,13 @@ def main() -> None:
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for t in table:
         print("  ".join(str(x).ljust(w) for x, w in zip(t, widths)))
+    print(f"\nwritten {RESULTS}")
+
+
+def save(rows: list[dict], files: int | None) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                   "cpus": os.cpu_count(), "files": args.files, "runs": rows}, indent=2))
-    print(f"\nwritten {RESULTS}")
+                                   "cpus": os.cpu_count(), "files": files, "runs": rows}, indent=2))
 
 
 if __name__ == "__main__":
