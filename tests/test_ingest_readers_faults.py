@@ -396,6 +396,57 @@ def test_evtx_loss_is_counted_by_record(shared_data, tmp_path, case):
     assert stats.read == 998, (case, stats.read, stats.reasons)  # every lost record counted, not chunks
 
 
+WSMAN = "evtx/evtx-to-mitre-attack/TA0008-Lateral Movement/T1021.006-Windows Remote Management/" \
+        "ID4656-WS Management listener enumeration.evtx"  # 29 records in one chunk
+
+
+@pytest.mark.timeout(60)
+def test_evtx_parser_looping_on_a_damaged_chunk_is_stopped(shared_data, tmp_path):
+    """The fuzz campaign's first hang (seed 17001): one bit flipped in a record (byte 5877, 0 -> 1) sends
+    evtx 0.14 into an endless loop that holds the GIL, so no signal could stop it in this process. The
+    damaged file is parsed in a child that is stopped; the intact file beside it keeps all its records."""
+    data = bytearray((shared_data / WSMAN).read_bytes())
+    assert data[5877] == 0
+    data[5877] = 1
+    (tmp_path / "looping.evtx").write_bytes(data)
+    (tmp_path / "intact.evtx").write_bytes((shared_data / WSMAN).read_bytes())
+    rows, reader = read([tmp_path / "looping.evtx", tmp_path / "intact.evtx"])
+    by = {Path(s.source).name: s for s in reader.stats}
+    assert (by["intact.evtx"].read, by["intact.evtx"].accepted) == (29, 29) and len(rows) == 29
+    looping = by["looping.evtx"]
+    assert looping.read == 29 and looping.rejected == 29 - looping.accepted > 0
+    assert any("EVTX parser stopped: no record for 5 s" in why for _, why in looping.samples), looping.samples
+
+
+@pytest.mark.timeout(60)
+def test_evtx_parser_dying_on_a_damaged_file_costs_only_that_file(shared_data, tmp_path, monkeypatch):
+    """A damaged file's parser that dies (here: SIGKILL in the child, as a crash in native code or the OOM
+    killer would end it) is said as such; the process and the other file's records go on."""
+    import signal
+
+    from ttpscope.ingest import readers
+
+    items, parent = readers._evtx_items, os.getpid()
+
+    def crashing(path, threads):
+        for n, item in enumerate(items(path, threads)):
+            if n == 3 and os.getpid() != parent:  # only in the guarded parser's child
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield item
+
+    monkeypatch.setattr(readers, "_evtx_items", crashing)
+    data = bytearray((shared_data / FIREWALL).read_bytes())
+    data[4096 + 5 * CHUNK: 4096 + 5 * CHUNK + 8] = b"XXXXXXXX"  # chunk 5 damaged: parsed in a child
+    (tmp_path / "damaged.evtx").write_bytes(data)
+    (tmp_path / "intact.evtx").write_bytes((shared_data / WSMAN).read_bytes())
+    rows, reader = read([tmp_path / "damaged.evtx", tmp_path / "intact.evtx"])
+    by = {Path(s.source).name: s for s in reader.stats}
+    assert by["intact.evtx"].accepted == 29
+    damaged = by["damaged.evtx"]
+    assert damaged.read == 998 and 0 < damaged.accepted < 998
+    assert any("EVTX parser died (signal 9)" in why for _, why in damaged.samples), damaged.samples
+
+
 # ------------------------------------------------------------------------------- formats by content
 def test_members_and_files_are_sniffed_by_content(tmp_path, shared_data):
     evtx = (shared_data / FIREWALL).read_bytes()

@@ -21,7 +21,6 @@ import logging
 import multiprocessing
 import os
 import re
-import signal
 import tempfile
 import threading
 import time
@@ -35,6 +34,7 @@ from typing import Any, Callable
 import orjson
 
 from ttpscope.errors import TtpscopeError
+from ttpscope.procs import die_with_parent
 
 Progress = Callable[[str, float | None], None]
 log = logging.getLogger("ttpscope.jobs")
@@ -304,16 +304,6 @@ def alive(pid: int) -> bool:
     return True
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this child when the server dies, even by SIGKILL."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 _NO_MEMORY = ("not enough memory", "cannot allocate memory", "failed to map segment", "out of memory",
               "std::bad_alloc", "could not allocate")
 
@@ -329,7 +319,7 @@ def _out_of_memory(exc: BaseException | None) -> bool:
 
 def _child_main(send, target, kwargs, cwd, memory_mib) -> None:
     """The child side of :meth:`JobManager._in_child`: limits first, then the job; one message back."""
-    _die_with_parent()
+    die_with_parent()
     # daemonic for the server (killed at its exit), yet this process starts detection workers of its own,
     # which multiprocessing refuses to a daemon; they die with it (PR_SET_PDEATHSIG in the detection runner)
     multiprocessing.current_process().daemon = False

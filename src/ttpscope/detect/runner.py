@@ -32,6 +32,8 @@ from ttpscope.ingest.logsource import LogSource, parse_logsource
 
 from ttpscope.detect.engines import ENGINES, make_engine
 from ttpscope.detect.engines.spark import dataset_format, is_dataset_uri
+from ttpscope.procs import die_with_parent
+
 PARALLEL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
 
 
@@ -396,18 +398,6 @@ def _dataset_batches(eng, datasets: list[str], reader: EventReader, declared: Lo
 _SHARED: dict[str, Any] = {}
 
 
-def _die_with_parent() -> None:
-    """Linux: a worker is killed by the kernel when the process that started it dies (a job killed over
-    its time budget takes its workers with it; the setting is not inherited across fork)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _scan_share(args) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
     files, options, declared, formats, plans = args
     events, done = _SHARED["events"], _SHARED["files"]
@@ -465,7 +455,7 @@ def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options:
                 for i, share in enumerate(shares)]
         _SHARED.update(compiled=compiled, events=ctx.Value("q", 0), files=ctx.Value("q", 0))
         try:
-            with ctx.Pool(len(shares), initializer=_die_with_parent) as pool:
+            with ctx.Pool(len(shares), initializer=die_with_parent) as pool:
                 pending = pool.map_async(_scan_share, args)
                 while not pending.ready():
                     pending.wait(0.25)

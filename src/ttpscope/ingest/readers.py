@@ -35,6 +35,7 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator
@@ -45,6 +46,7 @@ from ttpscope.ingest.base import READERS, IngestStats, detect_format
 from ttpscope.ingest.flatten import flatten_evtx_event, flatten_json_event
 from ttpscope.ingest.formats import FORMAT_READERS, expand, read_records_document, records_document
 from ttpscope.ingest.sniff import LOG, SNIFF_BYTES, csv_delimiter, sniff, sniff_bytes, utf16_order
+from ttpscope.procs import die_with_parent
 
 Opener = Callable[[], IO[bytes]]
 
@@ -541,56 +543,159 @@ class _Span:
         return self.last - self.first + 1
 
 
+# evtx 0.14 loops forever, holding the GIL, on some damaged chunks (one bit flipped in a record's data was
+# enough); a file whose checksums do not all match is therefore parsed in a child process that is stopped
+# when it gives nothing for this long. Intact files, nearly all real ones, are parsed in this process.
+EVTX_STALL_SECONDS = 5.0
+
+
 def read_evtx(opener: Opener, stats: IngestStats, threads: int = 1) -> Iterator[tuple[int, dict]]:
     """EVTX via the Rust ``evtx`` parser. Loss is counted by record: the chunk headers say which record
     ids each chunk holds (the file header how many chunks there are), so records the parser could not give
     — of a damaged chunk, zeroed, or cut off by truncation — are counted one by one, with the reason."""
-    import warnings
-
-    import evtx
-
     path, _stream, cleanup = _seekable_file(opener, ".evtx")
     try:
         spans, problems = _evtx_layout(path)
-        try:
-            parser = evtx.PyEvtxParser(path, number_of_threads=threads, skip_errors=True)
-        except (RuntimeError, OSError, ValueError) as exc:
-            stats.reject(None, f"not a readable EVTX file: {_why(exc)}", count=max(1, sum(s.size for s in spans)))
-            return
+        guarded = hasattr(os, "fork") and not _evtx_intact(path)
         seen = array("q")
         warned: list[str] = []
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RuntimeWarning)
-            it = iter(parser.records_json())
-            while True:
+        with closing(_evtx_guarded(path, threads) if guarded else _evtx_items(path, threads)) as items:
+            for kind, *rest in items:
+                if kind == "unreadable":
+                    stats.reject(None, f"not a readable EVTX file: {rest[0]}",
+                                 count=max(1, sum(s.size for s in spans)))
+                    return
+                if kind != "record":  # the parser's warnings and its last error: said in the loss reasons
+                    warned.append(rest[0])
+                    continue
+                number, data = rest
                 try:
-                    rec = next(it)
-                except StopIteration:
-                    break
-                except (RuntimeError, OSError, ValueError) as exc:  # unrecoverable: the rest is lost
-                    warned.append(f"EVTX parse error, rest of file lost: {_why(exc)}")
-                    break
-                finally:
-                    warned.extend(" ".join(str(w.message).split())[:200] for w in caught)
-                    caught.clear()
-                number = rec.get("event_record_id") or 0
-                try:
-                    fields = flatten_evtx_event(orjson.loads(rec["data"]))
+                    fields = flatten_evtx_event(orjson.loads(data))
                 except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError,
                         RecursionError) as exc:
                     stats.reject(number, f"unreadable EVTX record: {_why(exc)}")
                     seen.append(number)
                     continue
+                parsed = number
                 try:
                     number = int(fields.get("EventRecordID") or number)
                 except ValueError:
                     pass
-                seen.append(rec.get("event_record_id") or number)
+                seen.append(parsed or number)
                 stats.accept()
                 yield number, fields
         _evtx_losses(stats, spans, problems, sorted(seen), warned)
     finally:
         cleanup()
+
+
+def _evtx_items(path: str, threads: int) -> Iterator[tuple]:
+    """The parser's output, in this process: ("record", record id, JSON text), ("warning", text) for a part
+    it skipped, ("error", text) when it gave up on the rest, ("unreadable", text) for no EVTX at all."""
+    import warnings
+
+    import evtx
+
+    try:
+        parser = evtx.PyEvtxParser(path, number_of_threads=threads, skip_errors=True)
+    except (RuntimeError, OSError, ValueError) as exc:
+        yield "unreadable", _why(exc)
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        it = iter(parser.records_json())
+        while True:
+            rec, stop = None, None
+            try:
+                rec = next(it)
+            except StopIteration:
+                stop = ""
+            except (RuntimeError, OSError, ValueError) as exc:  # unrecoverable: the rest is lost
+                stop = f"EVTX parse error, rest of file lost: {_why(exc)}"
+            for w in caught:
+                yield "warning", " ".join(str(w.message).split())[:200]
+            caught.clear()
+            if stop is not None:
+                if stop:
+                    yield "error", stop
+                return
+            yield "record", rec.get("event_record_id") or 0, rec.get("data")
+
+
+def _evtx_guarded(path: str, threads: int) -> Iterator[tuple]:
+    """:func:`_evtx_items` run in a forked child, its items sent back as length-prefixed JSON frames; the
+    child is killed when it sends nothing for ``EVTX_STALL_SECONDS`` (or when the reader stops early), and
+    its death by a signal is said like a parse error: the records it gave stay, the rest counts as lost."""
+    import select
+    import signal
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: parse, send, exit without running the parent's clean-ups
+        code = 0
+        try:
+            os.close(r)
+            die_with_parent()
+            for item in _evtx_items(path, threads):
+                frame = orjson.dumps(item)
+                view = memoryview(len(frame).to_bytes(4, "little") + frame)
+                while view:
+                    view = view[os.write(w, view):]
+        except BaseException:  # noqa: BLE001 — the parent sees the frames stop and says so
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    alive = True
+    try:
+        buf = bytearray()
+        while True:
+            ready, _, _ = select.select([r], [], [], EVTX_STALL_SECONDS)
+            if not ready:
+                yield "error", (f"EVTX parser stopped: no record for {EVTX_STALL_SECONDS:g} s on this damaged "
+                                "file (rest of file lost)")
+                return
+            block = os.read(r, 1 << 16)
+            if not block:
+                break
+            buf += block
+            while len(buf) >= 4 and len(buf) >= 4 + (n := int.from_bytes(buf[:4], "little")):
+                yield tuple(orjson.loads(bytes(buf[4:4 + n])))
+                del buf[:4 + n]
+        _, status = os.waitpid(pid, 0)
+        alive = False
+        if os.WIFSIGNALED(status) or os.WEXITSTATUS(status):
+            how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
+            yield "error", f"EVTX parser died ({how}) on this damaged file (rest of file lost)"
+    finally:
+        os.close(r)
+        if alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+
+
+def _evtx_intact(path: str) -> bool:
+    """Whether the file header and every used chunk pass their checksums (header and records data): only
+    then is the parser trusted to finish (see ``EVTX_STALL_SECONDS``)."""
+    with open(path, "rb") as fh:
+        head = fh.read(EVTX_HEADER)
+        if len(head) < 128 or head[:8] != b"ElfFile\x00" \
+                or zlib.crc32(head[:120]) != int.from_bytes(head[124:128], "little") \
+                or (os.fstat(fh.fileno()).st_size - EVTX_HEADER) % EVTX_CHUNK:
+            return False
+        while ch := fh.read(EVTX_CHUNK):
+            if not ch.strip(b"\x00"):
+                continue  # an unused slot
+            free = int.from_bytes(ch[48:52], "little")
+            if ch[:8] != b"ElfChnk\x00" \
+                    or zlib.crc32(ch[128:512], zlib.crc32(ch[:120])) != int.from_bytes(ch[124:128], "little") \
+                    or not 512 <= free <= EVTX_CHUNK \
+                    or zlib.crc32(ch[512:free]) != int.from_bytes(ch[52:56], "little"):
+                return False
+    return True
 
 
 def _evtx_layout(path: str) -> tuple[list[_Span], list[str]]:
@@ -675,7 +780,8 @@ def _evtx_losses(stats: IngestStats, spans: list[_Span], problems: list[str], se
         if lost <= 0:
             continue
         why = span.why
-        hint = next((w for w in warned if f"{span.first}" in w or "chunk" in w.lower()), None)
+        hint = next((w for w in warned if w.startswith("EVTX parser ")), None) or \
+            next((w for w in warned if f"{span.first}" in w or "chunk" in w.lower()), None)
         if hint and "truncated" not in why:
             why = f"{why}: {hint}"
         stats.reject(None, f"{why} ({lost} records lost)", count=lost)
