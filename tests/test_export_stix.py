@@ -120,3 +120,29 @@ def test_hand_built_case_with_attribution_and_tlp(sample, kb):
            and o["source_ref"].startswith("campaign--")]
     assert len(rel) == 1 and rel[0]["confidence"] == 62
     assert case_bundle(sample, kb, tlp="amber") == bundle  # deterministic
+
+
+def test_feed_indicator_sightings_go_through_stix2(sample, kb):
+    import dataclasses
+
+    def indicator(oid, pattern):
+        return {"type": "indicator", "spec_version": "2.1", "id": oid, "created": "2024-09-01T10:00:00.000Z",
+                "modified": "2024-09-01T10:00:00.000Z", "pattern": pattern, "pattern_type": "stix",
+                "valid_from": "2024-09-01T10:00:00Z", "x_feed_score": 7}
+
+    good = indicator("indicator--0a1b2c3d-0000-4000-8000-00000000c001", "[ipv4-addr:value = '203.0.113.50']")
+    bad = indicator("indicator--0a1b2c3d-0000-4000-8000-00000000c002", "[ipv4-addr:value = ")  # refused pattern
+    rows = [{"indicator": good, "feed": "iocs", "count": n, "host": host, "source": "/x/logs.jsonl",
+             "first_seen": "2024-09-16T08:00:00.5Z", "last_seen": "2024-09-16T09:00:00Z"}
+            for n, host in ((2, "WS1"), (1, "WS2"))]
+    rows.append({"indicator": bad, "feed": "iocs", "count": 3, "host": "WS1"})
+    bundle = case_bundle(dataclasses.replace(sample, sightings=rows), kb)
+    check_with_stix2(bundle)
+    objs = {o["id"]: o for o in bundle["objects"]}
+    assert good["id"] in objs and "x_feed_score" not in objs[good["id"]]  # carried along without custom properties
+    assert bad["id"] not in objs  # stix2-patterns refuses it: not shared on
+    sightings = [o for o in bundle["objects"] if o.get("sighting_of_ref") == good["id"]]
+    assert sorted(s["count"] for s in sightings) == [1, 2]
+    assert sorted(objs[s["where_sighted_refs"][0]]["name"] for s in sightings) == ["WS1", "WS2"]
+    assert {s["first_seen"] for s in sightings} == {"2024-09-16T08:00:00.5Z"}
+    assert not [o for o in bundle["objects"] if o.get("sighting_of_ref") == bad["id"]]
