@@ -99,6 +99,7 @@ def test_example_case_bundle_is_what_stix2_writes(example, kb, tmp_path):
     assert path.read_bytes() == orjson.dumps(bundle, option=orjson.OPT_INDENT_2)
 
 
+@pytest.mark.slow  # 54k events through 1,183 SigmaHQ rules first (~50 s)
 def test_real_campaign_bundle_is_what_stix2_writes(lsass, kb, tmp_path):
     assert lsass.detections  # SigmaHQ process-creation rules fire on this campaign
     bundle = case_bundle(lsass, kb)

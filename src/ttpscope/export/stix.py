@@ -1,9 +1,10 @@
 """The case as a STIX 2.1 bundle.
 
 Built as plain dicts, written with orjson (``bundle.json`` object by object, :func:`bundle_json_chunks`),
-not as ``stix2`` objects: measured with ``bench/stix_export_bench.py`` (2026-12-01), ``stix2`` objects cost
-1.3 ms each (26,008 objects of a 10,000-observation case: 33.7 s, +142 MB RSS while exporting) where the
-dicts cost 0.08 ms (2.2 s, +9 MB), the same bundle as parsed JSON. The dicts follow ``stix2``'s own
+not as ``stix2`` objects: measured with ``bench/stix_export_bench.py`` (2026-12-01, a busy 2-CPU machine),
+``stix2`` objects cost 0.8-1.3 ms each (a 40,000-observation case, 101,008 objects: 77.8 s and +531 MB RSS
+while exporting; 10,000 observations: 33.7 s, +142 MB) where the dicts cost about 0.08 ms (7.7 s, +52 MB;
+2.2 s, +9 MB), the same bundle as parsed JSON. The dicts follow ``stix2``'s own
 serialisation (``spec_version``, properties that are None or empty left out, ``created``/``modified`` to
 the millisecond or finer, other timestamps without a zero fraction; cyber-observable ids from ``stix2``'s
 namespace and canonicalisation), and the tests parse every object strictly with ``stix2`` and check it
