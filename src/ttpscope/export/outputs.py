@@ -1,5 +1,6 @@
 """The export registry, ``EXPORTS``: format name → :class:`Exporter` (file name, media type,
-``render(analysis, kb)``), and writing a case's outputs to a folder. Each file is written to a temporary
+``render(analysis, kb)``, and for a large output ``stream(analysis, kb)``, its content in pieces), and writing a
+case's outputs to a folder (streamed where the exporter can). Each file is written to a temporary
 name and renamed into place, so a reader never sees half a file and an interrupted run leaves the previous
 output whole. ``investigate``, ``ttpscope case export``/``export`` and the web app's
 ``/api/cases/{id}/export/{fmt}`` all go through this registry."""
@@ -18,11 +19,12 @@ from ttpscope.analyze.report import CaseAnalysis
 from ttpscope.errors import TtpscopeError, WriteError
 from ttpscope.export.html import render_html
 from ttpscope.export.layers import case_layer, validate_layer
-from ttpscope.export.stix import case_bundle
+from ttpscope.export.stix import bundle_json_chunks
 from ttpscope.export.tables import case_json, markdown_report, observations_csv
 from ttpscope.kb import KnowledgeBase
 
 Render = Callable[[CaseAnalysis, KnowledgeBase], "bytes | str"]
+Stream = Callable[[CaseAnalysis, KnowledgeBase], Iterable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Exporter:
     file_name: str
     media_type: str
     render: Render
+    stream: Stream | None = None  # the same content in pieces, for writing a large file without a whole copy
 
 
 def layer_json(analysis: CaseAnalysis, kb: KnowledgeBase) -> bytes:
@@ -44,13 +47,13 @@ def layer_json(analysis: CaseAnalysis, kb: KnowledgeBase) -> bytes:
 
 
 def stix_json(analysis: CaseAnalysis, kb: KnowledgeBase) -> bytes:
-    return orjson.dumps(case_bundle(analysis, kb), option=orjson.OPT_INDENT_2)
+    return b"".join(bundle_json_chunks(analysis, kb))
 
 
 EXPORTS: dict[str, Exporter] = {
     "html": Exporter("report.html", "text/html; charset=utf-8", render_html),
     "layer": Exporter("layer.json", "application/json", layer_json),
-    "stix": Exporter("bundle.json", "application/json", stix_json),
+    "stix": Exporter("bundle.json", "application/json", stix_json, bundle_json_chunks),
     "json": Exporter("case.json", "application/json", lambda analysis, kb: case_json(analysis)),
     "csv": Exporter("observations.csv", "text/csv", observations_csv),
     "markdown": Exporter("report.md", "text/markdown", markdown_report),
@@ -73,17 +76,19 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+def write_atomic(path: Path, data: bytes | str | Iterable[bytes]) -> Path:
+    """Write ``data`` (or its pieces, one after the other) to ``path`` through a temporary file in the same
+    folder and an atomic rename."""
+    chunks = [data.encode("utf-8")] if isinstance(data, str) else [data] if isinstance(data, bytes) else data
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+            for chunk in chunks:
+                fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
@@ -113,5 +118,6 @@ def write_outputs(analysis: CaseAnalysis, kb: KnowledgeBase, out_dir: str | Path
     for fmt, exp in chosen:
         if on_file:
             on_file(exp.file_name)
-        written[fmt] = write_atomic(out / exp.file_name, exp.render(analysis, kb))
+        content = exp.stream(analysis, kb) if exp.stream is not None else exp.render(analysis, kb)
+        written[fmt] = write_atomic(out / exp.file_name, content)
     return written
