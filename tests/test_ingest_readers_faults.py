@@ -447,6 +447,39 @@ def test_evtx_parser_dying_on_a_damaged_file_costs_only_that_file(shared_data, t
     assert any("EVTX parser died (signal 9)" in why for _, why in damaged.samples), damaged.samples
 
 
+@pytest.mark.parametrize("where", ["EventRecordID", "record header"])
+def test_evtx_record_id_beyond_int64_costs_at_most_its_record(shared_data, tmp_path, monkeypatch, where):
+    """Fuzz seed 18000: a damaged record whose EventRecordID reads 2**64 - 1 crashed the batch (Arrow's int64
+    record column overflowed). The record keeps the parser's number instead; a parser number out of range
+    rejects only that record."""
+    from ttpscope.ingest import readers
+
+    items = readers._evtx_items
+
+    def damaged(path, threads):
+        for kind, *rest in items(path, threads):
+            if kind == "record" and rest[0] == 4:
+                event = orjson.loads(rest[1])
+                if where == "EventRecordID":
+                    event["Event"]["System"]["EventRecordID"] = 2 ** 64 - 1
+                else:
+                    rest[0] = 2 ** 64 - 1
+                rest[1] = orjson.dumps(event, option=orjson.OPT_PASSTHROUGH_BIG_INT).decode() \
+                    if hasattr(orjson, "OPT_PASSTHROUGH_BIG_INT") else json.dumps(event)
+            yield (kind, *rest)
+
+    monkeypatch.setattr(readers, "_evtx_items", damaged)
+    (tmp_path / "a.evtx").write_bytes((shared_data / WSMAN).read_bytes())
+    rows, reader = read([tmp_path / "a.evtx"])
+    stats = reader.stats[0]
+    if where == "EventRecordID":
+        assert (stats.read, stats.accepted, len(rows)) == (29, 29, 29)
+        assert sorted(r["EventRecordID"] for r in rows if str(r["EventRecordID"]) == str(2 ** 64 - 1))
+    else:
+        assert (stats.accepted, stats.rejected) == (28, 1) and len(rows) == 28
+        assert any("out of range" in why for _, why in stats.samples)
+
+
 # ------------------------------------------------------------------------------- formats by content
 def test_members_and_files_are_sniffed_by_content(tmp_path, shared_data):
     evtx = (shared_data / FIREWALL).read_bytes()

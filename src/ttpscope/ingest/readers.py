@@ -569,6 +569,9 @@ def read_evtx(opener: Opener, stats: IngestStats, threads: int = 1) -> Iterator[
                     warned.append(rest[0])
                     continue
                 number, data = rest
+                if not 0 <= number < 1 << 63:  # a damaged header's u64: counted with the chunk's losses
+                    warned.append(f"EVTX parser gave a record id out of range ({number})")
+                    continue
                 try:
                     fields = flatten_evtx_event(orjson.loads(data))
                 except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError,
@@ -577,8 +580,9 @@ def read_evtx(opener: Opener, stats: IngestStats, threads: int = 1) -> Iterator[
                     seen.append(number)
                     continue
                 parsed = number
-                try:
-                    number = int(fields.get("EventRecordID") or number)
+                try:  # the record's own EventRecordID, when the damage left it a number that fits
+                    own = int(fields.get("EventRecordID") or number)
+                    number = own if 0 <= own < 1 << 63 else number
                 except ValueError:
                     pass
                 seen.append(parsed or number)
