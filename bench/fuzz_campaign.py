@@ -17,6 +17,7 @@ The mutators (:func:`mutate`) and seeds (:func:`seed_corpus`) are also used by t
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gzip
 import io
 import os
@@ -259,6 +260,9 @@ def _guarded(paths, hang_seconds: float) -> tuple[str | None, dict]:
     """read_all under a watchdog (SIGALRM in this process): (None | "hangs" | "crashes" |
     "conservation_failures", result)."""
     signal.setitimer(signal.ITIMER_REAL, hang_seconds)
+    # native code holding the GIL never lets SIGALRM's handler run (evtx 0.14 looped so, seed 17): a C thread
+    # then prints where the worker is stuck, so such a hang shows in the log instead of a silent stall
+    faulthandler.dump_traceback_later(hang_seconds * 2, exit=False)
     try:
         result = read_all(paths)
     except Hang:
@@ -267,6 +271,7 @@ def _guarded(paths, hang_seconds: float) -> tuple[str | None, dict]:
         return "crashes", {"problems": [f"{type(exc).__name__}: {exc}"]}
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        faulthandler.cancel_dump_traceback_later()
     return ("conservation_failures" if result["problems"] else None), result
 
 
