@@ -75,6 +75,15 @@ class RuleInfo:
     falsepositives: list[str] = field(default_factory=list)
     author: str | None = None
 
+    def __getattr__(self, name: str) -> Any:
+        # a RuleInfo read from the rule index (ttpscope.detect.ruleindex) carries no pySigma rule: the
+        # first look at ``rule`` loads its rule set through pySigma
+        deferred = self.__dict__.get("_deferred") if name == "rule" else None
+        if deferred is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        deferred.load()
+        return self.__dict__["rule"]
+
     def fresh_rule(self) -> Any:
         """A deep copy of the pySigma rule, safe to hand to a processing pipeline or backend."""
         return copy.deepcopy(self.rule)
@@ -399,6 +408,11 @@ def default_rules_dir() -> Path | None:
     return None
 
 
+# How often rule files went through pySigma in this process (parsed, or their parsed form unpickled from
+# the parse cache): what a run served by the rule index must not add to
+PYSIGMA_LOADS = {"load_rules": 0, "files": 0}
+
+
 def load_rules(paths: str | Path | Iterable[str | Path] | None = None, kb=None, *, cache: bool = True,
                **filters: Any) -> RuleSet:
     """Load Sigma rules from files/folders (default: the cached SigmaHQ release) and map their ATT&CK tags.
@@ -423,6 +437,8 @@ def load_rules(paths: str | Path | Iterable[str | Path] | None = None, kb=None, 
             raise NotFoundError("no rules given and no SigmaHQ release cached: pass --rules DIR or run "
                                 "'ttpscope rules update'")
     files = rule_files(paths)
+    PYSIGMA_LOADS["load_rules"] += 1
+    PYSIGMA_LOADS["files"] += len(files)
     pcache = _ParseCache(cache)
     errors: list[tuple[str, str]] = []
     collections = []

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ttpscope.detect.compiler import COMPILER_VERSION, CompiledRule, backends, compile_rule
+from ttpscope.detect.compiled import COMPILER_VERSION, CompiledRule
 from ttpscope.detect.ir import fields_of
 from ttpscope.detect.results import Detection, event_user, observations_of
 from ttpscope.detect.rules import RuleSet, load_rules
@@ -163,6 +163,8 @@ def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, in
         if hit is not None:
             out.append(CompiledRule(i, info.id, hit.variants, hit.error, hit.note, hit.logsource))
         else:
+            from ttpscope.detect.compiler import backends, compile_rule
+
             bset = bset or backends()
             cr = compile_rule(info, i, bset)
             store[key] = cr
@@ -229,16 +231,22 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
 
         kb = load_kb("enterprise")
     t0 = time.perf_counter()
-    rs = rules if isinstance(rules, RuleSet) else load_rules(rules, kb=kb, cache=cache, **filters)
-    if isinstance(rules, RuleSet) and filters:
-        rs = rs.filter(**filters)
-    t1 = time.perf_counter()
     keys: list[str] = []
-    if compiled is None or len(compiled) != len(rs.rules):
-        compiled = compile_ruleset(rs, cache=cache, keys=keys,
-                                   progress=(lambda d, n: progress("compile", d, n)) if progress else None)
-    elif cache:
-        keys = [_rule_key(rs.rules[c.index]) for c in compiled]
+    if cache and compiled is None and not isinstance(rules, RuleSet):  # the rule index: no pySigma when warm
+        from ttpscope.detect.ruleindex import indexed_rules
+
+        rs, compiled, keys = indexed_rules(rules, kb, filters=filters,
+                                           progress=(lambda d, n: progress("compile", d, n)) if progress else None)
+    else:
+        rs = rules if isinstance(rules, RuleSet) else load_rules(rules, kb=kb, cache=cache, **filters)
+        if isinstance(rules, RuleSet) and filters:
+            rs = rs.filter(**filters)
+        if compiled is None or len(compiled) != len(rs.rules):
+            compiled = compile_ruleset(rs, cache=cache, keys=keys,
+                                       progress=(lambda d, n: progress("compile", d, n)) if progress else None)
+        elif cache:
+            keys = [_rule_key(rs.rules[c.index]) for c in compiled]
+    t1 = time.perf_counter()
     plans = plan_store(keys) if cache and engine != "spark" else None
     t2 = time.perf_counter()
     compile_errors = [(rs.rules[c.index].id, rs.rules[c.index].path, c.error) for c in compiled if c.error]
@@ -267,18 +275,21 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
         seen["sightings"] = match_files(files, indicators)[0].sightings
     t3 = time.perf_counter()
 
-    rule_fields = {c.index: sorted({f for v in c.variants.values() for f in fields_of(v) if f})
-                   for c in compiled}
+    rule_fields: dict[int, list[str]] = {}  # of the rules that fired (the fields they read, as written)
+    by_index = {c.index: c for c in compiled}
     detections: dict[tuple, Detection] = {}
     for rule, src, event in hits:
         info = rs.rules[rule]
         key = (info.id, src, event.get(REC))
         if key in detections:  # the same rule on the same event (e.g. two variants): once
             continue
+        if rule not in rule_fields:
+            c = by_index.get(rule)
+            rule_fields[rule] = sorted({f for v in c.variants.values() for f in fields_of(v) if f}) if c else []
         ev = {k: v for k, v in event.items() if not is_internal(k)}
         record, when, host = event.get(REC), event.get(TIME), event.get(HOST)
         lower = {k.lower(): k for k in ev}
-        matched = {lower[f.lower()]: ev[lower[f.lower()]] for f in rule_fields.get(rule, []) if f.lower() in lower}
+        matched = {lower[f.lower()]: ev[lower[f.lower()]] for f in rule_fields[rule] if f.lower() in lower}
         detections[key] = Detection(info.id, info.title, info.level, list(info.techniques), list(info.tactics),
                                     when, host, event_user(ev) or event.get(USER), src, record, ev, matched,
                                     logsource=event.get(LOGSOURCE), src_ip=event.get(SRC_IP),
