@@ -20,13 +20,13 @@ correlation rules): its rule set is then loaded once through ``load_rules``.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ttpscope.detect.compiled import COMPILER_VERSION, CompiledRule
 from ttpscope.detect.rules import RuleInfo, RuleSet, _resolve_filters, default_rules_dir, load_rules, rule_files
 from ttpscope.errors import NotFoundError
+from ttpscope.ingest.windows import pysigma_release
 
 INDEX_VERSION = 1  # bump when the index's layout changes
 # What this process's calls of indexed_rules found: "hits" (served from an index), "misses" (rules loaded
@@ -99,25 +99,9 @@ def _index_name(items: list, kb) -> str:
             code.update((here / rel).read_bytes())
         except OSError:
             code.update(f"missing {rel}".encode())
-    raw = "|".join([str(INDEX_VERSION), COMPILER_VERSION, code.hexdigest(), _pysigma_id(), _kb_id(kb),
+    raw = "|".join([str(INDEX_VERSION), COMPILER_VERSION, code.hexdigest(), pysigma_release(), _kb_id(kb),
                     repr([str(Path(p).expanduser()) for p in items])])
     return hashlib.sha1(raw.encode()).hexdigest()[:24]
-
-
-def _pysigma_id() -> str:
-    """pySigma and its plugins as installed (their dist-info folders name the versions), found without
-    importing pySigma (``importlib.metadata`` takes a quarter of a second to answer)."""
-    spec = importlib.util.find_spec("sigma")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    names: set[str] = set()
-    for loc in locations:  # a namespace package: pySigma and each plugin may sit in another site folder
-        site = Path(loc).parent
-        try:
-            names.update(p.name for p in site.iterdir() if p.name.lower().startswith("pysigma")
-                         and p.name.endswith((".dist-info", ".egg-info", ".egg-link")))
-        except OSError:
-            continue
-    return ",".join(sorted(names)) or "pysigma ?"
 
 
 def _kb_id(kb) -> str:

@@ -112,9 +112,8 @@ def _mapped() -> dict[str, frozenset]:
 
 
 def __getattr__(name: str) -> Any:  # SYSMON_CATEGORIES, AUDIT_CATEGORIES, MAPPED_SERVICES: from pySigma, lazily
-    mapped = _mapped()
-    if name in mapped:
-        return mapped[name]
+    if name in ("SYSMON_CATEGORIES", "AUDIT_CATEGORIES", "MAPPED_SERVICES"):
+        return _mapped()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
