@@ -461,6 +461,19 @@ def _shares(files: list[Path], sizes: dict[Path, int], n: int) -> list[list[Path
     return [sorted(share, key=order.__getitem__) for _, _, share in loads if share]
 
 
+def _preload_for_workers() -> None:
+    """Import here, before the workers fork, what each would import on its own: pyarrow's Acero (the entity
+    links group by it), pandas (pyarrow imports it on its first array of Python objects), the EVTX parser."""
+    import pyarrow as pa
+    import pyarrow.acero  # noqa: F401
+
+    pa.array([0])
+    try:
+        import evtx  # noqa: F401
+    except ImportError:  # the EVTX reader reports it per file
+        pass
+
+
 def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options: dict, workers: int,
                    progress=None, declared: LogSource | None = None, formats: dict | None = None,
                    plans: Path | None = None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
@@ -470,6 +483,8 @@ def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options:
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     options = {"threads": max(1, (os.cpu_count() or 1) // workers), **options}
     shares = _shares(files, sizes, workers)
+    if ctx.get_start_method() == "fork":  # what every worker would import (~0.5 s): once here, inherited
+        _preload_for_workers()
     with tempfile.TemporaryDirectory(prefix="ttpscope-workers-") as tmp:
         args = [(share, {"temp_directory": os.path.join(tmp, str(i)), **options}, declared,
                  {f: (formats or {})[f] for f in share if f in (formats or {})}, plans)
