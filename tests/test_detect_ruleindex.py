@@ -3,6 +3,7 @@ path give, without going through pySigma; a changed, added or removed rule file 
 
 from __future__ import annotations
 
+import gc
 import shutil
 
 import pytest
@@ -90,7 +91,9 @@ def test_a_warm_run_gives_the_cold_result_without_pysigma(home, rules, logs, kb)
 
 
 def test_filters_on_a_warm_run_match_the_uncached_filtered_run(home, rules, logs, kb):
+    thresholds = gc.get_threshold()
     detect(logs, rules, kb=kb, workers=1)  # writes the index
+    assert gc.get_threshold() == thresholds, "a run leaves the collector as it found it"
     hits = INDEX_STATS["hits"]
     warm = detect(logs, rules, kb=kb, workers=1, level="high+", technique=["T1003"])
     assert INDEX_STATS["hits"] == hits + 1

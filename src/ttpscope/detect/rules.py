@@ -21,7 +21,9 @@ Tag mapping (``attack.*`` namespace):
 - other namespaces (``car.``, ``cve.``, ``detection.``...) are kept in ``tags`` and not judged.
 
 Parsing 2,400 rules with pySigma takes ~10 s, so each file's parse result is cached on disk (keyed by path,
-size, mtime and the pySigma version) under the ``rules`` cache: a warm load takes about a second.
+size, mtime and the pySigma version) under the ``rules`` cache: a warm load takes about a second. A detect
+run does not even need that: :mod:`ttpscope.detect.ruleindex` keeps what it needs (these RuleInfo without
+their pySigma objects, the compiled rules) in one file per rule set.
 """
 
 from __future__ import annotations

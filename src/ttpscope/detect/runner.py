@@ -192,7 +192,9 @@ def plan_store(keys: list[str]) -> Path:
 
 # ---------------------------------------------------------------------------------------------- run
 _GC_LOCK = threading.Lock()
-_GC_RUNS: list = [0, None]  # runs under way in this process, the collector's thresholds before the first
+# runs under way in this process; the collector's thresholds before the first; whether objects were frozen
+# then by someone else (a server before it forks): those are left frozen at the end
+_GC_RUNS: list = [0, None, False]
 
 
 def _collector_tuned(run: Callable) -> Callable:
@@ -205,7 +207,7 @@ def _collector_tuned(run: Callable) -> Callable:
     def tuned(*args, **kwargs):
         with _GC_LOCK:
             if _GC_RUNS[0] == 0:
-                _GC_RUNS[1] = gc.get_threshold()
+                _GC_RUNS[1], _GC_RUNS[2] = gc.get_threshold(), gc.get_freeze_count() > 0
                 gc.set_threshold(max(_GC_RUNS[1][0], 50_000), *_GC_RUNS[1][1:])
             _GC_RUNS[0] += 1
             gc.freeze()
@@ -216,7 +218,8 @@ def _collector_tuned(run: Callable) -> Callable:
                 _GC_RUNS[0] -= 1
                 if _GC_RUNS[0] == 0:
                     gc.set_threshold(*_GC_RUNS[1])
-                    gc.unfreeze()
+                    if not _GC_RUNS[2]:
+                        gc.unfreeze()
     return tuned
 
 
