@@ -133,17 +133,15 @@ def variants_for(logsource: dict[str, str | None]) -> tuple[list[str], str | Non
     category or service has a Windows event log also gets the channel variants (:data:`CHANNEL_VARIANTS`)."""
     product, category, service = logsource.get("product"), logsource.get("category"), logsource.get("service")
     mapped = _mapped()
-    SYSMON_CATEGORIES, AUDIT_CATEGORIES = mapped["SYSMON_CATEGORIES"], mapped["AUDIT_CATEGORIES"]
-    MAPPED_SERVICES = mapped["MAPPED_SERVICES"]
     if category == "antivirus" and product in (None, "windows") and not service:
         return ["antivirus", "plain"], None
     if product != "windows":
         return ["plain"], None
     if category:
         out = []
-        if category in SYSMON_CATEGORIES:
+        if category in mapped["SYSMON_CATEGORIES"]:
             out.append("sysmon")
-        if category in AUDIT_CATEGORIES:
+        if category in mapped["AUDIT_CATEGORIES"]:
             out.append("security")
         if category in WINDOWS_CATEGORIES:
             out.append("windows")
@@ -151,7 +149,7 @@ def variants_for(logsource: dict[str, str | None]) -> tuple[list[str], str | Non
             return out + ["plain"], None
         return ["plain"], (f"log source category '{category}' has no Windows event log mapping: the rule runs "
                            "only on sources declared or recognised as that category")
-    if service and service not in MAPPED_SERVICES:
+    if service and service not in mapped["MAPPED_SERVICES"]:
         return ["plain"], (f"log source service '{service}' has no Windows channel mapping: the rule runs only "
                            "on sources declared or recognised as that service")
     return ["windows", "plain"], None
