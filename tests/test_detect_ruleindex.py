@@ -92,13 +92,17 @@ def test_a_warm_run_gives_the_cold_result_without_pysigma(home, rules, logs, kb)
 
 def test_filters_on_a_warm_run_match_the_uncached_filtered_run(home, rules, logs, kb):
     thresholds = gc.get_threshold()
+    misses = INDEX_STATS["misses"]
+    cold = detect(logs, rules, kb=kb, workers=1, level="high+", technique=["T1003"])  # no index yet: none written
+    assert INDEX_STATS["misses"] == misses + 1
+    assert not list((home / "cache" / "rules" / "index").glob("index-*.pickle"))
     detect(logs, rules, kb=kb, workers=1)  # writes the index
     assert gc.get_threshold() == thresholds, "a run leaves the collector as it found it"
     hits = INDEX_STATS["hits"]
     warm = detect(logs, rules, kb=kb, workers=1, level="high+", technique=["T1003"])
     assert INDEX_STATS["hits"] == hits + 1
     uncached = detect(logs, rules, kb=kb, workers=1, cache=False, level="high+", technique=["T1003"])
-    assert outcome(warm) == outcome(uncached)
+    assert outcome(warm) == outcome(uncached) == outcome(cold)
     assert warm.rules.filtered_out == uncached.rules.filtered_out > 0
     assert [c.index for c in warm.compiled] == list(range(len(warm.rules.rules)))
 

@@ -11,7 +11,8 @@ from it (:func:`~ttpscope.detect.planner.variant_shape`), and every rule's compi
 store is named by). It holds while each rule file keeps its path, size and mtime; any change (a file edited,
 added or removed) falls back to ``load_rules`` and ``compile_ruleset``, whose per-file parse cache and
 per-rule compile cache redo only what changed, and the index is written anew. Filters are applied after,
-to what either path gives, as ``load_rules`` applies them.
+to what either path gives, as ``load_rules`` applies them (a filtered run without a current index takes
+the path it took before the index, compiling only its own rules, and writes none).
 
 A RuleInfo read from the index gets its pySigma rule on first access of ``.rule`` (converting, validating,
 correlation rules): its rule set is then loaded once through ``load_rules``.
@@ -58,13 +59,20 @@ def indexed_rules(paths: str | Path | Iterable[str | Path] | None, kb, *, filter
         stamp.append((str(f), st.st_size, st.st_mtime_ns))
     file = cache_dir("rules") / "index" / f"index-{_index_name(items, kb)}.pickle"
     entry = load_cache(file, _is_entry, "rule index")
+    from ttpscope.detect.runner import compile_ruleset
+
     if entry is not None and entry["stamp"] == stamp:
         INDEX_STATS["hits"] += 1
         full, compiled, keys = _from_entry(entry, items, kb)
+    elif any(v is not None for v in _resolve_filters(filters or {}, kb).values()):
+        # a filtered run without a current index compiles only its own rules, as before the index (a cold
+        # 'high+' run need not compile every rule); the next unfiltered run writes the index
+        INDEX_STATS["misses"] += 1
+        rs = load_rules(items, kb=kb, cache=True, **(filters or {}))
+        keys = []
+        return rs, compile_ruleset(rs, cache=True, keys=keys, progress=progress), keys
     else:
         INDEX_STATS["misses"] += 1
-        from ttpscope.detect.runner import compile_ruleset
-
         full = load_rules(items, kb=kb, cache=True)
         keys: list[str] = []
         compiled = compile_ruleset(full, cache=True, keys=keys, progress=progress)
