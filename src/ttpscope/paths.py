@@ -14,6 +14,7 @@ renames it into place atomically, so processes writing the same cache at once ne
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -64,11 +65,16 @@ def load_cache(path: str | Path, check: Check, what: str) -> Any | None:
     except OSError as exc:
         log.warning("%s %s cannot be read (%s): rebuilding it", what, path, exc.strerror or exc)
         return None
+    collecting = gc.isenabled()
+    gc.disable()  # unpickling makes many objects and no garbage: collecting meanwhile doubles its time
     try:
         value = pickle.loads(raw)
     except Exception as exc:  # random bytes, truncation, another protocol, classes that moved: all rebuilt
         log.warning("%s %s is unreadable (%s): rebuilding it", what, path, _one_line(exc))
         return None
+    finally:
+        if collecting:
+            gc.enable()
     if not _accepts(check, value):
         log.warning("%s %s holds a %s, not what this version writes: rebuilding it", what, path,
                     type(value).__name__)

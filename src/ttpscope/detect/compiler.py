@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from sigma.conditions import ConditionAND, ConditionNOT, ConditionOR
@@ -25,10 +24,10 @@ from sigma.types import (
     SpecialChars,
 )
 
+from ttpscope.detect.compiled import COMPILER_VERSION, CompiledRule  # noqa: F401 (re-exported)
 from ttpscope.detect.ir import ANY, ONE, TRUE, Pred, _Wild, fold_case, make_and, make_not, make_or
 from ttpscope.detect.variants import variant_pipelines, variants_for
 
-COMPILER_VERSION = "6"  # bump when the IR or its semantics change: compiled-rule caches key on it
 
 
 # ---------------------------------------------------------------------------------------------- backend
@@ -184,18 +183,6 @@ for _name in [n for n in getattr(Backend, "__abstractmethods__", ()) if n.starts
     setattr(IRBackend, _name, _no_correlation_query)
 IRBackend.__abstractmethods__ = frozenset()
 
-
-
-@dataclass
-class CompiledRule:
-    """One rule compiled: per variant, its IR condition. ``error`` says why a rule could not compile."""
-
-    index: int  # position in the RuleSet
-    rule_id: str
-    variants: dict[str, Any] = field(default_factory=dict)  # variant name → IR
-    error: str | None = None
-    note: str | None = None
-    logsource: dict = field(default_factory=dict)  # the rule's {product, category, service}
 
 
 def backends() -> dict[str, IRBackend]:

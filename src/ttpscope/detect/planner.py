@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import pyarrow.compute as pc
 
-from ttpscope.detect.compiler import CompiledRule
+from ttpscope.detect.compiled import CompiledRule
 from ttpscope.detect.ir import (CLASS_FIELDS, FALSE, Pred, RegexBudgetExceeded, class_constraints, fields_of, fold,
                                 fold_case, make_or, walk)
 from ttpscope.detect.variants import CHANNEL_VARIANTS, runs_on
@@ -30,6 +30,13 @@ from ttpscope.ingest.logsource import UNKNOWN
 
 PLANNER_VERSION = 1  # part of the plan store's name: plans of another planner are never read
 MAX_STORED_PLANS = 20_000
+
+
+def variant_shape(condition) -> tuple[dict[str, set[str]], frozenset]:
+    """What planning reads of a variant's IR besides the IR: its class constraints and the lower-cased
+    fields it reads (the rule index keeps them with the compiled rules: deriving them for the SigmaHQ set
+    costs about a second per engine)."""
+    return class_constraints(condition) or {}, frozenset(f.lower() for f in fields_of(condition) if f)
 
 
 @dataclass
@@ -66,9 +73,10 @@ class Planner:
         self.variants_by_eid: dict[str | None, list[_Variant]] = {}
         for cr in compiled:
             channel_variants = any(name in CHANNEL_VARIANTS for name in cr.variants)
+            shapes = cr.shapes or {}
             for name, cond in cr.variants.items():
-                v = _Variant(cr.index, cond, class_constraints(cond) or {}, name, cr.logsource, channel_variants,
-                             frozenset(f.lower() for f in fields_of(cond) if f))
+                constraints, fields = shapes.get(name) or variant_shape(cond)
+                v = _Variant(cr.index, cond, constraints, name, cr.logsource, channel_variants, fields)
                 for eid in v.constraints.get("EventID", {None}):
                     self.variants_by_eid.setdefault(eid, []).append(v)
         self.keys: dict[tuple, tuple] = {}  # lower-cased class key → the key as seen

@@ -21,7 +21,9 @@ Tag mapping (``attack.*`` namespace):
 - other namespaces (``car.``, ``cve.``, ``detection.``...) are kept in ``tags`` and not judged.
 
 Parsing 2,400 rules with pySigma takes ~10 s, so each file's parse result is cached on disk (keyed by path,
-size, mtime and the pySigma version) under the ``rules`` cache: a warm load takes about a second.
+size, mtime and the pySigma version) under the ``rules`` cache: a warm load takes about a second. A detect
+run does not even need that: :mod:`ttpscope.detect.ruleindex` keeps what it needs (these RuleInfo without
+their pySigma objects, the compiled rules) in one file per rule set.
 """
 
 from __future__ import annotations
@@ -74,6 +76,15 @@ class RuleInfo:
     references: list[str] = field(default_factory=list)
     falsepositives: list[str] = field(default_factory=list)
     author: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        # a RuleInfo read from the rule index (ttpscope.detect.ruleindex) carries no pySigma rule: the
+        # first look at ``rule`` loads its rule set through pySigma
+        deferred = self.__dict__.get("_deferred") if name == "rule" else None
+        if deferred is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        deferred.load()
+        return self.__dict__["rule"]
 
     def fresh_rule(self) -> Any:
         """A deep copy of the pySigma rule, safe to hand to a processing pipeline or backend."""
@@ -399,6 +410,11 @@ def default_rules_dir() -> Path | None:
     return None
 
 
+# How often rule files went through pySigma in this process (parsed, or their parsed form unpickled from
+# the parse cache): what a run served by the rule index must not add to
+PYSIGMA_LOADS = {"load_rules": 0, "files": 0}
+
+
 def load_rules(paths: str | Path | Iterable[str | Path] | None = None, kb=None, *, cache: bool = True,
                **filters: Any) -> RuleSet:
     """Load Sigma rules from files/folders (default: the cached SigmaHQ release) and map their ATT&CK tags.
@@ -423,6 +439,8 @@ def load_rules(paths: str | Path | Iterable[str | Path] | None = None, kb=None, 
             raise NotFoundError("no rules given and no SigmaHQ release cached: pass --rules DIR or run "
                                 "'ttpscope rules update'")
     files = rule_files(paths)
+    PYSIGMA_LOADS["load_rules"] += 1
+    PYSIGMA_LOADS["files"] += len(files)
     pcache = _ParseCache(cache)
     errors: list[tuple[str, str]] = []
     collections = []

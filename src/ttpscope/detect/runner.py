@@ -10,17 +10,20 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import hashlib
 import itertools
 import multiprocessing
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ttpscope.detect.compiler import COMPILER_VERSION, CompiledRule, backends, compile_rule
+from ttpscope.detect.compiled import COMPILER_VERSION, CompiledRule
 from ttpscope.detect.ir import fields_of
 from ttpscope.detect.results import Detection, event_user, observations_of
 from ttpscope.detect.rules import RuleSet, load_rules
@@ -165,6 +168,8 @@ def compile_ruleset(rs: RuleSet, cache: bool = True, progress: Callable[[int, in
         if hit is not None:
             out.append(CompiledRule(i, info.id, hit.variants, hit.error, hit.note, hit.logsource))
         else:
+            from ttpscope.detect.compiler import backends, compile_rule
+
             bset = bset or backends()
             cr = compile_rule(info, i, bset)
             store[key] = cr
@@ -188,6 +193,39 @@ def plan_store(keys: list[str]) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- run
+_GC_LOCK = threading.Lock()
+# runs under way in this process; the collector's thresholds before the first; whether objects were frozen
+# then by someone else (a server before it forks): those are left frozen at the end
+_GC_RUNS: list = [0, None, False]
+
+
+def _collector_tuned(run: Callable) -> Callable:
+    """A run makes hundreds of thousands of objects that live until its end (events, rows, hits) beside the
+    long-lived KB and rules: at the collector's default thresholds a sixth of a warm run went to scanning
+    them again and again. While runs are under way, what exists when one starts (the KB) and its rules once
+    loaded are frozen (never scanned; the workers fork with them so), and young collections run less often;
+    the last run to end restores both."""
+    @functools.wraps(run)
+    def tuned(*args, **kwargs):
+        with _GC_LOCK:
+            if _GC_RUNS[0] == 0:
+                _GC_RUNS[1], _GC_RUNS[2] = gc.get_threshold(), gc.get_freeze_count() > 0
+                gc.set_threshold(max(_GC_RUNS[1][0], 50_000), *_GC_RUNS[1][1:])
+            _GC_RUNS[0] += 1
+            gc.freeze()
+        try:
+            return run(*args, **kwargs)
+        finally:
+            with _GC_LOCK:
+                _GC_RUNS[0] -= 1
+                if _GC_RUNS[0] == 0:
+                    gc.set_threshold(*_GC_RUNS[1])
+                    if not _GC_RUNS[2]:
+                        gc.unfreeze()
+    return tuned
+
+
+@_collector_tuned
 def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path | Iterable | None = None, *,
            kb=None, engine: str = "duckdb", progress: Callable[[str, int, int], None] | None = None,
            engine_options: dict[str, Any] | None = None, cache: bool = True,
@@ -231,16 +269,24 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
 
         kb = load_kb("enterprise")
     t0 = time.perf_counter()
-    rs = rules if isinstance(rules, RuleSet) else load_rules(rules, kb=kb, cache=cache, **filters)
-    if isinstance(rules, RuleSet) and filters:
-        rs = rs.filter(**filters)
-    t1 = time.perf_counter()
     keys: list[str] = []
-    if compiled is None or len(compiled) != len(rs.rules):
-        compiled = compile_ruleset(rs, cache=cache, keys=keys,
-                                   progress=(lambda d, n: progress("compile", d, n)) if progress else None)
-    elif cache:
-        keys = [_rule_key(rs.rules[c.index]) for c in compiled]
+    if cache and compiled is None and not isinstance(rules, RuleSet):  # the rule index: no pySigma when warm
+        from ttpscope.detect.ruleindex import indexed_rules
+
+        rs, compiled, keys = indexed_rules(rules, kb, filters=filters,
+                                           progress=(lambda d, n: progress("compile", d, n)) if progress else None)
+    else:
+        rs = rules if isinstance(rules, RuleSet) else load_rules(rules, kb=kb, cache=cache, **filters)
+        if isinstance(rules, RuleSet) and filters:
+            rs = rs.filter(**filters)
+        if compiled is None or len(compiled) != len(rs.rules):
+            compiled = compile_ruleset(rs, cache=cache, keys=keys,
+                                       progress=(lambda d, n: progress("compile", d, n)) if progress else None)
+        elif cache:
+            keys = [_rule_key(rs.rules[c.index]) for c in compiled]
+    if _GC_RUNS[0]:
+        gc.freeze()  # the rules and their compiled form live as long as the run
+    t1 = time.perf_counter()
     plans = plan_store(keys) if cache and engine != "spark" else None
     t2 = time.perf_counter()
     compile_errors = [(rs.rules[c.index].id, rs.rules[c.index].path, c.error) for c in compiled if c.error]
@@ -269,18 +315,21 @@ def detect(logs: str | Path | Iterable[str | Path], rules: RuleSet | str | Path 
         seen["sightings"] = match_files(files, indicators)[0].sightings
     t3 = time.perf_counter()
 
-    rule_fields = {c.index: sorted({f for v in c.variants.values() for f in fields_of(v) if f})
-                   for c in compiled}
+    rule_fields: dict[int, list[str]] = {}  # of the rules that fired (the fields they read, as written)
+    by_index = {c.index: c for c in compiled}
     detections: dict[tuple, Detection] = {}
     for rule, src, event in hits:
         info = rs.rules[rule]
         key = (info.id, src, event.get(REC))
         if key in detections:  # the same rule on the same event (e.g. two variants): once
             continue
+        if rule not in rule_fields:
+            c = by_index.get(rule)
+            rule_fields[rule] = sorted({f for v in c.variants.values() for f in fields_of(v) if f}) if c else []
         ev = {k: v for k, v in event.items() if not is_internal(k)}
         record, when, host = event.get(REC), event.get(TIME), event.get(HOST)
         lower = {k.lower(): k for k in ev}
-        matched = {lower[f.lower()]: ev[lower[f.lower()]] for f in rule_fields.get(rule, []) if f.lower() in lower}
+        matched = {lower[f.lower()]: ev[lower[f.lower()]] for f in rule_fields[rule] if f.lower() in lower}
         detections[key] = Detection(info.id, info.title, info.level, list(info.techniques), list(info.tactics),
                                     when, host, event_user(ev) or event.get(USER), src, record, ev, matched,
                                     logsource=event.get(LOGSOURCE), src_ip=event.get(SRC_IP),
@@ -440,6 +489,19 @@ def _shares(files: list[Path], sizes: dict[Path, int], n: int) -> list[list[Path
     return [sorted(share, key=order.__getitem__) for _, _, share in loads if share]
 
 
+def _preload_for_workers() -> None:
+    """Import here, before the workers fork, what each would import on its own: pyarrow's Acero (the entity
+    links group by it), pandas (pyarrow imports it on its first array of Python objects), the EVTX parser."""
+    import pyarrow as pa
+    import pyarrow.acero  # noqa: F401
+
+    pa.array([0])
+    try:
+        import evtx  # noqa: F401
+    except ImportError:  # the EVTX reader reports it per file
+        pass
+
+
 def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options: dict, workers: int,
                    progress=None, declared: LogSource | None = None, formats: dict | None = None,
                    plans: Path | None = None) -> tuple[list[Hit], list[IngestStats], list[tuple[int, str]], dict]:
@@ -449,6 +511,8 @@ def _scan_parallel(files: list[Path], sizes: dict[Path, int], compiled, options:
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     options = {"threads": max(1, (os.cpu_count() or 1) // workers), **options}
     shares = _shares(files, sizes, workers)
+    if ctx.get_start_method() == "fork":  # what every worker would import (~0.5 s): once here, inherited
+        _preload_for_workers()
     with tempfile.TemporaryDirectory(prefix="ttpscope-workers-") as tmp:
         args = [(share, {"temp_directory": os.path.join(tmp, str(i)), **options}, declared,
                  {f: (formats or {})[f] for f in share if f in (formats or {})}, plans)

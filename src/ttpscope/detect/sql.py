@@ -14,9 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from sigma.exceptions import SigmaError
-
 from ttpscope.detect.ir import ANY, ONE, And, Const, Not, Or, Pred
+
+
+def _sigma_error(message: str) -> Exception:
+    """pySigma's SigmaError (what callers catch), imported only when a rule cannot be rendered: a run
+    whose rules come from the rule index does not load pySigma."""
+    from sigma.exceptions import SigmaError
+
+    return SigmaError(message)
+
 
 KEYWORD = "\x00kw"  # stands for "any field" (keyword searches) in the column maps of the engine
 
@@ -132,11 +139,12 @@ def regex_literal(pattern: str, flags: str) -> str:
 
 
 _RE_META = set("\\.+*?()|[]{}^$")
+_RE_ESCAPES = str.maketrans({ch: "\\" + ch for ch in _RE_META})
 
 
 def regex_escape(text: str) -> str:
     """Escape a literal for RE2 and Java regexes (only punctuation with a meaning is escaped)."""
-    return "".join("\\" + ch if ch in _RE_META else ch for ch in text)
+    return text.translate(_RE_ESCAPES)
 
 
 # An OR of substring/prefix/suffix/equality tests on one lowered column becomes one regular expression
@@ -162,7 +170,7 @@ def keyword_regex(p: Pred) -> str:
             parts.pop()
         body = "".join(".*" if x is ANY else "." if x is ONE else regex_escape(x) for x in parts)
     else:
-        raise SigmaError(f"unsupported keyword search {p.op}")
+        raise _sigma_error(f"unsupported keyword search {p.op}")
     return body if p.cased else f"(?is){body}" if p.op == "like" else f"(?i){body}"
 
 
@@ -243,7 +251,7 @@ def _render_pred(p: Pred, cols: ColumnMap, d: Dialect) -> str:
         col = cols.orig[key]
         if cols.re2_ok is not None and not cols.re2_ok(regex_literal(pattern, flags)):
             if cols.python_regex is None:
-                raise SigmaError(f"regular expression not supported by the engine: {pattern}")
+                raise _sigma_error(f"regular expression not supported by the engine: {pattern}")
             return cols.python_regex(col, pattern, flags)
         return d.regex(col, d.string(regex_literal(pattern, flags)))
     col = cols.orig[key] if p.cased else cols.lower[key]
@@ -259,4 +267,4 @@ def _render_pred(p: Pred, cols: ColumnMap, d: Dialect) -> str:
         return d.endswith(col, d.string(p.value))
     if op == "like":
         return f"({col} LIKE {d.string(like_pattern(p.value))}{d.like_escape})"
-    raise SigmaError(f"unsupported predicate {op}")
+    raise _sigma_error(f"unsupported predicate {op}")

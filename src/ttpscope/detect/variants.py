@@ -13,21 +13,25 @@ No variant runs on every event, and a class of unknown log source runs no rule.
 
 from __future__ import annotations
 
-from sigma.pipelines.common import windows_logsource_mapping
-from sigma.pipelines.sysmon.sysmon import sysmon_generic_logsource_eventid_mapping
-from sigma.pipelines.windows import windows_audit_pipeline, windows_logsource_pipeline
-from sigma.pipelines.windows.windows import generic_logsource_to_windows_audit_event_mapping
-from sigma.processing.conditions import LogsourceCondition
-from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
-from sigma.processing.transformations import AddConditionTransformation, FieldMappingTransformation
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from ttpscope.ingest.logsource import LogSource
 from ttpscope.ingest.windows import ANTIVIRUS_EVENT_IDS, ANTIVIRUS_FIELDS, DEFENDER_CHANNEL, EXTRA_SERVICE_CHANNELS
 
+if TYPE_CHECKING:
+    from sigma.processing.pipeline import ProcessingPipeline
+
+# pySigma is imported by the functions that build pipelines and variant lists (compiling), not at import:
+# the planner needs only :func:`runs_on`, and a run whose rules come from the rule index never compiles.
 # Services missing from pySigma's Windows channel table: EXTRA_SERVICE_CHANNELS (shared with ingest)
 
 
 def _extra_services_pipeline() -> ProcessingPipeline:
+    from sigma.processing.conditions import LogsourceCondition
+    from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+    from sigma.processing.transformations import AddConditionTransformation
+
     return ProcessingPipeline(
         name="ttpscope: channels of services pySigma does not map",
         priority=10,
@@ -61,6 +65,10 @@ def _defined_function(module_name: str, name: str):
 def _antivirus_pipeline() -> ProcessingPipeline:
     """SigmaHQ's product-less `category: antivirus` rules on Microsoft Defender's detection events, with
     the generic fields renamed to Defender's (``Signature`` → ``ThreatName``, ``Filename`` → ``Path``)."""
+    from sigma.processing.conditions import LogsourceCondition
+    from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+    from sigma.processing.transformations import AddConditionTransformation, FieldMappingTransformation
+
     def antivirus():  # a condition object belongs to one processing item
         return [LogsourceCondition(category="antivirus")]
 
@@ -71,13 +79,19 @@ def _antivirus_pipeline() -> ProcessingPipeline:
             {"Channel": DEFENDER_CHANNEL, "EventID": list(ANTIVIRUS_EVENT_IDS)}), rule_conditions=antivirus())])
 
 
-_SYSMON_PIPELINE = _defined_function("sigma.pipelines.sysmon.sysmon", "sysmon_pipeline")
+@cache
+def _sysmon_pipeline():
+    """pySigma's Sysmon pipeline function, taken once (see :func:`_defined_function`)."""
+    return _defined_function("sigma.pipelines.sysmon.sysmon", "sysmon_pipeline")
 
 
 def variant_pipelines() -> dict[str, ProcessingPipeline]:
     """The processing pipelines, by variant name (built fresh: pipelines keep state while applied)."""
+    from sigma.processing.pipeline import ProcessingPipeline
+    from sigma.pipelines.windows import windows_audit_pipeline, windows_logsource_pipeline
+
     return {
-        "sysmon": _SYSMON_PIPELINE() + windows_logsource_pipeline(),
+        "sysmon": _sysmon_pipeline()() + windows_logsource_pipeline(),
         "security": windows_audit_pipeline() + windows_logsource_pipeline(),
         "windows": windows_logsource_pipeline() + _extra_services_pipeline(),
         "antivirus": _antivirus_pipeline(),
@@ -85,9 +99,24 @@ def variant_pipelines() -> dict[str, ProcessingPipeline]:
     }
 
 
-SYSMON_CATEGORIES = frozenset(sysmon_generic_logsource_eventid_mapping)
-AUDIT_CATEGORIES = frozenset(generic_logsource_to_windows_audit_event_mapping)
-MAPPED_SERVICES = frozenset(windows_logsource_mapping) | frozenset(EXTRA_SERVICE_CHANNELS)
+@cache
+def _mapped() -> dict[str, frozenset]:
+    """The Sysmon and Windows-audit categories and the Windows services pySigma's pipelines map."""
+    from sigma.pipelines.common import windows_logsource_mapping
+    from sigma.pipelines.sysmon.sysmon import sysmon_generic_logsource_eventid_mapping
+    from sigma.pipelines.windows.windows import generic_logsource_to_windows_audit_event_mapping
+
+    return {"SYSMON_CATEGORIES": frozenset(sysmon_generic_logsource_eventid_mapping),
+            "AUDIT_CATEGORIES": frozenset(generic_logsource_to_windows_audit_event_mapping),
+            "MAPPED_SERVICES": frozenset(windows_logsource_mapping) | frozenset(EXTRA_SERVICE_CHANNELS)}
+
+
+def __getattr__(name: str) -> Any:  # SYSMON_CATEGORIES, AUDIT_CATEGORIES, MAPPED_SERVICES: from pySigma, lazily
+    if name in ("SYSMON_CATEGORIES", "AUDIT_CATEGORIES", "MAPPED_SERVICES"):
+        return _mapped()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 WINDOWS_CATEGORIES = frozenset({"ps_module", "ps_script", "ps_classic_start", "ps_classic_provider_start",
                                 "ps_classic_script"})
 # variants whose pipelines add the Windows channel / EventID conditions: they run on Windows event log
@@ -103,15 +132,16 @@ def variants_for(logsource: dict[str, str | None]) -> tuple[list[str], str | Non
     CloudTrail rules on CloudTrail, Defender XDR tables for Windows process rules. A Windows rule whose
     category or service has a Windows event log also gets the channel variants (:data:`CHANNEL_VARIANTS`)."""
     product, category, service = logsource.get("product"), logsource.get("category"), logsource.get("service")
+    mapped = _mapped()
     if category == "antivirus" and product in (None, "windows") and not service:
         return ["antivirus", "plain"], None
     if product != "windows":
         return ["plain"], None
     if category:
         out = []
-        if category in SYSMON_CATEGORIES:
+        if category in mapped["SYSMON_CATEGORIES"]:
             out.append("sysmon")
-        if category in AUDIT_CATEGORIES:
+        if category in mapped["AUDIT_CATEGORIES"]:
             out.append("security")
         if category in WINDOWS_CATEGORIES:
             out.append("windows")
@@ -119,7 +149,7 @@ def variants_for(logsource: dict[str, str | None]) -> tuple[list[str], str | Non
             return out + ["plain"], None
         return ["plain"], (f"log source category '{category}' has no Windows event log mapping: the rule runs "
                            "only on sources declared or recognised as that category")
-    if service and service not in MAPPED_SERVICES:
+    if service and service not in mapped["MAPPED_SERVICES"]:
         return ["plain"], (f"log source service '{service}' has no Windows channel mapping: the rule runs only "
                            "on sources declared or recognised as that service")
     return ["windows", "plain"], None

@@ -12,14 +12,57 @@ Microsoft XDR field mappings (``FolderPath`` → ``Image``, ``ProcessCommandLine
 
 from __future__ import annotations
 
-from typing import Mapping
-
-from sigma.pipelines.common import windows_logsource_mapping
-from sigma.pipelines.microsoftxdr.mappings import CATEGORY_TO_TABLE_MAPPINGS, MICROSOFT_XDR_FIELD_MAPPINGS
-from sigma.pipelines.sysmon.sysmon import sysmon_generic_logsource_eventid_mapping
-from sigma.pipelines.windows.windows import generic_logsource_to_windows_audit_event_mapping
+import hashlib
+import importlib.util
+from pathlib import Path
+from typing import Any, Mapping
 
 from ttpscope.ingest.logsource import Family, LogSource, register
+
+
+def pysigma_release() -> str:
+    """pySigma and its plugins as installed (their dist-info folders name the versions), found without
+    importing pySigma (``importlib.metadata`` takes a quarter of a second to answer)."""
+    spec = importlib.util.find_spec("sigma")
+    names: set[str] = set()
+    for loc in list(spec.submodule_search_locations or []) if spec is not None else []:
+        try:  # a namespace package: pySigma and each plugin may sit in another site folder
+            names.update(p.name for p in Path(loc).parent.iterdir() if p.name.lower().startswith("pysigma")
+                         and p.name.endswith((".dist-info", ".egg-info", ".egg-link")))
+        except OSError:
+            continue
+    return ",".join(sorted(names)) or "pysigma ?"
+
+
+def _pysigma_tables() -> dict[str, Any]:
+    """pySigma's Windows tables (channels by service, Sysmon and audit event ids by category, Defender XDR
+    tables and field names) as plain data, kept in the rules cache per pySigma release: importing pySigma's
+    pipelines for them costs half a second a run."""
+    from ttpscope.paths import cache_dir, load_cache, save_cache
+
+    file = None
+    try:
+        file = cache_dir("rules") / f"pysigma-tables-{hashlib.sha1(pysigma_release().encode()).hexdigest()[:16]}.pickle"
+        tables = load_cache(file, dict, "pySigma table cache")
+    except OSError:  # no writable home: read pySigma each time
+        tables = None
+    names = ("services", "xdr_tables", "xdr_fields", "sysmon", "audit")
+    if tables is not None and set(tables) == set(names):
+        return tables
+    from sigma.pipelines.common import windows_logsource_mapping
+    from sigma.pipelines.microsoftxdr.mappings import CATEGORY_TO_TABLE_MAPPINGS, MICROSOFT_XDR_FIELD_MAPPINGS
+    from sigma.pipelines.sysmon.sysmon import sysmon_generic_logsource_eventid_mapping
+    from sigma.pipelines.windows.windows import generic_logsource_to_windows_audit_event_mapping
+
+    tables = dict(zip(names, (windows_logsource_mapping, CATEGORY_TO_TABLE_MAPPINGS,
+                              MICROSOFT_XDR_FIELD_MAPPINGS.table_mappings, sysmon_generic_logsource_eventid_mapping,
+                              generic_logsource_to_windows_audit_event_mapping)))
+    if file is not None:
+        save_cache(file, tables, "pySigma table cache")
+    return tables
+
+
+_TABLES = _pysigma_tables()
 
 # Channels pySigma's table lacks (the detection compiler maps the same services)
 EXTRA_SERVICE_CHANNELS = {
@@ -31,7 +74,7 @@ EXTRA_SERVICE_CHANNELS = {
 
 def _service_of_channel() -> dict[str, str]:
     out: dict[str, str] = {}
-    for service, channels in {**windows_logsource_mapping, **EXTRA_SERVICE_CHANNELS}.items():
+    for service, channels in {**_TABLES["services"], **EXTRA_SERVICE_CHANNELS}.items():
         for channel in [channels] if isinstance(channels, str) else channels:
             out.setdefault(channel.lower(), service)
     return out
@@ -55,8 +98,8 @@ DEFENDER_CHANNEL = "Microsoft-Windows-Windows Defender/Operational"
 ANTIVIRUS_EVENT_IDS = (1006, 1007, 1008, 1015, 1116, 1117, 1118, 1119)
 ANTIVIRUS_FIELDS = {"Signature": "ThreatName", "Filename": "Path"}
 CATEGORY_OF_EID = {
-    "sysmon": _categories_by_eid(sysmon_generic_logsource_eventid_mapping),
-    "security": _categories_by_eid(generic_logsource_to_windows_audit_event_mapping, lambda v: v["EventID"]),
+    "sysmon": _categories_by_eid(_TABLES["sysmon"]),
+    "security": _categories_by_eid(_TABLES["audit"], lambda v: v["EventID"]),
     "powershell": {"4103": "ps_module", "4104": "ps_script"},
     "windefend": {str(eid): "antivirus" for eid in ANTIVIRUS_EVENT_IDS},
     "powershell-classic": {"400": "ps_classic_start", "600": "ps_classic_provider_start",
@@ -109,7 +152,7 @@ def _log_analytics_event(fields: Mapping[str, str]) -> LogSource | None:
 
 
 # ---------------------------------------------------------------------------------------------- Defender XDR
-XDR_CATEGORY = {table: category for category, table in reversed(CATEGORY_TO_TABLE_MAPPINGS.items())}
+XDR_CATEGORY = {table: category for category, table in reversed(_TABLES["xdr_tables"].items())}
 XDR_CATEGORY.update({"DeviceEvents": None, "DeviceLogonEvents": None})
 # columns that tell the tables apart (in exports the table name is often not a column)
 XDR_SIGNATURES = (
@@ -155,7 +198,7 @@ def _xdr_renames() -> dict[str, str]:
     out: dict[str, str] = {}
     for table in ("DeviceProcessEvents", "DeviceImageLoadEvents", "DeviceFileEvents", "DeviceNetworkEvents",
                   "DeviceRegistryEvents"):
-        for sigma_name, xdr_name in MICROSOFT_XDR_FIELD_MAPPINGS.table_mappings.get(table, {}).items():
+        for sigma_name, xdr_name in _TABLES["xdr_fields"].get(table, {}).items():
             for column in [xdr_name] if isinstance(xdr_name, str) else xdr_name:
                 if column != sigma_name:
                     out.setdefault(column, sigma_name)

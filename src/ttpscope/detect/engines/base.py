@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from ttpscope.detect.compiler import CompiledRule
+from ttpscope.detect.compiled import CompiledRule
 from ttpscope.detect.planner import Plan, Planner
 from ttpscope.ingest.base import EventBatch
 

@@ -29,7 +29,7 @@ from typing import Iterable
 import duckdb
 import pyarrow as pa
 
-from ttpscope.detect.compiler import CompiledRule
+from ttpscope.detect.compiled import CompiledRule
 from ttpscope.detect.engines.arrow import evaluate_table
 from ttpscope.detect.engines.base import ClassQueue
 from ttpscope.detect.ir import RegexBudget, python_regex, regex_search

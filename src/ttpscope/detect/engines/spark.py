@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ttpscope.detect.compiler import CompiledRule
+from ttpscope.detect.compiled import CompiledRule
 from ttpscope.detect.engines.base import RawHit
 from ttpscope.detect.planner import ROW, Planner, lowering
 from ttpscope.detect.sql import SPARK, render
