@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ttpscope"
 
 # Low to high. A package may import its own layer (sideways, when no cycle results) or any lower one.
 LAYERS: dict[str, int] = {
-    "__init__": 0, "model": 0, "errors": 0, "paths": 0,
+    "__init__": 0, "model": 0, "errors": 0, "paths": 0, "procs": 0,
     "kb": 1, "ingest": 1,
     "detect": 2, "extract": 2, "feeds": 2, "store": 2,
     "analyze": 3,
