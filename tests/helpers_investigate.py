@@ -8,6 +8,7 @@ from pathlib import Path
 
 from browser import SHOTS
 
+from ttpscope.analyze.report import OK, AttributionSection, Section
 from ttpscope.model import Case, Detection, Observation, ReportDocument
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,3 +129,15 @@ def colours(png: Path) -> int:
 
     with Image.open(png) as im:
         return len(im.convert("RGB").resize((200, 100)).getcolors(maxcolors=20000) or [])
+
+
+def with_attribution(analysis, insufficient: bool = False):
+    """The analysis with an attribution section naming APT29 (sufficient or not), the rest unchanged."""
+    sections = dict(analysis.sections)
+    sections["attribution"] = Section("attribution", "Attribution", OK, "", AttributionSection(
+        verdict="best match APT29", insufficient=insufficient, information=None,
+        groups=[{"id": "G0016", "name": "APT29", "score": 3.2, "confidence": 0.62, "explained": [],
+                 "missing": [], "context": {}, "why": ""}], campaigns=[]))
+    return type(analysis)(case=analysis.case, provenance=analysis.provenance, evidence=analysis.evidence,
+                          sections=sections, detections=analysis.detections, documents=analysis.documents,
+                          generated=analysis.generated)

@@ -14,14 +14,13 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 import stix2
-from helpers_investigate import XSS, sample_case
+from helpers_investigate import XSS, sample_case, with_attribution
 from lxml import html as lxml_html
 
 from ttpscope.analyze.evidence import technique_evidence
 from ttpscope.export.layers import case_layer, read_layer, validate_layer
 from ttpscope.export.outputs import FILES, write_outputs
 from ttpscope.export.stix import case_bundle, ioc_pattern
-from ttpscope.analyze.report import OK, AttributionSection, Section
 from ttpscope.investigate.analysis import analyse_case
 from ttpscope.model import Case, Observation
 
@@ -136,19 +135,8 @@ def test_ioc_pattern_types():
     assert ioc_pattern("bitcoin", "1Boat") is None
 
 
-def _with_attribution(analysis, insufficient: bool):
-    sections = dict(analysis.sections)
-    sections["attribution"] = Section("attribution", "Attribution", OK, "", AttributionSection(
-        verdict="best match APT29", insufficient=insufficient, information=None,
-        groups=[{"id": "G0016", "name": "APT29", "score": 3.2, "confidence": 0.62, "explained": [],
-                 "missing": [], "context": {}, "why": ""}], campaigns=[]))
-    return type(analysis)(case=analysis.case, provenance=analysis.provenance, evidence=analysis.evidence,
-                          sections=sections, detections=analysis.detections, documents=analysis.documents,
-                          generated=analysis.generated)
-
-
 def test_stix_attribution_only_when_sufficient(kb, analysis):
-    sure = case_bundle(_with_attribution(analysis, False), kb)
+    sure = case_bundle(with_attribution(analysis, False), kb)
     stix2.parse(json.dumps(sure), allow_custom=False)
     rel = [o for o in sure["objects"] if o["type"] == "relationship" and o["relationship_type"] == "attributed-to"]
     assert len(rel) == 1 and rel[0]["confidence"] == 62
@@ -156,7 +144,7 @@ def test_stix_attribution_only_when_sufficient(kb, analysis):
     assert iset["type"] == "intrusion-set" and iset["name"] == "APT29"
     assert iset["external_references"][0]["external_id"] == "G0016"
     assert _objects(sure)[rel[0]["source_ref"]]["type"] == "campaign"
-    unsure = case_bundle(_with_attribution(analysis, True), kb)
+    unsure = case_bundle(with_attribution(analysis, True), kb)
     assert not [o for o in unsure["objects"] if o["type"] == "intrusion-set"]
 
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 import stix2
-from helpers_investigate import sample_case
+from helpers_investigate import sample_case, with_attribution
 
-from ttpscope.analyze.report import OK, AttributionSection, Section
 from ttpscope.export.outputs import write_outputs
 from ttpscope.export.stix import TLP2_IDS, case_bundle
 from ttpscope.investigate import investigate
@@ -50,15 +49,7 @@ def lsass(tmp_path_factory, kb, shared_data):
 @pytest.fixture(scope="module")
 def sample(kb):
     case, dets, docs = sample_case()
-    analysis = analyse_case(case, kb, detections=dets, documents=docs)
-    sections = dict(analysis.sections)
-    sections["attribution"] = Section("attribution", "Attribution", OK, "", AttributionSection(
-        verdict="best match APT29", insufficient=False, information=None,
-        groups=[{"id": "G0016", "name": "APT29", "score": 3.2, "confidence": 0.62, "explained": [],
-                 "missing": [], "context": {}, "why": ""}], campaigns=[]))
-    return type(analysis)(case=analysis.case, provenance=analysis.provenance, evidence=analysis.evidence,
-                          sections=sections, detections=analysis.detections, documents=analysis.documents,
-                          generated=analysis.generated)
+    return with_attribution(analyse_case(case, kb, detections=dets, documents=docs))
 
 
 def check_with_stix2(bundle: dict) -> dict[str, int]:
