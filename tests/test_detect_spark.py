@@ -81,3 +81,43 @@ def test_spark_matches_duckdb(tmp_path, spark):
     assert {("unicode", 10), ("sigma", 11), ("underscore", 10)} <= set(got)
     assert ("proc", 3) not in got and ("notnull", 7) not in got and ("notnull", 5) in got
     assert sp.detections[0].event and sp.engine == "spark"
+
+
+BACKTRACKING = {  # patterns RE2 runs in linear time and Java's backtracking does not (Java 17)
+    "two_stars": "sel:\n    CommandLine|re: '.*a.*a$'\ncondition: sel",  # > 30 s on one 5,000-character value
+    "nested": "sel:\n    CommandLine|re: '(a+)+$'\ncondition: sel",
+    "keyword": "keywords:\n    - '|re': 'b.*a.*a$'\ncondition: keywords",
+    "short": "sel:\n    CommandLine|re: '^a{3}b'\ncondition: sel",
+}
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("re2j", [True, False], ids=["re2j", "without-re2j"])
+def test_spark_regexes_never_backtrack_without_bound(tmp_path, spark, monkeypatch, re2j):
+    """Patterns Java's regexes would not finish on a crafted 5,000-character field give DuckDB's (RE2's)
+    answers on RE2/J (Spark's Hadoop client), short and long values alike. On a cluster without RE2/J the
+    driver's bounded search takes them: the same answers, or a rule disabled over its time budget — never
+    a hang (issue 15 item 7)."""
+    from ttpscope.detect.engines.spark import SparkEngine
+
+    if not re2j:
+        monkeypatch.setattr(SparkEngine, "_has_re2j", lambda self: False)
+    for i, (name, detection) in enumerate(BACKTRACKING.items()):
+        (tmp_path / f"{name}.yml").write_text(
+            f"title: {name}\nid: 50000000-0000-0000-0000-00000000000{i}\nlevel: high\nlogsource:\n"
+            f"    product: testing\ndetection:\n{textwrap.indent(detection, '    ')}\n", encoding="utf-8")
+    logs = tmp_path / "events.jsonl"
+    values = ["a" * 5000 + "b", "aaab" + "a" * 20, "b" + "a" * 3000, "xaab"]
+    logs.write_bytes(b"\n".join(orjson.dumps({"CommandLine": v}) for v in values))
+    duck = detect(logs, tmp_path, cache=False, engine_options={"python_rows": 0}, logsource="product=testing")
+    sp = detect(logs, tmp_path, cache=False, engine="spark", engine_options={"spark": spark},
+                logsource="product=testing")
+    assert not duck.engine_errors
+    over_budget = {rid for rid, msg in sp.engine_errors if msg.startswith("regular expression over its time budget")}
+    assert {rid for rid, _ in sp.engine_errors} == over_budget and (re2j or len(over_budget) <= 2)
+    if re2j:
+        assert not over_budget
+    got = sorted((d.title, d.record) for d in sp.detections)
+    assert got == sorted((d.title, d.record) for d in duck.detections if d.rule_id not in over_budget)
+    assert sorted((d.title, d.record) for d in duck.detections) == [
+        ("keyword", 2), ("keyword", 3), ("nested", 2), ("nested", 3), ("short", 2), ("two_stars", 2), ("two_stars", 3)]

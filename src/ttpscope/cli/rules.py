@@ -152,7 +152,7 @@ class _NamedColumns:
 
         self._ident = sql_ident
         self.python_regex = None
-        self.re2_ok = None
+        self.native_regex_ok = None
         self.lower = _Lookup(lambda k: f"lower({self._ident(k)})")
         self.orig = _Lookup(lambda k: self._ident(k))
 

@@ -14,7 +14,8 @@ Matching semantics (the Sigma specification's, made explicit):
   ``utf8_lower`` plus the same final-sigma step); ``*`` and ``?`` are wildcards (``contains``/``startswith``/``endswith`` become
   wildcards at the ends, as pySigma's modifiers produce them);
 - ``re`` is a search (unanchored), case-sensitive unless the ``i`` flag is given; ``m`` and ``s`` flags too;
-  engines run it with RE2 (linear time); a pattern RE2 cannot run (lookaround, backreference) is run by
+  engines run it with RE2 (linear time; Spark partly with Java, see :mod:`ttpscope.detect.sql`); a pattern
+  RE2 cannot run (lookaround, backreference) is run by
   :func:`regex_search` within a time budget per pattern and batch (:data:`REGEX_BUDGET_SECONDS`): a
   pattern over it raises :class:`RegexBudgetExceeded`, and the engine disables that rule with the reason;
 - ``cidr`` expands to address prefixes; ``lt``/``lte``/``gt``/``gte`` compare numerically; ``exists`` tests
@@ -265,8 +266,8 @@ class RegexBudgetExceeded(Exception):
 
     def __init__(self, pattern: str, seconds: float):
         shown = pattern if len(pattern) <= 120 else pattern[:117] + "..."
-        super().__init__(f"regular expression over its time budget ({seconds:g} s on one batch; RE2 cannot "
-                         f"run it and it backtracks), rule disabled: {shown}")
+        super().__init__(f"regular expression over its time budget ({seconds:g} s on one batch; searched by "
+                         f"backtracking, as the engine's linear-time regexes cannot run it), rule disabled: {shown}")
 
 
 class RegexBudget:

@@ -11,8 +11,14 @@ The renderer works on a *column map*: lower-cased field name → the SQL express
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+
+from dataclasses import dataclass, field, replace
+from re import _constants as sre_constants, _parser as sre_parse  # the stdlib's regex parser: a pattern's shape
 from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ttpscope.detect.ir import ANY, ONE, And, Const, Not, Or, Pred
 
@@ -87,7 +93,7 @@ class Dialect:
     contains: Callable[[str, str], str]
     startswith: Callable[[str, str], str]
     endswith: Callable[[str, str], str]
-    regex: Callable[[str, str], str]  # (column, pattern literal) → boolean search
+    regex: Callable[[str, str], str]  # (column, pattern) → boolean search
     to_double: Callable[[str], str]
     ident: Callable[[str], str] = sql_ident
     string: Callable[[str], str] = sql_string
@@ -102,16 +108,83 @@ DUCKDB = Dialect(
     contains=lambda c, v: f"contains({c}, {v})",
     startswith=lambda c, v: f"starts_with({c}, {v})",
     endswith=lambda c, v: f"suffix({c}, {v})",
-    regex=lambda c, v: f"regexp_matches({c}, {v})",
+    regex=lambda c, p: f"regexp_matches({c}, {sql_string(p)})",
     to_double=lambda c: f"TRY_CAST({c} AS DOUBLE)",
 )
+
+# Java's regexes backtrack, and a Spark task cannot be stopped inside one: `.*a.*a$` takes > 30 s on one
+# 5,000-character value, `.*a$` 5.8 s on 32,000, `(a+)+\1$` does not finish in 20 s (Java 17). RE2/J, the
+# linear-time RE2 port every Spark distribution carries in its Hadoop client, runs the patterns Java could not
+# finish and every value longer than JAVA_REGEX_MAX_LENGTH; Java, ~8× faster per row (RE2/J compiles the
+# pattern per call through java_method), keeps the short values of patterns it runs in bounded time
+# (≤ 0.2 s per value).
+RE2J_PATTERN = "org.apache.hadoop.shaded.com.google.re2j.Pattern"
+JAVA_REGEX_MAX_LENGTH = 1024
+
+
+def java_regex_bounded(pattern: str) -> bool:
+    """Whether Java's backtracking runs a pattern in bounded time on a short value: at most one unbounded
+    repetition, no variable repetition inside an unbounded one (``(a{1,3})+``), no backreference. Heuristic
+    (overlapping alternatives such as ``(a|aa)+`` are let through: Java's loop memo keeps them fast). A
+    pattern Python's parser does not read is judged unbounded."""
+    try:
+        tree = sre_parse.parse(pattern)
+    except (re.error, OverflowError, RecursionError, ValueError):
+        return False
+    shape = {"unbounded": 0, "bad": False}
+    _shape(tree, False, shape)
+    return not shape["bad"] and shape["unbounded"] <= 1
+
+
+def _shape(items, inside_unbounded: bool, shape: dict) -> None:
+    for op, arg in items:
+        if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+            low, high, body = arg
+            unbounded = high == sre_constants.MAXREPEAT or high > 10
+            shape["unbounded"] += unbounded
+            shape["bad"] |= inside_unbounded and high != low
+            _shape(body, inside_unbounded or unbounded, shape)
+        elif op == sre_constants.SUBPATTERN:
+            _shape(arg[-1], inside_unbounded, shape)
+        elif op == sre_constants.BRANCH:
+            for branch in arg[1]:
+                _shape(branch, inside_unbounded, shape)
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            _shape(arg[1], inside_unbounded, shape)
+        elif op in (sre_constants.GROUPREF, sre_constants.GROUPREF_EXISTS):
+            shape["bad"] = True
+
+
+def _spark_regex(c: str, pattern: str) -> str:
+    re2j = (f"java_method('{RE2J_PATTERN}', 'matches', {spark_string('(?s:.*)(?:' + pattern + ')(?s:.*)')}, "
+            f"CAST({c} AS STRING)) = 'true'")
+    if not java_regex_bounded(pattern):
+        return f"(CASE WHEN {c} IS NULL THEN NULL ELSE {re2j} END)"
+    return (f"(CASE WHEN {c} IS NULL THEN NULL WHEN length({c}) <= {JAVA_REGEX_MAX_LENGTH} "
+            f"THEN {c} RLIKE {spark_string(pattern)} ELSE {re2j} END)")
+
+
+def re2_accepts(pattern: str) -> bool:
+    """Does RE2 run the pattern? (Lookarounds and backreferences it does not.) Arrow's RE2 answers."""
+    ok = _RE2_ACCEPTS.get(pattern)
+    if ok is None:
+        try:
+            pc.match_substring_regex(pa.array([""], pa.string()), pattern)
+            ok = True
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            ok = False
+        _RE2_ACCEPTS[pattern] = ok
+    return ok
+
+
+_RE2_ACCEPTS: dict[str, bool] = {}
 
 SPARK = Dialect(
     name="spark",
     contains=lambda c, v: f"contains({c}, {v})",
     startswith=lambda c, v: f"startswith({c}, {v})",
     endswith=lambda c, v: f"endswith({c}, {v})",
-    regex=lambda c, v: f"({c} RLIKE {v})",
+    regex=_spark_regex,
     to_double=lambda c: f"TRY_CAST({c} AS DOUBLE)",
     ident=lambda name: "`" + name.replace("`", "``") + "`",
     string=spark_string,
@@ -121,6 +194,10 @@ SPARK = Dialect(
     fold=lambda c: f"replace(lower(replace(replace({c}, '\u03a3', '\u03c3'), '\u0130', 'i')), '\u03c2', '\u03c3')",
 )
 
+# a cluster without RE2/J (no Hadoop client): Java only; the engine sends every pattern java_regex_bounded
+# refuses to its driver-side bounded search instead
+SPARK_WITHOUT_RE2J = replace(SPARK, regex=lambda c, p: f"({c} RLIKE {spark_string(p)})")
+
 
 @dataclass
 class ColumnMap:
@@ -129,8 +206,9 @@ class ColumnMap:
     lower: dict[str, str] = field(default_factory=dict)
     orig: dict[str, str] = field(default_factory=dict)
     text: list[str] = field(default_factory=list)  # every field column, as stored: keyword searches
-    python_regex: Callable[[str, str, str], str] | None = None  # (column, pattern, flags) → SQL, for RE2 misfits
-    re2_ok: Callable[[str], bool] | None = None
+    # (column, pattern, flags) → SQL: the engine's bounded search, for the patterns its own regexes should not run
+    python_regex: Callable[[str, str, str], str] | None = None
+    native_regex_ok: Callable[[str], bool] | None = None  # (pattern literal) → may the dialect's regex run it?
 
 
 def regex_literal(pattern: str, flags: str) -> str:
@@ -177,8 +255,7 @@ def keyword_regex(p: Pred) -> str:
 def _render_keyword(pattern: str, cols: ColumnMap, d: Dialect) -> str:
     if not cols.text:
         return "false"
-    lit = d.string(pattern)
-    return "(" + " OR ".join(d.regex(c, lit) for c in cols.text) + ")"
+    return "(" + " OR ".join(d.regex(c, pattern) for c in cols.text) + ")"
 
 
 def _render_or(node: Or, cols: ColumnMap, d: Dialect) -> str:
@@ -200,7 +277,7 @@ def _render_or(node: Or, cols: ColumnMap, d: Dialect) -> str:
     parts = []
     for key, alts in groups.items():
         if len(alts) >= MIN_ALTERNATION:
-            parts.append(d.regex(cols.lower[key], d.string("|".join(alts))))
+            parts.append(d.regex(cols.lower[key], "|".join(alts)))
         else:
             parts.extend(render(a, cols, d) for a in node.args
                          if isinstance(a, Pred) and a.field is not None and a.field.lower() == key
@@ -227,8 +304,8 @@ def render(node: Any, cols: ColumnMap, d: Dialect = DUCKDB) -> str:
 
 def _render_pred(p: Pred, cols: ColumnMap, d: Dialect) -> str:
     if p.field is None:
-        if (p.op == "re" and cols.text and cols.python_regex is not None and cols.re2_ok is not None
-                and not cols.re2_ok(keyword_regex(p))):  # lookaround / backreference: the engine's bounded search
+        if (p.op == "re" and cols.text and cols.python_regex is not None and cols.native_regex_ok is not None
+                and not cols.native_regex_ok(keyword_regex(p))):  # e.g. a lookaround for RE2: the bounded search
             return "(" + " OR ".join(cols.python_regex(c, *p.value) for c in cols.text) + ")"
         return _render_keyword(keyword_regex(p), cols, d)
     key = p.field.lower()
@@ -249,11 +326,11 @@ def _render_pred(p: Pred, cols: ColumnMap, d: Dialect) -> str:
     if op == "re":
         pattern, flags = p.value
         col = cols.orig[key]
-        if cols.re2_ok is not None and not cols.re2_ok(regex_literal(pattern, flags)):
+        if cols.native_regex_ok is not None and not cols.native_regex_ok(regex_literal(pattern, flags)):
             if cols.python_regex is None:
                 raise _sigma_error(f"regular expression not supported by the engine: {pattern}")
             return cols.python_regex(col, pattern, flags)
-        return d.regex(col, d.string(regex_literal(pattern, flags)))
+        return d.regex(col, regex_literal(pattern, flags))
     col = cols.orig[key] if p.cased else cols.lower[key]
     if op == "eq":
         return f"({col} = {d.string(p.value)})"

@@ -22,24 +22,11 @@ from ttpscope.detect.engines.base import ClassQueue
 from ttpscope.detect.ir import And, Const, Not, Or, Pred, RegexBudget, RegexBudgetExceeded, regex_search
 from ttpscope.detect.planner import Plan
 from ttpscope.ingest.base import is_internal
-from ttpscope.detect.sql import keyword_regex, like_pattern, regex_escape, regex_literal
+from ttpscope.detect.sql import keyword_regex, like_pattern, re2_accepts, regex_escape, regex_literal
 
 _ALT = {"contains": lambda v: regex_escape(v), "startswith": lambda v: "^" + regex_escape(v),
         "endswith": lambda v: regex_escape(v) + "$", "eq": lambda v: "^" + regex_escape(v) + "$"}
 MIN_ALTERNATION = 3
-_RE2_OK: dict[str, bool] = {}
-
-
-def _re2_ok(pattern: str) -> bool:
-    ok = _RE2_OK.get(pattern)
-    if ok is None:
-        try:
-            pc.match_substring_regex(pa.array([""], pa.string()), pattern)
-            ok = True
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            ok = False
-        _RE2_OK[pattern] = ok
-    return ok
 
 
 class ArrowEvaluator:
@@ -143,7 +130,7 @@ class ArrowEvaluator:
 
     def _pred(self, p: Pred) -> pa.Array:
         if p.field is None:
-            if p.op == "re" and not _re2_ok(keyword_regex(p)):  # lookaround / backreference: bounded
+            if p.op == "re" and not re2_accepts(keyword_regex(p)):  # lookaround / backreference: bounded
                 budget, arr = RegexBudget(), self.none
                 for col in self.text:
                     arr = pc.or_kleene(arr, pa.array(regex_search(*p.value, col.to_pylist(), budget), pa.bool_()))
@@ -180,7 +167,7 @@ class ArrowEvaluator:
         if op == "re":
             pattern, flags = val
             full = regex_literal(pattern, flags)
-            if _re2_ok(full):
+            if re2_accepts(full):
                 return pc.match_substring_regex(self.orig[key], full)
             return pa.array(regex_search(pattern, flags, self.orig[key].to_pylist()), pa.bool_())
         col = self.orig[key] if p.cased else self.lowered(key)

@@ -67,7 +67,7 @@ class DuckDBEngine(ClassQueue):
     def _render_sql(self, plan: Plan) -> None:
         """The SQL of a plan, rendered on first use by the DuckDB path (the Python path never needs it)."""
         select, cmap = lowering(plan)
-        cmap.python_regex, cmap.re2_ok = self._python_regex_sql, self._re2_ok
+        cmap.python_regex, cmap.native_regex_ok = self._python_regex_sql, self._re2_ok
         plan.sql_rules, plan.exprs = [], []
         for rule, cond in zip(plan.rules, plan.conditions):
             try:

@@ -6,6 +6,13 @@ Spark, planned exactly as for DuckDB (:mod:`ttpscope.detect.planner`) and render
 string literals spelled with ``chr()`` for quotes). The rules run as SQL only (no Python UDF), so the
 executors of a cluster need no Python.
 
+Regexes never run unbounded: Java's backtracking only gets the patterns and values it finishes in bounded
+time, RE2/J (linear, in Spark's Hadoop client) the rest (see :data:`~ttpscope.detect.sql.RE2J_PATTERN`). A
+pattern RE2 cannot run (lookaround, backreference) — or, on a cluster without RE2/J, one Java could not
+finish — is searched on the driver by the bounded search every engine shares
+(:func:`~ttpscope.detect.ir.regex_search`, a time budget per pattern and class): the matching row numbers
+go back into the SQL as a list, and a pattern over its budget disables its rule with the reason.
+
 Where Spark runs (``master``): ``local[N]`` (default ``local[2]``), a standalone cluster
 ``spark://HOST:PORT``, or a Spark Connect server ``sc://HOST:PORT``; or pass ``spark=`` an existing session.
 Where the events go (``stage``): ``"files"`` writes the Parquet to ``work_dir`` (a path or a URI that the
@@ -29,8 +36,9 @@ import pyarrow.parquet as pq
 
 from ttpscope.detect.compiled import CompiledRule
 from ttpscope.detect.engines.base import RawHit
+from ttpscope.detect.ir import RegexBudget, RegexBudgetExceeded, python_regex, regex_search
 from ttpscope.detect.planner import ROW, Planner, lowering
-from ttpscope.detect.sql import SPARK, render
+from ttpscope.detect.sql import RE2J_PATTERN, SPARK, SPARK_WITHOUT_RE2J, java_regex_bounded, re2_accepts, render
 from ttpscope.errors import TtpscopeError
 from ttpscope.ingest.base import EventBatch
 
@@ -129,6 +137,7 @@ class SparkEngine(Planner):
         self.held: dict[tuple, list[pa.Table]] = {}  # stage "upload": the class's tables until its scan
         self.parts: dict[tuple, int] = {}
         self._next_row = 0
+        self.re2j: bool | None = None
         self.stats.update({"events": 0, "scans": 0})
 
     def add(self, batch: EventBatch) -> list[RawHit]:
@@ -179,10 +188,17 @@ class SparkEngine(Planner):
         select, cmap = lowering(plan, SPARK.ident, SPARK.fold)
         lowered = self.spark.sql(f"SELECT {', '.join(select)} FROM batch").cache()
         lowered.createOrReplaceTempView("lowered")
+        driver_rows: dict[tuple[str, str, str], str] = {}
+        budgets: dict[tuple[str, str], RegexBudget] = {}  # per pattern, for this class
+        dialect = SPARK if self._has_re2j() else SPARK_WITHOUT_RE2J
+        cmap.native_regex_ok = re2_accepts if dialect is SPARK else java_regex_bounded
+        cmap.python_regex = lambda col, pattern, flags: self._driver_regex(col, pattern, flags, driver_rows, budgets)
         items = []
         for rule, cond in zip(plan.rules, plan.conditions):
             try:
-                items.append((rule, render(cond, cmap, SPARK)))
+                items.append((rule, render(cond, cmap, dialect)))
+            except RegexBudgetExceeded as exc:
+                self._disable(rule, str(exc))
             except Exception as exc:  # an unsupported construct: this rule is disabled, with its reason
                 self._disable(rule, f"cannot render for Spark: {' '.join(str(exc).split())}")
         matched: dict[int, set[int]] = {}
@@ -202,6 +218,42 @@ class SparkEngine(Planner):
             for rule in sorted(matched[row]):
                 hits.append(RawHit(rule, event))
         return hits
+
+    def _has_re2j(self) -> bool:
+        """Whether the cluster's JVMs have RE2/J (asked once per engine)."""
+        if self.re2j is None:
+            try:
+                self.spark.sql(f"SELECT java_method('{RE2J_PATTERN}', 'matches', 'a', 'a')").collect()
+                self.re2j = True
+            except Exception:  # no such class (a Spark without Hadoop's client), reflection refused
+                self.re2j = False
+        return self.re2j
+
+    def _driver_regex(self, col: str, pattern: str, flags: str, memo: dict, budgets: dict) -> str:
+        """SQL true on the rows of ``lowered`` whose ``col`` the pattern matches, searched on the driver within
+        the pattern's budget for this class (:class:`RegexBudgetExceeded` when it runs out)."""
+        key = (col, pattern, flags)
+        if key not in memo:
+            python_regex(pattern, flags)  # a bad pattern fails before any row is fetched
+            budget = budgets.setdefault((pattern, flags), RegexBudget())
+            rows: list[int] = []
+            ids: list[int] = []
+            values: list[str] = []
+
+            def search() -> None:
+                rows.extend(r for r, hit in zip(ids, regex_search(pattern, flags, values, budget)) if hit)
+                ids.clear()
+                values.clear()
+
+            query = f"SELECT {QROW}, CAST({col} AS STRING) FROM lowered WHERE {col} IS NOT NULL"
+            for row in self.spark.sql(query).toLocalIterator():
+                ids.append(row[0])
+                values.append(row[1])
+                if len(ids) >= 10_000:
+                    search()
+            search()
+            memo[key] = f"({QROW} IN ({', '.join(map(str, rows))}))" if rows else "false"
+        return memo[key]
 
     def _run_chunk(self, items: list[tuple[int, str]]) -> list[tuple[int, list[int]]]:
         cases = ", ".join(f"CASE WHEN {expr} THEN {rule} END" for rule, expr in items)
