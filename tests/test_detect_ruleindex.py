@@ -137,3 +137,38 @@ def test_a_changed_added_or_removed_rule_file_is_picked_up(home, shared_data, lo
     hits = INDEX_STATS["hits"]
     assert outcome(detect(logs, [folder], kb=kb, workers=1)) == outcome(after)
     assert INDEX_STATS["hits"] == hits + 1
+
+
+def test_old_indexes_are_pruned_to_the_most_recently_used(home, tmp_path):
+    """Each new index (another rule folder, KB or release) is kept beside the others only up to INDEX_KEEP
+    files, the most recently used first: a hit counts as a use."""
+    import os
+
+    from ttpscope.detect.ruleindex import INDEX_KEEP, indexed_rules
+    from ttpscope.kb import load_kb
+    from ttpscope.paths import cache_dir
+
+    kb = load_kb()
+    folders = []
+    for i in range(INDEX_KEEP + 3):
+        folder = tmp_path / f"rules{i}"
+        folder.mkdir()
+        (folder / "r.yml").write_text(UNCOMPILABLE.replace("0001", f"{i:04d}"), encoding="utf-8")
+        folders.append(folder)
+    index = cache_dir("rules") / "index"
+    indexed_rules(folders[0], kb)
+    for n, folder in enumerate(folders[1:], start=1):
+        for f in index.glob("index-*.pickle"):  # every earlier index older than the next write
+            st = f.stat()
+            os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+        indexed_rules(folders[0], kb)  # a hit: the first folder's index is the most recently used again
+        hits = INDEX_STATS["hits"]
+        indexed_rules(folder, kb)
+        assert INDEX_STATS["hits"] == hits  # a new folder: a miss, a new index written
+        assert len(list(index.glob("index-*.pickle"))) == min(n + 1, INDEX_KEEP)
+    hits = INDEX_STATS["hits"]
+    indexed_rules(folders[0], kb)
+    assert INDEX_STATS["hits"] == hits + 1  # used all along: never pruned
+    misses = INDEX_STATS["misses"]
+    indexed_rules(folders[1], kb)
+    assert INDEX_STATS["misses"] == misses + 1  # the oldest unused one was pruned: built again

@@ -21,6 +21,7 @@ correlation rules): its rule set is then loaded once through ``load_rules``.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -30,6 +31,9 @@ from ttpscope.errors import NotFoundError
 from ttpscope.ingest.windows import pysigma_release
 
 INDEX_VERSION = 1  # bump when the index's layout changes
+# index files kept, the most recently used: a new ttpscope version, KB or rule folder makes a new one
+# (~8.5 MB for the SigmaHQ Windows rules), and the old ones would otherwise pile up for ever
+INDEX_KEEP = 8
 # What this process's calls of indexed_rules found: "hits" (served from an index), "misses" (rules loaded
 # and compiled the full way, index written)
 INDEX_STATS = {"hits": 0, "misses": 0}
@@ -63,6 +67,10 @@ def indexed_rules(paths: str | Path | Iterable[str | Path] | None, kb, *, filter
 
     if entry is not None and entry["stamp"] == stamp:
         INDEX_STATS["hits"] += 1
+        try:
+            os.utime(file)  # "recently used" is its mtime (atime is often not kept)
+        except OSError:
+            pass
         full, compiled, keys = _from_entry(entry, items, kb)
     elif any(v is not None for v in _resolve_filters(filters or {}, kb).values()):
         # a filtered run without a current index compiles only its own rules, as before the index (a cold
@@ -76,8 +84,28 @@ def indexed_rules(paths: str | Path | Iterable[str | Path] | None, kb, *, filter
         full = load_rules(items, kb=kb, cache=True)
         keys: list[str] = []
         compiled = compile_ruleset(full, cache=True, keys=keys, progress=progress)
-        save_cache(file, _entry(stamp, full, compiled, keys), "rule index")
+        if save_cache(file, _entry(stamp, full, compiled, keys), "rule index"):
+            prune_indexes(file.parent)
     return _filtered(full, compiled, keys, kb, filters or {})
+
+
+def prune_indexes(folder: Path, keep: int = INDEX_KEEP) -> list[Path]:
+    """Remove all but the ``keep`` most recently used index files of ``folder``; the removed ones. A file
+    another process removes or reads meanwhile is no error (a missing index is rebuilt)."""
+    dated = []
+    for f in folder.glob("index-*.pickle"):
+        try:
+            dated.append((f.stat().st_mtime_ns, f))
+        except OSError:
+            continue
+    removed = []
+    for _, f in sorted(dated, reverse=True)[keep:]:
+        try:
+            f.unlink()
+            removed.append(f)
+        except OSError:
+            pass
+    return removed
 
 
 def _filtered(full: RuleSet, compiled: list[CompiledRule], keys: list[str], kb, filters: dict[str, Any]
