@@ -88,6 +88,7 @@ BACKTRACKING = {  # patterns RE2 runs in linear time and Java's backtracking doe
     "nested": "sel:\n    CommandLine|re: '(a+)+$'\ncondition: sel",
     "keyword": "keywords:\n    - '|re': 'b.*a.*a$'\ncondition: keywords",
     "short": "sel:\n    CommandLine|re: '^a{3}b'\ncondition: sel",
+    "insensitive": "sel:\n    CommandLine|re|i: 'z{5}aaab$'\ncondition: sel",  # the i flag, on a long value
 }
 
 
@@ -107,7 +108,7 @@ def test_spark_regexes_never_backtrack_without_bound(tmp_path, spark, monkeypatc
             f"title: {name}\nid: 50000000-0000-0000-0000-00000000000{i}\nlevel: high\nlogsource:\n"
             f"    product: testing\ndetection:\n{textwrap.indent(detection, '    ')}\n", encoding="utf-8")
     logs = tmp_path / "events.jsonl"
-    values = ["a" * 5000 + "b", "aaab" + "a" * 20, "b" + "a" * 3000, "xaab"]
+    values = ["a" * 5000 + "b", "aaab" + "a" * 20, "b" + "a" * 3000, "xaab", "Z" * 2000 + "AAAB"]
     logs.write_bytes(b"\n".join(orjson.dumps({"CommandLine": v}) for v in values))
     duck = detect(logs, tmp_path, cache=False, engine_options={"python_rows": 0}, logsource="product=testing")
     sp = detect(logs, tmp_path, cache=False, engine="spark", engine_options={"spark": spark},
@@ -120,4 +121,5 @@ def test_spark_regexes_never_backtrack_without_bound(tmp_path, spark, monkeypatc
     got = sorted((d.title, d.record) for d in sp.detections)
     assert got == sorted((d.title, d.record) for d in duck.detections if d.rule_id not in over_budget)
     assert sorted((d.title, d.record) for d in duck.detections) == [
-        ("keyword", 2), ("keyword", 3), ("nested", 2), ("nested", 3), ("short", 2), ("two_stars", 2), ("two_stars", 3)]
+        ("insensitive", 5), ("keyword", 2), ("keyword", 3), ("nested", 2), ("nested", 3), ("short", 2),
+        ("two_stars", 2), ("two_stars", 3)]
