@@ -541,6 +541,13 @@ def _classify(side, ev, info, compile_rule, fields_of) -> str:
             return "keyword search (field-less values): peer's sqlite backend does not search all fields"
         return "other (see examples)"
     if side == "only_peer":
+        label = ev.get("::logsource") or "unknown"  # the class's log source as ttpscope reads it
+        wanted = [v for k in ("category", "service") if (v := info.logsource.get(k))]
+        if any(w not in label.split("/") for w in wanted):
+            if ev.get("Provider_Name") == "Microsoft-Windows-Eventlog" and eid == "104":
+                # System-log event 104: UserData's Channel (the log cleared) replaces the event's own
+                return "ttpscope misreads the log source: the cleared log's Channel replaces the System channel"
+            return "rule of another log source (peer runs every rule on every event)"
         return "other (see examples)"
     return "?"
 
