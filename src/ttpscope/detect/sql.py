@@ -228,7 +228,7 @@ def regex_escape(text: str) -> str:
 # An OR of substring/prefix/suffix/equality tests on one lowered column becomes one regular expression
 # alternation: one expression to plan instead of dozens (DuckDB's planner costs ~0.1 ms per expression,
 # which dominated the run time), and RE2 scans the text once for all alternatives.
-_ALT = {"contains": lambda v: regex_escape(v), "startswith": lambda v: "^" + regex_escape(v),
+ALTERNATIVES = {"contains": lambda v: regex_escape(v), "startswith": lambda v: "^" + regex_escape(v),
         "endswith": lambda v: regex_escape(v) + "$", "eq": lambda v: "^" + regex_escape(v) + "$"}
 MIN_ALTERNATION = 3
 
@@ -268,10 +268,10 @@ def _render_or(node: Or, cols: ColumnMap, d: Dialect) -> str:
     for a in node.args:
         if len(keywords) >= 2 and a in keywords:
             continue
-        if isinstance(a, Pred) and not a.cased and a.op in _ALT and a.field is not None:
-            groups.setdefault(a.field.lower(), []).append(_ALT[a.op](a.value))
+        if isinstance(a, Pred) and not a.cased and a.op in ALTERNATIVES and a.field is not None:
+            groups.setdefault(a.field.lower(), []).append(ALTERNATIVES[a.op](a.value))
         elif isinstance(a, Pred) and not a.cased and a.op == "in" and a.field is not None:
-            groups.setdefault(a.field.lower(), []).extend(_ALT["eq"](v) for v in a.value)
+            groups.setdefault(a.field.lower(), []).extend(ALTERNATIVES["eq"](v) for v in a.value)
         else:
             rest.append(render(a, cols, d))
     parts = []
@@ -281,7 +281,7 @@ def _render_or(node: Or, cols: ColumnMap, d: Dialect) -> str:
         else:
             parts.extend(render(a, cols, d) for a in node.args
                          if isinstance(a, Pred) and a.field is not None and a.field.lower() == key
-                         and not a.cased and a.op in (*_ALT, "in"))
+                         and not a.cased and a.op in (*ALTERNATIVES, "in"))
     parts.extend(rest)
     return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 

@@ -22,11 +22,8 @@ from ttpscope.detect.engines.base import ClassQueue
 from ttpscope.detect.ir import And, Const, Not, Or, Pred, RegexBudget, RegexBudgetExceeded, regex_search
 from ttpscope.detect.planner import Plan
 from ttpscope.ingest.base import is_internal
-from ttpscope.detect.sql import keyword_regex, like_pattern, re2_accepts, regex_escape, regex_literal
-
-_ALT = {"contains": lambda v: regex_escape(v), "startswith": lambda v: "^" + regex_escape(v),
-        "endswith": lambda v: regex_escape(v) + "$", "eq": lambda v: "^" + regex_escape(v) + "$"}
-MIN_ALTERNATION = 3
+from ttpscope.detect.sql import (ALTERNATIVES, MIN_ALTERNATION, keyword_regex, like_pattern, re2_accepts, regex_escape,
+                                 regex_literal)
 
 
 class ArrowEvaluator:
@@ -106,9 +103,9 @@ class ArrowEvaluator:
         for a in node.args:
             if len(keywords) >= 2 and a in keywords:
                 continue
-            if isinstance(a, Pred) and not a.cased and a.field is not None and a.op in (*_ALT, "in"):
+            if isinstance(a, Pred) and not a.cased and a.field is not None and a.op in (*ALTERNATIVES, "in"):
                 groups.setdefault(a.field.lower(), []).extend(
-                    [_ALT["eq"](v) for v in a.value] if a.op == "in" else [_ALT[a.op](a.value)])
+                    [ALTERNATIVES["eq"](v) for v in a.value] if a.op == "in" else [ALTERNATIVES[a.op](a.value)])
             rest.append(a)
         merged = {k for k, alts in groups.items() if len(alts) >= MIN_ALTERNATION}
         for key in merged:
@@ -120,7 +117,7 @@ class ArrowEvaluator:
             parts.append(arr)
         for a in rest:
             if isinstance(a, Pred) and a.field is not None and a.field.lower() in merged and not a.cased \
-                    and a.op in (*_ALT, "in"):
+                    and a.op in (*ALTERNATIVES, "in"):
                 continue
             parts.append(self.eval(a))
         acc = parts[0]
