@@ -89,23 +89,20 @@ def indexed_rules(paths: str | Path | Iterable[str | Path] | None, kb, *, filter
     return _filtered(full, compiled, keys, kb, filters or {})
 
 
-def prune_indexes(folder: Path, keep: int = INDEX_KEEP) -> list[Path]:
-    """Remove all but the ``keep`` most recently used index files of ``folder``; the removed ones. A file
-    another process removes or reads meanwhile is no error (a missing index is rebuilt)."""
+def prune_indexes(folder: Path, keep: int = INDEX_KEEP) -> None:
+    """Remove all but the ``keep`` most recently used index files of ``folder``. A file another process
+    removes or reads meanwhile is no error (a missing index is rebuilt)."""
     dated = []
     for f in folder.glob("index-*.pickle"):
         try:
             dated.append((f.stat().st_mtime_ns, f))
         except OSError:
             continue
-    removed = []
     for _, f in sorted(dated, reverse=True)[keep:]:
         try:
             f.unlink()
-            removed.append(f)
         except OSError:
             pass
-    return removed
 
 
 def _filtered(full: RuleSet, compiled: list[CompiledRule], keys: list[str], kb, filters: dict[str, Any]

@@ -188,11 +188,11 @@ class SparkEngine(Planner):
         select, cmap = lowering(plan, SPARK.ident, SPARK.fold)
         lowered = self.spark.sql(f"SELECT {', '.join(select)} FROM batch").cache()
         lowered.createOrReplaceTempView("lowered")
-        driver_rows: dict[tuple[str, str, str], str] = {}
+        driver_sql: dict[tuple[str, str, str], str] = {}  # (column, pattern, flags) → its driver-side result
         budgets: dict[tuple[str, str], RegexBudget] = {}  # per pattern, for this class
         dialect = SPARK if self._has_re2j() else SPARK_WITHOUT_RE2J
         cmap.native_regex_ok = re2_accepts if dialect is SPARK else java_regex_bounded
-        cmap.python_regex = lambda col, pattern, flags: self._driver_regex(col, pattern, flags, driver_rows, budgets)
+        cmap.python_regex = lambda col, pattern, flags: self._driver_regex(col, pattern, flags, driver_sql, budgets)
         items = []
         for rule, cond in zip(plan.rules, plan.conditions):
             try:
